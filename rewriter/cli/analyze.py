@@ -1,0 +1,77 @@
+"""``rewriter analyze``: receptive fields, border layers, FLOPs and parameters of one model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..analysis import analyze
+from ..plot import plot_receptive_fields
+from ..tables import format_analysis
+from ._common import add_input_arguments, add_model_arguments, load_from_args, parse_size, print_json, status
+
+DESCRIPTION = """\
+Compute every layer's receptive field (r_min and r_max over all paths, per axis) for the input size you
+will train at, and find the border layers: a conv or pooling layer whose input is based on a receptive
+field larger than the image on every axis cannot integrate new information (paper 000, section IV).
+b_min is the first layer of the final run of such layers under r_min, b_max the same under r_max.
+"""
+
+EPILOG = """\
+examples:
+  rewriter analyze resnet18 --input-size 32
+  rewriter analyze cifar_vgg16 --input-size 32 --json > vgg16.json
+  rewriter analyze mypkg.nets:build --model-arg width=32 --input-size 64,48 --plot rf.png
+  rewriter analyze resnet34 --input-size 32 --border-rule output     # the dissertation's ResNet b_min
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        parents=parents,
+        help="receptive fields and border layers of a model at an input size",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_input_arguments(parser)
+    parser.add_argument(
+        "--border-rule", choices=("input", "output"), default="input",
+        help="test the receptive field of a layer's input (r_{l-1} > i, the papers' definition; default) or of "
+        "its own output (reproduces the dissertation's ResNet b_min)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--feature-size", metavar="SIZE",
+        help="test against this size instead of the input (objects smaller than the image), e.g. 16",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
+    parser.add_argument("--plot", metavar="FILE.png", help="write a plot of receptive field per layer")
+    parser.add_argument(
+        "--no-flops", action="store_true", help="skip the fvcore FLOP count (one forward pass)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    size = parse_size(args.input_size)
+    feature_size = parse_size(args.feature_size, "--feature-size") if args.feature_size else None
+    model, _ = load_from_args(args)
+    result = analyze(
+        model,
+        size,
+        border_rule=args.border_rule,
+        feature_size=feature_size,
+        in_channels=args.in_channels,
+        leaf_modules=args.leaf_module,
+        flops=not args.no_flops,
+        name=args.model,
+    )
+    if args.plot:
+        plot_receptive_fields(result, args.plot)
+        status(f"wrote {args.plot}")
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(format_analysis(result))
+    return 0

@@ -1,0 +1,77 @@
+"""FLOPs and parameters from fvcore, measured on the real module.
+
+fvcore counts one fused multiply-add as one flop (so its "FLOPs" are MACs, the convention of the papers'
+GFLOPs figures); ops it has no formula for are counted as zero and listed, never hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._errors import InputSizeError
+from .graph import eval_mode
+
+FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a forward pass of one image costs."""
+
+    flops: int
+    params: int
+    skipped_ops: tuple[tuple[str, int], ...] = ()  # ops fvcore counted as zero, with how often they ran
+
+    @property
+    def skipped_summary(self) -> str:
+        return ", ".join(f"{op} x{count}" for op, count in self.skipped_ops)
+
+
+def _fvcore():
+    """Import fvcore.nn lazily: importing it makes torch warn that ``torch.jit.script`` is deprecated."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import fvcore.nn
+
+    return fvcore.nn
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (fvcore's ``parameter_count``; shared parameters are counted once)."""
+    return int(_fvcore().parameter_count(model)[""])
+
+
+def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: int = 3) -> Cost:
+    """FLOPs of one forward pass at ``input_size`` (batch 1, eval mode) and the parameter count.
+
+    Raises:
+        InputSizeError: the model does not run at this size.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    example = torch.zeros(1, in_channels, *input_size, device=device, dtype=dtype)
+    fvcore_logger = logging.getLogger("fvcore")
+    level = fvcore_logger.level
+    fvcore_logger.setLevel(logging.ERROR)  # its per-op warnings are collected below and reported once
+    try:
+        with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # jit tracer warnings about Python values in the forward
+            analysis = _fvcore().FlopCountAnalysis(model, example)
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            analysis.tracer_warnings("none")
+            flops = int(analysis.total())
+            skipped: Counter[str] = analysis.unsupported_ops()
+    except RuntimeError as err:
+        h, w = input_size
+        raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {' '.join(str(err).split())}") from err
+    finally:
+        fvcore_logger.setLevel(level)
+    return Cost(flops=flops, params=count_params(model), skipped_ops=tuple(sorted(skipped.items())))

@@ -1,0 +1,149 @@
+"""Receptive fields r_min / r_max of every tensor in a LayerGraph, and the border layers b_min / b_max.
+
+Paper 000 eq. (1), per axis, with r_0 = 1 and jump j_0 = 1 at the input: an op with effective kernel k and
+stride s maps (r, j) to (r + (k - 1) * j, j * s). In a multi-path network every path from the input has its
+own (r, j); r_min and r_max are the extremes over all paths (paper 000 Fig. 3). Minimising r alone per node
+is not exact when paths have different jumps (dissertation section 4.4, footnote 8), so each tensor carries
+the Pareto fronts of its paths' (r, j) pairs, which is exact and stays small: every op transforms all
+pairs by the same monotone map, so a pair dominated in both r and j can never become the extreme later.
+Padding is ignored (the theoretical receptive field).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from .graph import LayerGraph, LayerNode
+from .layers import AxisEffect
+from .layouts import AXES
+
+BorderRule = Literal["input", "output"]
+Number = int | float | Fraction
+State = tuple[Number, Number]  # (r, jump) of one path, along one axis
+INF = math.inf
+_UNBOUNDED_STATE: State = (INF, INF)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field sizes of one tensor per axis (height, width); ``math.inf`` = unbounded."""
+
+    min: tuple[Number, Number]
+    max: tuple[Number, Number]
+
+
+@dataclass(frozen=True)
+class LayerField:
+    """The receptive field a layer's input is based on, and that of its output."""
+
+    input: ReceptiveField
+    output: ReceptiveField
+
+
+def _front(states: Iterable[State]) -> tuple[State, ...]:
+    """The states that can still be the minimum or the maximum of r after any further ops."""
+    unique = sorted(set(states))
+    lower, best_j = [], INF
+    for r, j in unique:  # ascending r: keep pairs whose jump is smaller than all before
+        if j < best_j:
+            lower.append((r, j))
+            best_j = j
+    upper, best_j = [], -INF
+    for r, j in reversed(unique):  # descending r: keep pairs whose jump is larger than all before
+        if j > best_j:
+            upper.append((r, j))
+            best_j = j
+    return tuple(sorted(set(lower) | set(upper)))
+
+
+def _apply(effect: AxisEffect, states: tuple[State, ...]) -> tuple[State, ...]:
+    if effect.unbounded:
+        return (_UNBOUNDED_STATE,)
+    if effect.is_identity:
+        return states
+    return _front(
+        _UNBOUNDED_STATE if math.isinf(r) else (r + (effect.kernel - 1) * j, j * effect.stride)
+        for r, j in states
+    )
+
+
+def _field(states: tuple[tuple[State, ...], tuple[State, ...]]) -> ReceptiveField:
+    return ReceptiveField(
+        min=tuple(_plain(min(r for r, _ in axis)) for axis in states),  # type: ignore[arg-type]
+        max=tuple(_plain(max(r for r, _ in axis)) for axis in states),  # type: ignore[arg-type]
+    )
+
+
+def _plain(value: Number) -> Number:
+    """Fractions with denominator 1 become ints, so tables and JSON show ``19``, not ``Fraction(19, 1)``."""
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else float(value)
+    return value
+
+
+def receptive_fields(graph: LayerGraph) -> dict[str, LayerField]:
+    """r_min and r_max of every node's input and output, per axis, in one pass in execution order."""
+    out_states: dict[str, tuple[tuple[State, ...], tuple[State, ...]]] = {}
+    fields: dict[str, LayerField] = {}
+    start = ((1, Fraction(1)),)
+    for node in graph:
+        if node.name == graph.input_name:
+            in_states = (start, start)
+        else:
+            sources = [out_states[i] for i in node.inputs if i in out_states]
+            if not sources:
+                continue
+            in_states = tuple(_front(s for src in sources for s in src[a]) for a in AXES)  # type: ignore[assignment]
+        out = tuple(_apply(node.effect.axes[a], in_states[a]) for a in AXES)
+        out_states[node.name] = out  # type: ignore[assignment]
+        fields[node.name] = LayerField(_field(in_states), _field(out))  # type: ignore[arg-type]
+    return fields
+
+
+@dataclass(frozen=True)
+class BorderVerdict:
+    """Per axis whether the tested receptive field exceeds the input, and the resulting verdict."""
+
+    exceeds_min: tuple[bool, bool]
+    exceeds_max: tuple[bool, bool]
+
+    @property
+    def productive(self) -> bool:
+        """Unproductive only when r_min exceeds the input on *every* axis (strict ``>``)."""
+        return not all(self.exceeds_min)
+
+    @property
+    def productive_max(self) -> bool:
+        return not all(self.exceeds_max)
+
+
+def border_verdict(field: LayerField, limit: tuple[int, int], rule: BorderRule) -> BorderVerdict:
+    tested = field.input if rule == "input" else field.output
+    return BorderVerdict(
+        exceeds_min=tuple(tested.min[a] > limit[a] for a in AXES),  # type: ignore[arg-type]
+        exceeds_max=tuple(tested.max[a] > limit[a] for a in AXES),  # type: ignore[arg-type]
+    )
+
+
+def final_run_start(flags: Iterable[tuple[str, bool]]) -> str | None:
+    """The first name of the final contiguous run of unproductive (``False``) entries, or None.
+
+    Dissertation 10.2: b_min is "the first layer in a sequence with r_{l-1,min} > I and with all layers in
+    this sequence leading from b_min to the output fulfilling the same condition".
+    """
+    start = None
+    for name, productive in flags:
+        if productive:
+            start = None
+        elif start is None:
+            start = name
+    return start
+
+
+def takes_part_in_border(node: LayerNode) -> bool:
+    """Convolutions and (non-global) pooling take part; global ops and classifier heads do not."""
+    return node.effect.takes_part_in_border

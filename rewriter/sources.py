@@ -1,0 +1,253 @@
+"""Where models come from: torchvision names, the built-in zoo, ``package.module:callable``, and files.
+
+``load_model`` turns the MODEL argument of every command into an ``nn.Module`` plus a ``ModelSpec`` that
+records how it was built, so that a rewritten model can later be rebuilt from the spec without unpickling.
+Files are safe by default: state dicts load with ``weights_only=True``; a whole pickled module is only
+unpickled when the caller passes ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import os
+import pickle
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from . import zoo
+from ._errors import ModelNotFoundError, UntrustedPickleError, WeightsError, close_matches
+
+SourceKind = Literal["torchvision", "builtin", "import", "file"]
+
+# Arguments torchvision would otherwise warn about on every build; users can still override them.
+_TORCHVISION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "googlenet": {"init_weights": False},
+    "inception_v3": {"init_weights": False},
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model was built: enough to build it again."""
+
+    source: str
+    kind: SourceKind
+    num_classes: int | None = None
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "num_classes": self.num_classes,
+            "model_args": dict(self.model_args),
+            "weights": self.weights,
+        }
+
+
+def torchvision_models() -> list[str]:
+    """Names of torchvision's classification models (the ones ``torchvision.models.get_model`` builds)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def available_models() -> list[str]:
+    """Every name MODEL accepts without an import spec or a file: the built-in zoo, then torchvision."""
+    return zoo.list_models() + torchvision_models()
+
+
+def load_model(
+    source: str,
+    *,
+    num_classes: int | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    weights: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+) -> tuple[nn.Module, ModelSpec]:
+    """Build the model named by ``source`` and optionally load a state dict into it.
+
+    ``source`` is, in this order of precedence: an existing file (a whole pickled module, only with
+    ``trust_pickle``), ``package.module:callable`` (called with ``model_args``), a built-in architecture
+    (``cifar_vgg16``), or a torchvision classification model (``resnet18``).
+
+    Raises:
+        ModelNotFoundError: the name is unknown (close matches are listed) or the import fails.
+        WeightsError: the weights file does not fit the model (the mismatching keys are listed).
+        UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
+    """
+    args = dict(model_args or {})
+    if Path(source).is_file():
+        model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
+        spec = ModelSpec(source, "file", num_classes, args)
+    elif ":" in source:
+        model = _build_from_import(source, num_classes, args)
+        spec = ModelSpec(source, "import", num_classes, args)
+    elif zoo.is_model(source):
+        model = _call_factory(source, _zoo_factory(source), num_classes, args)
+        spec = ModelSpec(source, "builtin", num_classes, args)
+    elif source in torchvision_models():
+        kwargs = {**_TORCHVISION_DEFAULTS.get(source, {}), **args}
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        try:
+            model = torchvision.models.get_model(source, weights=None, **kwargs)
+        except TypeError as err:
+            raise ModelNotFoundError(
+                f"cannot build torchvision model '{source}' with {kwargs}: {err}"
+            ) from err
+        spec = ModelSpec(source, "torchvision", num_classes, args)
+    else:
+        hint = close_matches(source, available_models()) or "."
+        raise ModelNotFoundError(
+            f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
+            "architecture (`rewriter models` lists both), package.module:callable, or a model file"
+        )
+    if weights is not None:
+        load_weights(model, weights)
+        spec = ModelSpec(spec.source, spec.kind, spec.num_classes, spec.model_args, str(weights))
+    return model, spec
+
+
+def _zoo_factory(name: str) -> Any:
+    return lambda **kwargs: zoo.create_model(name, **kwargs)
+
+
+def _call_factory(label: str, factory: Any, num_classes: int | None, args: dict[str, Any]) -> nn.Module:
+    kwargs = dict(args)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise ModelNotFoundError(f"cannot build '{label}' with arguments {kwargs}: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ModelNotFoundError(f"'{label}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _build_from_import(source: str, num_classes: int | None, args: dict[str, Any]) -> nn.Module:
+    module_path, _, attr_path = source.partition(":")
+    if not module_path or not attr_path:
+        raise ModelNotFoundError(f"import spec '{source}' must look like package.module:callable")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`, let users name modules in the current folder
+    try:
+        obj: Any = importlib.import_module(module_path)
+    except ImportError as err:
+        raise ModelNotFoundError(f"cannot import '{module_path}' (from '{source}'): {err}") from err
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            raise ModelNotFoundError(
+                f"'{module_path}' has no attribute '{attr_path}'{close_matches(part, names)}"
+            )
+        obj = getattr(obj, part)
+    if isinstance(obj, nn.Module):
+        if args or num_classes is not None:
+            raise ModelNotFoundError(
+                f"'{source}' is a module instance; it takes no --model-arg or --num-classes"
+            )
+        return copy.deepcopy(obj)
+    if not callable(obj):
+        raise ModelNotFoundError(f"'{source}' is a {type(obj).__name__}, not a callable that builds a model")
+    if num_classes is not None and not _accepts(obj, "num_classes"):
+        raise ModelNotFoundError(f"'{source}' does not take a num_classes argument; drop --num-classes")
+    return _call_factory(source, obj, num_classes, args)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
+        if not trust_pickle:
+            raise UntrustedPickleError(
+                f"{path} holds a pickled Python object; unpickling it can run arbitrary code. Pass "
+                "--trust-pickle (trust_pickle=True) only if you trust where the file came from"
+            ) from err
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as inner:
+            raise WeightsError(f"cannot load {path}: {inner}") from inner
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, Mapping):
+        raise WeightsError(
+            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
+        )
+    raise WeightsError(f"{path} holds a {type(obj).__name__}, not a model")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise WeightsError(f"weights file {path} does not exist") from err
+    except Exception as err:
+        raise WeightsError(
+            f"cannot read {path} as a state dict with weights_only=True ({' '.join(str(err).split()[:20])}); "
+            "a whole pickled model goes in MODEL with --trust-pickle"
+        ) from err
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping from names to tensors)")
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
+    return state
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+                parts.append(f"{len(keys)} {label} ({shown})")
+        head_mismatch = any(k.split(":")[0].endswith(("fc.weight", "classifier.weight")) for k in mismatched)
+        hint = " (is --num-classes right?)" if head_mismatch else ""
+        raise WeightsError(f"weights file {path} does not match the model: " + "; ".join(parts) + hint)
+    model.load_state_dict(state, strict=True)
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as YAML scalars (``32`` -> int, ``true`` -> bool)."""
+    import yaml
+
+    args: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ModelNotFoundError(f"--model-arg expects key=value, got '{item}'")
+        args[key.strip()] = yaml.safe_load(value) if value else ""
+    return args

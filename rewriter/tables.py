@@ -1,0 +1,97 @@
+"""Plain-text tables for the terminal: the per-layer analysis table and its summary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .analysis import Analysis, Layer
+from .metrics import FLOP_CONVENTION
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, align: str | None = None) -> str:
+    """Columns padded to their widest cell; ``align`` has one ``<`` or ``>`` per column (default: left)."""
+    align = align or "<" * len(headers)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, align, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def human(value: float | None, unit: str = "") -> str:
+    """``37118464`` -> ``37.12 M``: three significant decimals with an SI prefix."""
+    if value is None:
+        return "-"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}".rstrip()
+    return f"{value:g} {unit}".rstrip()
+
+
+def axes_text(value: Sequence | None) -> str:
+    """``(7, 7)`` -> ``7``; ``(1, 3)`` -> ``1x3``; unbounded -> ``inf``."""
+    if value is None:
+        return "-"
+    parts = ["inf" if isinstance(v, float) and math.isinf(v) else f"{v:g}" for v in value]
+    return parts[0] if len(set(parts)) == 1 else "x".join(parts)
+
+
+def _productive_text(layer: Layer) -> str:
+    if layer.productive is None:
+        return "-"
+    return "yes" if layer.productive else "NO"
+
+
+def format_analysis(analysis: Analysis) -> str:
+    """The per-layer table followed by the border layers, sizes and cost."""
+    headers = ["#", "layer", "type", "kernel", "stride", "dil", "out size",
+               "r_in min", "r_in max", "r_out min", "r_out max", "productive", ""]  # fmt: skip
+    rows = []
+    for i, layer in enumerate(analysis.layers, start=1):
+        marks = []
+        if layer.name == analysis.border_layer_min:
+            marks.append("<- b_min")
+        if layer.name == analysis.border_layer_max:
+            marks.append("<- b_max")
+        rows.append([
+            str(i), layer.name, layer.type, axes_text(layer.kernel_size), axes_text(layer.stride),
+            axes_text(layer.dilation), axes_text(layer.output_size), axes_text(layer.r_in_min),
+            axes_text(layer.r_in_max), axes_text(layer.r_out_min), axes_text(layer.r_out_max),
+            _productive_text(layer), " ".join(marks),
+        ])  # fmt: skip
+    table = render_table(headers, rows, align="><<>>>>>>>><<")
+    return table + "\n\n" + format_summary(analysis)
+
+
+def format_summary(analysis: Analysis) -> str:
+    h, w = analysis.input_size
+    limit = "x".join(map(str, analysis.limit))
+    tested = "r_{l-1}" if analysis.border_rule == "input" else "r_l"
+    lines = [
+        f"model {analysis.model} at {h}x{w}; border rule '{analysis.border_rule}': a conv/pool layer is "
+        f"unproductive when {tested},min > {limit} on every axis"
+        + (f" (feature size {limit})" if analysis.feature_size else ""),
+        f"border layer b_min: {analysis.border_layer_min or 'none (every layer is productive)'}",
+        f"border layer b_max: {analysis.border_layer_max or 'none'}",
+        f"unproductive layers: {len(analysis.unproductive_layers)} of "
+        f"{sum(1 for layer in analysis.layers if layer.productive is not None)} conv/pool layers",
+    ]
+    if analysis.min_productive_input_size is not None:
+        size = analysis.min_productive_input_size
+        lines.append(
+            f"smallest input at which every layer is productive: {axes_text(size)} px"
+            " (train near the receptive field of the last layer, dissertation 9.4.2)"
+        )
+    flops = (
+        f"FLOPs {human(analysis.flops)} ({FLOP_CONVENTION})"
+        if analysis.flops is not None
+        else "FLOPs not counted"
+    )
+    lines.append(f"{flops}; parameters {human(analysis.params)}")
+    if analysis.flops_skipped_ops:
+        skipped = ", ".join(f"{op} x{n}" for op, n in analysis.flops_skipped_ops)
+        lines.append(f"fvcore counted these ops as zero FLOPs: {skipped}")
+    lines.extend(f"warning: {line}" for line in analysis.warnings)
+    return "\n".join(lines)

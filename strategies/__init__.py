@@ -1,0 +1,1 @@
+"""Rewrites of a network, one module per strategy; each plans a change and applies it to a copy."""

@@ -1,0 +1,260 @@
+"""Tiny purpose-built networks, one per hazard the analyzer must get right."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv(
+    cin: int, cout: int, k: int | tuple[int, int] = 3, s: int | tuple[int, int] = 1, d: int = 1
+) -> nn.Conv2d:
+    kh, kw = (k, k) if isinstance(k, int) else k
+    return nn.Conv2d(
+        cin, cout, (kh, kw), s, padding=(d * (kh - 1) // 2, d * (kw - 1) // 2), dilation=d, bias=False
+    )
+
+
+class Plain(nn.Module):
+    """conv3 -> pool2/2 -> conv3 -> conv3: r = 3, 4, 8, 12 (jumps 1, 2, 2, 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.pool, self.c2, self.c3 = conv(3, 4), nn.MaxPool2d(2), conv(4, 4), conv(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c3(self.c2(self.pool(self.c1(x))))
+        return self.head(x.mean((2, 3)))
+
+
+class Residual(nn.Module):
+    """A stem conv and two residual blocks of two 3x3 convs with identity skips (r_min zig-zags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 8)
+        self.b1c1, self.b1c2 = conv(8, 8), conv(8, 8)
+        self.b2c1, self.b2c2 = conv(8, 8), conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.b1c2(torch.relu(self.b1c1(x)))
+        return x + self.b2c2(torch.relu(self.b2c1(x)))
+
+
+class Concat(nn.Module):
+    """Two branches (3x3 and 5x5) concatenated, then a 3x3 conv: r_min over branches = 3, r_max = 5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.out = conv(3, 4, 3), conv(3, 4, 5), conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+class DenseBlock(nn.Module):
+    """A DenseNet-style block: each layer sees the concatenation of all earlier feature maps."""
+
+    def __init__(self, layers: int = 3, growth: int = 4) -> None:
+        super().__init__()
+        self.stem = conv(3, growth)
+        self.layers = nn.ModuleList(conv(growth * (i + 1), growth) for i in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return torch.cat(features, dim=1)
+
+
+class Dilated(nn.Module):
+    """Two 3x3 convs with dilation 3 (effective kernel 7): r = 7, 13."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = conv(3, 4, d=3), conv(4, 4, d=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c2(self.c1(x))
+
+
+class Asymmetric(nn.Module):
+    """A 1x3 conv with stride (1, 2), then a 3x1 conv: r = (1, 3) then (3, 3); jumps (1, 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 4, (1, 3), (1, 2))
+        self.c2 = conv(4, 4, (3, 1))
+        self.c3 = conv(4, 4, (1, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c3(self.c2(self.c1(x)))
+
+
+class Depthwise(nn.Module):
+    """A depthwise 3x3 (groups = channels) then a pointwise 1x1, MobileNet style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.pw = nn.Conv2d(8, 16, 1, bias=False)
+        self.stem = conv(3, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(self.stem(x)))
+
+
+class CalledTwice(nn.Module):
+    """The same 3x3 conv applied twice: two nodes, ``shared`` and ``shared_1``, r = 3 then 5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 4)
+        self.shared = conv(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(self.shared(self.stem(x)))
+
+
+class Unused(nn.Module):
+    """A module that is never called in forward: it owns parameters but is not in the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = conv(3, 4)
+        self.unused = conv(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
+class SqueezeExcite(nn.Module):
+    """conv -> SE (global pool, two 1x1 convs, sigmoid, multiply) -> conv.
+
+    The product mixes global information in, but its r_min is still the feature path's (paper 000 IV-D).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 8)
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 8, 1)
+        self.c2 = conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        scale = torch.sigmoid(self.fc2(torch.relu(self.fc1(self.squeeze(x)))))
+        return self.c2(x * scale)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM's spatial attention: channel mean and max, a 7x7 conv, sigmoid, multiply; then a 3x3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 8)
+        self.attn = conv(2, 1, 7)
+        self.c2 = conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return self.c2(x * torch.sigmoid(self.attn(pooled)))
+
+
+class ChannelsLast(nn.Module):
+    """ConvNeXt-like: a 7x7 depthwise conv, then Linear layers on [N, H, W, C] (per position, 1x1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 8, 4, 4)
+        self.dw = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+        self.norm = nn.LayerNorm(8)
+        self.pw1, self.pw2 = nn.Linear(8, 32), nn.Linear(32, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        x = x + y
+        return self.head(torch.flatten(x, 1)[:, :8])
+
+
+class TinyViT(nn.Module):
+    """A patch-embedding conv, tokens [N, L, C], a class token, one attention layer, MLP, head on the token."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 8, 8)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.mlp = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.attn(x, x, x, need_weights=False)[0]
+        x = x + self.mlp(x)
+        return self.head(x[:, 0])
+
+
+class FlattenHead(nn.Module):
+    """conv -> pool -> flatten -> Linear over the flattened positions (global, head fixed to 16x16 input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 4)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.c1(x)), 1))
+
+
+class Untraceable(nn.Module):
+    """A block whose forward branches on a tensor value: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 4)
+        self.block = DataDependent()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.stem(x))
+
+
+class DataDependent(nn.Module):
+    """Branches on ``x.sum() > 0``: not traceable, so it must be made a leaf (then treated as opaque)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = conv(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.conv(x)
+        return x
+
+
+class UnknownOp(nn.Module):
+    """Uses ``torch.cumsum`` over the width, an op the analyzer has no rule for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 4)
+        self.c2 = conv(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c2(torch.cumsum(self.c1(x), dim=3))
+
+
+def build(width: int = 4, depth: int = 2) -> nn.Module:
+    """A factory for import-spec tests: ``depth`` 3x3 convs of ``width`` channels."""
+    layers: list[nn.Module] = [conv(3, width)]
+    layers += [conv(width, width) for _ in range(depth - 1)]
+    return nn.Sequential(*layers)

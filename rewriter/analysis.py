@@ -6,6 +6,7 @@ results into an ``Analysis`` whose ``to_json()`` is the public JSON contract of 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -276,7 +277,7 @@ def _mark_before_border(rows: list[Layer], b_min: str | None) -> list[Layer]:
     out = []
     for i, row in enumerate(rows):
         if row.productive is False and i < border_index:
-            row = Layer(**{**row.__dict__, "productive": True})
+            row = dataclasses.replace(row, productive=True)
         out.append(row)
     return out
 

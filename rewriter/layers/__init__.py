@@ -1,0 +1,53 @@
+"""How each op acts on the receptive field: one small rule per op kind, looked up in a table.
+
+A rule looks at one traced node (its module or function, arguments, and the layouts and shapes of its
+inputs) and returns an ``OpEffect``: per spatial axis, the effective kernel and stride it applies, or that
+it mixes all positions (unbounded receptive field), plus the layout of its output. Ops known to leave
+positions alone (activations, norms, additions, reshapes) have rules too, so that an op missing from the
+table is *reported* with the assumption made, never silently treated as harmless (fvcore's approach to
+FLOP handlers, applied to receptive fields).
+
+Third parties can teach the analyzer their ops with ``register_module_rule`` and
+``register_function_rule``.
+"""
+
+from __future__ import annotations
+
+from . import elementwise, layout_ops, mixing, spatial  # noqa: F401  (importing registers the rules)
+from ._base import (
+    BORDER_CATEGORIES,
+    IDENTITY,
+    LISTED_CATEGORIES,
+    UNBOUNDED,
+    AxisEffect,
+    Category,
+    OpContext,
+    OpEffect,
+    TensorShape,
+    effect_of,
+    has_module_rule,
+    module_rule,
+    register_function_rule,
+    register_module_rule,
+    target_name,
+)
+from .elementwise import SHAPE_PRESERVING_MODULES
+
+__all__ = [
+    "BORDER_CATEGORIES",
+    "IDENTITY",
+    "LISTED_CATEGORIES",
+    "SHAPE_PRESERVING_MODULES",
+    "UNBOUNDED",
+    "AxisEffect",
+    "Category",
+    "OpContext",
+    "OpEffect",
+    "TensorShape",
+    "effect_of",
+    "has_module_rule",
+    "module_rule",
+    "register_function_rule",
+    "register_module_rule",
+    "target_name",
+]

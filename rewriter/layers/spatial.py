@@ -1,0 +1,224 @@
+"""Ops with a kernel or a stride: convolutions, pooling, adaptive pooling, resampling, windowed attention."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+from torch import nn
+
+from ._base import (
+    UNBOUNDED,
+    AxisEffect,
+    Category,
+    OpContext,
+    OpEffect,
+    as_tuple,
+    per_axis,
+    register_function_rule,
+    register_module_rule,
+    resample_effect,
+    target_name,
+    window_effects,
+)
+
+
+@register_module_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv_module(ctx: OpContext) -> OpEffect:
+    m = ctx.module
+    layout = ctx.layout(ctx.input)
+    k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
+    return OpEffect("conv", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+
+
+@register_module_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def _conv_transpose_module(ctx: OpContext) -> OpEffect:
+    m = ctx.module
+    layout = ctx.layout(ctx.input)
+    k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    effects = [
+        AxisEffect(math.ceil((di * (ki - 1) + 1) / si), Fraction(1, si))
+        for ki, si, di in zip(k, s, d, strict=True)
+    ]
+    axes = per_axis(layout, range(len(layout) - len(k), len(layout)), effects)
+    return OpEffect(
+        "conv", axes, layout, kernel_size=k, stride=s, dilation=d,
+        assumption="transposed convolution: each output sees ceil(k/stride) input positions",
+    )  # fmt: skip
+
+
+@register_module_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def _pool_module(ctx: OpContext) -> OpEffect:
+    m = ctx.module
+    return _pool(ctx, m.kernel_size, m.stride, getattr(m, "dilation", 1), rank=_pool_rank(m))
+
+
+@register_module_rule(nn.LPPool1d, nn.LPPool2d)
+def _lp_pool_module(ctx: OpContext) -> OpEffect:
+    m = ctx.module
+    return _pool(ctx, m.kernel_size, m.stride, 1, rank=_pool_rank(m))
+
+
+def _pool_rank(m: nn.Module) -> int:
+    return int(type(m).__name__[-2])
+
+
+def _pool(ctx: OpContext, kernel: Any, stride: Any, dilation: Any, *, rank: int) -> OpEffect:
+    layout = ctx.layout(ctx.input)
+    k = as_tuple(kernel, rank)
+    s = as_tuple(stride if stride not in (None, ()) else kernel, rank)
+    d = as_tuple(dilation, rank)
+    windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
+    return OpEffect("pool", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+
+
+@register_module_rule(
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+def _adaptive_pool_module(ctx: OpContext) -> OpEffect:
+    return _adaptive_pool(ctx, _pool_rank(ctx.module))
+
+
+def _adaptive_pool(ctx: OpContext, n: int) -> OpEffect:
+    """Output size 1 on an axis: global. Otherwise the largest window and the fractional stride n_in/n_out."""
+    x = ctx.input
+    layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
+    rank = len(out_shape)
+    dims = range(rank - n, rank)
+    effects, kernels, strides = [], [], []
+    for d in dims:
+        n_in, n_out = in_shape[d], out_shape[d]
+        if n_out == 1:
+            effects.append(UNBOUNDED)
+            kernels.append(n_in)
+        else:
+            window = max(math.ceil((i + 1) * n_in / n_out) - (i * n_in) // n_out for i in range(n_out))
+            effects.append(resample_effect(n_in, n_out, kernel=window))
+            kernels.append(window)
+        strides.append(n_in / n_out if n_in % n_out else n_in // n_out)
+    return OpEffect(
+        "adaptive_pool",
+        per_axis(layout, dims, effects),
+        layout,
+        kernel_size=tuple(kernels),
+        stride=tuple(strides),
+    )
+
+
+@register_module_rule(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+def _upsample_module(ctx: OpContext) -> OpEffect:
+    return _resample(ctx, ctx.module.mode)
+
+
+_INTERPOLATION_TAPS = {
+    "nearest": 1,
+    "nearest-exact": 1,
+    "linear": 2,
+    "bilinear": 2,
+    "trilinear": 2,
+    "bicubic": 4,
+}
+
+
+def _resample(ctx: OpContext, mode: str, category: Category = "resample") -> OpEffect:
+    x = ctx.input
+    layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
+    taps = _INTERPOLATION_TAPS.get(mode, 2)
+    dims = [d for d in range(len(out_shape)) if layout[d]]
+    effects = []
+    for d in dims:
+        n_in, n_out = in_shape[d], out_shape[d]
+        effects.append(
+            resample_effect(n_in, n_out, kernel=taps if n_out > n_in else max(taps, -(-n_in // n_out)))
+        )
+    return OpEffect(category, per_axis(layout, dims, effects), layout)
+
+
+@register_module_rule(nn.PixelShuffle, nn.PixelUnshuffle)
+def _pixel_shuffle_module(ctx: OpContext) -> OpEffect:
+    return _pixel_shuffle(ctx)
+
+
+def _pixel_shuffle(ctx: OpContext) -> OpEffect:
+    x = ctx.input
+    layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
+    dims = range(len(out_shape) - 2, len(out_shape))
+    effects = [
+        resample_effect(in_shape[d], out_shape[d], kernel=max(1, in_shape[d] // out_shape[d])) for d in dims
+    ]
+    return OpEffect("resample", per_axis(layout, dims, effects), layout)
+
+
+# torchvision's Swin blocks: windowed attention is a local op (window = kernel); patch merging concatenates
+# each 2x2 neighbourhood and projects it, a 2x2 stride-2 convolution.
+@register_module_rule(
+    "torchvision.models.swin_transformer.ShiftedWindowAttention",
+    "torchvision.models.swin_transformer.ShiftedWindowAttentionV2",
+)
+def _shifted_window_attention(ctx: OpContext) -> OpEffect:
+    layout, shape = ctx.layout(ctx.input), ctx.shape(ctx.input)
+    window = list(ctx.module.window_size)
+    dims = [d for d in range(len(layout)) if layout[d]][:2]
+    effects = []
+    for d, w in zip(dims, window, strict=False):
+        effects.append(UNBOUNDED if w >= shape[d] else AxisEffect(w, Fraction(1)))
+    return OpEffect(
+        "window_attention", per_axis(layout, dims, effects), layout, kernel_size=tuple(window), stride=(1, 1),
+        assumption="windowed attention: treated as a kernel of the window size (window shifts ignored); "
+        "global where the window covers the feature map",
+    )  # fmt: skip
+
+
+@register_module_rule(
+    "torchvision.models.swin_transformer.PatchMerging", "torchvision.models.swin_transformer.PatchMergingV2"
+)
+def _patch_merging(ctx: OpContext) -> OpEffect:
+    layout = ctx.layout(ctx.input)
+    dims = [d for d in range(len(layout)) if layout[d]][:2]
+    axes = per_axis(layout, dims, [AxisEffect(2, Fraction(2))] * len(dims))
+    return OpEffect("conv", axes, layout, kernel_size=(2, 2), stride=(2, 2), dilation=(1, 1))
+
+
+@register_function_rule("conv1d", "conv2d", "conv3d")
+def _conv_function(ctx: OpContext) -> OpEffect:
+    weight = ctx.arg(1, "weight")
+    n = len(ctx.shape(weight)) - 2
+    k = ctx.shape(weight)[2:]
+    s = as_tuple(ctx.arg(3, "stride", 1), n)
+    d = as_tuple(ctx.arg(5, "dilation", 1), n)
+    layout = ctx.layout(ctx.input)
+    windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
+    return OpEffect("conv", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+
+
+@register_function_rule("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d")
+def _pool_function(ctx: OpContext) -> OpEffect:
+    name = target_name(ctx.node)
+    rank = int(name[-2])
+    dilation = ctx.arg(4, "dilation", 1) if name.startswith("max") else 1
+    return _pool(ctx, ctx.arg(1, "kernel_size"), ctx.arg(2, "stride", None), dilation, rank=rank)
+
+
+@register_function_rule(
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+)  # fmt: skip
+def _adaptive_pool_function(ctx: OpContext) -> OpEffect:
+    return _adaptive_pool(ctx, int(target_name(ctx.node)[-2]))
+
+
+@register_function_rule("interpolate", "upsample", "upsample_nearest", "upsample_bilinear")
+def _interpolate(ctx: OpContext) -> OpEffect:
+    mode = ctx.arg(3, "mode", "nearest")
+    name = target_name(ctx.node)
+    if name == "upsample_bilinear":
+        mode = "bilinear"
+    return _resample(ctx, mode)
+
+
+@register_function_rule("pixel_shuffle", "pixel_unshuffle")
+def _pixel_shuffle_function(ctx: OpContext) -> OpEffect:
+    return _pixel_shuffle(ctx)

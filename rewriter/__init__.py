@@ -9,10 +9,15 @@ Example:
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from ._errors import (
     AnalysisError,
     InputSizeError,
+    ModelFileError,
     ModelNotFoundError,
+    RecipeError,
+    RewriteError,
     RewriterError,
     TraceError,
     UntrustedPickleError,
@@ -22,20 +27,45 @@ from .analysis import Analysis, Layer, analyze
 from .graph import LayerGraph, LayerNode, build_layer_graph
 from .layers import register_function_rule, register_module_rule
 from .metrics import count_flops, count_params
+from .modelfile import save
+from .recipe import Recipe
+from .report import Report
+from .rewrite import Result, rewrite
 from .sources import ModelSpec, available_models, load_model, load_weights
+from .strategy import Context, Edit, Plan, Strategy, get_strategy, list_strategies, register_strategy
 
-__version__ = "0.1.0"
+
+def load(path: str, *, trust_pickle: bool = False):
+    """Load a model file written by ``rewriter rewrite -o`` (``rewriter.modelfile.load`` keeps the metadata).
+
+    The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
+    ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file.
+    """
+    from .modelfile import load as load_file
+
+    return load_file(path, trust_pickle=trust_pickle).model
+
 
 __all__ = [
     "Analysis",
     "AnalysisError",
+    "Context",
+    "Edit",
     "InputSizeError",
     "Layer",
     "LayerGraph",
     "LayerNode",
+    "ModelFileError",
     "ModelNotFoundError",
     "ModelSpec",
+    "Plan",
+    "Recipe",
+    "RecipeError",
+    "Report",
+    "Result",
+    "RewriteError",
     "RewriterError",
+    "Strategy",
     "TraceError",
     "UntrustedPickleError",
     "WeightsError",
@@ -45,8 +75,14 @@ __all__ = [
     "build_layer_graph",
     "count_flops",
     "count_params",
+    "get_strategy",
+    "list_strategies",
+    "load",
     "load_model",
     "load_weights",
     "register_function_rule",
     "register_module_rule",
+    "register_strategy",
+    "rewrite",
+    "save",
 ]

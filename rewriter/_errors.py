@@ -38,6 +38,18 @@ class AnalysisError(RewriterError, ValueError):
     """The analysis was asked for something that does not exist (an unknown layer name, a bad option)."""
 
 
+class RecipeError(RewriterError, ValueError):
+    """A recipe is malformed: an unknown strategy, an unknown or mistyped parameter, a missing field."""
+
+
+class RewriteError(RewriterError, RuntimeError):
+    """A strategy does not apply to the model, or its result breaks an invariant; nothing is written."""
+
+
+class ModelFileError(RewriterError, OSError):
+    """A model file cannot be written (it exists and --force was not given) or read back."""
+
+
 def close_matches(word: str, candidates: Iterable[str], *, n: int = 3) -> str:
     """Return a ``"; did you mean 'a', 'b'?"`` suffix for an error message, or ``""`` if nothing is close."""
     matches = difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)

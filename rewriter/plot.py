@@ -43,11 +43,18 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
         for xi, value, layer in zip(x, r_min, layers, strict=True):
             marker = "^" if value >= top else "o"
             ax.scatter([xi], [value], color=_COLORS[layer.productive], marker=marker, s=22, zorder=3)
-        ax.axhline(analysis.limit[axis], color="black", linestyle="--", linewidth=1,
-                   label=f"input {'x'.join(map(str, analysis.limit))}" if axis == 0 else None)  # fmt: skip
+        ax.axhline(
+            analysis.limit[axis],
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"input {'x'.join(map(str, analysis.limit))}" if axis == 0 else None,
+        )
     names = [layer.name for layer in layers]
-    for border, label, color in ((analysis.border_layer_min, "$b_{min}$", "#e63946"),
-                                 (analysis.border_layer_max, "$b_{max}$", "#f4a261")):  # fmt: skip
+    for border, label, color in (
+        (analysis.border_layer_min, "$b_{min}$", "#e63946"),
+        (analysis.border_layer_max, "$b_{max}$", "#f4a261"),
+    ):
         if border is not None:
             ax.axvline(names.index(border) + 1, color=color, linewidth=2, alpha=0.8, label=label)
     ax.scatter([], [], color=_COLORS[True], label="productive")

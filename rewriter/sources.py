@@ -44,6 +44,8 @@ class ModelSpec:
     num_classes: int | None = None
     model_args: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
+    # rewrites already applied to the base, oldest first: {"recipe": ..., "input_size": [h, w], "in_channels": c}
+    history: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +54,12 @@ class ModelSpec:
             "num_classes": self.num_classes,
             "model_args": dict(self.model_args),
             "weights": self.weights,
+            "history": [dict(h) for h in self.history],
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelSpec:
+        return cls(**{**data, "history": tuple(data.get("history") or ())})
 
 
 def torchvision_models() -> list[str]:
@@ -86,6 +93,14 @@ def load_model(
     """
     args = dict(model_args or {})
     if Path(source).is_file():
+        from . import modelfile
+
+        if modelfile.is_model_file(source):
+            if num_classes is not None or args:
+                raise ModelNotFoundError(
+                    f"{source} fixes its architecture; drop --num-classes and --model-arg"
+                )
+            return _from_model_file(source, trust_pickle=trust_pickle, weights=weights)
         model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
         spec = ModelSpec(source, "file", num_classes, args)
     elif ":" in source:
@@ -115,6 +130,29 @@ def load_model(
         load_weights(model, weights)
         spec = ModelSpec(spec.source, spec.kind, spec.num_classes, spec.model_args, str(weights))
     return model, spec
+
+
+def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
+    """A file written by ``rewriter rewrite -o``: rebuilt from its spec and recipe, then its weights."""
+    from . import modelfile
+
+    loaded = modelfile.load(source, trust_pickle=trust_pickle)
+    if weights is not None:
+        load_weights(loaded.model, weights)
+    step = {
+        "recipe": loaded.recipe.to_dict(),
+        "input_size": list(loaded.input_size),
+        "in_channels": loaded.metadata.get("in_channels", 3),
+    }
+    spec = ModelSpec(
+        loaded.spec.source,
+        loaded.spec.kind,
+        loaded.spec.num_classes,
+        loaded.spec.model_args,
+        str(weights or source),
+        (*loaded.spec.history, step),
+    )
+    return loaded.model, spec
 
 
 def _zoo_factory(name: str) -> Any:

@@ -46,8 +46,21 @@ def _productive_text(layer: Layer) -> str:
 
 def format_analysis(analysis: Analysis) -> str:
     """The per-layer table followed by the border layers, sizes and cost."""
-    headers = ["#", "layer", "type", "kernel", "stride", "dil", "out size",
-               "r_in min", "r_in max", "r_out min", "r_out max", "productive", ""]  # fmt: skip
+    headers = [
+        "#",
+        "layer",
+        "type",
+        "kernel",
+        "stride",
+        "dil",
+        "out size",
+        "r_in min",
+        "r_in max",
+        "r_out min",
+        "r_out max",
+        "productive",
+        "",
+    ]
     rows = []
     for i, layer in enumerate(analysis.layers, start=1):
         marks = []
@@ -55,12 +68,23 @@ def format_analysis(analysis: Analysis) -> str:
             marks.append("<- b_min")
         if layer.name == analysis.border_layer_max:
             marks.append("<- b_max")
-        rows.append([
-            str(i), layer.name, layer.type, axes_text(layer.kernel_size), axes_text(layer.stride),
-            axes_text(layer.dilation), axes_text(layer.output_size), axes_text(layer.r_in_min),
-            axes_text(layer.r_in_max), axes_text(layer.r_out_min), axes_text(layer.r_out_max),
-            _productive_text(layer), " ".join(marks),
-        ])  # fmt: skip
+        rows.append(
+            [
+                str(i),
+                layer.name,
+                layer.type,
+                axes_text(layer.kernel_size),
+                axes_text(layer.stride),
+                axes_text(layer.dilation),
+                axes_text(layer.output_size),
+                axes_text(layer.r_in_min),
+                axes_text(layer.r_in_max),
+                axes_text(layer.r_out_min),
+                axes_text(layer.r_out_max),
+                _productive_text(layer),
+                " ".join(marks),
+            ]
+        )
     table = render_table(headers, rows, align="><<>>>>>>>><<")
     return table + "\n\n" + format_summary(analysis)
 
@@ -68,11 +92,11 @@ def format_analysis(analysis: Analysis) -> str:
 def format_summary(analysis: Analysis) -> str:
     h, w = analysis.input_size
     limit = "x".join(map(str, analysis.limit))
-    tested = "r_{l-1}" if analysis.border_rule == "input" else "r_l"
+    tested = "its input" if analysis.border_rule == "input" else "its output"
     lines = [
         f"model {analysis.model} at {h}x{w}; border rule '{analysis.border_rule}': a conv/pool layer is "
-        f"unproductive when {tested},min > {limit} on every axis"
-        + (f" (feature size {limit})" if analysis.feature_size else ""),
+        f"unproductive when the r_min of {tested} exceeds {limit} on every axis"
+        + (" (the feature size)" if analysis.feature_size else ""),
         f"border layer b_min: {analysis.border_layer_min or 'none (every layer is productive)'}",
         f"border layer b_max: {analysis.border_layer_max or 'none'}",
         f"unproductive layers: {len(analysis.unproductive_layers)} of "

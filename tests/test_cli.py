@@ -44,10 +44,18 @@ def test_analyze_json_follows_the_design_contract(capsys):
     conv1 = data["layers"][0]
     assert conv1 == {
         **conv1,
-        "name": "conv1", "type": "Conv2d", "kernel_size": [7, 7], "stride": [2, 2], "dilation": [1, 1],
-        "r_in_min": [1, 1], "r_in_max": [1, 1], "r_out_min": [7, 7], "r_out_max": [7, 7],
-        "output_size": [16, 16], "productive": True,
-    }  # fmt: skip
+        "name": "conv1",
+        "type": "Conv2d",
+        "kernel_size": [7, 7],
+        "stride": [2, 2],
+        "dilation": [1, 1],
+        "r_in_min": [1, 1],
+        "r_in_max": [1, 1],
+        "r_out_min": [7, 7],
+        "r_out_max": [7, 7],
+        "output_size": [16, 16],
+        "productive": True,
+    }
     fc = data["layers"][-1]
     assert fc["name"] == "fc" and fc["r_out_min"] is None and fc["productive"] is None
 
@@ -79,9 +87,17 @@ def test_analyze_an_import_spec_with_model_args_and_a_non_square_size(capsys, tm
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     code, out, _ = run(
-        capsys, "analyze", "mypkg.nets:build", "--model-arg", "width=32", "--input-size", "64,48",
-        "--json", "--plot", "rf.png",
-    )  # fmt: skip
+        capsys,
+        "analyze",
+        "mypkg.nets:build",
+        "--model-arg",
+        "width=32",
+        "--input-size",
+        "64,48",
+        "--json",
+        "--plot",
+        "rf.png",
+    )
     sys.modules.pop("mypkg.nets", None)
     sys.modules.pop("mypkg", None)
     assert code == 0
@@ -132,8 +148,17 @@ def test_mismatched_weights_exit_1_and_name_the_keys(capsys, tmp_path):
 
     model, _ = load_model("resnet18")
     torch.save(model.state_dict(), tmp_path / "w.pth")
-    code, _, err = run(capsys, "analyze", "resnet18", "--num-classes", "10", "--weights", str(tmp_path / "w.pth"),
-                       "--input-size", "32")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "analyze",
+        "resnet18",
+        "--num-classes",
+        "10",
+        "--weights",
+        str(tmp_path / "w.pth"),
+        "--input-size",
+        "32",
+    )
     assert code == 1
     assert "fc.weight: file [1000, 512] vs model [10, 512]" in err
 
@@ -174,3 +199,99 @@ def test_models_lists_builtin_and_torchvision_names(capsys):
 def test_the_console_script_is_installed():
     result = subprocess.run(["rewriter", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.startswith("rewriter ")
+
+
+def test_rewrite_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "rewrite",
+        "cifar_vgg16",
+        "--input-size",
+        "32",
+        "--strategy",
+        "truncate",
+        "--dry-run",
+        "-o",
+        str(tmp_path / "x.pt"),
+    )
+    assert code == 0
+    assert "keep     features: every layer up to and including 'features.22'" in out
+    assert "remove   features.23: MaxPool2d  (unproductive: r_in_min 40 > 32)" in out
+    assert "attach   head: AdaptiveAvgPool2d(1) + Flatten + Linear(256, 10)" in out
+    assert "dry run" in out and list(tmp_path.iterdir()) == []
+
+
+def test_rewrite_with_a_recipe_writes_the_model_and_the_report(capsys, tmp_path):
+    recipe = tmp_path / "trim.yaml"
+    recipe.write_text(
+        "num_classes: 10\nsteps:\n  - remove-stem-downsampling: {}\n  - truncate: {rule: input}\n"
+    )
+    out, report = tmp_path / "out.pt", tmp_path / "out.json"
+    code, text, err = run(
+        capsys,
+        "rewrite",
+        "resnet18",
+        "--input-size",
+        "32",
+        "--recipe",
+        str(recipe),
+        "-p",
+        "truncate.rule=output",
+        "-o",
+        str(out),
+        "--report",
+        str(report),
+        "--no-latency",
+    )
+    assert code == 0, err
+    data = json.loads(report.read_text())
+    assert [row["label"] for row in data["rows"]] == [
+        "baseline",
+        "1. remove-stem-downsampling",
+        "2. truncate",
+    ]
+    assert data["recipe"]["steps"][1]["truncate"]["rule"] == "output"  # the command line won over the file
+    assert data["rows"][1]["delta"]["flops_percent"] > 1000
+    assert "2. truncate" in text and f"wrote {out}" in err
+    code, text, _ = run(
+        capsys,
+        "compare",
+        "resnet18",
+        str(out),
+        "--input-size",
+        "32",
+        "--num-classes",
+        "10",
+        "--no-latency",
+        "--json",
+    )
+    rows = json.loads(text)["rows"]
+    assert code == 0 and rows[1]["params"] == data["rows"][2]["params"]
+
+
+def test_rewrite_refuses_to_overwrite_before_doing_any_work(capsys, tmp_path):
+    target = tmp_path / "out.pt"
+    target.write_text("keep me")
+    code, _, err = run(
+        capsys, "rewrite", "resnet18", "--input-size", "32", "--strategy", "truncate", "-o", str(target)
+    )
+    assert code == 1 and "exists; pass --force" in err and target.read_text() == "keep me"
+
+
+def test_rewrite_needs_strategies_or_a_recipe(capsys):
+    code, _, err = run(capsys, "rewrite", "resnet18", "--input-size", "32")
+    assert code == 1 and "give either --strategy NAME (repeatable) or --recipe FILE.yaml" in err
+
+
+def test_rewrite_an_unknown_strategy_lists_close_matches(capsys):
+    code, _, err = run(capsys, "rewrite", "resnet18", "--input-size", "32", "--strategy", "trunacte")
+    assert code == 1 and "unknown strategy 'trunacte'; did you mean 'truncate'?" in err
+
+
+def test_strategies_lists_names_docs_and_parameters(capsys):
+    code, out, _ = run(capsys, "strategies", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["truncate"]["summary"].startswith("Cut the border layer")
+    rule = next(p for p in data["truncate"]["parameters"] if p["name"] == "rule")
+    assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"]}

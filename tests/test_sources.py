@@ -113,8 +113,11 @@ def test_an_import_spec_may_name_a_module_instance(user_package):
 
 def test_model_args_are_parsed_as_yaml_scalars():
     assert parse_model_args(["width=32", "pretrained=false", "name=abc", "ratio=0.5"]) == {
-        "width": 32, "pretrained": False, "name": "abc", "ratio": 0.5,
-    }  # fmt: skip
+        "width": 32,
+        "pretrained": False,
+        "name": "abc",
+        "ratio": 0.5,
+    }
     with pytest.raises(rewriter.ModelNotFoundError, match="key=value"):
         parse_model_args(["width"])
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import RewriterError
-from . import analyze, models
+from . import analyze, compare, models, rewrite, strategies
 
-SUBCOMMANDS = (analyze, models)
+SUBCOMMANDS = (analyze, rewrite, compare, strategies, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,26 +26,36 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str = MO
         "--num-classes", type=int, metavar="N", help="classes of the head (default: the model's)"
     )
     group.add_argument(
-        "--model-arg", action="append", metavar="KEY=VALUE", default=[],
+        "--model-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
         help="argument for the model factory, repeatable; values are read as YAML (width=32, pretrained=false)",
-    )  # fmt: skip
+    )
     group.add_argument("--weights", metavar="FILE", help="state dict to load (read with weights_only=True)")
     group.add_argument(
-        "--trust-pickle", action="store_true",
+        "--trust-pickle",
+        action="store_true",
         help="allow MODEL to be a file holding a whole pickled module (unpickling runs code from the file)",
-    )  # fmt: skip
+    )
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument(
-        "--input-size", required=True, metavar="SIZE",
-        help="training resolution: 32, or HEIGHT,WIDTH (64,48) or HEIGHTxWIDTH",
-    )  # fmt: skip
+        "--input-size",
+        required=required,
+        metavar="SIZE",
+        help="training resolution: 32, or HEIGHT,WIDTH (64,48) or HEIGHTxWIDTH"
+        + ("" if required else "; overrides a recipe's input_size"),
+    )
     parser.add_argument("--in-channels", type=int, default=3, metavar="C", help="image channels (default 3)")
     parser.add_argument(
-        "--leaf-module", action="append", default=[], metavar="CLASS",
+        "--leaf-module",
+        action="append",
+        default=[],
+        metavar="CLASS",
         help="treat modules of this class as opaque when torch.fx cannot trace them (repeatable)",
-    )  # fmt: skip
+    )
 
 
 def load_from_args(args: argparse.Namespace) -> tuple[nn.Module, ModelSpec]:

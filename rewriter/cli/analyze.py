@@ -37,14 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     add_model_arguments(parser)
     add_input_arguments(parser)
     parser.add_argument(
-        "--border-rule", choices=("input", "output"), default="input",
+        "--border-rule",
+        choices=("input", "output"),
+        default="input",
         help="test the receptive field of a layer's input (r_{l-1} > i, the papers' definition; default) or of "
         "its own output (reproduces the dissertation's ResNet b_min)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--feature-size", metavar="SIZE",
+        "--feature-size",
+        metavar="SIZE",
         help="test against this size instead of the input (objects smaller than the image), e.g. 16",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="write a plot of receptive field per layer")
     parser.add_argument(

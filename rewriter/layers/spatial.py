@@ -44,9 +44,14 @@ def _conv_transpose_module(ctx: OpContext) -> OpEffect:
     ]
     axes = per_axis(layout, range(len(layout) - len(k), len(layout)), effects)
     return OpEffect(
-        "conv", axes, layout, kernel_size=k, stride=s, dilation=d,
+        "conv",
+        axes,
+        layout,
+        kernel_size=k,
+        stride=s,
+        dilation=d,
         assumption="transposed convolution: each output sees ceil(k/stride) input positions",
-    )  # fmt: skip
+    )
 
 
 @register_module_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -75,9 +80,13 @@ def _pool(ctx: OpContext, kernel: Any, stride: Any, dilation: Any, *, rank: int)
 
 
 @register_module_rule(
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
 def _adaptive_pool_module(ctx: OpContext) -> OpEffect:
     return _adaptive_pool(ctx, _pool_rank(ctx.module))
 
@@ -166,10 +175,14 @@ def _shifted_window_attention(ctx: OpContext) -> OpEffect:
     for d, w in zip(dims, window, strict=False):
         effects.append(UNBOUNDED if w >= shape[d] else AxisEffect(w, Fraction(1)))
     return OpEffect(
-        "window_attention", per_axis(layout, dims, effects), layout, kernel_size=tuple(window), stride=(1, 1),
+        "window_attention",
+        per_axis(layout, dims, effects),
+        layout,
+        kernel_size=tuple(window),
+        stride=(1, 1),
         assumption="windowed attention: treated as a kernel of the window size (window shifts ignored); "
         "global where the window covers the feature map",
-    )  # fmt: skip
+    )
 
 
 @register_module_rule(
@@ -203,9 +216,13 @@ def _pool_function(ctx: OpContext) -> OpEffect:
 
 
 @register_function_rule(
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-)  # fmt: skip
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+)
 def _adaptive_pool_function(ctx: OpContext) -> OpEffect:
     return _adaptive_pool(ctx, int(target_name(ctx.node)[-2]))
 

@@ -1,0 +1,171 @@
+"""Before/after reports: what each model in a rewrite costs, measured on the actual modules.
+
+Parameters and FLOPs come from fvcore, b_min and the unproductive count from the analysis, latency from
+timing batch-1 forward passes on the CPU (median of repeated runs after warm-up). Latency varies from run
+to run; everything else in a report is deterministic.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .analysis import Analysis, analyze
+from .graph import eval_mode
+from .metrics import FLOP_CONVENTION
+from .tables import human, render_table
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One model's figures at the report's input size."""
+
+    label: str
+    params: int
+    flops: int
+    border_layer_min: str | None
+    unproductive: int
+    latency_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "params": self.params,
+            "flops": self.flops,
+            "border_layer_min": self.border_layer_min,
+            "unproductive_layers": self.unproductive,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def measure_latency(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    *,
+    in_channels: int = 3,
+    batch: int = 1,
+    warmup: int = 3,
+    repeats: int = 15,
+) -> float:
+    """Median wall time of one forward pass in milliseconds (eval mode, no autograd, CPU by default)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(batch, in_channels, *input_size, device=device)
+    times = []
+    with eval_mode(model), torch.inference_mode():
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def measure(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    *,
+    label: str,
+    in_channels: int = 3,
+    leaf_modules: Sequence[type | str] = (),
+    latency: bool = True,
+) -> tuple[Measurement, Analysis]:
+    """Analyze ``model`` (with FLOPs) and time it; return the figures and the analysis."""
+    analysis = analyze(model, input_size, in_channels=in_channels, leaf_modules=leaf_modules, name=label)
+    measurement = Measurement(
+        label=label,
+        params=analysis.params,
+        flops=analysis.flops or 0,
+        border_layer_min=analysis.border_layer_min,
+        unproductive=len(analysis.unproductive_layers),
+        latency_ms=measure_latency(model, input_size, in_channels=in_channels) if latency else None,
+    )
+    return measurement, analysis
+
+
+def percent(new: float | None, old: float | None) -> float | None:
+    if new is None or old is None or old == 0:
+        return None
+    return round(100.0 * (new - old) / old, 2)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Figures of the baseline and of the model after each step, with deltas against the baseline."""
+
+    model: str
+    input_size: tuple[int, int]
+    rows: tuple[Measurement, ...]
+    recipe: dict[str, Any] = field(default_factory=dict)
+    plans: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def baseline(self) -> Measurement:
+        return self.rows[0]
+
+    def deltas(self, row: Measurement) -> dict[str, float | None]:
+        base = self.baseline
+        return {
+            "params_percent": percent(row.params, base.params),
+            "flops_percent": percent(row.flops, base.flops),
+            "latency_percent": percent(row.latency_ms, base.latency_ms),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "input_size": list(self.input_size),
+            "flop_convention": FLOP_CONVENTION,
+            "recipe": self.recipe,
+            "rows": [{**row.to_json(), "delta": self.deltas(row)} for row in self.rows],
+            "plans": list(self.plans),
+            "notes": list(self.notes),
+        }
+
+    def format(self) -> str:
+        headers = [
+            "",
+            "params",
+            "d params",
+            "FLOPs",
+            "d FLOPs",
+            "b_min",
+            "unproductive",
+            "latency",
+            "d latency",
+        ]
+        table = []
+        for row in self.rows:
+            d = self.deltas(row)
+            latency = f"{row.latency_ms:.2f} ms" if row.latency_ms is not None else "-"
+            table.append(
+                [
+                    row.label,
+                    human(row.params),
+                    _signed(d["params_percent"]),
+                    human(row.flops),
+                    _signed(d["flops_percent"]),
+                    row.border_layer_min or "none",
+                    str(row.unproductive),
+                    latency,
+                    _signed(d["latency_percent"]),
+                ]
+            )
+        h, w = self.input_size
+        lines = [
+            f"{self.model} at {h}x{w} (FLOPs: {FLOP_CONVENTION}; latency: batch 1 on the CPU, median)",
+            render_table(headers, table, align="<>>>><>>>"),
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None or value == 0 else f"{value:+.1f}%"

@@ -1,0 +1,134 @@
+"""The invariants every rewrite keeps (design.md), checked after each step; a violation stops the run.
+
+1. The new model runs forward at the target size and gives the expected output shape.
+2. Every kept layer's parameters and buffers equal the original's, bit for bit.
+3. For truncation: the kept prefix produces the same activation at the cut as the original model.
+4. The input model is unchanged (state and structure before and after).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._errors import RewriteError
+from .graph import eval_mode
+from .strategy import Plan
+from .surgery import extract_prefix
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A model's state, structure and training flags, to check later that nothing changed."""
+
+    state: dict[str, torch.Tensor]
+    structure: str
+    flags: tuple[bool, ...]
+
+
+def snapshot(model: nn.Module) -> Snapshot:
+    return Snapshot(
+        state={k: v.detach().clone() for k, v in model.state_dict().items()},
+        structure=repr(model),
+        flags=tuple(m.training for m in model.modules()),
+    )
+
+
+def check_unchanged(model: nn.Module, before: Snapshot) -> None:
+    """Invariant 4."""
+    state = model.state_dict()
+    changed = [k for k in before.state if k not in state or not torch.equal(before.state[k], state[k])]
+    problems = []
+    if changed or set(state) != set(before.state):
+        problems.append(f"tensors changed: {', '.join(changed[:5]) or 'keys added or removed'}")
+    if repr(model) != before.structure:
+        problems.append("its structure changed")
+    if tuple(m.training for m in model.modules()) != before.flags:
+        problems.append("its training flags changed")
+    if problems:
+        raise RewriteError("invariant 4 broken, the input model was modified: " + "; ".join(problems))
+
+
+def _example(model: nn.Module, input_size: tuple[int, int], in_channels: int) -> torch.Tensor:
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(2, in_channels, *input_size, generator=generator).to(device)
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with eval_mode(model), torch.no_grad():
+        return model(x)
+
+
+def check_step(
+    old: nn.Module,
+    new: nn.Module,
+    plan: Plan,
+    *,
+    input_size: tuple[int, int],
+    in_channels: int = 3,
+    leaf_classes: Sequence[type] = (),
+) -> None:
+    """Invariants 1-3 for one step that turned ``old`` into ``new`` following ``plan``."""
+    x = _example(old, input_size, in_channels)
+    h, w = input_size
+    try:
+        out = _forward(new, x)
+    except Exception as err:
+        reason = " ".join(str(err).split("\n\nWhile executing")[0].split())
+        raise RewriteError(f"invariant 1 broken, the new model does not run at {h}x{w}: {reason}") from err
+    expected = _expected_shape(old, x, plan)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise RewriteError(f"invariant 1 broken, the new model returns {got} at {h}x{w}, expected {expected}")
+    _check_kept_tensors(old, new, plan)
+    if "cut" in plan.data:
+        _check_prefix(old, new, plan, x, leaf_classes)
+
+
+def _expected_shape(old: nn.Module, x: torch.Tensor, plan: Plan) -> tuple[int, ...]:
+    if plan.data.get("num_classes") is not None:
+        return (x.shape[0], plan.data["num_classes"])
+    return tuple(_forward(old, x).shape)
+
+
+def _check_kept_tensors(old: nn.Module, new: nn.Module, plan: Plan) -> None:
+    """Invariant 2: every tensor of the new model is either declared new by the plan or kept bit for bit."""
+    old_state = old.state_dict()
+    moved: dict[str, str] = plan.data.get("moved", {})
+    fresh: list[str] = plan.data.get("new_modules", [])
+    for key, tensor in new.state_dict().items():
+        if any(key == m or key.startswith(m + ".") for m in fresh):
+            continue
+        old_key = key
+        for new_prefix, old_prefix in moved.items():
+            if key.startswith(new_prefix):
+                old_key = old_prefix + key[len(new_prefix) :]
+                break
+        if old_key not in old_state:
+            raise RewriteError(
+                f"invariant 2 broken: '{key}' is neither a tensor of the input model nor declared new by the plan"
+            )
+        kept = old_state[old_key]
+        if kept.shape != tensor.shape or kept.dtype != tensor.dtype or not torch.equal(kept, tensor):
+            raise RewriteError(
+                f"invariant 2 broken: kept tensor '{key}' differs from the input model's '{old_key}'"
+            )
+
+
+def _check_prefix(
+    old: nn.Module, new: nn.Module, plan: Plan, x: torch.Tensor, leaf_classes: Sequence[type]
+) -> None:
+    """Invariant 3: the new model's kept prefix computes the original model's activation at the cut."""
+    reference = extract_prefix(copy.deepcopy(old), plan.data["cut"], leaf_classes=leaf_classes)
+    expected = _forward(reference, x)
+    got = _forward(new.get_submodule(plan.data["prefix_module"]), x)
+    if expected.shape != got.shape or not torch.equal(expected, got):
+        raise RewriteError(
+            f"invariant 3 broken: the kept prefix does not reproduce the activation at '{plan.data['cut']}'"
+        )

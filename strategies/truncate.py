@@ -1,0 +1,199 @@
+"""``truncate``: remove the border layer and everything after it, and put a GAP + Linear head on the cut.
+
+Paper 000 section V, Fig. 11: "All layers with r_{l-1,min} > i are replaced by a simple output-head,
+effectively removing the border layer and every layer after it." In a multi-path network the cut must be
+a point every path to the output passes through (a dominator of the output), so the cut goes to the last
+such point before b_min and residual blocks are kept or removed whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from rewriter.analysis import Analysis, analyze
+from rewriter.graph import LayerGraph
+from rewriter.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.surgery import dominators, extract_prefix
+from rewriter.tables import axes_text
+
+
+class GapLinearHead(nn.Sequential):
+    """Global average pooling, flatten, and one Linear layer (paper 000 Fig. 11's "simple output-head")."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__(
+            OrderedDict(
+                pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=nn.Linear(channels, num_classes)
+            )
+        )
+
+
+class Truncated(nn.Module):
+    """The kept prefix of a network (``features``) followed by a new ``head``."""
+
+    def __init__(self, features: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _block_name(names: list[str]) -> str:
+    """The deepest module path shared by ``names`` (``layer3.0`` for layer3.0.conv1 ... layer3.0.relu_1)."""
+    parts = [n.split(".") for n in names]
+    common = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common) or names[0]
+
+
+def cut_points(graph: LayerGraph) -> list[tuple[str, list[str]]]:
+    """Where a network can be cut: each dominator of the output that is followed by a block.
+
+    Returns ``(cut, block)`` pairs in execution order: ``cut`` is the last node every path passes through
+    before the block, ``block`` the nodes up to the next node every path passes through (a residual block
+    up to its addition), which hold at least one conv or pooling layer of the border test.
+    """
+    chain = dominators(graph)
+    order = graph.nodes
+    points: list[tuple[str, list[str]]] = []
+    for here, there in itertools.pairwise(chain):
+        start, stop = graph[here].index, graph[there].index
+        segment = [n for n in order if start < n.index <= stop]
+        if any(n.effect.takes_part_in_border for n in segment):
+            points.append((here, [n.name for n in segment]))
+    return points
+
+
+@dataclass(frozen=True)
+class Truncate(Strategy):
+    """Cut the border layer and every layer after it, then attach GAP + Linear (paper 000 V, Fig. 11)."""
+
+    name: ClassVar[str] = "truncate"
+
+    rule: Literal["input", "output"] = param(
+        "input", help="border rule: the layer's input field (papers) or output"
+    )
+    feature_size: int | None = param(None, help="test against this size instead of the input (small objects)")
+    keep_blocks: int = param(0, help="cut this many blocks after the border instead (a softer trim)")
+    head: Literal["gap-linear"] = param("gap-linear", help="the new head: global average pooling + Linear")
+
+    def _analysis(self, model: nn.Module, context: Context) -> Analysis:
+        current = context.analysis
+        if current.border_rule == self.rule and current.feature_size == self._feature_size:
+            return current
+        return analyze(
+            model,
+            context.input_size,
+            border_rule=self.rule,
+            feature_size=self._feature_size,
+            in_channels=context.in_channels,
+            leaf_modules=context.leaf_classes,
+            flops=False,
+        )
+
+    @property
+    def _feature_size(self) -> tuple[int, int] | None:
+        return (self.feature_size, self.feature_size) if self.feature_size else None
+
+    def plan(self, model: nn.Module, context: Context) -> Plan:
+        if self.keep_blocks < 0:
+            raise self.refuse(f"keep_blocks must be 0 or more, got {self.keep_blocks}")
+        analysis = self._analysis(model, context)
+        border = analysis.border_layer_min
+        limit = "x".join(map(str, analysis.limit))
+        if border is None:
+            nothing = f"no unproductive layer at {limit} under the '{self.rule}' rule: nothing to cut"
+            return Plan(self.name, self.params(), notes=(nothing,))
+        graph = analysis.graph
+        points = cut_points(graph)
+        border_index = graph[border].index
+        before = [i for i, (cut, _) in enumerate(points) if graph[cut].index < border_index]
+        if not before:
+            raise self.refuse(f"the border layer '{border}' is in the first block: a cut would keep no layer")
+        chosen = before[-1] + self.keep_blocks
+        if chosen >= len(points):
+            raise self.refuse(
+                f"keep_blocks={self.keep_blocks} goes past the last block ({len(points) - 1 - before[-1]} "
+                "blocks follow the border)"
+            )
+        cut, _ = points[chosen]
+        node = graph[cut]
+        if node.output_size is None or not node.output_shape or len(node.output_shape) != 4:
+            raise self.refuse(
+                f"the cut '{cut}' gives a {node.output_shape} tensor, not an [N, C, H, W] feature map"
+            )
+        channels = node.output_shape[1]
+        held = points[before[-1]][1]
+        return Plan(
+            self.name,
+            self.params(),
+            edits=self._edits(analysis, cut, channels, context.num_classes),
+            notes=self._notes(analysis, border, held, cut, context),
+            data={
+                "cut": cut,
+                "channels": channels,
+                "num_classes": context.num_classes,
+                "prefix_module": "features",
+                "moved": {"features.": ""},
+                "new_modules": ["head"],
+            },
+        )
+
+    def _edits(self, analysis: Analysis, cut: str, channels: int, num_classes: int) -> tuple[Edit, ...]:
+        cut_index = analysis.graph[cut].index
+        edits = [Edit("keep", "features", f"every layer up to and including '{cut}'", "")]
+        for layer in analysis.layers:
+            if analysis.graph[layer.name].index <= cut_index:
+                continue
+            if layer.productive is False:
+                tested = layer.r_in_min if self.rule == "input" else layer.r_out_min
+                which = "r_in_min" if self.rule == "input" else "r_out_min"
+                reason = f"unproductive: {which} {axes_text(tested)} > {axes_text(analysis.limit)}"
+            else:
+                reason = "after the cut"
+            edits.append(Edit("remove", layer.name, layer.type, reason))
+        edits.append(
+            Edit(
+                "attach",
+                "head",
+                f"AdaptiveAvgPool2d(1) + Flatten + Linear({channels}, {num_classes})",
+                "the simple output head of paper 000 Fig. 11",
+            )
+        )
+        return tuple(edits)
+
+    def _notes(
+        self, analysis: Analysis, border: str, held: list[str], cut: str, context: Context
+    ) -> tuple[str, ...]:
+        block = _block_name([n for n in held if n in analysis.graph])
+        notes = [
+            f"b_min '{border}' lies in block '{block}'; the cut goes after '{cut}', the last point every path "
+            "passes through before it"
+            + (f", then {self.keep_blocks} block(s) later (keep_blocks)" if self.keep_blocks else "")
+        ]
+        if context.pretrained:
+            notes.append(
+                "the baseline is pretrained but the new head is not: fine-tune it on the kept features "
+                "(a linear probe on the stump, dissertation 9.5.2) before using the model"
+            )
+        return tuple(notes)
+
+    def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
+        features = extract_prefix(
+            model,
+            plan.data["cut"],
+            leaf_classes=context.leaf_classes,
+            class_name=type(model).__name__ + "Features",
+        )
+        return Truncated(features, GapLinearHead(plan.data["channels"], plan.data["num_classes"]))

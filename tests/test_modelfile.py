@@ -1,0 +1,122 @@
+"""Model files: reload without unpickling, refuse to overwrite, accept them wherever MODEL goes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rewriter
+from rewriter import modelfile
+from rewriter.recipe import Recipe
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """resnet18 (10 classes) with its stem downsampling removed and truncated, written to a file."""
+    path = tmp_path_factory.mktemp("files") / "r18.pt"
+    model, spec = rewriter.load_model("resnet18", num_classes=10)
+    recipe = Recipe.from_dict({"steps": ["remove-stem-downsampling", {"truncate": {"rule": "output"}}]})
+    result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
+    rewriter.save(
+        result.model,
+        path,
+        spec=spec,
+        recipe=result.recipe,
+        input_size=(32, 32),
+        report=result.report.to_json(),
+    )
+    return path, result
+
+
+def test_the_file_is_plain_data_that_loads_with_weights_only(written):
+    path, result = written
+    data = torch.load(path, weights_only=True)
+    assert data["format"] == "rewriter-model"
+    assert data["base"]["source"] == "resnet18" and data["base"]["num_classes"] == 10
+    assert set(data["state_dict"]) == set(result.model.state_dict())
+
+
+def test_loading_replays_the_recipe_and_restores_the_weights(written):
+    path, result = written
+    loaded = rewriter.load(path)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), result.model.eval()(x))
+    assert type(loaded).__name__ == "Truncated"
+
+
+def test_an_existing_file_is_not_overwritten_without_force(written, tmp_path):
+    _path, result = written
+    target = tmp_path / "copy.pt"
+    target.write_bytes(b"user data")
+    kwargs = {
+        "spec": rewriter.ModelSpec("resnet18", "torchvision", 10),
+        "recipe": result.recipe,
+        "input_size": (32, 32),
+    }
+    with pytest.raises(rewriter.ModelFileError, match="exists; pass --force"):
+        rewriter.save(result.model, target, **kwargs)
+    assert target.read_bytes() == b"user data"
+    rewriter.save(result.model, target, force=True, **kwargs)
+    assert modelfile.is_model_file(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.pt"]  # no temporary file left
+
+
+def test_a_model_file_is_a_model_for_analyze_and_rewrite(written):
+    path, _ = written
+    model, spec = rewriter.load_model(str(path))
+    analysis = rewriter.analyze(model, 32, flops=False)
+    assert analysis.layer_names()[0] == "features.conv1"
+    assert spec.source == "resnet18" and len(spec.history) == 1
+    # the first truncation already removed every unproductive layer: a second one has nothing to cut
+    again = rewriter.rewrite(
+        model, {"steps": [{"truncate": {"rule": "output"}}]}, input_size=32, latency=False
+    )
+    assert again.plans[0].is_noop
+
+
+def test_a_rewritten_model_file_rewritten_again_reloads(written, tmp_path):
+    path, _ = written
+    model, spec = rewriter.load_model(str(path))
+    # feature size 16 px, output rule: layer4.0.conv1 has r_out_min 15 (ok), layer4.0.conv2 31 > 16 starts the
+    # final run, so the cut goes after layer3 (256 channels)
+    recipe = {"steps": [{"truncate": {"rule": "output", "feature_size": 16}}]}
+    result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
+    assert result.model.head.fc.in_features == 256
+    target = tmp_path / "twice.pt"
+    rewriter.save(result.model, target, spec=spec, recipe=result.recipe, input_size=(32, 32))
+    reloaded = rewriter.load(target)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(reloaded.eval()(x), result.model.eval()(x))
+
+
+def test_a_model_file_does_not_take_architecture_arguments(written):
+    path, _ = written
+    with pytest.raises(rewriter.ModelNotFoundError, match="fixes its architecture"):
+        rewriter.load_model(str(path), num_classes=5)
+
+
+def test_pt2_exports_a_program_that_runs_without_rewriter(written, tmp_path):
+    _, result = written
+    target = tmp_path / "model.pt2"
+    rewriter.save(
+        result.model,
+        target,
+        spec=rewriter.ModelSpec("resnet18", "torchvision", 10),
+        recipe=result.recipe,
+        input_size=(32, 32),
+        fmt="pt2",
+    )
+    program = torch.export.load(target)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(program.module()(x), result.model.eval()(x), atol=1e-5)
+
+
+def test_a_file_whose_base_was_a_pickle_needs_trust(tmp_path):
+    model, _ = rewriter.load_model("cifar_vgg11")
+    torch.save(model, tmp_path / "base.pt")
+    base, spec = rewriter.load_model(str(tmp_path / "base.pt"), trust_pickle=True)
+    result = rewriter.rewrite(base, {"steps": ["truncate"]}, input_size=32, latency=False)
+    rewriter.save(result.model, tmp_path / "out.pt", spec=spec, recipe=result.recipe, input_size=(32, 32))
+    with pytest.raises(rewriter.UntrustedPickleError, match="--trust-pickle"):
+        rewriter.load(tmp_path / "out.pt")
+    assert rewriter.load(tmp_path / "out.pt", trust_pickle=True).head.fc.in_features == 512  # conv 5 of VGG11

@@ -1,0 +1,94 @@
+"""remove-stem-downsampling: the paper's FLOPs, the moved border, both modes, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rewriter
+
+from .conftest import conv_numbering
+
+
+def remove_stem(model_name: str, size: int = 32, **params) -> rewriter.Result:
+    model, _ = rewriter.load_model(model_name, num_classes=10)
+    recipe = {"steps": [{"remove-stem-downsampling": params}]}
+    return rewriter.rewrite(model, recipe, input_size=size, latency=False)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "gflops_before", "gflops_after"),
+    [
+        # paper 000 V: ResNet18 0.04 -> 0.56 GFLOPs, ResNet34 "0.76" (0.076, digest 11) -> 1.16 at 32 px (MACs)
+        ("resnet18", 0.04, 0.56),
+        ("resnet34", 0.076, 1.16),
+    ],
+)
+def test_resnet_flops_match_the_paper(model_name, gflops_before, gflops_after):
+    result = remove_stem(model_name)
+    before, after = result.report.rows[0].flops / 1e9, result.report.rows[1].flops / 1e9
+    assert before == pytest.approx(gflops_before, rel=0.1)
+    assert after == pytest.approx(gflops_after, rel=0.02)
+
+
+def test_strides_mode_keeps_the_weights_and_removes_both_downsamplings():
+    model, _ = rewriter.load_model("resnet18", num_classes=10)
+    result = rewriter.rewrite(model, {"steps": ["remove-stem-downsampling"]}, input_size=32, latency=False)
+    new = result.model
+    assert new.conv1.stride == (1, 1) and torch.equal(new.conv1.weight, model.conv1.weight)
+    assert isinstance(new.maxpool, nn.Identity)
+    assert [e.target for e in result.plans[0].edits] == ["conv1", "maxpool"]
+
+
+def test_count_limits_the_downsamplings_removed():
+    result = remove_stem("resnet18", count=1)
+    assert result.model.conv1.stride == (1, 1)
+    assert isinstance(result.model.maxpool, nn.MaxPool2d)
+
+
+def test_the_border_moves_later():
+    # Output rule, hand check: after the change conv1 is 7x7/1 (r 7) and the pool is gone, so every later
+    # layer grows 4x slower; r_out_min of the convs of layer4.1 is 23 then 39: b_min moves from conv 11 to 17.
+    model, _ = rewriter.load_model("resnet18", num_classes=10)
+    result = rewriter.rewrite(model, {"steps": ["remove-stem-downsampling"]}, input_size=32, latency=False)
+    before = rewriter.analyze(model, 32, border_rule="output", flops=False)
+    after = rewriter.analyze(result.model, 32, border_rule="output", flops=False)
+    assert conv_numbering(before).index(before.border_layer_min) + 1 == 11
+    assert conv_numbering(after).index(after.border_layer_min) + 1 == 17
+
+
+def test_cifar_stem_mode_builds_the_cifar_resnet():
+    # The CIFAR ResNet18 of the zoo is torchvision's ResNet18 with exactly this stem: same parameter count.
+    result = remove_stem("resnet18", mode="cifar-stem")
+    reference, _ = rewriter.load_model("cifar_resnet18")
+    assert result.report.rows[1].params == sum(p.numel() for p in reference.parameters()) == 11173962
+    assert result.model.conv1.kernel_size == (3, 3) and result.model.conv1.stride == (1, 1)
+    # digest 6.3: 0.555 GMACs for the CIFAR ResNet18 at 32 px with 10 classes
+    assert result.report.rows[1].flops / 1e9 == pytest.approx(0.556, abs=0.002)
+
+
+def test_a_plain_net_loses_its_first_pooling():
+    result = remove_stem("vgg16")
+    assert [e.target for e in result.plans[0].edits] == ["features.4"]
+    assert isinstance(result.model.features[4], nn.Identity)
+    assert "plain stack" in result.plans[0].notes[0]
+
+
+def test_a_fixed_size_head_is_refused_with_the_reason():
+    with pytest.raises(
+        rewriter.RewriteError, match=r"head 'classifier' reads a flattened feature map of fixed size"
+    ):
+        remove_stem("cifar_vgg16")
+
+
+def test_cifar_stem_needs_a_single_stem_conv():
+    # googlenet's stem has three convolutions (conv1, conv2, conv3) before inception3a
+    with pytest.raises(rewriter.RewriteError, match="exactly one conv module, this one has 3"):
+        remove_stem("googlenet", 64, mode="cifar-stem")
+
+
+def test_mobilenet_v2_stem_is_its_first_conv():
+    result = remove_stem("mobilenet_v2")
+    assert [e.target for e in result.plans[0].edits] == ["features.0.0"]
+    assert "first block 'features.1' (InvertedResidual)" in result.plans[0].notes[0]

@@ -1,0 +1,89 @@
+"""Contracts every registered strategy keeps, checked on a model where it changes something."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import rewriter
+from rewriter.strategy import Plan, get_strategy, list_strategies, parameters, summary
+
+# One case per strategy: (model, input size, parameters) where the strategy is not a no-op.
+CASES = {
+    "truncate": ("cifar_vgg11", 32, {}),
+    "remove-stem-downsampling": ("resnet18", 32, {}),
+}
+
+
+def test_every_registered_strategy_has_a_contract_case():
+    assert set(list_strategies()) == set(CASES)
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    name = request.param
+    model_name, size, params = CASES[name]
+    model, _ = rewriter.load_model(model_name, num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    structure = repr(model)
+    result = rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False)
+    return name, model, before, structure, result, size
+
+
+def test_the_input_model_is_unchanged(case):
+    _, model, before, structure, _, _ = case
+    state = model.state_dict()
+    assert set(state) == set(before)
+    assert all(torch.equal(before[k], state[k]) for k in before)
+    assert repr(model) == structure
+
+
+def test_the_output_model_runs_and_gives_class_scores(case):
+    _, _, _, _, result, size = case
+    out = result.model.eval()(torch.randn(3, 3, size, size))
+    assert out.shape == (3, 10)
+
+
+def test_the_strategy_changes_something(case):
+    _, _, _, _, result, _ = case
+    assert not result.plans[0].is_noop
+    assert result.plans[0].edits
+
+
+def test_kept_weights_are_identical(case):
+    _, _, before, _, result, _ = case
+    plan = result.plans[0]
+    fresh = plan.data.get("new_modules", [])
+    moved = plan.data.get("moved", {})
+    checked = 0
+    for key, tensor in result.model.state_dict().items():
+        if any(key.startswith(m + ".") for m in fresh):
+            continue
+        old_key = next((old + key[len(new) :] for new, old in moved.items() if key.startswith(new)), key)
+        assert torch.equal(before[old_key], tensor), key
+        checked += 1
+    assert checked > 10
+
+
+def test_the_plan_round_trips_through_yaml(case):
+    plan = case[4].plans[0]
+    text = yaml.safe_dump(plan.to_dict())
+    assert Plan.from_dict(yaml.safe_load(text)) == plan
+
+
+def test_the_report_json_is_identical_when_run_twice(case):
+    name, model, _, _, result, size = case
+    _model_name, _, params = CASES[name]
+    again = rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False)
+    assert json.dumps(again.report.to_json()) == json.dumps(result.report.to_json())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_strategies_document_themselves(name):
+    cls = get_strategy(name)
+    assert summary(cls)
+    assert all(p.help for p in parameters(cls))
+    assert cls().params() == {p.name: p.default for p in parameters(cls)}

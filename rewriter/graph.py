@@ -50,6 +50,12 @@ class LayerNode:
     def is_module(self) -> bool:
         return self.op == "call_module"
 
+    @property
+    def is_feature_map(self) -> bool:
+        """Whether the output is one ``[N, C, H, W]`` tensor (channels first, one dim per spatial axis)."""
+        layout = self.effect.layout
+        return layers.is_layout(layout) and layouts.is_image_layout(layout)
+
 
 @dataclass
 class LayerGraph:
@@ -192,6 +198,11 @@ class _ShapeRecorder(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:
         try:
+            if n.op in ("call_function", "call_method", "call_module"):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                n.meta["arg_values"] = fx.node.map_aggregate(
+                    (args, kwargs), lambda v: None if isinstance(v, torch.Tensor) else v
+                )
             result = super().run_node(n)
         except Exception as err:
             self.failure = self._message(n, err)
@@ -350,7 +361,7 @@ def _to_layer_graph(gm: fx.GraphModule, names: dict[fx.Node, str], input_size: t
         if node.op == "placeholder":
             if input_name:
                 continue  # extra placeholders are optional arguments, not image data
-            env[node] = layouts.image_layout(len(_shape(node) or (0, 0, 0, 0)))
+            env[node] = layouts.image_layout(_shape(node))
             effect = OpEffect("layout", layout=env[node])
             input_name = names[node]
         elif node.op == "get_attr":
@@ -390,17 +401,11 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
 
 def _spatial_size(layout: Any, shape: tuple[int, ...] | None) -> tuple[int, int] | None:
     """(H, W) of a tensor whose layout has one dim for height and one for width, else None."""
-    if isinstance(layout, tuple) and layout and not isinstance(layout[0], frozenset):
-        layout = layout[0]
+    if isinstance(layout, layers.Several):
+        layout = next((part for part in layout if part), None)
     if not shape or not layout or len(layout) != len(shape):
         return None
-    size = []
-    for axis in layouts.AXES:
-        dims = [d for d, axes in enumerate(layout) if axes == frozenset({axis})]
-        if len(dims) != 1:
-            return None
-        size.append(shape[dims[0]])
-    return size[0], size[1]
+    return layouts.spatial_size(layout, shape)
 
 
 def _layer_node(

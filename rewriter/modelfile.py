@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ._errors import ModelFileError, UntrustedPickleError
 from .graph import eval_mode
 from .io import atomic_path
 from .recipe import Recipe
-from .sources import ModelSpec
+from .sources import ModelSpec, is_named_model
 
 FORMAT = "rewriter-model"
 VERSION = 1
@@ -40,9 +41,27 @@ class LoadedModel:
     metadata: dict[str, Any]
 
 
-def _check_target(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise ModelFileError(f"{path} exists; pass --force (force=True) to overwrite it")
+def check_target(path: str | os.PathLike, force: bool) -> None:
+    """Refuse an output path before any work is done: an existing file without ``force``, a folder, no folder."""
+    target = Path(path)
+    if target.is_dir():
+        raise ModelFileError(f"{target} is a folder; give a file name")
+    if target.exists() and not force:
+        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
+    if not target.parent.exists():
+        raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
+
+
+def history_step(
+    recipe: Recipe, input_size: tuple[int, int], in_channels: int, leaf_modules: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One rewrite as a model file records it, so that it can be replayed."""
+    return {
+        "recipe": recipe.to_dict(),
+        "input_size": list(input_size),
+        "in_channels": in_channels,
+        "leaf_modules": list(leaf_modules),
+    }
 
 
 def save(
@@ -53,13 +72,14 @@ def save(
     recipe: Recipe,
     input_size: tuple[int, int],
     in_channels: int = 3,
+    leaf_modules: Sequence[type | str] = (),
     report: dict[str, Any] | None = None,
     fmt: str = "pt",
     force: bool = False,
 ) -> Path:
     """Write ``model`` to ``path`` atomically; an existing file is only replaced with ``force``."""
     target = Path(path)
-    _check_target(target, force)
+    check_target(target, force)
     if fmt == "pt2":
         return _save_exported(model, target, input_size, in_channels)
     if fmt != "pt":
@@ -73,6 +93,7 @@ def save(
         "recipe": recipe.to_dict(),
         "input_size": list(input_size),
         "in_channels": in_channels,
+        "leaf_modules": [m if isinstance(m, str) else m.__name__ for m in leaf_modules],
         "report": report or {},
     }
     if spec.kind == "file":
@@ -141,10 +162,15 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     size = tuple(data["input_size"])
     if "module" in data:
         return LoadedModel(data["module"], spec, recipe, size, data)  # type: ignore[arg-type]
+    if not trust_pickle and not is_named_model(spec.source):
+        raise UntrustedPickleError(
+            f"{path} was built from '{spec.source}'; rebuilding it imports and runs the code that name points to. "
+            "Pass --trust-pickle (trust_pickle=True) if you trust the file"
+        )
     model, _ = load_model(spec.source, num_classes=spec.num_classes, model_args=spec.model_args)
     steps = [
         *spec.history,
-        {"recipe": data["recipe"], "input_size": size, "in_channels": data.get("in_channels", 3)},
+        {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},
     ]
     for step in steps:
         replay = Recipe.from_dict(step["recipe"], source=Path(path).name)
@@ -153,6 +179,7 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
             replay,
             input_size=tuple(step["input_size"]),
             in_channels=step.get("in_channels", 3),
+            leaf_modules=tuple(step.get("leaf_modules", ())),
             measure_cost=False,
         ).model
     _load_checked(model, data["state_dict"], path)

@@ -107,6 +107,13 @@ class Recipe:
         params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Recipe:
         """Command-line values win over the file: sizes, classes, and ``{strategy: {param: value}}``."""
+        used = {s.strategy for s in self.steps}
+        for name in params or {}:
+            if name not in used:
+                hint = close_matches(name, used) or f"; the steps are {', '.join(sorted(used))}"
+                raise RecipeError(
+                    f"a parameter is set for '{name}', which no step of {self.source} uses{hint}"
+                )
         steps = tuple(
             Step(s.strategy, {**s.params, **(params or {}).get(s.strategy, {})}) for s in self.steps
         )

@@ -55,8 +55,8 @@ def measure_latency(
 ) -> float:
     """Median wall time of one forward pass in milliseconds (eval mode, no autograd, CPU by default)."""
     param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros(batch, in_channels, *input_size, device=device)
+    x = torch.zeros(batch, in_channels, *input_size)
+    x = x if param is None else x.to(param)
     times = []
     with eval_mode(model), torch.inference_mode():
         for i in range(warmup + repeats):

@@ -138,6 +138,8 @@ def rewrite(
         rows.extend([row] if row else [])
         current = new
     check_unchanged(model, before)
+    if current is model:  # every step was a no-op: still return a copy, never the caller's object
+        current = copy.deepcopy(model)
     resolved = Recipe(recipe.resolved().steps, size, recipe.num_classes, recipe.source)
     notes = tuple(note for plan in plans for note in plan.notes)
     report = Report(label, size, tuple(rows), resolved.to_dict(), tuple(p.to_dict() for p in plans), notes)

@@ -14,6 +14,7 @@ import inspect
 import os
 import pickle
 import sys
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,11 @@ def torchvision_models() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def is_named_model(source: str) -> bool:
+    """Whether ``source`` names a built-in or torchvision model (building it runs no code chosen by a file)."""
+    return zoo.is_model(source) or source in torchvision_models()
+
+
 def available_models() -> list[str]:
     """Every name MODEL accepts without an import spec or a file: the built-in zoo, then torchvision."""
     return zoo.list_models() + torchvision_models()
@@ -92,6 +98,8 @@ def load_model(
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
     args = dict(model_args or {})
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ModelNotFoundError(f"num_classes must be a positive int, got {num_classes!r}")
     if Path(source).is_file():
         from . import modelfile
 
@@ -101,6 +109,11 @@ def load_model(
                     f"{source} fixes its architecture; drop --num-classes and --model-arg"
                 )
             return _from_model_file(source, trust_pickle=trust_pickle, weights=weights)
+        if zipfile.is_zipfile(source) and _is_export_archive(source):
+            raise ModelNotFoundError(
+                f"{source} is a torch.export program (rewriter rewrite --format pt2), made for deployment: load it "
+                "with torch.export.load(path).module(); rewriter reads the .pt model files it writes"
+            )
         model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
         spec = ModelSpec(source, "file", num_classes, args)
     elif ":" in source:
@@ -115,7 +128,7 @@ def load_model(
             kwargs["num_classes"] = num_classes
         try:
             model = torchvision.models.get_model(source, weights=None, **kwargs)
-        except TypeError as err:
+        except Exception as err:
             raise ModelNotFoundError(
                 f"cannot build torchvision model '{source}' with {kwargs}: {err}"
             ) from err
@@ -139,11 +152,12 @@ def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[
     loaded = modelfile.load(source, trust_pickle=trust_pickle)
     if weights is not None:
         load_weights(loaded.model, weights)
-    step = {
-        "recipe": loaded.recipe.to_dict(),
-        "input_size": list(loaded.input_size),
-        "in_channels": loaded.metadata.get("in_channels", 3),
-    }
+    step = modelfile.history_step(
+        loaded.recipe,
+        loaded.input_size,
+        loaded.metadata.get("in_channels", 3),
+        loaded.metadata.get("leaf_modules", ()),
+    )
     spec = ModelSpec(
         loaded.spec.source,
         loaded.spec.kind,
@@ -165,7 +179,7 @@ def _call_factory(label: str, factory: Any, num_classes: int | None, args: dict[
         kwargs["num_classes"] = num_classes
     try:
         model = factory(**kwargs)
-    except TypeError as err:
+    except Exception as err:
         raise ModelNotFoundError(f"cannot build '{label}' with arguments {kwargs}: {err}") from err
     if not isinstance(model, nn.Module):
         raise ModelNotFoundError(f"'{label}' returned {type(model).__name__}, not a torch.nn.Module")
@@ -208,6 +222,14 @@ def _accepts(fn: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return True
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _is_export_archive(path: str) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(
+            name.endswith(("serialized_exported_program.json", "archive_format"))
+            for name in archive.namelist()
+        )
 
 
 def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:

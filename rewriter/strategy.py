@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from ._errors import RecipeError, RewriteError, close_matches
 from .analysis import Analysis
 
 ENTRY_POINT_GROUP = "rewriter.strategies"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def register_strategy(cls: StrategyClass) -> StrategyClass:
     """Register a strategy class under ``cls.name`` (for code that does not use the entry-point group)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"strategy {cls.__qualname__} must be a dataclass whose fields are its parameters")
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise ValueError(
@@ -141,18 +145,24 @@ def register_strategy(cls: StrategyClass) -> StrategyClass:
     return cls
 
 
+_BROKEN: dict[str, str] = {}  # entry points that failed to load, with the reason
+
+
 def _load_entry_points() -> None:
+    """Load each entry point once; a broken third-party one is remembered, not fatal to the others."""
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        if entry.name != cls.name:
-            raise ValueError(
-                f"entry point '{entry.name}' loads {cls.__qualname__}, which is named '{cls.name}'"
-            )
-        register_strategy(cls)
+        try:
+            cls = entry.load()
+            if getattr(cls, "name", None) != entry.name:
+                raise ValueError(f"it loads {cls!r}, whose name is not '{entry.name}'")
+            register_strategy(cls)
+        except Exception as err:
+            _BROKEN[entry.name] = f"{entry.value}: {type(err).__name__}: {err}"
+            logger.warning("strategy entry point '%s' does not load (%s)", entry.name, _BROKEN[entry.name])
 
 
 def list_strategies() -> list[str]:
@@ -168,6 +178,8 @@ def get_strategy(name: str) -> StrategyClass:
         RecipeError: no strategy has that name; the message lists close matches.
     """
     _load_entry_points()
+    if name in _BROKEN:
+        raise RecipeError(f"strategy '{name}' is installed but does not load: {_BROKEN[name]}")
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -82,8 +82,8 @@ def extract_prefix(
 def _prune_unused(root: nn.Module, graph: fx.Graph) -> None:
     used = {str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
 
-    def needed(path: str) -> bool:
-        return any(u == path or u.startswith(path + ".") for u in used)
+    def needed(path: str) -> bool:  # used, an ancestor of something used, or inside a used leaf module
+        return any(u == path or u.startswith(path + ".") or path.startswith(u + ".") for u in used)
 
     for path, _ in sorted(root.named_modules(), key=lambda item: -item[0].count(".")):
         if path and not needed(path):

@@ -55,9 +55,9 @@ def check_unchanged(model: nn.Module, before: Snapshot) -> None:
 
 def _example(model: nn.Module, input_size: tuple[int, int], in_channels: int) -> torch.Tensor:
     param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
     generator = torch.Generator().manual_seed(0)
-    return torch.randn(2, in_channels, *input_size, generator=generator).to(device)
+    x = torch.randn(2, in_channels, *input_size, generator=generator)
+    return x if param is None else x.to(param)  # the model's device and (floating) dtype
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,10 @@ from rewriter.stages import Block, is_downsampling, stem
 from rewriter.strategy import Context, Edit, Plan, Strategy, param
 from rewriter.surgery import set_submodule
 
-REASON = "stem downsampling: without it every later receptive field grows 2x slower (paper 000 V)"
+
+def _reason(node: LayerNode) -> str:
+    factor = max(int(a.stride) for a in node.effect.axes if not a.unbounded)
+    return f"stem downsampling: without it every later receptive field grows {factor}x slower (paper 000 V)"
 
 
 def fixed_size_head(analysis: Analysis) -> tuple[str, str] | None:
@@ -80,7 +83,7 @@ class RemoveStemDownsampling(Strategy):
         layers, blocks = stem(model, analysis.graph)
         where = self._stem_note(blocks, layers)
         if self.mode == "cifar-stem":
-            return self._plan_cifar_stem(model, layers, where)
+            return self._plan_cifar_stem(model, analysis, layers, where)
         if self.count is not None and self.count < 1:
             raise self.refuse(f"count must be 1 or more, got {self.count}")
         downsampling = [n for n in layers if is_downsampling(n)][: self.count]
@@ -90,25 +93,33 @@ class RemoveStemDownsampling(Strategy):
             )
         edits, strided, identity = [], [], []
         for node in downsampling:
-            if not node.is_module:
-                raise self.refuse(
-                    f"'{node.name}' is a functional {node.type} call: wrap it in a module to remove it"
-                )
+            self._check_replaceable(node, analysis)
+            reason = _reason(node)
             if node.effect.category == "conv":
                 strided.append(node.target)
                 edits.append(
-                    Edit("set", node.name, f"stride {_stride_text(node)} -> 1 (weights kept)", REASON)
+                    Edit("set", node.name, f"stride {_stride_text(node)} -> 1 (weights kept)", reason)
                 )
             else:
                 identity.append(node.target)
-                edits.append(
-                    Edit(
-                        "replace", node.name, f"{node.type} (stride {_stride_text(node)}) -> Identity", REASON
-                    )
-                )
+                detail = f"{node.type} (stride {_stride_text(node)}) -> Identity"
+                edits.append(Edit("replace", node.name, detail, reason))
         return Plan(
             self.name, self.params(), tuple(edits), (where,), {"stride_1": strided, "identity": identity}
         )
+
+    def _check_replaceable(self, node: LayerNode, analysis: Analysis) -> None:
+        """The layer must be a module that runs once: changing a shared module changes all its calls."""
+        if not node.is_module:
+            raise self.refuse(
+                f"'{node.name}' is a functional {node.type} call: wrap it in a module to remove it"
+            )
+        calls = [n.name for n in analysis.graph if n.is_module and n.target == node.target]
+        if len(calls) > 1:
+            raise self.refuse(
+                f"module '{node.target}' runs {len(calls)} times ({', '.join(calls)}); changing it would remove "
+                "the downsampling of every call, not only the stem's"
+            )
 
     def _stem_note(self, blocks: list[Block], layers: list[LayerNode]) -> str:
         names = ", ".join(n.name for n in layers) or "none"
@@ -120,7 +131,9 @@ class RemoveStemDownsampling(Strategy):
             f"no repeated block (a plain stack of layers): the stem is up to the first downsampling: {names}"
         )
 
-    def _plan_cifar_stem(self, model: nn.Module, layers: list[LayerNode], where: str) -> Plan:
+    def _plan_cifar_stem(
+        self, model: nn.Module, analysis: Analysis, layers: list[LayerNode], where: str
+    ) -> Plan:
         if self.count is not None:
             raise self.refuse("count applies to mode 'strides'; mode 'cifar-stem' replaces the whole stem")
         convs = [n for n in layers if n.effect.category == "conv"]
@@ -137,8 +150,8 @@ class RemoveStemDownsampling(Strategy):
             "bias": conv.bias is not None,
         }
         pools = [n for n in layers if n.effect.category == "pool" and is_downsampling(n)]
-        if any(not n.is_module for n in pools):
-            raise self.refuse("a stem pooling is a functional call: wrap it in a module to remove it")
+        for node in [*convs, *pools]:
+            self._check_replaceable(node, analysis)
         kernel = "x".join(map(str, conv.kernel_size))
         edits = [
             Edit(
@@ -150,7 +163,8 @@ class RemoveStemDownsampling(Strategy):
             )
         ]
         edits += [
-            Edit("replace", n.name, f"{n.type} (stride {_stride_text(n)}) -> Identity", REASON) for n in pools
+            Edit("replace", n.name, f"{n.type} (stride {_stride_text(n)}) -> Identity", _reason(n))
+            for n in pools
         ]
         data = {"cifar_conv": spec, "identity": [n.target for n in pools], "new_modules": [spec["path"]]}
         return Plan(self.name, self.params(), tuple(edits), (where,), data)
@@ -163,5 +177,7 @@ class RemoveStemDownsampling(Strategy):
             set_submodule(model, path, nn.Identity())
         spec = plan.data.get("cifar_conv")
         if spec is not None:
-            set_submodule(model, spec["path"], nn.Conv2d(spec["in"], spec["out"], 3, 1, 1, bias=spec["bias"]))
+            old = model.get_submodule(spec["path"])
+            new = nn.Conv2d(spec["in"], spec["out"], 3, 1, 1, bias=spec["bias"]).to(old.weight)
+            set_submodule(model, spec["path"], new)
         return model

@@ -57,22 +57,39 @@ def _block_name(names: list[str]) -> str:
     return ".".join(common) or names[0]
 
 
-def cut_points(graph: LayerGraph) -> list[tuple[str, list[str]]]:
-    """Where a network can be cut: each dominator of the output that is followed by a block.
+def cut_points(graph: LayerGraph) -> list[tuple[str | None, list[str]]]:
+    """Where a network can be cut: before each block, at a point every path to the output passes through.
 
-    Returns ``(cut, block)`` pairs in execution order: ``cut`` is the last node every path passes through
-    before the block, ``block`` the nodes up to the next node every path passes through (a residual block
-    up to its addition), which hold at least one conv or pooling layer of the border test.
+    Returns ``(cut, block)`` pairs in execution order. ``block`` holds the nodes from one dominator of the
+    output to the next (a residual block up to its addition) and at least one conv or pooling layer of the
+    border test. ``cut`` is the last dominator before the block that gives one ``[N, C, H, W]`` feature map
+    (a GAP head needs one); a channel split or a reshape just before the block is skipped back over, as long
+    as no conv or pooling layer is skipped with it. It is None where there is no such point (a network whose
+    maps are channels-last there). The input itself is never a cut: cutting there would keep no layer.
     """
     chain = dominators(graph)
     order = graph.nodes
-    points: list[tuple[str, list[str]]] = []
-    for here, there in itertools.pairwise(chain):
-        start, stop = graph[here].index, graph[there].index
-        segment = [n for n in order if start < n.index <= stop]
+    points: list[tuple[str | None, list[str]]] = []
+    for position, (here, there) in enumerate(itertools.pairwise([*chain, graph.output_name])):
+        segment = [n for n in order if graph[here].index < n.index <= graph[there].index]
         if any(n.effect.takes_part_in_border for n in segment):
-            points.append((here, [n.name for n in segment]))
+            points.append((_feature_map_before(graph, chain[: position + 1]), [n.name for n in segment]))
     return points
+
+
+def _feature_map_before(graph: LayerGraph, chain: list[str]) -> str | None:
+    """The last of ``chain`` that is an [N, C, H, W] feature map, with no conv/pool between it and the end."""
+    end = graph[chain[-1]].index
+    for name in reversed(chain):
+        node = graph[name]
+        if name == graph.input_name:
+            return None
+        if node.is_feature_map:
+            return name
+        between = [n for n in graph.nodes if node.index <= n.index <= end]
+        if any(n.effect.takes_part_in_border for n in between):
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -104,11 +121,13 @@ class Truncate(Strategy):
 
     @property
     def _feature_size(self) -> tuple[int, int] | None:
-        return (self.feature_size, self.feature_size) if self.feature_size else None
+        return (self.feature_size, self.feature_size) if self.feature_size is not None else None
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         if self.keep_blocks < 0:
             raise self.refuse(f"keep_blocks must be 0 or more, got {self.keep_blocks}")
+        if self.feature_size is not None and self.feature_size < 1:
+            raise self.refuse(f"feature_size must be a positive number of pixels, got {self.feature_size}")
         analysis = self._analysis(model, context)
         border = analysis.border_layer_min
         limit = "x".join(map(str, analysis.limit))
@@ -118,7 +137,7 @@ class Truncate(Strategy):
         graph = analysis.graph
         points = cut_points(graph)
         border_index = graph[border].index
-        before = [i for i, (cut, _) in enumerate(points) if graph[cut].index < border_index]
+        before = [i for i, (_, block) in enumerate(points) if graph[block[0]].index <= border_index]
         if not before:
             raise self.refuse(f"the border layer '{border}' is in the first block: a cut would keep no layer")
         chosen = before[-1] + self.keep_blocks
@@ -127,13 +146,16 @@ class Truncate(Strategy):
                 f"keep_blocks={self.keep_blocks} goes past the last block ({len(points) - 1 - before[-1]} "
                 "blocks follow the border)"
             )
-        cut, _ = points[chosen]
-        node = graph[cut]
-        if node.output_size is None or not node.output_shape or len(node.output_shape) != 4:
+        cut, block = points[chosen]
+        if cut is None and chosen == 0:
+            raise self.refuse(f"the border layer '{border}' is in the first block: a cut would keep no layer")
+        if cut is None:
             raise self.refuse(
-                f"the cut '{cut}' gives a {node.output_shape} tensor, not an [N, C, H, W] feature map"
+                f"before block '{_block_name(block)}' there is no point every path passes through that is one "
+                "[N, C, H, W] feature map (channels-last maps, or none before it): a global-average-pooling head "
+                "cannot be attached there"
             )
-        channels = node.output_shape[1]
+        channels = graph[cut].output_shape[1]
         held = points[before[-1]][1]
         return Plan(
             self.name,
@@ -196,4 +218,6 @@ class Truncate(Strategy):
             leaf_classes=context.leaf_classes,
             class_name=type(model).__name__ + "Features",
         )
-        return Truncated(features, GapLinearHead(plan.data["channels"], plan.data["num_classes"]))
+        head = GapLinearHead(plan.data["channels"], plan.data["num_classes"])
+        reference = next(model.parameters(), None)
+        return Truncated(features, head if reference is None else head.to(reference))

@@ -258,3 +258,113 @@ def build(width: int = 4, depth: int = 2) -> nn.Module:
     layers: list[nn.Module] = [conv(3, width)]
     layers += [conv(width, width) for _ in range(depth - 1)]
     return nn.Sequential(*layers)
+
+
+class SplitBack(nn.Module):
+    """A non-local style round trip: conv, flatten the positions, view them back, then 1x7 and 7x1 convs.
+
+    r: 3 after the 3x3 conv; the 1x7 conv grows only the width: (3, 9); the 7x1 conv the height: (9, 9).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 4)
+        self.wide = conv(4, 4, (1, 7))
+        self.tall = conv(4, 4, (7, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        n, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # [N, H*W, C]
+        x = tokens.transpose(1, 2).reshape(n, c, h, w)
+        return self.tall(self.wide(x))
+
+
+class Patchify(nn.Module):
+    """MLP-Mixer style patch embedding by reshape: 4x4 patches flattened into a Linear, then a 3x3 conv.
+
+    The Linear reads the 4x4 pixels of a patch: a 4x4 kernel with stride 4 (r 4, jump 4); the conv on the
+    16x16 map of patches adds (3 - 1) * 4: r 12.
+    """
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3 * 16, dim)
+        self.mix = conv(dim, dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        patches = (
+            x.view(n, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(n, (h // 4) * (w // 4), -1)
+        )
+        tokens = self.embed(patches)  # [N, H/4 * W/4, D]
+        grid = tokens.transpose(1, 2).reshape(n, self.dim, h // 4, w // 4)
+        return self.mix(grid)
+
+
+class WindowAttention(nn.Module):
+    """Attention inside non-overlapping 4x4 windows (Swin/MaxViT style) after a 3x3 conv.
+
+    Each output position mixes the 16 positions of its window: a 4x4 window after r 3 gives r 3 + 3 = 6.
+    """
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.c1 = conv(3, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        n, c, h, w = x.shape
+        windows = x.view(n, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 3, 5, 1).reshape(n, -1, 16, c)
+        q, k, v = self.qkv(windows).chunk(3, dim=-1)
+        attended = torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v  # [N, windows, 16, C]
+        out = attended.view(n, h // 4, w // 4, 4, 4, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)
+        return out
+
+
+class SplitConcat(nn.Module):
+    """Res2Net/GhostNet style: split the channels, drop one group, concatenate the rest, then two 3x3 convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 16)
+        self.c2 = conv(8, 8)
+        self.c3 = conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        x = torch.cat(torch.split(x, 4, 1)[2:], 1)
+        return self.c3(self.c2(x))
+
+
+class FunctionalGlobalPool(nn.Module):
+    """Global pooling written as ``F.avg_pool2d(x, x.size(3))``, common in CIFAR code (kernel from a shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = conv(3, 4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c1(x)
+        x = F.avg_pool2d(x, x.size(3))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class LeafSandwich(nn.Module):
+    """A stem conv, an untraceable block (to be made a leaf), then two 3x3 convs.
+
+    With the block taken as 1x1: c2 reads r 3, c3 reads r 5. At a feature size of 2, c2 and c3 are the final
+    unproductive run, and the cut goes after the block, which must keep its own conv.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 4)
+        self.block = DataDependent()
+        self.c2, self.c3 = conv(4, 4), conv(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c3(self.c2(self.block(self.stem(x))))

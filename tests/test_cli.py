@@ -295,3 +295,27 @@ def test_strategies_lists_names_docs_and_parameters(capsys):
     assert data["truncate"]["summary"].startswith("Cut the border layer")
     rule = next(p for p in data["truncate"]["parameters"] if p["name"] == "rule")
     assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--report", "{tmp}"], "is a folder"),
+        (["-o", "{tmp}/missing/out.pt"], "does not exist"),
+        (
+            ["-p", "truncat.rule=output"],
+            "a parameter is set for 'truncat', which no step of --strategy uses; did you mean 'truncate'?",
+        ),
+        (["--num-classes", "-1"], "num_classes must be a positive int, got -1"),
+    ],
+)
+def test_rewrite_refuses_bad_arguments_before_any_work(capsys, tmp_path, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run(capsys, "rewrite", "resnet18", "--input-size", "32", "--strategy", "truncate", *argv)
+    assert code == 1 and message in err and "Traceback" not in err
+    assert "measuring" not in err
+
+
+def test_a_factory_error_is_one_line(capsys):
+    code, _, err = run(capsys, "analyze", "mobilenet_v2", "--model-arg", "dropout=2", "--input-size", "32")
+    assert code == 1 and err.startswith("error: cannot build torchvision model 'mobilenet_v2'")

@@ -98,9 +98,13 @@ def test_r_max_equals_the_extent_of_the_input_gradient(model_name, layer, grad_s
         (nets.Asymmetric, "c3"),  # 1x3 stride (1, 2), 3x1, 1x3: (3, 7)
         (nets.Residual, "b2c2"),
         (nets.Concat, "out"),
+        (nets.SplitBack, "tall"),  # positions flattened and viewed back: (9, 9)
+        (nets.Patchify, "mix"),  # a Linear over 4x4 patches, then a 3x3 conv: 12
+        (nets.WindowAttention, ""),  # attention inside 4x4 windows after a 3x3 conv: 6
     ],
 )
 def test_r_max_of_hazard_nets_equals_the_gradient_extent(net, layer):
     model = net()
     analysis = rewriter.analyze(model, 32, flops=False)
-    assert measured_receptive_field(model, layer, 48) == analysis.layer(layer).r_out_max
+    expected = analysis.layer(layer).r_out_max if layer else analysis.fields["output"].input.max
+    assert measured_receptive_field(model, layer, 48) == expected

@@ -120,3 +120,53 @@ def test_a_file_whose_base_was_a_pickle_needs_trust(tmp_path):
     with pytest.raises(rewriter.UntrustedPickleError, match="--trust-pickle"):
         rewriter.load(tmp_path / "out.pt")
     assert rewriter.load(tmp_path / "out.pt", trust_pickle=True).head.fc.in_features == 512  # conv 5 of VGG11
+
+
+def test_a_model_file_cannot_make_us_import_code_it_names(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = {
+        "format": "rewriter-model", "version": 1,
+        "base": {"source": "os:system", "kind": "torchvision", "num_classes": None,
+                 "model_args": {"command": f"touch {marker}"}, "weights": None, "history": []},
+        "recipe": {"input_size": [32, 32], "num_classes": None, "steps": [{"truncate": {}}]},
+        "input_size": [32, 32], "state_dict": {},
+    }  # fmt: skip
+    torch.save(evil, tmp_path / "evil.pt")
+    with pytest.raises(rewriter.UntrustedPickleError, match="built from 'os:system'"):
+        rewriter.load_model(str(tmp_path / "evil.pt"))
+    assert not marker.exists()
+
+
+def test_leaf_modules_are_recorded_and_replayed(tmp_path):
+    from . import nets
+
+    model = nets.LeafSandwich()
+    spec = rewriter.ModelSpec("tests.nets:LeafSandwich", "import")
+    result = rewriter.rewrite(model, {"steps": [{"truncate": {"feature_size": 2}}]}, input_size=32, num_classes=3,
+                              leaf_modules=["DataDependent"], latency=False)  # fmt: skip
+    assert not result.plans[0].is_noop
+    path = tmp_path / "leaf.pt"
+    rewriter.save(result.model, path, spec=spec, recipe=result.recipe, input_size=(32, 32),
+                  leaf_modules=["DataDependent"])  # fmt: skip
+    assert torch.load(path, weights_only=True)["leaf_modules"] == ["DataDependent"]
+    loaded = rewriter.load(path, trust_pickle=True)  # an import spec base needs trust: it runs that code
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), result.model.eval()(x))
+
+
+def test_an_exported_program_is_not_mistaken_for_a_pickle(written, tmp_path):
+    _, result = written
+    target = tmp_path / "model.pt2"
+    rewriter.save(result.model, target, spec=rewriter.ModelSpec("resnet18", "torchvision", 10),
+                  recipe=result.recipe, input_size=(32, 32), fmt="pt2")  # fmt: skip
+    with pytest.raises(rewriter.ModelNotFoundError, match=r"is a torch\.export program"):
+        rewriter.load_model(str(target))
+
+
+def test_written_files_get_the_usual_permissions(written):
+    import os
+
+    path, _ = written
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -224,3 +224,37 @@ def test_a_wide_input_moves_the_border_where_only_height_is_exceeded(analysis_of
     assert wide.layer("features.16").exceeds_input == (True, False)
     assert wide.layer("features.19").exceeds_input == (True, False)
     assert wide.border_layer_min == "features.21"
+
+
+def test_positions_flattened_and_viewed_back_keep_their_axes():
+    layers = rows(nets.SplitBack())
+    assert layers["wide"].r_out_min == (3, 9)
+    assert layers["tall"].r_out_min == (9, 9)
+    assert layers["tall"].output_size == (32, 32)
+    assert layers["tall"].productive is True
+
+
+def test_a_linear_over_patch_pixels_is_a_patch_sized_kernel():
+    layers = rows(nets.Patchify())
+    assert layers["embed"].r_out_min == (4, 4)  # not global: it reads one 4x4 patch
+    assert layers["mix"].r_out_min == (12, 12)  # 4 + (3 - 1) * 4: the patches are 4 px apart
+    assert layers["mix"].output_size == (8, 8)
+
+
+def test_attention_inside_windows_is_a_window_sized_kernel():
+    analysis = rewriter.analyze(nets.WindowAttention(), 32, flops=False)
+    product = analysis.layer("matmul_1")  # softmax(q k^T) @ v combines the 16 positions of a window
+    assert product.r_in_min == (3, 3) and product.r_out_min == (6, 6) and product.r_out_max == (6, 6)
+    assert analysis.warnings == ()
+
+
+def test_a_slice_of_a_split_keeps_its_positions():
+    layers = rows(nets.SplitConcat())
+    assert [layers[n].r_out_min[0] for n in ("c1", "c2", "c3")] == [3, 5, 7]
+
+
+def test_pooling_with_a_kernel_computed_from_a_shape_is_read_at_the_target_size():
+    analysis = rewriter.analyze(nets.FunctionalGlobalPool(), 32, flops=False)
+    pool = analysis.layer("avg_pool2d")
+    assert pool.kernel_size == (32, 32) and pool.r_out_min == (34, 34)
+    assert analysis.warnings == ()

@@ -147,3 +147,29 @@ def test_latency_is_measured_per_row():
     model, _ = rewriter.load_model("cifar_vgg11")
     report = rewriter.rewrite(model, {"steps": ["truncate"]}, input_size=32).report
     assert all(row.latency_ms > 0 for row in report.rows)
+
+
+def test_a_rewrite_that_changes_nothing_still_returns_a_copy():
+    model, _ = rewriter.load_model("resnet18", num_classes=10)
+    result = rewriter.rewrite(
+        model, {"steps": ["truncate"]}, input_size=224, latency=False, measure_cost=False
+    )
+    assert result.plans[0].is_noop and result.model is not model
+
+
+def test_a_broken_third_party_strategy_does_not_break_the_others(monkeypatch):
+    import importlib.metadata
+
+    class Broken:
+        name, value = "broken", "nonexistent_module:Strategy"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'nonexistent_module'")
+
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(strategy_module, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(strategy_module, "_BROKEN", {})
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [*real(group=group), Broken()])
+    assert "truncate" in rewriter.list_strategies() and "broken" not in rewriter.list_strategies()
+    with pytest.raises(rewriter.RecipeError, match="strategy 'broken' is installed but does not load"):
+        rewriter.get_strategy("broken")

@@ -92,3 +92,31 @@ def test_mobilenet_v2_stem_is_its_first_conv():
     result = remove_stem("mobilenet_v2")
     assert [e.target for e in result.plans[0].edits] == ["features.0.0"]
     assert "first block 'features.1' (InvertedResidual)" in result.plans[0].notes[0]
+
+
+class SharedPool(nn.Module):
+    """One max-pool module used after the stem conv and after every stage: changing it changes them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.blocks = nn.Sequential(*(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+                                      for _ in range(2)))  # fmt: skip
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        x = self.pool(self.stem(x))
+        for block in self.blocks:
+            x = self.pool(block(x))
+        return self.head(x)
+
+
+def test_a_shared_stem_module_is_refused():
+    with pytest.raises(rewriter.RewriteError, match=r"module 'pool' runs 3 times \(pool, pool_1, pool_2\)"):
+        rewriter.rewrite(SharedPool(), {"steps": ["remove-stem-downsampling"]}, input_size=32, latency=False)
+
+
+def test_the_reason_names_the_stride_removed():
+    result = remove_stem("convnext_tiny")
+    assert "grows 4x slower" in result.plans[0].edits[0].reason

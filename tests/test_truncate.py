@@ -95,3 +95,48 @@ def test_truncated_model_keeps_stochastic_depth_switchable():
     loss = new(x).sum()
     loss.backward()
     assert result.model.head.fc.weight.grad is not None
+
+
+def test_shufflenet_is_cut_at_a_feature_map_not_at_a_channel_split():
+    # every ShuffleNet unit splits its channels in two (chunk): those points return tuples, not a map
+    model, _ = rewriter.load_model("shufflenet_v2_x0_5", num_classes=10)
+    result = rewriter.rewrite(
+        model, {"steps": [{"truncate": {"feature_size": 24}}]}, input_size=64, latency=False
+    )
+    assert result.model.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+    assert "chunk" not in result.plans[0].data["cut"]
+
+
+def test_a_channels_last_network_is_refused_with_the_reason():
+    model, _ = rewriter.load_model("swin_t", num_classes=10)
+    with pytest.raises(
+        rewriter.RewriteError, match=r"no point every path passes through that is one \[N, C, H, W\]"
+    ):
+        rewriter.rewrite(model, {"steps": [{"truncate": {"feature_size": 6}}]}, input_size=64, latency=False)
+
+
+def test_a_cut_that_would_keep_no_layer_is_refused():
+    with pytest.raises(rewriter.RewriteError, match="a cut would keep no layer"):
+        truncate("resnet18", rule="output", feature_size=4)
+
+
+def test_leaf_modules_keep_their_insides():
+    from . import nets
+
+    model = nets.LeafSandwich()
+    recipe = {"steps": [{"truncate": {"feature_size": 2}}]}
+    result = rewriter.rewrite(
+        model, recipe, input_size=32, num_classes=3, leaf_modules=["DataDependent"], latency=False
+    )
+    assert hasattr(result.model.features.block, "conv")
+
+
+def test_a_double_precision_model_gets_a_double_precision_head():
+    model, _ = rewriter.load_model("cifar_vgg11")
+    result = rewriter.rewrite(model.double(), {"steps": ["truncate"]}, input_size=32, latency=False)
+    assert result.model.head.fc.weight.dtype == torch.float64
+
+
+def test_feature_size_must_be_positive():
+    with pytest.raises(rewriter.RewriteError, match="feature_size must be a positive number"):
+        truncate("cifar_vgg11", feature_size=0)

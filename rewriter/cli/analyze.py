@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..analysis import analyze
+from ..modelfile import check_target
 from ..plot import plot_receptive_fields
 from ..tables import format_analysis
 from ._common import add_input_arguments, add_model_arguments, load_from_args, parse_size, print_json, status
@@ -58,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.input_size)
+    if args.plot:
+        check_target(args.plot, force=True)
     feature_size = parse_size(args.feature_size, "--feature-size") if args.feature_size else None
     model, _ = load_from_args(args)
     result = analyze(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .._errors import RecipeError
 from ..io import write_json
-from ..modelfile import save
+from ..modelfile import check_target, save
 from ..recipe import Recipe
 from ..rewrite import rewrite
 from ..strategy import list_strategies
@@ -118,8 +117,11 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
 
 def run(args: argparse.Namespace) -> int:
     recipe = build_recipe(args)
-    if args.output and Path(args.output).exists() and not args.force and not args.dry_run:
-        raise RecipeError(f"{args.output} exists; pass --force to overwrite it")
+    if not args.dry_run:  # refuse bad output paths before any work is done
+        if args.output:
+            check_target(args.output, args.force)
+        if args.report:
+            check_target(args.report, force=True)
     model, spec = load_from_args(args)
     result = rewrite(
         model,
@@ -147,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             recipe=result.recipe,
             input_size=result.recipe.input_size,
             in_channels=args.in_channels,
+            leaf_modules=args.leaf_module,
             report=result.report.to_json(),
             fmt=args.format,
             force=args.force,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -19,11 +19,8 @@ Category = Literal[
     "slice", "elementwise", "layout", "unknown",
 ]  # fmt: skip
 
-
 #: categories whose layers take part in the border test (paper 000 analyses the convolutional part)
 BORDER_CATEGORIES = frozenset({"conv", "pool", "adaptive_pool", "window_attention"})
-
-
 #: categories that are always listed in the per-layer table, even when they act as 1x1
 LISTED_CATEGORIES = frozenset({"conv", "pool", "adaptive_pool", "linear", "attention", "window_attention"})
 
@@ -42,9 +39,12 @@ class AxisEffect:
 
 
 IDENTITY = AxisEffect()
-
-
 UNBOUNDED = AxisEffect(unbounded=True)
+Axes = tuple[AxisEffect, AxisEffect]
+
+
+class Several(tuple):
+    """The layouts of an op that returns several tensors (chunk, split, attention with weights)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class OpEffect:
     """The effect of one op on positions, and the layout(s) of what it returns."""
 
     category: Category
-    axes: tuple[AxisEffect, AxisEffect] = (IDENTITY, IDENTITY)
-    layout: Any = None  # Layout, a tuple of Layouts for ops returning tuples, or None for non-tensors
+    axes: Axes = (IDENTITY, IDENTITY)
+    layout: Any = None  # a Layout, Several layouts for ops returning tuples, or None for non-tensors
     kernel_size: tuple[int, ...] | None = None
     stride: tuple[int | float, ...] | None = None
     dilation: tuple[int, ...] | None = None
@@ -94,6 +94,28 @@ class TensorShape:
     dtype: torch.dtype
 
 
+def _holds_tensor(value: Any) -> bool:
+    """Whether a recorded argument value had a tensor in it (recorded values replace tensors by None)."""
+    found = False
+
+    def visit(item: Any) -> Any:
+        nonlocal found
+        found = found or item is None
+        return item
+
+    fx.node.map_aggregate(value, visit)
+    return found
+
+
+def _merge(raw: Any, concrete: Any, env: Mapping[fx.Node, Any]) -> Any:
+    """``raw`` with every node that computed a plain value (an int from ``x.size(3)``) replaced by it."""
+    if isinstance(raw, fx.Node):
+        return raw if raw in env or _holds_tensor(concrete) else concrete
+    if isinstance(raw, (list, tuple)) and isinstance(concrete, (list, tuple)) and len(raw) == len(concrete):
+        return type(raw)(_merge(r, c, env) for r, c in zip(raw, concrete, strict=True))
+    return raw
+
+
 @dataclass
 class OpContext:
     """What a rule may look at: the node, its module (for ``call_module``), and input layouts/shapes."""
@@ -103,12 +125,20 @@ class OpContext:
     env: Mapping[fx.Node, Any] = field(repr=False)
 
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
-        """Argument by position, else by keyword, else ``default``."""
-        if index < len(self.node.args):
-            return self.node.args[index]
-        if name is not None:
-            return self.node.kwargs.get(name, default)
-        return default
+        """Argument by position, else by keyword, else ``default``.
+
+        An argument computed from the input (``F.avg_pool2d(x, x.size(3))``) is a node in the graph; its
+        value at the target size, recorded by shape propagation, is returned instead (tensors stay nodes).
+        """
+        in_args = index < len(self.node.args)
+        raw = self.node.args[index] if in_args else self.node.kwargs.get(name, default) if name else default
+        values = self.node.meta.get("arg_values")
+        if values is None:
+            return raw
+        args, kwargs = values
+        concrete = (args[index] if index < len(args) else None) if in_args else kwargs.get(name)
+        # tensors stay nodes; plain values computed from shapes become their numbers
+        return _merge(raw, concrete, self.env)
 
     def layout(self, value: Any) -> Any:
         return self.env.get(value) if isinstance(value, fx.Node) else None
@@ -124,31 +154,33 @@ class OpContext:
 
     @property
     def tensor_inputs(self) -> list[fx.Node]:
-        """Inputs that carry image data (those with a layout), in argument order."""
-        return [
-            n
-            for n in self.node.all_input_nodes
-            if isinstance(self.env.get(n), tuple) and is_layout(self.env[n])
-        ]
+        """Inputs that are single tensors carrying image data, in argument order."""
+        return [n for n in self.node.all_input_nodes if is_layout(self.env.get(n))]
 
     @property
     def input(self) -> fx.Node:
         return self.tensor_inputs[0]
 
+    def layouts_and_shapes(self, values: Iterable[Any] | None = None) -> list[tuple[Layout, tuple[int, ...]]]:
+        """(layout, shape) of every image tensor among ``values`` (default: all inputs), tuples unpacked."""
+        out = []
+        for value in self.node.all_input_nodes if values is None else values:
+            layout = self.layout(value)
+            if is_layout(layout):
+                out.append((layout, self.shape(value)))
+            elif isinstance(layout, Several):
+                metas = value.meta.get("tensor_meta")
+                out.extend((part, meta.shape) for part, meta in zip(layout, metas, strict=True) if part)
+        return out
+
 
 def is_layout(value: Any) -> bool:
-    return isinstance(value, tuple) and all(isinstance(v, frozenset) for v in value)
+    return isinstance(value, tuple) and not isinstance(value, Several)
 
 
 Rule = Callable[[OpContext], OpEffect]
-
-
 _MODULE_RULES: dict[type, Rule] = {}
-
-
 _MODULE_RULES_BY_NAME: dict[str, Rule] = {}
-
-
 _FUNCTION_RULES: dict[str, Rule] = {}
 
 
@@ -203,16 +235,23 @@ def target_name(node: fx.Node) -> str:
 
 
 def effect_of(ctx: OpContext) -> OpEffect:
-    """Apply the table to one node; unknown ops get the 1x1 assumption and ``unknown=True``."""
+    """Apply the table to one node; unknown ops, and rules that cannot read a node, get the 1x1 assumption."""
     if ctx.module is not None:
         rule = module_rule(ctx.module)
-        if rule is None:
-            return unknown_module(ctx)
-        return rule(ctx)
-    rule = _FUNCTION_RULES.get(target_name(ctx.node))
+        fallback = unknown_module
+    else:
+        rule = _FUNCTION_RULES.get(target_name(ctx.node))
+        fallback = unknown_function
     if rule is None:
-        return unknown_function(ctx)
-    return rule(ctx)
+        return fallback(ctx)
+    try:
+        return rule(ctx)
+    except Exception as err:  # a rule that meets an unexpected argument must not sink the analysis
+        return fallback(ctx, reason=f"its rule failed ({type(err).__name__}: {err})")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers shared by the rules
 
 
 def as_tuple(value: Any, n: int) -> tuple:
@@ -221,33 +260,29 @@ def as_tuple(value: Any, n: int) -> tuple:
     return (value,) * n
 
 
-def per_axis(
-    layout: Layout, dims: Sequence[int], effects: Sequence[AxisEffect]
-) -> tuple[AxisEffect, AxisEffect]:
-    """Place one effect per tensor dim onto the spatial axes those dims carry."""
+def per_axis(layout: Layout, dims: Sequence[int], effects: Sequence[AxisEffect]) -> Axes:
+    """Place one effect per tensor dim onto the spatial axis that dim indexes."""
     out = [IDENTITY, IDENTITY]
     for d, effect in zip(dims, effects, strict=True):
-        for axis in layout[d]:
-            out[axis] = effect
+        for factor in layout[d]:
+            if factor.axis is not None:
+                out[factor.axis] = effect
     return out[0], out[1]
 
 
-def unbounded_on(axes: frozenset[int]) -> tuple[AxisEffect, AxisEffect]:
-    return tuple(UNBOUNDED if a in axes else IDENTITY for a in AXES)  # type: ignore[return-value]
-
-
-def window_effects(
-    ctx: OpContext, layout: Layout, windows: Sequence[tuple[int, int]]
-) -> tuple[AxisEffect, ...]:
-    """Effects of ops that combine ``k`` neighbours with stride ``s`` along the last dims."""
+def window_effects(layout: Layout, windows: Sequence[tuple[int, int]]) -> Axes:
+    """Effects of ops that combine ``k`` neighbours with stride ``s`` along the last ``len(windows)`` dims."""
     n = len(windows)
     return per_axis(
         layout, range(len(layout) - n, len(layout)), [AxisEffect(k, Fraction(s)) for k, s in windows]
     )
 
 
-def spatial_sizes(layout: Layout, shape: Sequence[int], axis: int) -> list[int]:
-    return [shape[d] for d, axes in enumerate(layout) if axis in axes]
+def mixing(layout: Layout, dims: Iterable[int], out_layout: Layout) -> tuple[Axes, Layout]:
+    """Effects of an op that combines every value along ``dims`` (see ``layouts.mix``), and its output layout."""
+    mixes, out = layouts.mix(layout, dims, out_layout)
+    axes = tuple(UNBOUNDED if m.unbounded else AxisEffect(m.span, Fraction(m.stride)) for m in mixes)
+    return axes, out  # type: ignore[return-value]
 
 
 def resample_effect(in_size: int, out_size: int, *, kernel: int) -> AxisEffect:
@@ -257,60 +292,69 @@ def resample_effect(in_size: int, out_size: int, *, kernel: int) -> AxisEffect:
     return AxisEffect(kernel=kernel, stride=Fraction(in_size, out_size))
 
 
-def elementwise(ctx: OpContext, category: Category = "elementwise", **kwargs) -> OpEffect:
+def elementwise(ctx: OpContext, category: Category = "elementwise", **kwargs: Any) -> OpEffect:
     shape = ctx.out_shape
     if shape is None:
         return OpEffect(category, layout=None, **kwargs)
-    layout = layouts.broadcast([ctx.layout(n) for n in ctx.tensor_inputs], len(shape))
-    return OpEffect(category, layout=layout, **kwargs)
+    return OpEffect(category, layout=layouts.broadcast(ctx.layouts_and_shapes(), shape), **kwargs)
 
 
-def reshaped(ctx: OpContext) -> Layout:
+def reshaped(ctx: OpContext) -> OpEffect:
+    """The layout effect of a reshape of the first input to the output shape, flagged when approximate."""
     x = ctx.input
-    return layouts.reshape(ctx.layout(x), ctx.shape(x), ctx.out_shape)
+    layout, exact = layouts.reshape(ctx.layout(x), ctx.shape(x), ctx.out_shape)
+    assumption = None if exact else (
+        f"'{target_name(ctx.node)}' regroups positions unevenly ({list(ctx.shape(x))} -> {list(ctx.out_shape)}): "
+        "each resulting dim is assumed to carry all of them"
+    )  # fmt: skip
+    return OpEffect("layout", layout=layout, assumption=assumption)
 
 
-def unknown_module(ctx: OpContext) -> OpEffect:
+def unknown_module(ctx: OpContext, *, reason: str = "") -> OpEffect:
     """An opaque module: infer a stride from the shape change, assume kernel = stride (1x1 if unchanged)."""
     name = type(ctx.module).__name__
+    why = f" ({reason})" if reason else ""
     if not ctx.tensor_inputs or ctx.out_shape is None:
         return OpEffect(
-            "unknown", layout=None, unknown=True, assumption=f"{name}: no tensor in or out; ignored"
+            "unknown", layout=None, unknown=True, assumption=f"{name}: no tensor in or out; ignored{why}"
         )
     x = ctx.input
     in_layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
-    out_layout = in_layout if len(in_shape) == len(out_shape) else reshaped(ctx)
+    if len(in_shape) == len(out_shape):
+        out_layout = layouts.resized(in_layout, out_shape)
+    else:
+        out_layout = layouts.reshape(in_layout, in_shape, out_shape)[0]
+    before, after = layouts.spatial_size(in_layout, in_shape), layouts.spatial_size(out_layout, out_shape)
     axes = []
     for axis in AXES:
-        before, after = spatial_sizes(in_layout, in_shape, axis), spatial_sizes(out_layout, out_shape, axis)
-        if len(before) == 1 and len(after) == 1 and after[0] < before[0] and before[0] % after[0] == 0:
-            factor = before[0] // after[0]
+        if before and after and after[axis] < before[axis] and before[axis] % after[axis] == 0:
+            factor = before[axis] // after[axis]
             axes.append(AxisEffect(factor, Fraction(factor)))
         else:
             axes.append(IDENTITY)
     if all(a.is_identity for a in axes):
-        assumption = f"unknown module {name}: treated as 1x1, stride 1 (no receptive-field growth)"
+        assumption = f"unknown module {name}: treated as 1x1, stride 1 (no receptive-field growth){why}"
     else:
         ks = "x".join(str(a.kernel) for a in axes)
-        assumption = (
-            f"unknown module {name}: treated as a {ks} kernel with equal stride, inferred from its shapes"
-        )
+        assumption = f"unknown module {name}: treated as a {ks} kernel with equal stride, inferred from its shapes{why}"
     return OpEffect("unknown", axes=tuple(axes), layout=out_layout, assumption=assumption, unknown=True)
 
 
-def unknown_function(ctx: OpContext) -> OpEffect:
+def unknown_function(ctx: OpContext, *, reason: str = "") -> OpEffect:
     name = target_name(ctx.node)
     shape = ctx.out_shape
-    if not ctx.tensor_inputs or shape is None:
+    inputs = ctx.layouts_and_shapes()
+    if not inputs or shape is None:
         return OpEffect("unknown", layout=None)  # no image data in or out: nothing to assume
-    x = ctx.input
-    if len(ctx.shape(x)) == len(shape):
-        layout = layouts.broadcast([ctx.layout(n) for n in ctx.tensor_inputs], len(shape))
+    first_layout, first_shape = inputs[0]
+    if len(first_shape) == len(shape):
+        layout = layouts.broadcast(inputs, shape)
     else:
-        layout = reshaped(ctx)
+        layout = layouts.reshape(first_layout, first_shape, shape)[0]
+    why = f" ({reason})" if reason else ""
     return OpEffect(
         "unknown",
         layout=layout,
         unknown=True,
-        assumption=f"unknown op '{name}': treated as 1x1, stride 1 (no receptive-field growth)",
+        assumption=f"unknown op '{name}': treated as 1x1, stride 1 (no receptive-field growth){why}",
     )

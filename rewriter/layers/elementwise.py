@@ -44,6 +44,6 @@ register_function_rule(
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     "stochastic_depth", "layer_norm", "batch_norm", "group_norm", "instance_norm", "local_response_norm",
     "rms_norm", "normalize",
-    "contiguous", "clone", "detach", "float", "half", "double", "bfloat16", "to", "type", "type_as", "expand",
-    "expand_as", "pad", "roll", "channel_shuffle", "native_channel_shuffle", "_patch_merging_pad",
+    "contiguous", "clone", "detach", "float", "half", "double", "bfloat16", "to", "type", "type_as", "pad",
+    "roll", "channel_shuffle", "native_channel_shuffle", "_patch_merging_pad",
 )(elementwise)  # fmt: skip

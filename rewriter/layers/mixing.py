@@ -1,21 +1,51 @@
-"""Ops that mix positions or channels: linear layers, attention, matmul and einsum, softmax, reductions."""
+"""Ops that combine values along whole dims: linear layers, attention, matmul and einsum, softmax, reductions.
+
+Whether such an op is a 1x1 op, a local window or a global op depends only on which factors of the image's
+positions the combined dims carry (``rewriter.layouts.mix``): a Linear over channels is 1x1, over a patch's
+pixels a patch-sized kernel, over flattened positions global.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import nn
 
 from .. import layouts
-from ..layouts import NONE
+from ..layouts import Layout
 from ._base import (
+    IDENTITY,
+    UNBOUNDED,
+    Axes,
+    AxisEffect,
     OpContext,
     OpEffect,
+    Several,
     elementwise,
+    mixing,
     register_function_rule,
     register_module_rule,
     target_name,
-    unbounded_on,
     unknown_function,
 )
+
+
+def _combine(parts: Sequence[tuple[Layout, Sequence[int]]], out_layout: Layout) -> tuple[Axes, Layout]:
+    """Mix several operands (a contraction reads dims of each): the widest effect per axis wins."""
+    axes = [IDENTITY, IDENTITY]
+    for layout, dims in parts:
+        effects, out_layout = mixing(layout, dims, out_layout)
+        for a, effect in enumerate(effects):
+            current = axes[a]
+            if effect.unbounded or current.unbounded:
+                axes[a] = UNBOUNDED
+            elif effect.kernel > current.kernel or effect.stride > current.stride:
+                axes[a] = AxisEffect(max(effect.kernel, current.kernel), max(effect.stride, current.stride))
+    return (axes[0], axes[1]), out_layout
+
+
+def _category(axes: Axes, mixing_category: str, otherwise: str) -> str:
+    return mixing_category if any(not a.is_identity for a in axes) else otherwise
 
 
 @register_module_rule(nn.Linear, nn.Bilinear, nn.LazyLinear)
@@ -24,9 +54,11 @@ def _linear_module(ctx: OpContext) -> OpEffect:
 
 
 def _linear(ctx: OpContext) -> OpEffect:
-    """A Linear mixes its last dim: a 1x1 op per position, unless that dim carries flattened positions."""
+    """A Linear combines its last dim: 1x1 per position, a kernel over patch pixels, global over positions."""
     layout = ctx.layout(ctx.input)
-    return OpEffect("linear", unbounded_on(layout[-1]), (*layout[:-1], NONE))
+    out = (*layout[:-1], layouts.plain(ctx.out_shape[-1]))
+    axes, out = mixing(layout, [-1], out)
+    return OpEffect("linear", axes, out)
 
 
 @register_module_rule(nn.MultiheadAttention)
@@ -34,9 +66,11 @@ def _mha_module(ctx: OpContext) -> OpEffect:
     query = ctx.arg(0, "query")
     key = ctx.arg(1, "key", query)
     key_layout = ctx.layout(key) or ctx.layout(query)
-    seq_dim = 1 if len(key_layout) == 3 and ctx.module.batch_first else 0
     q_layout = ctx.layout(query) or key_layout
-    return OpEffect("attention", unbounded_on(key_layout[seq_dim]), ((*q_layout[:-1], NONE), None))
+    seq_dim = 1 if len(key_layout) == 3 and ctx.module.batch_first else 0
+    out = (*q_layout[:-1], layouts.plain(ctx.module.embed_dim))
+    axes, out = mixing(key_layout, [seq_dim], out)
+    return OpEffect("attention", axes, Several((out, None)))
 
 
 @register_module_rule(
@@ -44,18 +78,16 @@ def _mha_module(ctx: OpContext) -> OpEffect:
 )
 def _transformer_module(ctx: OpContext) -> OpEffect:
     layout = ctx.layout(ctx.input)
-    return OpEffect("attention", unbounded_on(layouts.spatial_axes(layout)), layout)
+    axes, out = mixing(layout, [d for d in range(len(layout)) if layouts.axes_of(layout[d])], layout)
+    return OpEffect("attention", axes, out)
 
 
+# Softmax normalises along a dim, like a layer norm, and is treated the same way: element-wise. In attention
+# the positions are combined by the product with the values that follows; counting the softmax as well would
+# count a window of non-overlapping partitions twice (softmax(q k^T) v mixes one window, not two).
 @register_module_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin)
 def _softmax_module(ctx: OpContext) -> OpEffect:
-    return _softmax_over(ctx, ctx.module.dim)
-
-
-def _softmax_over(ctx: OpContext, dim: int | None) -> OpEffect:
-    layout = ctx.layout(ctx.input)
-    mixed = layouts.spatial_axes(layout, layouts.normalize_dims(dim, len(layout)))
-    return OpEffect("reduction", unbounded_on(mixed), layout)
+    return elementwise(ctx)
 
 
 _REDUCTIONS = ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "norm", "logsumexp", "prod", "nansum",
@@ -64,51 +96,57 @@ _REDUCTIONS = ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "norm"
 
 @register_function_rule(*_REDUCTIONS)
 def _reduction(ctx: OpContext) -> OpEffect:
-    """Reducing dims that carry positions mixes all of them (``x.mean((2, 3))`` is global pooling)."""
+    """Reducing dims that carry positions combines them (``x.mean((2, 3))`` is global pooling)."""
     name = target_name(ctx.node)
     if name in ("max", "min") and len(ctx.tensor_inputs) > 1:
         return elementwise(ctx)  # torch.max(a, b) is element-wise
     x = ctx.input
     layout, in_shape = ctx.layout(x), ctx.shape(x)
-    dim_index = 2 if name == "norm" else 1
-    dims = ctx.arg(dim_index, "dim")
-    if name == "amax" or name == "amin":
-        dims = None if dims in ((), []) else dims
+    dims = ctx.arg(2 if name == "norm" else 1, "dim")
+    if name in ("amax", "amin") and dims in ((), []):
+        dims = None
     reduced = layouts.normalize_dims(dims if not isinstance(dims, (float, str)) else None, len(in_shape))
     meta = ctx.node.meta.get("tensor_meta")
-    out_meta = meta[0] if isinstance(meta, (list, tuple)) else meta
-    keepdim = out_meta is not None and len(out_meta.shape) == len(in_shape) and len(reduced) > 0
-    out_layout = layouts.reduce(layout, reduced, keepdim=keepdim)
+    first = meta[0] if isinstance(meta, (list, tuple)) else meta
+    keepdim = first is not None and len(first.shape) == len(in_shape) and len(reduced) > 0
+    out = (
+        tuple(() if d in reduced else dim for d, dim in enumerate(layout))
+        if keepdim
+        else layouts.drop(layout, reduced)
+    )
+    axes, out = mixing(layout, reduced, out)
     if isinstance(meta, (list, tuple)):
-        out_layout = (out_layout,) * len(meta)
-    mixed = layouts.spatial_axes(layout, reduced)
-    return OpEffect("reduction" if mixed else "elementwise", unbounded_on(mixed), out_layout)
+        return OpEffect("reduction", axes, Several((out,) * len(meta)))
+    return OpEffect(_category(axes, "reduction", "elementwise"), axes, out)
 
 
 @register_function_rule("softmax", "log_softmax", "softmin", "_softmax")
 def _softmax(ctx: OpContext) -> OpEffect:
-    return _softmax_over(ctx, ctx.arg(1, "dim"))
+    return elementwise(ctx)
 
 
 @register_function_rule("matmul", "bmm", "mm", "baddbmm")
 def _matmul(ctx: OpContext) -> OpEffect:
-    """``a @ b`` contracts a's last dim with b's second-to-last: positions there are mixed."""
+    """``a @ b`` contracts a's last dim with b's second-to-last; the result keeps a's rows and b's columns."""
     name = target_name(ctx.node)
     a, b = (ctx.arg(1), ctx.arg(2)) if name == "baddbmm" else (ctx.arg(0), ctx.arg(1))
     la, lb = ctx.layout(a), ctx.layout(b)
-    mixed = set()
-    if la:
-        mixed |= la[-1]
-    if lb:
-        mixed |= lb[-2] if len(lb) >= 2 else lb[-1]
-    rank = len(ctx.out_shape)
+    shape = ctx.out_shape
     parts = []
-    if la:
-        parts.append((*la[:-1], NONE) if len(la) >= 2 else ())
-    if lb and len(lb) >= 2:
-        parts.append((*((NONE,) * (len(lb) - 1)), lb[-1]))
-    out_layout = layouts.broadcast([p for p in parts if p], rank)
-    return OpEffect("attention" if mixed else "linear", unbounded_on(frozenset(mixed)), out_layout)
+    if la and lb and len(la) >= 2 and len(lb) >= 2:
+        lead = la[:-2] if len(la) >= len(lb) else lb[:-2]
+        out = (*lead, la[-2], lb[-1])
+        parts = [(la, [-1]), (lb, [-2])]
+    elif la:
+        out = (*la[:-1], layouts.plain(shape[-1]))
+        parts = [(la, [-1])]
+    elif lb and len(lb) >= 2:
+        out = (*lb[:-2], layouts.plain(shape[-2]), lb[-1])
+        parts = [(lb, [-2])]
+    else:
+        return unknown_function(ctx)
+    axes, out = _combine(parts, out)
+    return OpEffect(_category(axes, "attention", "linear"), axes, out)
 
 
 @register_function_rule("einsum")
@@ -118,20 +156,21 @@ def _einsum(ctx: OpContext) -> OpEffect:
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = operands[0]
     lhs, _, rhs = equation.partition("->")
-    terms = lhs.split(",")
     if "..." in equation or not rhs:
-        return unknown_function(ctx)
-    letter_axes: dict[str, set[int]] = {}
-    for term, operand in zip(terms, operands, strict=True):
+        return unknown_function(ctx, reason="implicit or '...' einsum equations are not read")
+    dim_of: dict[str, layouts.Dim] = {}
+    parts = []
+    for term, operand in zip(lhs.split(","), operands, strict=True):
         layout = ctx.layout(operand)
-        for letter, axes in zip(term, layout or (), strict=False):
-            letter_axes.setdefault(letter, set()).update(axes)
-    mixed = set()
-    for letter, axes in letter_axes.items():
-        if letter not in rhs:
-            mixed |= axes
-    out_layout = tuple(frozenset(letter_axes.get(letter, ())) for letter in rhs)
-    return OpEffect("attention" if mixed else "linear", unbounded_on(frozenset(mixed)), out_layout)
+        if not layout:
+            continue
+        for letter, dim in zip(term, layout, strict=True):
+            dim_of.setdefault(letter, dim)
+        parts.append((layout, [i for i, letter in enumerate(term) if letter not in rhs]))
+    shape = ctx.out_shape
+    out = tuple(dim_of.get(letter, layouts.plain(shape[i])) for i, letter in enumerate(rhs))
+    axes, out = _combine(parts, out)
+    return OpEffect(_category(axes, "attention", "linear"), axes, out)
 
 
 @register_function_rule("scaled_dot_product_attention")
@@ -139,7 +178,8 @@ def _sdpa(ctx: OpContext) -> OpEffect:
     query, key = ctx.arg(0, "query"), ctx.arg(1, "key")
     k_layout = ctx.layout(key) or ctx.layout(query)
     q_layout = ctx.layout(query) or k_layout
-    return OpEffect("attention", unbounded_on(k_layout[-2]), q_layout)
+    axes, out = mixing(k_layout, [-2], q_layout)
+    return OpEffect("attention", axes, out)
 
 
 @register_function_rule("linear")

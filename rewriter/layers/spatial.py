@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import layouts
 from ._base import (
     UNBOUNDED,
     AxisEffect,
@@ -30,7 +31,8 @@ def _conv_module(ctx: OpContext) -> OpEffect:
     layout = ctx.layout(ctx.input)
     k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    return OpEffect("conv", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+    out = layouts.resized(layout, ctx.out_shape)
+    return OpEffect("conv", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
 
 
 @register_module_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -46,7 +48,7 @@ def _conv_transpose_module(ctx: OpContext) -> OpEffect:
     return OpEffect(
         "conv",
         axes,
-        layout,
+        layouts.resized(layout, ctx.out_shape),
         kernel_size=k,
         stride=s,
         dilation=d,
@@ -76,7 +78,8 @@ def _pool(ctx: OpContext, kernel: Any, stride: Any, dilation: Any, *, rank: int)
     s = as_tuple(stride if stride not in (None, ()) else kernel, rank)
     d = as_tuple(dilation, rank)
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    return OpEffect("pool", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+    out = layouts.resized(layout, ctx.out_shape)
+    return OpEffect("pool", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
 
 
 @register_module_rule(
@@ -111,7 +114,7 @@ def _adaptive_pool(ctx: OpContext, n: int) -> OpEffect:
     return OpEffect(
         "adaptive_pool",
         per_axis(layout, dims, effects),
-        layout,
+        layouts.resized(layout, out_shape),
         kernel_size=tuple(kernels),
         stride=tuple(strides),
     )
@@ -136,14 +139,14 @@ def _resample(ctx: OpContext, mode: str, category: Category = "resample") -> OpE
     x = ctx.input
     layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
     taps = _INTERPOLATION_TAPS.get(mode, 2)
-    dims = [d for d in range(len(out_shape)) if layout[d]]
+    dims = [d for d in range(len(out_shape)) if layouts.axes_of(layout[d])]
     effects = []
     for d in dims:
         n_in, n_out = in_shape[d], out_shape[d]
         effects.append(
             resample_effect(n_in, n_out, kernel=taps if n_out > n_in else max(taps, -(-n_in // n_out)))
         )
-    return OpEffect(category, per_axis(layout, dims, effects), layout)
+    return OpEffect(category, per_axis(layout, dims, effects), layouts.resized(layout, out_shape))
 
 
 @register_module_rule(nn.PixelShuffle, nn.PixelUnshuffle)
@@ -158,7 +161,7 @@ def _pixel_shuffle(ctx: OpContext) -> OpEffect:
     effects = [
         resample_effect(in_shape[d], out_shape[d], kernel=max(1, in_shape[d] // out_shape[d])) for d in dims
     ]
-    return OpEffect("resample", per_axis(layout, dims, effects), layout)
+    return OpEffect("resample", per_axis(layout, dims, effects), layouts.resized(layout, out_shape))
 
 
 # torchvision's Swin blocks: windowed attention is a local op (window = kernel); patch merging concatenates
@@ -170,7 +173,7 @@ def _pixel_shuffle(ctx: OpContext) -> OpEffect:
 def _shifted_window_attention(ctx: OpContext) -> OpEffect:
     layout, shape = ctx.layout(ctx.input), ctx.shape(ctx.input)
     window = list(ctx.module.window_size)
-    dims = [d for d in range(len(layout)) if layout[d]][:2]
+    dims = [d for d in range(len(layout)) if layouts.axes_of(layout[d])][:2]
     effects = []
     for d, w in zip(dims, window, strict=False):
         effects.append(UNBOUNDED if w >= shape[d] else AxisEffect(w, Fraction(1)))
@@ -190,9 +193,10 @@ def _shifted_window_attention(ctx: OpContext) -> OpEffect:
 )
 def _patch_merging(ctx: OpContext) -> OpEffect:
     layout = ctx.layout(ctx.input)
-    dims = [d for d in range(len(layout)) if layout[d]][:2]
+    dims = [d for d in range(len(layout)) if layouts.axes_of(layout[d])][:2]
     axes = per_axis(layout, dims, [AxisEffect(2, Fraction(2))] * len(dims))
-    return OpEffect("conv", axes, layout, kernel_size=(2, 2), stride=(2, 2), dilation=(1, 1))
+    out = layouts.resized(layout, ctx.out_shape)
+    return OpEffect("conv", axes, out, kernel_size=(2, 2), stride=(2, 2), dilation=(1, 1))
 
 
 @register_function_rule("conv1d", "conv2d", "conv3d")
@@ -204,7 +208,8 @@ def _conv_function(ctx: OpContext) -> OpEffect:
     d = as_tuple(ctx.arg(5, "dilation", 1), n)
     layout = ctx.layout(ctx.input)
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    return OpEffect("conv", window_effects(ctx, layout, windows), layout, kernel_size=k, stride=s, dilation=d)
+    out = layouts.resized(layout, ctx.out_shape)
+    return OpEffect("conv", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
 
 
 @register_function_rule("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -82,3 +83,140 @@ def stem(model: nn.Module, graph: LayerGraph) -> tuple[list[LayerNode], list[Blo
     if first_down is None:
         return [], blocks
     return [n for n in spatial if n.index <= first_down.index], blocks
+
+
+# --------------------------------------------------------------------------------------------------
+# stages and their units (paper 003: a stage is a run of layers at one spatial size)
+
+UnitKind = Literal["block", "conv", "pool"]
+ChannelOp = tuple[str, int]  # ("standard" | "pointwise" | "depthwise" | "group", input channels per group)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a stage is made of: a block, or (outside blocks) a conv with its norm and activation, or a pool."""
+
+    name: str
+    kind: UnitKind
+    modules: tuple[str, ...]  # module paths that make it up, in their container's order
+    nodes: tuple[str, ...]
+    first: int
+    last: int
+    in_channels: int | None
+    out_channels: int | None
+    size: tuple[int, int] | None  # spatial size of its output
+    downsamples: bool
+    growth: int  # IF^w growth at the stage's resolution: sum of (k - 1) along the longest path
+    full_growth: int  # the same counting every kernel, as a stride-1 copy of the unit would grow
+    channel_ops: tuple[ChannelOp, ...]  # the conv types along that path
+
+    @property
+    def repeatable(self) -> bool:
+        """A unit that can be removed or copied within its stage without touching its neighbours."""
+        return (
+            self.kind in ("block", "conv")
+            and not self.downsamples
+            and self.in_channels is not None
+            and self.in_channels == self.out_channels
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of units at one spatial size; ``in_channels`` (c0) are those of the tensor entering it."""
+
+    index: int
+    size: tuple[int, int]
+    in_channels: int
+    units: tuple[Unit, ...]
+
+
+def _channel_op(module: nn.Module) -> ChannelOp | None:
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return None
+    per_group = module.in_channels // module.groups
+    if module.groups == 1:
+        return ("pointwise" if all(k == 1 for k in module.kernel_size) else "standard", per_group)
+    if per_group == 1:
+        return ("depthwise", 1)
+    return ("group", per_group)
+
+
+def _path_walk(model: nn.Module, graph: LayerGraph, names: tuple[str, ...], size: tuple[int, int] | None):
+    """Longest path through a unit's nodes: (growth at ``size``, growth of every kernel, conv types)."""
+    best: dict[str, tuple[int, int, tuple[ChannelOp, ...]]] = {}
+    inside = set(names)
+    for name in names:
+        node = graph[name]
+        preds = [best[p] for p in graph.graph.predecessors(name) if p in inside and p in best]
+        growth, full, ops = max(preds, default=(0, 0, ()))
+        kernel = 1
+        if node.effect.category in ("conv", "pool", "window_attention") and not node.effect.is_global:
+            kernel = max(a.kernel for a in node.effect.axes)
+        here = kernel - 1 if node.input_size is not None and node.input_size == size else 0
+        op = _channel_op(model.get_submodule(node.target)) if node.is_module else None
+        best[name] = (growth + here, full + kernel - 1, (*ops, op) if op else ops)
+    return max(best.values(), default=(0, 0, ()))
+
+
+def _trailing_modules(model: nn.Module, path: str) -> tuple[str, ...]:
+    """A conv's module and the norm/activation modules right after it in the same container (VGG style)."""
+    from .layers import SHAPE_PRESERVING_MODULES
+
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    names = list(parent._modules)
+    if name not in names:
+        return (path,)
+    out = [path]
+    for sibling in names[names.index(name) + 1 :]:
+        if not isinstance(parent._modules[sibling], SHAPE_PRESERVING_MODULES):
+            break
+        out.append(f"{parent_path}.{sibling}" if parent_path else sibling)
+    return tuple(out)
+
+
+def find_units(model: nn.Module, graph: LayerGraph) -> list[Unit]:
+    """Blocks, and the conv and (non-global) pooling layers outside blocks, in execution order."""
+    blocks = find_blocks(model, graph)
+    in_block = {name for block in blocks for name in block.nodes}
+    pieces: list[tuple[str, UnitKind, tuple[str, ...], tuple[str, ...]]] = [
+        (block.name, "block", (block.name,), block.nodes) for block in blocks
+    ]
+    for node in graph:
+        if node.name in in_block or node.effect.category not in ("conv", "pool", "adaptive_pool"):
+            continue
+        if node.effect.is_global or (
+            node.effect.category == "adaptive_pool" and not node.effect.changes_receptive_field
+        ):
+            continue
+        kind: UnitKind = "conv" if node.effect.category == "conv" else "pool"
+        modules = _trailing_modules(model, node.target) if node.is_module else ()
+        pieces.append((node.name, kind, modules, (node.name,)))
+    units = []
+    for name, kind, modules, nodes in sorted(pieces, key=lambda p: graph[p[3][0]].index):
+        first, last = graph[nodes[0]], graph[nodes[-1]]
+        sizes = [graph[n].output_size for n in nodes if graph[n].output_size is not None]
+        size = sizes[-1] if sizes else None
+        in_ch = first.input_shape[1] if first.input_shape and len(first.input_shape) == 4 else None
+        out_ch = last.output_shape[1] if last.output_shape and len(last.output_shape) == 4 else None
+        down = any(is_downsampling(graph[n]) for n in nodes) or (
+            first.input_size is not None and size is not None and size != first.input_size
+        )
+        growth, full, ops = _path_walk(model, graph, nodes, size)
+        units.append(Unit(name, kind, modules, nodes, first.index, last.index, in_ch, out_ch, size, down,
+                          growth, full, ops))  # fmt: skip
+    return units
+
+
+def find_stages(model: nn.Module, graph: LayerGraph) -> list[Stage]:
+    """Split the units into stages: a unit whose output is smaller than the current stage's starts a new one
+    (a stride >= 2 or a pooling layer starts a stage, paper 003 footnote 1)."""
+    stages: list[tuple[tuple[int, int], int, list[Unit]]] = []
+    for unit in find_units(model, graph):
+        if unit.size is None:
+            continue
+        if not stages or unit.size[0] < stages[-1][0][0] or unit.size[1] < stages[-1][0][1]:
+            stages.append((unit.size, unit.in_channels or 0, []))
+        stages[-1][2].append(unit)
+    return [Stage(i, size, c0, tuple(units)) for i, (size, c0, units) in enumerate(stages)]

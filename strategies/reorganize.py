@@ -1,0 +1,294 @@
+"""``reorganize-stages``: paper 003's stage-level organizer, driven by the Information Field gain.
+
+Each iteration (paper 003, Figure 2): take the last unit (block, or conv in a plain net) of every stage and
+pick the one with the smallest IF gain (the source); tentatively append a copy of each other stage's
+repeating unit and pick the stage where it gains most (the target); then, with threshold theta,
+
+1. move the source's last unit to the target if gain'_max > gain_min and gain'_max > theta,
+2. remove it if gain'_max < theta and gain_min < theta,
+3. stop otherwise (gain_min > gain'_max and gain_min > theta, and the ties the paper leaves open).
+
+Choices the paper leaves open: ties between sources go to the later stage, ties between targets to the
+earlier one; a stage's first unit (which changes the resolution or the width) is never removed; a moved
+unit is a fresh copy of the target stage's repeating unit (a stage with only a first unit gets a stride-1,
+width-preserving copy of it); IF details are in ``rewriter.information_field``. Untouched units keep their
+weights; the units are edited in the ``nn.Sequential`` that holds them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch.fx as fx
+from torch import nn
+
+from rewriter.graph import trace
+from rewriter.information_field import ALPHA, stage_field
+from rewriter.stages import Stage, Unit, find_stages
+from rewriter.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.surgery import set_submodule
+
+
+@dataclass
+class _StageState:
+    stage: Stage
+    units: list[Unit]
+    template: Unit | None
+    removed: list[Unit] = field(default_factory=list)
+    added: int = 0
+
+    def last_gain(self, alpha: float) -> float:
+        return stage_field(self.stage, self.units, alpha=alpha).units[-1].gain
+
+    def append_gain(self, alpha: float) -> float:
+        assert self.template is not None
+        return stage_field(self.stage, [*self.units, self.template], alpha=alpha).units[-1].gain
+
+    @property
+    def removable(self) -> bool:
+        return len(self.units) > 1 and self.units[-1].repeatable
+
+
+def _count(units: list[Unit]) -> int:
+    """Blocks in a stage, or convs where the stage has no blocks (pools and stems do not count)."""
+    blocks = sum(u.kind == "block" for u in units)
+    return blocks or sum(u.kind == "conv" for u in units)
+
+
+def _template(stage: Stage) -> tuple[Unit | None, bool]:
+    """The unit a stage repeats (its last repeatable one), else a stride-1 copy of its last block or conv."""
+    for unit in reversed(stage.units):
+        if unit.repeatable:
+            return unit, False
+    for unit in reversed(stage.units):
+        if unit.kind in ("block", "conv") and unit.out_channels:
+            return Unit(unit.name, unit.kind, unit.modules, unit.nodes, unit.first, unit.last, unit.out_channels,
+                        unit.out_channels, unit.size, False, unit.full_growth, unit.full_growth,
+                        unit.channel_ops), True  # fmt: skip
+    return None, False
+
+
+def _fresh(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with newly initialised parameters and reset statistics."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    return clone
+
+
+def _stride_one(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            m.stride = (1,) * len(m.stride)
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            m.stride = 1
+
+
+def _retarget_conv(conv: nn.Conv2d, width: int, *, depthwise: bool) -> nn.Conv2d:
+    out_channels = width if depthwise else conv.out_channels
+    return nn.Conv2d(
+        width, out_channels, conv.kernel_size, 1, conv.padding, conv.dilation,
+        groups=width if depthwise else conv.groups, bias=conv.bias is not None,
+    ).to(conv.weight)  # fmt: skip
+
+
+def _adapt_width(unit: nn.Module, width: int) -> nn.Module:
+    """Make a unit read ``width`` channels: every conv and norm the unit's input reaches before a channel-mixing
+    conv is rebuilt for the new width (depthwise convs pass it on), and its strides become 1."""
+    _stride_one(unit)
+    gm, _ = trace(unit)
+    reached: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            reached.add(node)
+            continue
+        if not any(a in reached for a in node.all_input_nodes):
+            continue
+        if node.op != "call_module":
+            reached.add(node)
+            continue
+        module = unit.get_submodule(node.target)
+        if isinstance(module, nn.Conv2d):
+            depthwise = module.groups == module.in_channels == module.out_channels
+            set_submodule(unit, node.target, _retarget_conv(module, width, depthwise=depthwise))
+            if depthwise:
+                reached.add(node)
+        elif isinstance(module, nn.BatchNorm2d):
+            set_submodule(unit, node.target, nn.BatchNorm2d(width).to(module.weight))
+            reached.add(node)
+        else:
+            reached.add(node)
+    if getattr(unit, "downsample", None) is not None:  # torchvision/timm residual blocks: identity shortcut
+        unit.downsample = None
+    if hasattr(
+        unit, "use_res_connect"
+    ):  # torchvision MobileNetV2: a stride-1 same-width block adds its input
+        unit.use_res_connect = True
+    return unit
+
+
+def _new_order(model: nn.Module, removals: set[str], counts: dict[str, int]) -> dict[str, list[str | None]]:
+    """Per edited container: the module paths it will hold, in order (None for a fresh copy)."""
+    orders = {}
+    for path in sorted({p.rpartition(".")[0] for p in removals | set(counts)}):
+        container = model.get_submodule(path) if path else model
+        order: list[str | None] = []
+        for name in container._modules:
+            full = f"{path}.{name}" if path else name
+            if full not in removals:
+                order.append(full)
+            order.extend([None] * counts.get(full, 0))
+        orders[path] = order
+    return orders
+
+
+def _names(container: nn.Module, path: str, order: list[str | None]) -> list[tuple[str, str | None]]:
+    """(new name, old path) for each entry of a rebuilt container; integer names are renumbered."""
+    numbered = all(name.isdigit() for name in container._modules)
+    return [
+        (str(i) if numbered else (old.rpartition(".")[2] if old else f"added{i}"), old)
+        for i, old in enumerate(order)
+    ]
+
+
+@dataclass(frozen=True)
+class ReorganizeStages(Strategy):
+    """Move blocks to the stages where they add the most Information Field (paper 003, stage-level organizer)."""
+
+    name: ClassVar[str] = "reorganize-stages"
+
+    theta: float = param(0.0, help="IF gain that separates underfitting from overfitting (paper: 0 for VGG)")
+    alpha: float = param(ALPHA, help="decay of the IF gain with the field already covered (paper: 3)")
+    max_iterations: int = param(64, help="stop after this many moves or removals")
+
+    def plan(self, model: nn.Module, context: Context) -> Plan:
+        stages = [
+            s for s in find_stages(model, context.analysis.graph) if any(u.kind != "pool" for u in s.units)
+        ]
+        states = []
+        for stage in stages:
+            template, adapted = _template(stage)
+            states.append((_StageState(stage, list(stage.units), template), adapted))
+        if not any(state.removable for state, _ in states) or not any(state.template for state, _ in states):
+            raise self.refuse(
+                "no stage has a repeatable block (same width in and out, no downsampling) to move"
+            )
+        history = self._iterate([s for s, _ in states])
+        return self._to_plan(model, [s for s, _ in states], [a for _, a in states], history)
+
+    def _iterate(self, states: list[_StageState]) -> list[dict]:
+        history = []
+        for iteration in range(1, self.max_iterations + 1):
+            sources = [(state.last_gain(self.alpha), i) for i, state in enumerate(states) if state.removable]
+            if not sources:
+                break
+            gain_min, src = min(sources, key=lambda item: (item[0], -item[1]))
+            targets = [(states[i].append_gain(self.alpha), i) for i in range(len(states))
+                       if i != src and states[i].template is not None]  # fmt: skip
+            gain_max, tgt = (
+                max(targets, key=lambda item: (item[0], -item[1])) if targets else (float("-inf"), None)
+            )
+            if tgt is not None and gain_max > gain_min and gain_max > self.theta:
+                decision = "move"
+            elif gain_max < self.theta and gain_min < self.theta:
+                decision = "remove"
+            else:
+                decision = "stop"
+            source = states[src]
+            history.append({
+                "iteration": iteration, "source": source.stage.index, "unit": source.units[-1].name,
+                "gain_min": round(gain_min, 4), "target": states[tgt].stage.index if tgt is not None else None,
+                "gain_max": round(gain_max, 4), "decision": decision,
+            })  # fmt: skip
+            if decision == "stop":
+                break
+            unit = source.units.pop()
+            if unit in source.stage.units:
+                source.removed.append(unit)
+            else:
+                source.added -= 1  # a copy this plan appended earlier leaves again
+            if decision == "move":
+                target = states[tgt]
+                target.units.append(target.template)
+                target.added += 1
+        return history
+
+    def _to_plan(
+        self, model: nn.Module, states: list[_StageState], adapted: list[bool], history: list[dict]
+    ) -> Plan:
+        edits, removals, appends = [], [], []
+        for state, adapt in zip(states, adapted, strict=True):
+            index = state.stage.index
+            for unit in state.removed:
+                edits.append(
+                    Edit("remove", unit.name, f"{unit.kind} of stage {index}", "low IF gain at the stage end")
+                )
+                removals.extend(unit.modules)
+            if state.added > 0:
+                template = state.template
+                kept = [u for u in state.stage.units if u not in state.removed]
+                anchor = kept[-1].modules[-1]
+                how = "a stride-1, same-width copy of" if adapt else "copies of"
+                detail = f"{state.added} fresh {how} '{template.name}' after '{kept[-1].name}'"
+                edits.append(
+                    Edit("append", f"stage {index}", detail, "the stage where an extra unit adds the most IF")
+                )
+                appends.append({"after": anchor, "template": list(template.modules), "count": state.added,
+                                "adapt": adapt, "width": template.out_channels})  # fmt: skip
+        counts = {a["after"]: a["count"] * len(a["template"]) for a in appends}
+        renamed, fresh = {}, []
+        for path, order in _new_order(model, set(removals), counts).items():
+            container = model.get_submodule(path) if path else model
+            if not isinstance(container, nn.Sequential):
+                raise self.refuse(
+                    f"the units of '{path or type(model).__name__}' are not held in an nn.Sequential"
+                )
+            for name, old in _names(container, path, order):
+                new = f"{path}.{name}" if path else name
+                if old is None:
+                    fresh.append(new)
+                elif old != new:
+                    renamed[new + "."] = old + "."
+        per_stage = {s.stage.index: _count(s.units) for s in states}
+        notes = [f"stage {h['source']}'s last unit '{h['unit']}' has IF gain {h['gain_min']}; the best target is stage "
+                 f"{h['target']} with {h['gain_max']}: {h['decision']}" for h in history]  # fmt: skip
+        notes.append(
+            "blocks per stage (convs in a plain net): " + ", ".join(f"{i}: {n}" for i, n in per_stage.items())
+        )
+        data = {
+            "remove": removals, "append": appends, "iterations": history, "blocks_per_stage": per_stage,
+            "moved": renamed, "new_modules": fresh,
+        }  # fmt: skip
+        return Plan(self.name, self.params(), tuple(edits), tuple(notes), data)
+
+    def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
+        insertions: dict[str, list[nn.Module]] = {}
+        for append in plan.data["append"]:
+            group = []
+            for _ in range(append["count"]):
+                modules = [_fresh(model.get_submodule(path)) for path in append["template"]]
+                if append["adapt"]:
+                    modules = [
+                        _adapt_width(m, append["width"]) if i == 0 else m for i, m in enumerate(modules)
+                    ]
+                group.extend(modules)
+            insertions[append["after"]] = group
+        counts = {after: len(group) for after, group in insertions.items()}
+        for path, order in _new_order(model, set(plan.data["remove"]), counts).items():
+            container = model.get_submodule(path) if path else model
+            pending = {after: iter(group) for after, group in insertions.items()}
+            modules, last = [], None
+            for old in order:
+                if old is not None:
+                    last = old
+                modules.append(model.get_submodule(old) if old is not None else next(pending[last]))
+            names = _names(container, path, order)
+            container._modules.clear()
+            for (name, _), module in zip(names, modules, strict=True):
+                container._modules[name] = module
+        return model

@@ -17,6 +17,7 @@ from torch import nn
 from . import metrics
 from ._errors import AnalysisError, close_matches
 from .graph import LayerGraph, build_layer_graph
+from .information_field import StageField, information_fields
 from .layouts import AXES
 from .receptive import (
     BorderRule,
@@ -26,6 +27,7 @@ from .receptive import (
     final_run_start,
     receptive_fields,
 )
+from .stages import find_stages
 
 Size = tuple[int, int]
 
@@ -86,6 +88,7 @@ class Analysis:
     flops: int | None = None
     flops_skipped_ops: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
+    stages: tuple[StageField, ...] = ()  # paper 003: stages, their units, and each unit's Information Field
     graph: LayerGraph | None = field(default=None, repr=False, compare=False)
     fields: dict[str, LayerField] = field(default_factory=dict, repr=False, compare=False)
 
@@ -126,6 +129,7 @@ class Analysis:
             "border_layer_min": self.border_layer_min,
             "border_layer_max": self.border_layer_max,
             "min_productive_input_size": _rf_json(self.min_productive_input_size),
+            "stages": [stage.to_json() for stage in self.stages],
             "warnings": list(self.warnings),
         }
 
@@ -260,6 +264,7 @@ def analyze(
         flops=cost.flops if cost else None,
         flops_skipped_ops=cost.skipped_ops if cost else (),
         warnings=_warnings(graph),
+        stages=tuple(information_fields(find_stages(model, graph))),
         graph=graph,
         fields=fields,
     )

@@ -89,6 +89,23 @@ def format_analysis(analysis: Analysis) -> str:
     return table + "\n\n" + format_summary(analysis)
 
 
+def format_information_field(analysis: Analysis) -> str:
+    """Per stage (paper 003): its input volume, and each unit's IF^w, IF^c, IF and IF gain."""
+    blocks = []
+    for field in analysis.stages:
+        stage = field.stage
+        h, w = stage.size
+        rows = [
+            [unit.name, unit.kind, "x".join(map(str, f.width)), str(f.channels), str(f.value),
+             "-" if i == 0 else f"{f.gain:.2f}", "yes" if unit.repeatable else ""]
+            for i, (unit, f) in enumerate(zip(stage.units, field.units, strict=True))
+        ]  # fmt: skip
+        title = f"stage {stage.index}: {h}x{w}x{stage.in_channels} input (V0 = {field.volume})"
+        headers = ["unit", "kind", "IF^w", "IF^c", "IF", "IF gain", "repeatable"]
+        blocks.append(title + "\n" + render_table(headers, rows, align="<<>>>><"))
+    return "\n\n".join(blocks) + "\n\nIF and IF gain: paper 003 eq. 1-4, alpha = 3"
+
+
 def format_summary(analysis: Analysis) -> str:
     h, w = analysis.input_size
     limit = "x".join(map(str, analysis.limit))

@@ -101,6 +101,8 @@ def _adapt_width(unit: nn.Module, width: int) -> nn.Module:
     """Make a unit read ``width`` channels: every conv and norm the unit's input reaches before a channel-mixing
     conv is rebuilt for the new width (depthwise convs pass it on), and its strides become 1."""
     _stride_one(unit)
+    if isinstance(unit, nn.Conv2d):  # a plain net's unit: the conv itself
+        return _retarget_conv(unit, width, depthwise=unit.groups == unit.in_channels == unit.out_channels)
     gm, _ = trace(unit)
     reached: set[fx.Node] = set()
     for node in gm.graph.nodes:

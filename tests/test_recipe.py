@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import rewriter
@@ -93,3 +95,24 @@ def test_the_resolved_recipe_in_the_report_has_every_parameter():
             {"truncate": {"rule": "input", "feature_size": None, "keep_blocks": 0, "head": "gap-linear"}}
         ],
     }
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parent.parent.glob("examples/recipes/*.yaml")), ids=str
+)
+def test_the_example_recipes_are_valid(path):
+    recipe = Recipe.from_yaml(path)
+    assert recipe.input_size == (32, 32)
+    assert recipe.strategies()
+
+
+def test_the_reorganize_then_decompose_example_rewrites_vgg16():
+    path = Path(__file__).parent.parent / "examples" / "recipes" / "reorganize-then-decompose.yaml"
+    model, _ = rewriter.load_model("cifar_vgg16")
+    result = rewriter.rewrite(model, path, latency=False)
+    assert [row.label for row in result.report.rows] == [
+        "baseline",
+        "1. reorganize-stages",
+        "2. decompose-kernels",
+    ]
+    assert result.report.rows[2].params < result.report.rows[1].params / 10

@@ -15,6 +15,8 @@ from rewriter.strategy import Plan, get_strategy, list_strategies, parameters, s
 CASES = {
     "truncate": ("cifar_vgg11", 32, {}),
     "remove-stem-downsampling": ("resnet18", 32, {}),
+    "reorganize-stages": ("cifar_vgg11", 32, {}),
+    "decompose-kernels": ("cifar_vgg11", 32, {"block": "dw-rpw"}),
 }
 
 

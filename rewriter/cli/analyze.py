@@ -7,7 +7,7 @@ import argparse
 from ..analysis import analyze
 from ..modelfile import check_target
 from ..plot import plot_receptive_fields
-from ..tables import format_analysis
+from ..tables import format_analysis, format_information_field
 from ._common import add_input_arguments, add_model_arguments, load_from_args, parse_size, print_json, status
 
 DESCRIPTION = """\
@@ -50,6 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="test against this size instead of the input (objects smaller than the image), e.g. 16",
     )
     parser.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
+    parser.add_argument(
+        "--information-field", action="store_true",
+        help="also print the stages, their units and each unit's Information Field and IF gain (paper 003)",
+    )  # fmt: skip
     parser.add_argument("--plot", metavar="FILE.png", help="write a plot of receptive field per layer")
     parser.add_argument(
         "--no-flops", action="store_true", help="skip the fvcore FLOP count (one forward pass)"
@@ -80,4 +84,6 @@ def run(args: argparse.Namespace) -> int:
         print_json(result.to_json())
     else:
         print(format_analysis(result))
+        if args.information_field:
+            print("\n" + format_information_field(result))
     return 0

@@ -18,50 +18,23 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import platform
-import statistics
-import time
-from pathlib import Path
 
-import torch
-import torchvision
+from _common import HERE, machine, median_time, stamp, write_section
 from tqdm import tqdm
 
 import rewriter
-from rewriter.io import atomic_path, write_json
+from rewriter.io import write_json
 from rewriter.metrics import count_flops
 from rewriter.sources import load_model, torchvision_models
 
-HERE = Path(__file__).parent
-BEGIN, END = "<!-- analyze_zoo:begin -->", "<!-- analyze_zoo:end -->"
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+def analysis_time(model, size: int, repeats: int) -> tuple[float, str | None]:
+    """Median seconds of one analysis after a first run, or the error the first run raised."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, rewriter {rewriter.__version__}"
-    )
-
-
-def median_time(fn, *args, repeats: int, **kwargs) -> tuple[float, str | None]:
-    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` runs, and the error it raised, if any."""
-    times, error = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        try:
-            fn(*args, **kwargs)
-        except rewriter.RewriterError as err:
-            error = str(err)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), error
+        rewriter.analyze(model, size, flops=False)
+    except rewriter.RewriterError as err:
+        return 0.0, str(err)
+    return median_time(rewriter.analyze, model, size, flops=False, repeats=repeats), None
 
 
 def run(models: list[str], sizes: list[int], repeats: int) -> list[dict]:
@@ -69,8 +42,8 @@ def run(models: list[str], sizes: list[int], repeats: int) -> list[dict]:
     for name in tqdm(models, desc="models", unit="model"):
         model, _ = load_model(name)
         for size in sizes:
-            analysis_s, error = median_time(rewriter.analyze, model, size, flops=False, repeats=repeats)
-            flops_s = 0.0 if error else median_time(count_flops, model, (size, size), repeats=repeats)[0]
+            analysis_s, error = analysis_time(model, size, repeats)
+            flops_s = 0.0 if error else median_time(count_flops, model, (size, size), repeats=repeats)
             rows.append(
                 {"model": name, "size": size, "analysis_s": analysis_s, "flops_s": flops_s, "error": error}
             )
@@ -78,7 +51,7 @@ def run(models: list[str], sizes: list[int], repeats: int) -> list[dict]:
 
 
 def markdown(rows: list[dict], sizes: list[int], repeats: int) -> str:
-    lines = [BEGIN, "", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; median of {repeats} runs.", ""]
+    lines = [stamp("analyze_zoo", f" on {machine()}; median of {repeats} runs"), ""]
     lines.append(
         "| size | analysis (s) | fvcore FLOPs (s) | both (s) | models that do not run at this size |"
     )
@@ -99,17 +72,7 @@ def markdown(rows: list[dict], sizes: list[int], repeats: int) -> str:
             r = next(r for r in rows if r["model"] == name and r["size"] == size)
             cells.append(f"{r['analysis_s']:.2f} / " + ("error" if r["error"] else f"{r['flops_s']:.2f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", END]
     return "\n".join(lines)
-
-
-def write_readme(section: str) -> None:
-    path = HERE / "README.md"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    with atomic_path(path) as tmp:
-        tmp.write_text(head + section + tail)
 
 
 def main() -> None:
@@ -130,7 +93,7 @@ def main() -> None:
             HERE / "results" / "analyze_zoo.json",
             {"machine": machine(), "repeats": args.repeats, "rows": rows},
         )
-        write_readme(section)
+        write_section("analyze_zoo", "analyzing every torchvision classifier", section)
     print(
         json.dumps(
             {"analysis_s": sum(r["analysis_s"] for r in rows), "flops_s": sum(r["flops_s"] for r in rows)}

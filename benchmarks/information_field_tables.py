@@ -12,14 +12,10 @@ Writes its section of ``benchmarks/README.md`` and ``benchmarks/results/informat
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from _common import HERE, stamp, write_section
 
 import rewriter
-from rewriter.io import atomic_path, write_json
-
-HERE = Path(__file__).parent
-BEGIN, END = "<!-- information_field_tables:begin -->", "<!-- information_field_tables:end -->"
+from rewriter.io import write_json
 
 # paper 003 Table 3: (MFLOPs, params in M) before and after, and the blocks per stage it reports
 TABLE_3 = {
@@ -41,21 +37,35 @@ TABLE_6 = {
 
 
 def table_3() -> tuple[list[dict], list[str]]:
-    rows, lines = [], ["| network | blocks per stage (ours) | paper | MFLOPs ours / paper | params (M) ours / paper |",
-                       "|---|---|---|---|---|"]  # fmt: skip
+    rows, lines = (
+        [],
+        [
+            "| network | blocks per stage (ours) | paper | MFLOPs ours / paper | params (M) ours / paper |",
+            "|---|---|---|---|---|",
+        ],
+    )
     for name, (before, after, paper_blocks) in TABLE_3.items():
         model, _ = rewriter.load_model(name)
         result = rewriter.rewrite(model, {"steps": ["reorganize-stages"]}, input_size=32, latency=False)
         base, opt = result.report.rows
         blocks = result.plans[0].data["blocks_per_stage"]
-        rows.append({"model": name, "blocks_per_stage": blocks, "iterations": result.plans[0].data["iterations"],
-                     "before": base.to_json(), "after": opt.to_json()})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "blocks_per_stage": blocks,
+                "iterations": result.plans[0].data["iterations"],
+                "before": base.to_json(),
+                "after": opt.to_json(),
+            }
+        )
         lines.append(
             f"| {name} | - | - | {base.flops / 1e6:.0f} / {before[0]} | {base.params / 1e6:.2f} / {before[1]} |"
         )
         ours = "{" + ", ".join(str(n) for n in blocks.values()) + "}"
-        lines.append(f"| {name}-opt | {ours} | {paper_blocks or '-'} | {opt.flops / 1e6:.0f} / {after[0]} | "
-                     f"{opt.params / 1e6:.2f} / {after[1]} |")  # fmt: skip
+        lines.append(
+            f"| {name}-opt | {ours} | {paper_blocks or '-'} | {opt.flops / 1e6:.0f} / {after[0]} | "
+            f"{opt.params / 1e6:.2f} / {after[1]} |"
+        )
     return rows, lines
 
 
@@ -63,8 +73,12 @@ def table_6() -> tuple[list[dict], list[str]]:
     rows, lines = [], ["| VGG16-opt + | MFLOPs ours / paper | params (M) ours / paper |", "|---|---|---|"]
     model, _ = rewriter.load_model("cifar_vgg16")
     for (block, groups, overlap), (flops, params) in TABLE_6.items():
-        recipe = {"steps": ["reorganize-stages",
-                            {"decompose-kernels": {"block": block, "groups": groups, "overlap": overlap}}]}  # fmt: skip
+        recipe = {
+            "steps": [
+                "reorganize-stages",
+                {"decompose-kernels": {"block": block, "groups": groups, "overlap": overlap}},
+            ]
+        }
         result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
         row = result.report.rows[-1]
         label = (
@@ -80,21 +94,22 @@ def table_6() -> tuple[list[dict], list[str]]:
 def main() -> None:
     rows3, lines3 = table_3()
     rows6, lines6 = table_6()
-    section = "\n".join([
-        BEGIN, "", f"Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/information_field_tables.py`.", "",
-        "Table 3 (stage-level organizer, 32 px, 10 classes; paper figures from Pytorch-OpCounter):", "", *lines3, "",
-        "Table 6 (kernel-level decomposer on our VGG16-opt; the paper's baseline row says 9.64 M params there):", "",
-        *lines6, "", END,
-    ])  # fmt: skip
-    print(section)
+    body = "\n".join(
+        [
+            stamp("information_field_tables"),
+            "",
+            "Table 3 (stage-level organizer, 32 px, 10 classes; paper figures from Pytorch-OpCounter):",
+            "",
+            *lines3,
+            "",
+            "Table 6 (kernel-level decomposer on our VGG16-opt; the paper's baseline row says 9.64 M params there):",
+            "",
+            *lines6,
+        ]
+    )
+    print(body)
     write_json(HERE / "results" / "information_field_tables.json", {"table_3": rows3, "table_6": rows6})
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text:
-        text += f"\n## `information_field_tables.py`: paper 003's Tables 3 and 6 without training\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    with atomic_path(readme) as tmp:
-        tmp.write_text(head + section + rest.partition(END)[2])
+    write_section("information_field_tables", "paper 003's Tables 3 and 6 without training", body)
 
 
 if __name__ == "__main__":

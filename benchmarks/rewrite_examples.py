@@ -13,14 +13,12 @@ Writes the results section of ``benchmarks/README.md`` and ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
+
+from _common import HERE, stamp, write_section
 
 import rewriter
-from rewriter.io import atomic_path, write_json
+from rewriter.io import write_json
 
-HERE = Path(__file__).parent
-BEGIN, END = "<!-- rewrite_examples:begin -->", "<!-- rewrite_examples:end -->"
 MODELS = ["resnet18", "resnet34", "vgg16", "cifar_vgg16"]
 STRATEGIES = [
     ("truncate", {}),
@@ -64,18 +62,11 @@ def main() -> None:
     args = parser.parse_args()
     strategies = [(s, {}) for s in args.strategies] if args.strategies else STRATEGIES
     entries, text = run(args.models, strategies)
-    stamp = f"Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/rewrite_examples.py`."
-    section = f"{BEGIN}\n\n{stamp}\n\n{text}\n\n{END}"
-    print(section)
+    body = f"{stamp('rewrite_examples')}\n\n{text}"
+    print(body)
     if not args.no_write:
         write_json(HERE / "results" / "rewrite_examples.json", entries)
-        readme = HERE / "README.md"
-        head, _, rest = readme.read_text().partition(BEGIN)
-        tail = rest.partition(END)[2] if rest else "\n"
-        if not rest:
-            head += "\n## `rewrite_examples.py`: every strategy on the papers' models at 32 px\n\n"
-        with atomic_path(readme) as tmp:
-            tmp.write_text(head + section + tail)
+        write_section("rewrite_examples", "every strategy on the papers' models at 32 px", body)
 
 
 if __name__ == "__main__":

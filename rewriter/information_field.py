@@ -52,8 +52,13 @@ class UnitField:
     gain: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "if_width": list(self.width), "if_channels": self.channels,
-                "if": self.value, "if_gain": round(self.gain, 6)}  # fmt: skip
+        return {
+            "name": self.name,
+            "if_width": list(self.width),
+            "if_channels": self.channels,
+            "if": self.value,
+            "if_gain": round(self.gain, 6),
+        }
 
 
 @dataclass(frozen=True)

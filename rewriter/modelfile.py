@@ -128,6 +128,17 @@ def is_model_file(path: str | os.PathLike) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
+def recorded_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The input size a model file was written for, or None (not a model file, or a pickled one)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return tuple(data["input_size"])  # type: ignore[return-value]
+    return None
+
+
 def _is_pickled_model_file(path: str | os.PathLike) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -158,7 +169,7 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a model file written by rewriter")
     spec = ModelSpec.from_json(data["base"])
-    recipe = Recipe.from_dict(data["recipe"], source=Path(path).name)
+    recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
     size = tuple(data["input_size"])
     if "module" in data:
         return LoadedModel(data["module"], spec, recipe, size, data)  # type: ignore[arg-type]
@@ -173,7 +184,9 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
         {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},
     ]
     for step in steps:
-        replay = Recipe.from_dict(step["recipe"], source=Path(path).name)
+        replay = Recipe.from_dict(step["recipe"], source=Path(path).name, allow_empty=True)
+        if not replay.steps:  # a trained, not rewritten, model
+            continue
         model = rewrite(
             model,
             replay,

@@ -76,3 +76,175 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
 
 def _square(fields: list) -> bool:
     return all(f[0] == f[1] for f in fields)
+
+
+def _border_positions(names: list[str], analysis: Analysis | None) -> list[tuple[float, str, str]]:
+    """x positions (1-based, over ``names``) of b_min and b_max: on the layer if it is listed, else just
+    before the first listed layer that runs after it."""
+    if analysis is None:
+        return []
+    order = {layer.name: i for i, layer in enumerate(analysis.layers)}
+    found = []
+    for border, label, color in (
+        (analysis.border_layer_min, "$b_{min}$", "#e63946"),
+        (analysis.border_layer_max, "$b_{max}$", "#f4a261"),
+    ):
+        if border is None:
+            continue
+        if border in names:
+            found.append((names.index(border) + 1.0, label, color))
+            continue
+        after = [i for i, name in enumerate(names) if order.get(name, -1) > order[border]]
+        if after:
+            found.append((after[0] + 0.5, label, color))
+    return found
+
+
+def _receptive_field_axis(ax, names: list[str], analysis: Analysis) -> None:
+    """A second y axis: r_min of each layer's input (log scale) and the input size."""
+    twin = ax.twinx()
+    fields = [
+        analysis.layer(name).r_in_min[0] if name in set(analysis.layer_names()) else math.nan
+        for name in names
+    ]
+    top = max([f for f in fields if not math.isnan(f) and not math.isinf(f)] + [analysis.limit[0], 1]) * 2
+    values = [min(f, top) for f in fields]
+    twin.plot(
+        range(1, len(names) + 1),
+        values,
+        "-",
+        color="#1d3557",
+        linewidth=1.2,
+        marker=".",
+        label="$r_{in,min}$",
+    )
+    twin.axhline(
+        analysis.limit[0], color="black", linestyle="--", linewidth=1, label=f"input {analysis.limit[0]} px"
+    )
+    twin.set_yscale("log")
+    twin.set_ylim(0.8, top * 1.5)
+    twin.set_ylabel("receptive field of the layer's input [px]")
+    return twin
+
+
+def _finish(fig, ax, names: list[str], path: str | os.PathLike, handles_from=()) -> None:
+    import matplotlib.pyplot as plt
+
+    if len(names) <= 60:
+        ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=6)
+    handles, labels = ax.get_legend_handles_labels()
+    for other in handles_from:
+        more = other.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=4, frameon=False)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def plot_saturation(report, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:
+    """Write a PNG like paper 000 Fig. 2: saturation per layer as bars (tails hatched), s_mu, the receptive
+    field of each layer's input against the input size, and the border layers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [layer.name for layer in report.layers]
+    tail_names = {name for tail in report.tails for name in tail}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 3), 4.5), layout="constrained")
+    x = range(1, len(names) + 1)
+    productive = [
+        analysis.layer(n).productive if analysis and n in set(analysis.layer_names()) else None for n in names
+    ]
+    ax.bar(
+        x,
+        [100 * layer.saturation for layer in report.layers],
+        color=[_COLORS[p] for p in productive],
+        hatch=["//" if n in tail_names else "" for n in names],
+        edgecolor="white",
+        label="saturation",
+    )
+    ax.axhline(100 * report.mean, color="#264653", linewidth=1, label=f"$s_\\mu$ = {report.mean:.1%}")
+    ax.axhspan(20, 30, color="#2a9d8f", alpha=0.08, label="target band 20-30 %")
+    for position, label, color in _border_positions(names, analysis):
+        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"saturation [%] (delta = {report.delta})")
+    ax.set_xlabel("conv / linear layer (execution order); hatched: tail")
+    ax.set_title(title or "saturation per layer")
+    twins = [_receptive_field_axis(ax, names, analysis)] if analysis is not None else []
+    _finish(fig, ax, names, path, twins)
+
+
+def plot_probes(
+    probes, saturation, analysis: Analysis | None, path: str | os.PathLike, *, title: str = ""
+) -> None:
+    """Write a PNG like paper 000 Fig. 4: probe test accuracy per layer, the model's accuracy, saturation
+    as bars, and the border layers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [layer.name for layer in probes.layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 3), 4.5), layout="constrained")
+    x = list(range(1, len(names) + 1))
+    if saturation is not None:
+        values = {layer.name: layer.saturation for layer in saturation.layers}
+        ax.bar(x, [100 * values.get(n, math.nan) for n in names], color="#a8dadc", label="saturation")
+    ax.plot(x, [100 * p.test_accuracy for p in probes.layers], "-o", color="#1d3557", markersize=3,
+            label="probe test accuracy")  # fmt: skip
+    ax.plot(
+        x, [100 * p.train_accuracy for p in probes.layers], ":", color="#457b9d", label="probe train accuracy"
+    )
+    ax.axhline(100 * probes.model_accuracy, color="black", linestyle="--", linewidth=1,
+               label=f"model test accuracy {probes.model_accuracy:.1%}")  # fmt: skip
+    for position, label, color in _border_positions(names, analysis):
+        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    ax.set_ylim(0, 102)
+    ax.set_ylabel("accuracy / saturation [%]")
+    ax.set_xlabel("conv / linear layer (execution order)")
+    ax.set_title(title or "logistic regression probes")
+    _finish(fig, ax, names, path)
+
+
+_MARKERS = "osD^vP*Xh<>p"
+
+
+def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
+    """Write a PNG: test accuracy against FLOPs (log scale), one marker per model x recipe (colour = model,
+    shape = recipe), error bars of one standard deviation over seeds, and the Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [g for g in groups if g["n"]]
+    models = list(dict.fromkeys(g["model"] for g in points))
+    recipes = list(dict.fromkeys(g["recipe"] for g in points))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for g in points:
+        marker = _MARKERS[recipes.index(g["recipe"]) % len(_MARKERS)]
+        ax.errorbar(
+            g["flops"], 100 * g["accuracy"], yerr=100 * g["accuracy_std"], fmt=marker, markersize=8, capsize=3,
+            color=colors(models.index(g["model"]) % 10), markeredgecolor="black" if g["pareto"] else "none",
+        )  # fmt: skip
+    front = sorted((g for g in points if g["pareto"]), key=lambda g: g["flops"])
+    if front:
+        ax.plot([g["flops"] for g in front], [100 * g["accuracy"] for g in front], "--", color="black", linewidth=1,
+                drawstyle="steps-post", label="Pareto front")  # fmt: skip
+    for i, model in enumerate(models):
+        ax.plot([], [], "s", color=colors(i % 10), label=model)
+    for i, recipe in enumerate(recipes):
+        ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=recipe)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per image (fvcore, multiply-adds)")
+    ax.set_ylabel("test accuracy [%]")
+    ax.set_title(title or "accuracy against cost")
+    ax.grid(alpha=0.3)
+    fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)

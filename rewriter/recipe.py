@@ -48,8 +48,8 @@ class Recipe:
         return cls(tuple(Step(name) for name in names), source=source)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> Recipe:
-        """Read a recipe file with ``yaml.safe_load``.
+    def from_yaml(cls, path: str | os.PathLike, *, allow_empty: bool = False) -> Recipe:
+        """Read a recipe file with ``yaml.safe_load`` (``steps: []``, the unchanged model, with ``allow_empty``).
 
         Raises:
             RecipeError: the file is missing, not YAML, or not a valid recipe.
@@ -66,10 +66,15 @@ class Recipe:
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             problem = getattr(err, "problem", None) or str(err)
             raise RecipeError(f"{source}: not valid YAML{where}: {problem}") from err
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(data, source=source, allow_empty=allow_empty)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "recipe") -> Recipe:
+    def empty(cls, input_size: tuple[int, int] | None = None) -> Recipe:
+        """No steps: how a trained (not rewritten) model is recorded in a model file."""
+        return cls((), input_size)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "recipe", allow_empty: bool = False) -> Recipe:
         if isinstance(data, list):
             data = {"steps": data}
         if not isinstance(data, Mapping):
@@ -83,7 +88,7 @@ class Recipe:
         if "steps" not in data:
             raise RecipeError(f"{source}: missing 'steps' (a list of '- strategy-name: {{parameters}}')")
         steps = data["steps"]
-        if not isinstance(steps, list) or not steps:
+        if not isinstance(steps, list) or (not steps and not allow_empty):
             raise RecipeError(f"{source} steps: expected a non-empty list of strategies, got {steps!r}")
         return cls(
             steps=tuple(_parse_step(item, f"{source} steps[{i}]") for i, item in enumerate(steps)),

@@ -17,7 +17,7 @@ from torch import nn
 
 from ._errors import RewriteError
 from .analysis import Analysis, analyze, as_size, resolve_leaf_classes
-from .recipe import Recipe
+from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
 from .strategy import Context, Plan
 from .verify import check_step, check_unchanged, snapshot
@@ -62,6 +62,7 @@ def rewrite(
     in_channels: int = 3,
     leaf_modules: Sequence[type | str] = (),
     pretrained: bool = False,
+    data: Any = None,
     name: str | None = None,
     measure_cost: bool = True,
     latency: bool = True,
@@ -73,6 +74,7 @@ def rewrite(
         model: the baseline; it is never modified.
         recipe: a ``Recipe``, a YAML path, the YAML's content as a dict, or a list of steps.
         pretrained: the baseline's weights are trained (a freshly attached head is then flagged as untrained).
+        data: a ``rewriter.data.DataSource`` for strategies that measure the model (scale-width).
         measure_cost: measure params, FLOPs, b_min (and latency) of the baseline and after each step; off
             for a dry run.
         progress: called with a short status line before each stage.
@@ -118,7 +120,7 @@ def rewrite(
     current, plans = model, []
     for i, strategy in enumerate(strategies):
         where = f"steps[{i}] {strategy.name}"
-        context = Context(size, classes, analysis, in_channels, pretrained, leaf_classes)
+        context = Context(size, classes, analysis, in_channels, pretrained, leaf_classes, data)
         say(f"{where}: planning")
         try:
             plan = strategy.plan(current, context)
@@ -140,7 +142,9 @@ def rewrite(
     check_unchanged(model, before)
     if current is model:  # every step was a no-op: still return a copy, never the caller's object
         current = copy.deepcopy(model)
-    resolved = Recipe(recipe.resolved().steps, size, recipe.num_classes, recipe.source)
+    resolved = Recipe(
+        tuple(Step(plan.strategy, plan.params) for plan in plans), size, recipe.num_classes, recipe.source
+    )
     notes = tuple(note for plan in plans for note in plan.notes)
     report = Report(label, size, tuple(rows), resolved.to_dict(), tuple(p.to_dict() for p in plans), notes)
     return Result(current, tuple(plans), report, resolved)

@@ -103,6 +103,7 @@ class Context:
     in_channels: int = 3
     pretrained: bool = False  # the model's weights were loaded (a new head will be untrained)
     leaf_classes: tuple[type, ...] = ()  # modules to trace as opaque
+    data: Any = None  # a rewriter.data.DataSource, for strategies that measure the model on data
 
 
 class Strategy:

@@ -79,8 +79,31 @@ def extract_prefix(
     return prefix
 
 
+class Inlined(nn.Module):
+    """Holds the submodules of a traced module whose code now lives in its parent's graph.
+
+    Cutting a model that already holds a GraphModule (a model rewritten before) traces through it; its
+    submodules stay where they were, so their names and weights carry over, but its own code, which still
+    calls the pruned tail, must not be kept: a GraphModule whose code names missing modules cannot even be
+    copied.
+    """
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        self._modules.update(source._modules)
+        self._parameters.update(source._parameters)
+        self._buffers.update(source._buffers)
+        self.training = source.training
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("an Inlined container only holds submodules; its parent's code calls them")
+
+
 def _prune_unused(root: nn.Module, graph: fx.Graph) -> None:
     used = {str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
+    for path, module in list(root.named_modules()):
+        if path and path not in used and isinstance(module, fx.GraphModule):
+            set_submodule(root, path, Inlined(module))
 
     def needed(path: str) -> bool:  # used, an ancestor of something used, or inside a used leaf module
         return any(u == path or u.startswith(path + ".") or path.startswith(u + ".") for u in used)

@@ -1,6 +1,7 @@
 """The invariants every rewrite keeps (design.md), checked after each step; a violation stops the run.
 
-1. The new model runs forward at the target size and gives the expected output shape.
+1. The new model runs forward at the target size and gives the expected output shape; it also runs in
+   training mode if the input model did (auxiliary heads, dropout paths).
 2. Every kept layer's parameters and buffers equal the original's, bit for bit.
 3. For truncation: the kept prefix produces the same activation at the cut as the original model.
 4. The input model is unchanged (state and structure before and after).
@@ -86,9 +87,30 @@ def check_step(
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise RewriteError(f"invariant 1 broken, the new model returns {got} at {h}x{w}, expected {expected}")
+    _check_training_forward(old, new, x, f"{h}x{w}")
     _check_kept_tensors(old, new, plan)
     if "cut" in plan.data:
         _check_prefix(old, new, plan, x, leaf_classes)
+
+
+def _runs_in_training(model: nn.Module, x: torch.Tensor) -> Exception | None:
+    """Run a copy in training mode (batch norm statistics of the model itself stay untouched)."""
+    trial = copy.deepcopy(model).train()
+    try:
+        with torch.no_grad():
+            trial(x)
+    except Exception as err:  # any failure is reported with its reason
+        return err
+    return None
+
+
+def _check_training_forward(old: nn.Module, new: nn.Module, x: torch.Tensor, size: str) -> None:
+    err = _runs_in_training(new, x)
+    if err is not None and _runs_in_training(old, x) is None:
+        reason = " ".join(str(err).split("\n\nWhile executing")[0].split())
+        raise RewriteError(
+            f"invariant 1 broken, the new model does not run in training mode at {size}: {reason}"
+        )
 
 
 def _expected_shape(old: nn.Module, x: torch.Tensor, plan: Plan) -> tuple[int, ...]:

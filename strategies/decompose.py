@@ -151,8 +151,14 @@ class DecomposeKernels(Strategy):
                 skipped.append(f"{node.name} (stride {tuple(conv.stride)} or shared)")
                 continue
             try:
-                _pointwise(self.block, conv.in_channels, conv.out_channels, groups=self.groups, overlap=self.overlap,
-                           bias=False)  # fmt: skip
+                _pointwise(
+                    self.block,
+                    conv.in_channels,
+                    conv.out_channels,
+                    groups=self.groups,
+                    overlap=self.overlap,
+                    bias=False,
+                )
                 if self.block == "dw-gpw" and conv.out_channels % self.groups:
                     raise ValueError(
                         f"out_channels {conv.out_channels} is not divisible into {self.groups} groups"
@@ -175,17 +181,21 @@ class DecomposeKernels(Strategy):
         edits = []
         for node, conv in chosen:
             k = "x".join(map(str, conv.kernel_size))
-            per_kernel = channel_fields(self.block, [(conv.in_channels, conv.out_channels)], groups=self.groups,
-                                        overlap=self.overlap)[0]  # fmt: skip
+            per_kernel = channel_fields(
+                self.block, [(conv.in_channels, conv.out_channels)], groups=self.groups, overlap=self.overlap
+            )[0]
             quality = (
                 "holds" if per_kernel == conv.in_channels else f"fails for one kernel ({per_kernel} channels)"
             )
-            edits.append(Edit(
-                "replace", node.name,
-                f"Conv2d({conv.in_channels}, {conv.out_channels}, {k}) -> DW {k} + {label.split('+')[1]}",
-                f"Rule of Kernel Replacement: quality {quality}; compact holds (without the DW the spatial field "
-                f"drops from {conv.kernel_size[0]} to 1, without the pointwise the channel field drops to 1)",
-            ))  # fmt: skip
+            edits.append(
+                Edit(
+                    "replace",
+                    node.name,
+                    f"Conv2d({conv.in_channels}, {conv.out_channels}, {k}) -> DW {k} + {label.split('+')[1]}",
+                    f"Rule of Kernel Replacement: quality {quality}; compact holds (without the DW the spatial field "
+                    f"drops from {conv.kernel_size[0]} to 1, without the pointwise the channel field drops to 1)",
+                )
+            )
         notes = [*self._stage_notes(model, context, chosen, label)]
         if skipped:
             notes.append("not decomposed: " + ", ".join(skipped))
@@ -203,8 +213,12 @@ class DecomposeKernels(Strategy):
             convs = [names[u.name] for u in stage.units if u.name in names]
             if not convs:
                 continue
-            fields = channel_fields(self.block, [(c.in_channels, c.out_channels) for c in convs], groups=self.groups,
-                                    overlap=self.overlap)  # fmt: skip
+            fields = channel_fields(
+                self.block,
+                [(c.in_channels, c.out_channels) for c in convs],
+                groups=self.groups,
+                overlap=self.overlap,
+            )
             full = convs[0].in_channels
             first_full = next((i + 1 for i, f in enumerate(fields) if f >= full), None)
             verdict = (
@@ -222,13 +236,28 @@ class DecomposeKernels(Strategy):
         for path in plan.data["layers"]:
             conv = model.get_submodule(path)
             parts: OrderedDict[str, nn.Module] = OrderedDict(
-                dw=nn.Conv2d(conv.in_channels, conv.in_channels, conv.kernel_size, 1, conv.padding, conv.dilation,
-                             groups=conv.in_channels, bias=False, padding_mode=conv.padding_mode),
-            )  # fmt: skip
+                dw=nn.Conv2d(
+                    conv.in_channels,
+                    conv.in_channels,
+                    conv.kernel_size,
+                    1,
+                    conv.padding,
+                    conv.dilation,
+                    groups=conv.in_channels,
+                    bias=False,
+                    padding_mode=conv.padding_mode,
+                ),
+            )
             if self.norm:
                 parts["bn"] = nn.BatchNorm2d(conv.in_channels)
                 parts["act"] = nn.ReLU(inplace=True)
-            parts["pw"] = _pointwise(self.block, conv.in_channels, conv.out_channels, groups=self.groups,
-                                     overlap=self.overlap, bias=conv.bias is not None)  # fmt: skip
+            parts["pw"] = _pointwise(
+                self.block,
+                conv.in_channels,
+                conv.out_channels,
+                groups=self.groups,
+                overlap=self.overlap,
+                bias=conv.bias is not None,
+            )
             set_submodule(model, path, FactorizedConv(parts).to(conv.weight))
         return model

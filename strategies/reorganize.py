@@ -64,9 +64,21 @@ def _template(stage: Stage) -> tuple[Unit | None, bool]:
             return unit, False
     for unit in reversed(stage.units):
         if unit.kind in ("block", "conv") and unit.out_channels:
-            return Unit(unit.name, unit.kind, unit.modules, unit.nodes, unit.first, unit.last, unit.out_channels,
-                        unit.out_channels, unit.size, False, unit.full_growth, unit.full_growth,
-                        unit.channel_ops), True  # fmt: skip
+            return Unit(
+                unit.name,
+                unit.kind,
+                unit.modules,
+                unit.nodes,
+                unit.first,
+                unit.last,
+                unit.out_channels,
+                unit.out_channels,
+                unit.size,
+                False,
+                unit.full_growth,
+                unit.full_growth,
+                unit.channel_ops,
+            ), True
     return None, False
 
 
@@ -92,9 +104,15 @@ def _stride_one(module: nn.Module) -> None:
 def _retarget_conv(conv: nn.Conv2d, width: int, *, depthwise: bool) -> nn.Conv2d:
     out_channels = width if depthwise else conv.out_channels
     return nn.Conv2d(
-        width, out_channels, conv.kernel_size, 1, conv.padding, conv.dilation,
-        groups=width if depthwise else conv.groups, bias=conv.bias is not None,
-    ).to(conv.weight)  # fmt: skip
+        width,
+        out_channels,
+        conv.kernel_size,
+        1,
+        conv.padding,
+        conv.dilation,
+        groups=width if depthwise else conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight)
 
 
 def _adapt_width(unit: nn.Module, width: int) -> nn.Module:
@@ -190,8 +208,11 @@ class ReorganizeStages(Strategy):
             if not sources:
                 break
             gain_min, src = min(sources, key=lambda item: (item[0], -item[1]))
-            targets = [(states[i].append_gain(self.alpha), i) for i in range(len(states))
-                       if i != src and states[i].template is not None]  # fmt: skip
+            targets = [
+                (states[i].append_gain(self.alpha), i)
+                for i in range(len(states))
+                if i != src and states[i].template is not None
+            ]
             gain_max, tgt = (
                 max(targets, key=lambda item: (item[0], -item[1])) if targets else (float("-inf"), None)
             )
@@ -202,11 +223,17 @@ class ReorganizeStages(Strategy):
             else:
                 decision = "stop"
             source = states[src]
-            history.append({
-                "iteration": iteration, "source": source.stage.index, "unit": source.units[-1].name,
-                "gain_min": round(gain_min, 4), "target": states[tgt].stage.index if tgt is not None else None,
-                "gain_max": round(gain_max, 4), "decision": decision,
-            })  # fmt: skip
+            history.append(
+                {
+                    "iteration": iteration,
+                    "source": source.stage.index,
+                    "unit": source.units[-1].name,
+                    "gain_min": round(gain_min, 4),
+                    "target": states[tgt].stage.index if tgt is not None else None,
+                    "gain_max": round(gain_max, 4),
+                    "decision": decision,
+                }
+            )
             if decision == "stop":
                 break
             unit = source.units.pop()
@@ -240,8 +267,15 @@ class ReorganizeStages(Strategy):
                 edits.append(
                     Edit("append", f"stage {index}", detail, "the stage where an extra unit adds the most IF")
                 )
-                appends.append({"after": anchor, "template": list(template.modules), "count": state.added,
-                                "adapt": adapt, "width": template.out_channels})  # fmt: skip
+                appends.append(
+                    {
+                        "after": anchor,
+                        "template": list(template.modules),
+                        "count": state.added,
+                        "adapt": adapt,
+                        "width": template.out_channels,
+                    }
+                )
         counts = {a["after"]: a["count"] * len(a["template"]) for a in appends}
         renamed, fresh = {}, []
         for path, order in _new_order(model, set(removals), counts).items():
@@ -257,15 +291,22 @@ class ReorganizeStages(Strategy):
                 elif old != new:
                     renamed[new + "."] = old + "."
         per_stage = {s.stage.index: _count(s.units) for s in states}
-        notes = [f"stage {h['source']}'s last unit '{h['unit']}' has IF gain {h['gain_min']}; the best target is stage "
-                 f"{h['target']} with {h['gain_max']}: {h['decision']}" for h in history]  # fmt: skip
+        notes = [
+            f"stage {h['source']}'s last unit '{h['unit']}' has IF gain {h['gain_min']}; the best target is stage "
+            f"{h['target']} with {h['gain_max']}: {h['decision']}"
+            for h in history
+        ]
         notes.append(
             "blocks per stage (convs in a plain net): " + ", ".join(f"{i}: {n}" for i, n in per_stage.items())
         )
         data = {
-            "remove": removals, "append": appends, "iterations": history, "blocks_per_stage": per_stage,
-            "moved": renamed, "new_modules": fresh,
-        }  # fmt: skip
+            "remove": removals,
+            "append": appends,
+            "iterations": history,
+            "blocks_per_stage": per_stage,
+            "moved": renamed,
+            "new_modules": fresh,
+        }
         return Plan(self.name, self.params(), tuple(edits), tuple(notes), data)
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:

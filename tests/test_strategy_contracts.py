@@ -17,7 +17,11 @@ CASES = {
     "remove-stem-downsampling": ("resnet18", 32, {}),
     "reorganize-stages": ("cifar_vgg11", 32, {}),
     "decompose-kernels": ("cifar_vgg11", 32, {"block": "dw-rpw"}),
+    "scale-width": ("resnet18", 32, {"factor": 0.5}),
 }
+# scale-width rebuilds every conv, linear and batch norm at the new width (tests/test_scale_width.py checks
+# that the kept channels carry their weights); the others keep most tensors as they are.
+KEEPS_TENSORS = {name: name != "scale-width" for name in CASES}
 
 
 def test_every_registered_strategy_has_a_contract_case():
@@ -56,7 +60,7 @@ def test_the_strategy_changes_something(case):
 
 
 def test_kept_weights_are_identical(case):
-    _, _, before, _, result, _ = case
+    name, _, before, _, result, _ = case
     plan = result.plans[0]
     fresh = plan.data.get("new_modules", [])
     moved = plan.data.get("moved", {})
@@ -67,7 +71,7 @@ def test_kept_weights_are_identical(case):
         old_key = next((old + key[len(new) :] for new, old in moved.items() if key.startswith(new)), key)
         assert torch.equal(before[old_key], tensor), key
         checked += 1
-    assert checked > 10
+    assert checked > 10 or not KEEPS_TENSORS[name]
 
 
 def test_the_plan_round_trips_through_yaml(case):

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import RewriterError
-from . import analyze, compare, models, rewrite, strategies
+from . import analyze, compare, models, probe, rewrite, saturation, strategies, train
 
-SUBCOMMANDS = (analyze, rewrite, compare, strategies, models)
+SUBCOMMANDS = (analyze, rewrite, train, saturation, probe, compare, strategies, models)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser = argparse.ArgumentParser(
         prog="rewriter",
-        description="Analyze the receptive fields of a CNN for your input size and rewrite it before training.",
+        description="Analyze the receptive fields of a CNN for your input size and rewrite it before training; "
+        "train it, and measure saturation and probes to check the prediction.",
         epilog="Run `rewriter COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"rewriter {__version__}")

@@ -6,8 +6,10 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .._errors import AnalysisError
@@ -40,13 +42,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str = MO
     )
 
 
-def add_input_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, *, required: bool = True, note: str = "") -> None:
     parser.add_argument(
         "--input-size",
         required=required,
         metavar="SIZE",
-        help="training resolution: 32, or HEIGHT,WIDTH (64,48) or HEIGHTxWIDTH"
-        + ("" if required else "; overrides a recipe's input_size"),
+        help="training resolution: 32, or HEIGHT,WIDTH (64,48) or HEIGHTxWIDTH" + note,
     )
     parser.add_argument("--in-channels", type=int, default=3, metavar="C", help="image channels (default 3)")
     parser.add_argument(
@@ -89,3 +90,160 @@ def print_json(data: Any) -> None:
 def status(message: str) -> None:
     """Progress and notes go to stderr so that stdout stays clean for --json."""
     print(message, file=sys.stderr)
+
+
+SIZE_NOTE = " (default: a model file's own, else the data's: 32 for CIFAR, synthetic and digits)"
+DATA_HELP = (
+    "cifar10:DIR or cifar100:DIR (the python version of the batches), imagefolder:DIR (class folders, with "
+    "train/ and test/ or split 80/20), synthetic[:N] (generated shapes, no files), digits[:N] (scikit-learn's "
+    "scanned digits)"
+)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", required=required, metavar="SPEC", help=DATA_HELP)
+    group.add_argument(
+        "--download", action="store_true", help="fetch CIFAR into DIR if it is not there (needs internet)"
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)"
+    )
+    group.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="DataLoader worker processes (default 0)"
+    )
+    group.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)",
+    )
+
+
+def resolve_input_size(args: argparse.Namespace, native: tuple[int, int] | None = None) -> tuple[int, int]:
+    """--input-size, else the size a model file was written for, else the data's own resolution."""
+    from ..modelfile import recorded_input_size
+
+    if args.input_size:
+        return parse_size(args.input_size)
+    recorded = recorded_input_size(args.model) if Path(args.model).is_file() else None
+    if recorded is not None:
+        return recorded
+    if native is not None:
+        return native
+    raise AnalysisError("give --input-size: the resolution you train at (32, or HEIGHT,WIDTH)")
+
+
+def device_of(args: argparse.Namespace) -> torch.device:
+    if args.device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(args.device)
+    except RuntimeError as err:
+        raise AnalysisError(f"--device: {err}") from err
+
+
+def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, ModelSpec, tuple[int, int]]:
+    """The data of ``--data`` and the model, its head sized for the data's classes when built by name.
+
+    Raises:
+        DataError: the model's outputs do not match the data's classes.
+    """
+    from ..data import DataError, load_data, native_size, parse_data_spec
+
+    spec = parse_data_spec(args.data)
+    size = resolve_input_size(args, native_size(spec))
+    status(f"reading data {spec} at {size[0]}x{size[1]}")
+    data = load_data(spec, size, download=args.download)
+    if args.num_classes is None and not Path(args.model).is_file():
+        args.num_classes = data.num_classes
+    model, model_spec = load_from_args(args)
+    outputs = _output_classes(model, data.train[0][0])
+    if outputs is not None and outputs != data.num_classes:
+        raise DataError(
+            f"{args.model} outputs {outputs} classes but {spec} has {data.num_classes}; "
+            + (
+                "rewrite it with --num-classes first"
+                if Path(args.model).is_file()
+                else f"drop --num-classes {args.num_classes}"
+            )
+        )
+    return data, model, model_spec, size
+
+
+def _output_classes(model: nn.Module, example: Any) -> int | None:
+    from ..graph import eval_mode
+
+    try:
+        with eval_mode(model), torch.no_grad():
+            out = model(example[None])
+    except Exception as err:
+        raise AnalysisError(
+            f"the model does not run on the data's images {tuple(example.shape)}: {str(err).splitlines()[0]}"
+        ) from err
+    return out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+
+
+def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("quick training first (for models that are not trained yet)")
+    group.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train for N epochs first with `rewriter train`'s schedule; nothing is saved (default 0)",
+    )
+    group.add_argument(
+        "--lr", type=float, default=0.1, help="learning rate of that training (default 0.1, paper 000)"
+    )
+
+
+def pretrain(args: argparse.Namespace, model: nn.Module, data: Any) -> None:
+    """Train ``model`` in place for ``--epochs`` epochs (nothing is saved) when asked to."""
+    from ..train import TrainConfig, train
+
+    if args.epochs <= 0:
+        return
+    status(f"training for {args.epochs} epochs first (use `rewriter train` to keep the result)")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, workers=args.workers)
+    result = train(model, data, config, device=device_of(args), on_epoch=epoch_reporter(config, data))
+    status(f"test accuracy after {args.epochs} epochs: {result.test_accuracy:.2%}")
+
+
+def epoch_reporter(config: Any, data: Any) -> Any:
+    """A per-epoch status line; after the first epoch, a hint if the loss is worse than guessing."""
+    import math
+
+    chance = math.log(data.num_classes)
+
+    def report(record: Any) -> None:
+        status(
+            f"epoch {record.epoch + 1}/{config.epochs}: loss {record.loss:.4f}, train accuracy "
+            f"{record.accuracy:.2%}, test accuracy {record.test_accuracy:.2%}, lr {record.lr:g}"
+        )
+        if record.epoch == 0 and record.loss > 1.5 * chance:
+            status(
+                f"note: the loss is above that of guessing ({chance:.2f}); the learning rate {config.lr:g} may "
+                "be too high for this data (a small set has few steps per epoch): try --lr 0.01"
+            )
+
+    return report
+
+
+def analysis_or_none(model: nn.Module, size: tuple[int, int], args: argparse.Namespace) -> Any:
+    """The receptive-field analysis for plots and tables, or None with a note if the model cannot be traced."""
+    from .._errors import RewriterError
+    from ..analysis import analyze
+
+    try:
+        return analyze(
+            model,
+            size,
+            in_channels=args.in_channels,
+            leaf_modules=args.leaf_module,
+            flops=False,
+            name=args.model,
+        )
+    except RewriterError as err:
+        status(f"note: no receptive fields to show ({err})")
+        return None

@@ -8,12 +8,22 @@ from typing import Any
 import yaml
 
 from .._errors import RecipeError
+from ..data import load_data
 from ..io import write_json
 from ..modelfile import check_target, save
 from ..recipe import Recipe
 from ..rewrite import rewrite
 from ..strategy import list_strategies
-from ._common import add_input_arguments, add_model_arguments, load_from_args, parse_size, print_json, status
+from ._common import (
+    DATA_HELP,
+    add_input_arguments,
+    add_model_arguments,
+    load_from_args,
+    parse_size,
+    print_json,
+    resolve_input_size,
+    status,
+)
 
 DESCRIPTION = """\
 Rewrite a model for your input size without training it: each step plans its edits (printed with the
@@ -30,6 +40,8 @@ examples:
   rewriter rewrite resnet34 --input-size 32 --strategy remove-stem-downsampling \
       -p remove-stem-downsampling.mode=cifar-stem
   rewriter rewrite resnet18 --input-size 32 --strategy truncate -p truncate.rule=output -p truncate.keep_blocks=1
+  rewriter rewrite vgg16.pt --data cifar10:~/data/cifar10 --strategy scale-width -o vgg16-w.pt
+  rewriter rewrite vgg16.pt --strategy scale-width -p scale-width.factor=0.5 -o vgg16-half.pt
 
 a recipe (YAML):
   input_size: 32
@@ -52,7 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
-    add_input_arguments(parser, required=False)
+    add_input_arguments(
+        parser, required=False, note="; overrides a recipe's input_size (default: a model file's own)"
+    )
     what = parser.add_argument_group("what to do (one of)")
     names = ", ".join(list_strategies())
     what.add_argument(
@@ -63,6 +77,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help=f"a strategy with default parameters, repeatable, applied in order ({names})",
     )
     what.add_argument("--recipe", metavar="FILE.yaml", help="a recipe of steps with parameters")
+    data = parser.add_argument_group("data (for strategies that measure the model: scale-width)")
+    data.add_argument("--data", metavar="SPEC", help=DATA_HELP)
+    data.add_argument(
+        "--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)"
+    )
     what.add_argument(
         "-p",
         "--param",
@@ -122,10 +141,16 @@ def run(args: argparse.Namespace) -> int:
             check_target(args.output, args.force)
         if args.report:
             check_target(args.report, force=True)
+    if recipe.input_size is None:  # a model file knows the size it was made for
+        recipe = recipe.with_overrides(input_size=resolve_input_size(args))
     model, spec = load_from_args(args)
+    data = None
+    if args.data:
+        data = load_data(args.data, recipe.input_size, download=args.download)
     result = rewrite(
         model,
         recipe,
+        data=data,
         in_channels=args.in_channels,
         leaf_modules=args.leaf_module,
         pretrained=spec.weights is not None or spec.kind == "file",

@@ -1,0 +1,62 @@
+"""What every benchmark shares: a description of the machine, and writing its section of the README."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+import rewriter
+from rewriter.io import atomic_path
+
+HERE = Path(__file__).parent
+
+
+def machine() -> str:
+    """CPU model, torch threads and versions: what a timing needs next to it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, rewriter {rewriter.__version__}"
+    )
+
+
+def median_time(fn: Callable[..., Any], *args: Any, repeats: int, **kwargs: Any) -> float:
+    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` runs, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def stamp(script: str, extra: str = "") -> str:
+    return f"Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/{script}.py`{extra}."
+
+
+def write_section(script: str, title: str, body: str) -> str:
+    """Replace the section of ``script`` in ``benchmarks/README.md`` (appended the first time); return it."""
+    begin, end = f"<!-- {script}:begin -->", f"<!-- {script}:end -->"
+    section = f"{begin}\n\n{body.strip()}\n\n{end}"
+    path = HERE / "README.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin not in text:
+        text = text.rstrip("\n") + f"\n\n## `{script}.py`: {title}\n\n{begin}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    with atomic_path(path) as tmp:
+        tmp.write_text(head + section + rest.partition(end)[2])
+    return section

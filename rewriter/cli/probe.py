@@ -1,0 +1,142 @@
+"""``rewriter probe``: logistic regression probes on every conv and linear layer, against the border layers."""
+
+from __future__ import annotations
+
+import argparse
+
+from torch.utils.data import DataLoader
+
+from ..io import write_json
+from ..modelfile import check_target
+from ..plot import plot_probes
+from ..probes import run_probes, subset
+from ..saturation import compute_saturation
+from ..tables import render_table
+from ._common import (
+    SIZE_NOTE,
+    add_data_arguments,
+    add_input_arguments,
+    add_model_arguments,
+    add_pretrain_argument,
+    analysis_or_none,
+    device_of,
+    load_data_and_model,
+    pretrain,
+    print_json,
+    status,
+)
+
+DESCRIPTION = """\
+Fit a logistic regression probe on the output of every conv and linear layer (paper 000 II-A,
+dissertation 2.4): the output is average-pooled to at most 4x4, flattened, standardised, and a
+multinomial logistic regression is fitted on the training split and scored on the test split. Where the
+probe accuracy stops rising, the layers after contribute little; paper 000 finds that point at the border
+layer. The saturation of each layer is measured on the same images and plotted with the probes.
+"""
+
+EPILOG = """\
+examples:
+  rewriter probe vgg16.pt --data cifar10:~/data/cifar10 --plot probes.png
+  rewriter probe resnet18 --data synthetic --epochs 3 --max-samples 1000 --json
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        parents=parents,
+        help="logistic regression probe accuracy of every conv and linear layer",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_input_arguments(parser, required=False, note=SIZE_NOTE)
+    add_data_arguments(parser)
+    add_pretrain_argument(parser)
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="images per split the probes are fitted and scored on (default %(default)s)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=768,
+        metavar="MB",
+        help="pooled activations held at once; more layers per pass over the data (default %(default)s)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
+    out.add_argument(
+        "--plot", metavar="FILE.png", help="probe accuracy and saturation per layer, borders marked"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for target in (args.plot, args.report):
+        if target:
+            check_target(target, force=True)
+    data, model, _, size = load_data_and_model(args)
+    pretrain(args, model, data)
+    device = device_of(args)
+    model.to(device)
+    probes = run_probes(
+        model,
+        data.train_plain,
+        data.test,
+        data.num_classes,
+        max_samples=args.max_samples,
+        device=device,
+        batch_size=max(args.batch_size, 128),
+        memory_mb=args.memory_mb,
+        progress=True,
+    )
+    probed = subset(data.train_plain, args.max_samples)  # the images the probes were fitted on
+    loader = DataLoader(probed, batch_size=args.batch_size, num_workers=args.workers)
+    saturation = compute_saturation(model, loader, device=device)
+    analysis = analysis_or_none(model.cpu(), size, args)
+    result = {
+        "model": args.model,
+        "data": data.name,
+        **probes.to_json(analysis),
+        "s_mu": round(saturation.mean, 6),
+        "saturation": {layer.name: round(layer.saturation, 6) for layer in saturation.layers},
+    }
+    if args.report:
+        write_json(args.report, result)
+        status(f"wrote {args.report}")
+    if args.plot:
+        title = f"{args.model} on {data.name} at {size[0]}x{size[1]}"
+        plot_probes(probes, saturation, analysis, args.plot, title=title)
+        status(f"wrote {args.plot}")
+    if args.json:
+        print_json(result)
+        return 0
+    rows = [
+        [
+            layer.name,
+            layer.type,
+            str(layer.features),
+            f"{layer.train_accuracy:.1%}",
+            f"{layer.test_accuracy:.1%}",
+            f"{result['saturation'].get(layer.name, float('nan')):.1%}",
+            {True: "yes", False: "NO", None: "-"}[row.get("productive")],
+        ]
+        for layer, row in zip(probes.layers, result["layers"], strict=True)
+    ]
+    headers = ["layer", "type", "features", "probe train", "probe test", "saturation", "productive"]
+    print(render_table(headers, rows, align="<<>>>><"))
+    print(
+        f"\nmodel test accuracy {probes.model_accuracy:.1%}; probes fitted on {probes.train_images} and scored on "
+        f"{probes.test_images} images"
+    )
+    if analysis is not None:
+        print(
+            f"border layer b_min {analysis.border_layer_min or 'none'}, b_max {analysis.border_layer_max or 'none'}"
+        )
+    return 0

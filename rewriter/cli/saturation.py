@@ -1,0 +1,138 @@
+"""``rewriter saturation``: how much of its output space every conv and linear layer uses, and the tails."""
+
+from __future__ import annotations
+
+import argparse
+
+from torch.utils.data import DataLoader
+
+from ..io import write_json
+from ..modelfile import check_target
+from ..plot import plot_saturation
+from ..saturation import DELTA, compute_saturation
+from ..tables import axes_text, render_table
+from ._common import (
+    SIZE_NOTE,
+    add_data_arguments,
+    add_input_arguments,
+    add_model_arguments,
+    add_pretrain_argument,
+    analysis_or_none,
+    device_of,
+    load_data_and_model,
+    pretrain,
+    print_json,
+    status,
+)
+
+DESCRIPTION = """\
+Measure the saturation of every conv and linear layer (delve's method, dissertation 2.2-2.3): the
+covariance of the layer's output is accumulated in float64 over the data (every feature-map position is
+a sample); the saturation is the fewest eigendirections explaining DELTA of its variance, divided by the
+number of filters. s_mu is their mean. A tail is a run of 3 or more layers whose mean saturation is at
+least 50 % below the rest: layers that do little, usually those after the border layer (paper 000, Fig. 2).
+The dissertation measures a trained model on its training data (the default split here, without the
+random crops and flips of training, so that the result is deterministic).
+"""
+
+EPILOG = """\
+examples:
+  rewriter saturation vgg16.pt --data cifar10:~/data/cifar10 --plot sat.png
+  rewriter saturation resnet18 --data synthetic --epochs 3                  # trains briefly first, no files
+  rewriter saturation vgg16.pt --data cifar10:~/data/cifar10 --json > sat.json
+  rewriter rewrite vgg16.pt --strategy scale-width -p scale-width.saturation=sat.json -o vgg16-w.pt
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "saturation",
+        parents=parents,
+        help="saturation of every conv and linear layer on data, s_mu, and tails",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_input_arguments(parser, required=False, note=SIZE_NOTE)
+    add_data_arguments(parser)
+    add_pretrain_argument(parser)
+    parser.add_argument(
+        "--delta", type=float, default=DELTA, help="share of the variance to explain (default %(default)s)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="which split to measure on (default train)",
+    )
+    parser.add_argument("--batches", type=int, metavar="N", help="measure on the first N batches only")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
+    out.add_argument(
+        "--plot", metavar="FILE.png", help="saturation per layer with receptive fields and borders"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.delta < 1:
+        from .._errors import AnalysisError
+
+        raise AnalysisError(f"--delta must lie between 0 and 1, got {args.delta}")
+    for target in (args.plot, args.report):
+        if target:
+            check_target(target, force=True)
+    data, model, _, size = load_data_and_model(args)
+    pretrain(args, model, data)
+    device = device_of(args)
+    model.to(device)
+    split = data.train_plain if args.split == "train" else data.test
+    loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    total = len(loader) if args.batches is None else min(args.batches, len(loader))
+    batches = (batch for i, batch in enumerate(loader) if i < total)
+    report = compute_saturation(model, batches, delta=args.delta, device=device, progress=True, total=total)
+    analysis = analysis_or_none(model.cpu(), size, args)
+    result = {"model": args.model, "data": data.name, "split": args.split, **report.to_json(analysis)}
+    if args.report:
+        write_json(args.report, result)
+        status(f"wrote {args.report}")
+    if args.plot:
+        plot_saturation(
+            report, analysis, args.plot, title=f"{args.model} on {data.name} at {size[0]}x{size[1]}"
+        )
+        status(f"wrote {args.plot}")
+    if args.json:
+        print_json(result)
+        return 0
+    tails = {name for tail in report.tails for name in tail}
+    rows = []
+    for layer, row in zip(report.layers, result["layers"], strict=True):
+        productive = {True: "yes", False: "NO", None: "-"}[row.get("productive")]
+        rows.append(
+            [
+                layer.name,
+                layer.type,
+                str(layer.features),
+                str(layer.k),
+                f"{layer.saturation:.1%}",
+                axes_text(analysis.layer(layer.name).r_in_min) if "r_in_min" in row else "-",
+                productive,
+                "tail" if layer.name in tails else "",
+            ]
+        )
+    headers = ["layer", "type", "filters", "k", "saturation", "r_in_min", "productive", ""]
+    print(render_table(headers, rows, align="<<>>>><<"))
+    print(
+        f"\ns_mu {report.mean:.1%} over {len(report.layers)} layers, {report.samples} images, delta {args.delta}"
+    )
+    if analysis is not None:
+        print(
+            f"border layer b_min {analysis.border_layer_min or 'none'}, b_max {analysis.border_layer_max or 'none'}"
+        )
+    for tail in report.tails:
+        print(f"tail: {tail[0]} ... {tail[-1]} ({len(tail)} layers)")
+    if not report.tails:
+        print("no tail: no run of 3+ layers at least 50 % below the others' mean saturation")
+    return 0

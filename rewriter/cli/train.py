@@ -1,0 +1,162 @@
+"""``rewriter train``: train a model on a data source and save it as a model file."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from ..metrics import count_params
+from ..modelfile import check_target, save
+from ..recipe import Recipe
+from ..tables import render_table
+from ..train import TrainConfig, distributed, init_distributed, train
+from ._common import (
+    SIZE_NOTE,
+    add_data_arguments,
+    add_input_arguments,
+    add_model_arguments,
+    device_of,
+    epoch_reporter,
+    load_data_and_model,
+    print_json,
+    status,
+)
+
+DESCRIPTION = """\
+Train a model with SGD on a data source and write a model file (the same format as `rewrite -o`, so
+`saturation`, `probe` and `rewrite` read it back). The defaults follow paper 000 III-B: SGD with learning
+rate 0.1 and momentum 0.9, divided by 10 at each third of the run, batch size 64, random crops and flips.
+A checkpoint is written after every epoch; `--resume` continues from it. Under
+`torchrun --nproc_per_node N` the same command trains with DistributedDataParallel (gloo on CPUs).
+"""
+
+EPILOG = """\
+examples:
+  rewriter train cifar_vgg16 --input-size 32 --data cifar10:~/data/cifar10 --epochs 30 -o vgg16.pt
+  rewriter train resnet18 --data synthetic --epochs 3 -o resnet18-syn.pt
+  rewriter train vgg16-w.pt --data cifar10:~/data/cifar10 --epochs 30 -o vgg16-w-trained.pt
+  rewriter train cifar_vgg16 --data cifar10:~/data/cifar10 --epochs 30 -o vgg16.pt --resume   # after a stop
+  torchrun --nproc_per_node 2 -m rewriter train resnet18 --data synthetic --epochs 3 -o r18.pt
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        parents=parents,
+        help="train a model on a data source and save it as a model file",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_input_arguments(parser, required=False, note=SIZE_NOTE)
+    add_data_arguments(parser)
+    defaults = TrainConfig()
+    hyper = parser.add_argument_group("schedule (defaults: paper 000 III-B)")
+    hyper.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
+    hyper.add_argument(
+        "--lr", type=float, default=defaults.lr, help="initial learning rate (default %(default)s)"
+    )
+    hyper.add_argument("--momentum", type=float, default=defaults.momentum, help="default %(default)s")
+    hyper.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="default %(default)s"
+    )
+    hyper.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
+    hyper.add_argument(
+        "--step-every",
+        type=int,
+        metavar="N",
+        help="epochs between learning-rate steps (default: a third of the run)",
+    )
+    hyper.add_argument("--gamma", type=float, default=defaults.gamma, help="learning-rate factor per step")
+    hyper.add_argument("--seed", type=int, default=defaults.seed)
+    hyper.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick runs")
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--output", required=True, metavar="FILE.pt", help="write the trained model here")
+    out.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    out.add_argument(
+        "--checkpoint", metavar="FILE", help="checkpoint written every epoch (default: OUTPUT.ckpt)"
+    )
+    out.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    out.add_argument("--json", action="store_true", help="print the training history as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_target(args.output, args.force)
+    joined = init_distributed()
+    try:
+        return _train(args)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> int:
+    rank, world = distributed()
+    data, model, spec, size = load_data_and_model(args)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        step_every=args.step_every,
+        gamma=args.gamma,
+        seed=args.seed,
+        workers=args.workers,
+        max_batches=args.max_batches,
+    )
+    checkpoint = Path(args.checkpoint or f"{args.output}.ckpt")
+    if rank == 0:
+        status(
+            f"training {args.model} ({count_params(model) / 1e6:.2f} M params) on {data.name} at "
+            f"{size[0]}x{size[1]} for {config.epochs} epochs"
+            + (f" on {world} processes" if world > 1 else "")
+        )
+
+    result = train(
+        model,
+        data,
+        config,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        device=device_of(args),
+        on_epoch=epoch_reporter(config, data),
+    )
+    if rank != 0:
+        return 0
+    summary = {
+        "model": args.model,
+        "data": data.name,
+        "input_size": list(size),
+        "processes": world,
+        "config": asdict(config),
+        "history": [asdict(h) for h in result.history],
+        "test_accuracy": result.test_accuracy,
+    }
+    save(
+        result.model.cpu(),
+        args.output,
+        spec=spec,
+        recipe=Recipe.empty(size),
+        input_size=size,
+        in_channels=data.in_channels,
+        report={"training": summary},
+        force=args.force,
+    )
+    status(f"wrote {args.output} (checkpoint {checkpoint})")
+    if args.json:
+        print_json(summary)
+    else:
+        rows = [
+            [str(h.epoch + 1), f"{h.loss:.4f}", f"{h.accuracy:.2%}", f"{h.test_accuracy:.2%}", f"{h.lr:g}"]
+            for h in result.history
+        ]
+        print(render_table(["epoch", "loss", "train acc", "test acc", "lr"], rows, align=">>>>>"))
+    return 0

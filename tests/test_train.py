@@ -1,0 +1,115 @@
+"""Training: the loss falls, a resumed run is the uninterrupted run, and DDP runs on two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import rewriter
+from rewriter.data import load_data
+from rewriter.train import TrainConfig, TrainError, train
+
+from .nets import conv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv(3, 16), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            conv(16, 32), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            conv(32, 32), nn.BatchNorm2d(32), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("synthetic:512", 32)
+
+
+CONFIG = TrainConfig(epochs=2, lr=0.05, batch_size=32)
+
+
+def fresh() -> nn.Module:
+    torch.manual_seed(0)
+    return Tiny()
+
+
+def test_two_epochs_on_synthetic_reduce_the_loss(data):
+    result = train(fresh(), data, CONFIG, progress=False)
+    first, second = result.history
+    assert second.loss < first.loss
+    assert (first.lr, second.lr) == (0.05, 0.05 * 0.1)  # stepped after each third of the run: every epoch
+    assert 0 <= second.test_accuracy <= 1
+
+
+def test_a_resumed_run_continues_from_the_checkpoint_epoch_and_matches_an_uninterrupted_one(data, tmp_path):
+    reference = train(fresh(), data, CONFIG, progress=False)
+
+    checkpoint = tmp_path / "run.ckpt"
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), data, CONFIG, checkpoint=checkpoint, progress=False, on_epoch=stop)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 0
+    epochs_run = []
+    resumed = train(
+        fresh(), data, CONFIG, checkpoint=checkpoint, resume=True, progress=False,
+        on_epoch=lambda record: epochs_run.append(record.epoch),
+    )  # fmt: skip
+    assert epochs_run == [1]  # only the second epoch ran
+    assert [h.epoch for h in resumed.history] == [0, 1]
+    assert resumed.history[0] == reference.history[0]
+    assert resumed.history[1].loss == pytest.approx(reference.history[1].loss, rel=1e-6)
+    for a, b in zip(resumed.model.state_dict().values(), reference.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_of_another_model_is_refused(data, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    train(fresh(), data, TrainConfig(epochs=1, max_batches=1), checkpoint=checkpoint, progress=False)
+    other = nn.Sequential(conv(3, 4), nn.Flatten(), nn.LazyLinear(10))
+    with pytest.raises(TrainError, match="does not fit the model"):
+        train(other, data, TrainConfig(epochs=2), checkpoint=checkpoint, resume=True, progress=False)
+
+
+def test_resuming_without_a_checkpoint_says_so(data, tmp_path):
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(fresh(), data, CONFIG, checkpoint=tmp_path / "none.ckpt", resume=True, progress=False)
+
+
+def test_a_diverging_loss_stops_with_advice(data):
+    with pytest.raises(TrainError, match="lower the learning rate"):
+        train(fresh(), data, TrainConfig(epochs=1, lr=1e30), progress=False)
+
+
+def test_torchrun_trains_with_ddp_on_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "rewriter", "train", "cifar_vgg11", "--data", "synthetic:128", "--epochs", "1",
+        "--max-batches", "2", "--batch-size", "16", "--lr", "0.01", "-o", str(out), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["processes"] == 2
+    assert len(summary["history"]) == 1
+    model = rewriter.load(str(out))
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,6 @@ def test_every_reported_tail_qualifies_and_tails_do_not_overlap():
             rest = values[:start] + values[stop:]
             assert stop - start >= 3 and rest
             assert sum(values[start:stop]) / (stop - start) <= 0.5 * sum(rest) / len(rest)
-        assert all(a[1] <= b[0] for a, b in zip(tails, tails[1:], strict=False))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(tails))
     # a union of qualifying windows need not qualify: here it would cover the whole network
     assert find_tails([0.6, 0.9, 0.05, 0.3, 0.02, 0.9, 0.6]) == [(2, 5)]

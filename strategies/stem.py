@@ -9,7 +9,7 @@ calls it strategy D2; the CIFAR ResNets do it by replacing the stem with one 3x3
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from torch import nn
@@ -52,6 +52,14 @@ def fixed_size_head(analysis: Analysis) -> tuple[str, str] | None:
     return None
 
 
+def _with_pool_head(plan: Plan, pool_head: tuple[Edit, str] | None) -> Plan:
+    """``plan`` plus the global pooling that keeps a flattening head working (none if the stem is kept)."""
+    if pool_head is None or not plan.edits:
+        return plan
+    edit, path = pool_head
+    return replace(plan, edits=(*plan.edits, edit), data={**plan.data, "pool_after": [path]})
+
+
 def _stride_text(node: LayerNode) -> str:
     return "x".join(str(s) for s in node.effect.stride or ())
 
@@ -71,19 +79,11 @@ class RemoveStemDownsampling(Strategy):
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         analysis = context.analysis
-        head = fixed_size_head(analysis)
-        if head is not None:
-            linear, source = head
-            size = analysis.graph[source].output_size
-            raise self.refuse(
-                f"the head '{linear}' reads a flattened feature map of fixed size ({'x'.join(map(str, size or ()))} "
-                f"from '{source}'); removing downsampling changes that size and would break it. Truncate first "
-                "(it attaches a global-pooling head) or use a model with adaptive pooling"
-            )
+        pool_head = self._global_pool_head(model, analysis)
         layers, blocks = stem(model, analysis.graph)
         where = self._stem_note(blocks, layers)
         if self.mode == "cifar-stem":
-            return self._plan_cifar_stem(model, analysis, layers, where)
+            return _with_pool_head(self._plan_cifar_stem(model, analysis, layers, where), pool_head)
         if self.count is not None and self.count < 1:
             raise self.refuse(f"count must be 1 or more, got {self.count}")
         downsampling = [n for n in layers if is_downsampling(n)][: self.count]
@@ -104,8 +104,36 @@ class RemoveStemDownsampling(Strategy):
                 identity.append(node.target)
                 detail = f"{node.type} (stride {_stride_text(node)}) -> Identity"
                 edits.append(Edit("replace", node.name, detail, reason))
-        return Plan(
-            self.name, self.params(), tuple(edits), (where,), {"stride_1": strided, "identity": identity}
+        return _with_pool_head(
+            Plan(
+                self.name, self.params(), tuple(edits), (where,), {"stride_1": strided, "identity": identity}
+            ),
+            pool_head,
+        )
+
+    def _global_pool_head(self, model: nn.Module, analysis: Analysis) -> tuple[Edit, str] | None:
+        """A head that flattens a fixed-size map breaks when the map grows. When that map is 1x1 and made by
+        a parameter-free module (VGG's last max-pool), global average pooling after that module is exact at
+        this resolution and keeps the head working at any other: return that edit. Otherwise refuse."""
+        head = fixed_size_head(analysis)
+        if head is None:
+            return None
+        linear, source = head
+        node = analysis.graph[source]
+        size = node.output_size or ()
+        module = model.get_submodule(node.target) if node.is_module else None
+        if size and all(s == 1 for s in size) and module is not None and not any(module.parameters()):
+            self._check_replaceable(node, analysis)
+            edit = Edit(
+                "replace", node.name, f"{node.type} -> {node.type} + AdaptiveAvgPool2d(1)",
+                f"the head '{linear}' flattens its 1x1 output: global pooling is exact at this resolution and "
+                "keeps the head's input 1x1 when the maps grow",
+            )  # fmt: skip
+            return edit, node.target
+        raise self.refuse(
+            f"the head '{linear}' reads a flattened feature map of fixed size ({'x'.join(map(str, size))} "
+            f"from '{source}'); removing downsampling changes that size and would break it. Truncate first "
+            "(it attaches a global-pooling head) or use a model with adaptive pooling"
         )
 
     def _check_replaceable(self, node: LayerNode, analysis: Analysis) -> None:
@@ -175,6 +203,8 @@ class RemoveStemDownsampling(Strategy):
             conv.stride = (1,) * len(conv.stride)
         for path in plan.data.get("identity", []):
             set_submodule(model, path, nn.Identity())
+        for path in plan.data.get("pool_after", []):
+            set_submodule(model, path, nn.Sequential(model.get_submodule(path), nn.AdaptiveAvgPool2d(1)))
         spec = plan.data.get("cifar_conv")
         if spec is not None:
             old = model.get_submodule(spec["path"])

@@ -8,6 +8,7 @@ from torch import nn
 
 import rewriter
 
+from . import nets
 from .conftest import conv_numbering
 
 
@@ -75,11 +76,27 @@ def test_a_plain_net_loses_its_first_pooling():
     assert "plain stack" in result.plans[0].notes[0]
 
 
-def test_a_fixed_size_head_is_refused_with_the_reason():
+def test_a_head_flattening_a_larger_map_is_refused_with_the_reason():
     with pytest.raises(
-        rewriter.RewriteError, match=r"head 'classifier' reads a flattened feature map of fixed size"
+        rewriter.RewriteError, match=r"head 'fc' reads a flattened feature map of fixed size \(8x8"
     ):
-        remove_stem("cifar_vgg16")
+        rewriter.rewrite(
+            nets.FlattenHead(), {"steps": ["remove-stem-downsampling"]}, input_size=16, latency=False
+        )
+
+
+def test_a_head_flattening_a_1x1_map_gets_global_pooling():
+    # cifar_vgg16 at 32 px: five 2x2 pools leave 1x1 for the flattening Linear; without the first pool the
+    # last one leaves 2x2, which global pooling brings back to the 512 features the head reads
+    model, _ = rewriter.load_model("cifar_vgg16", num_classes=10)
+    result = rewriter.rewrite(model, {"steps": ["remove-stem-downsampling"]}, input_size=32, latency=False)
+    assert [e.target for e in result.plans[0].edits] == ["features.6", "features.43"]
+    last_pool = result.model.features[43]
+    assert isinstance(last_pool[1], nn.AdaptiveAvgPool2d)
+    maps = last_pool[0](result.model.features[:43].eval()(torch.randn(1, 3, 32, 32)))
+    assert maps.shape == (1, 512, 2, 2)
+    assert result.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(p.numel() for p in result.model.parameters()) == sum(p.numel() for p in model.parameters())
 
 
 def test_cifar_stem_needs_a_single_stem_conv():

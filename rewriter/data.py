@@ -319,6 +319,19 @@ def _digits(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
     return _in_memory(spec, train, (images[test_idx], labels[test_idx]), input_size, 10)
 
 
+def dataset_labels(dataset: Dataset) -> list[int]:
+    """The class of every item, read from the dataset's label list where it has one (no image is decoded)."""
+    if isinstance(dataset, TensorImages):
+        return dataset.labels.tolist()
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = dataset_labels(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return [int(t) for t in targets]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
 _LOADERS: dict[str, Callable[..., DataSource]] = {
     "synthetic": lambda spec, size, download: _synthetic(spec, size),
     "digits": lambda spec, size, download: _digits(spec, size),

@@ -53,6 +53,20 @@ def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: i
     Raises:
         InputSizeError: the model does not run at this size.
     """
+    flops, skipped = _flop_count(model, input_size, in_channels, lambda analysis: int(analysis.total()))
+    return Cost(flops=flops, params=count_params(model), skipped_ops=skipped)
+
+
+def flops_by_module(model: nn.Module, input_size: tuple[int, int], *, in_channels: int = 3) -> dict[str, int]:
+    """FLOPs of one forward pass at ``input_size`` per module path (fvcore's ``by_module``; a module's count
+    includes its children's)."""
+    by_module, _ = _flop_count(
+        model, input_size, in_channels, lambda analysis: {k: int(v) for k, v in analysis.by_module().items()}
+    )
+    return by_module
+
+
+def _flop_count(model: nn.Module, input_size: tuple[int, int], in_channels: int, read):
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -67,11 +81,11 @@ def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: i
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)
             analysis.tracer_warnings("none")
-            flops = int(analysis.total())
+            result = read(analysis)
             skipped: Counter[str] = analysis.unsupported_ops()
     except RuntimeError as err:
         h, w = input_size
         raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {' '.join(str(err).split())}") from err
     finally:
         fvcore_logger.setLevel(level)
-    return Cost(flops=flops, params=count_params(model), skipped_ops=tuple(sorted(skipped.items())))
+    return result, tuple(sorted(skipped.items()))

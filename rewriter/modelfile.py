@@ -194,6 +194,7 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
             in_channels=step.get("in_channels", 3),
             leaf_modules=tuple(step.get("leaf_modules", ())),
             measure_cost=False,
+            replay=True,
         ).model
     _load_checked(model, data["state_dict"], path)
     return LoadedModel(model, spec, recipe, size, data)  # type: ignore[arg-type]

@@ -214,13 +214,14 @@ _MARKERS = "osD^vP*Xh<>p"
 
 def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
     """Write a PNG: test accuracy against FLOPs (log scale), one marker per model x recipe (colour = model,
-    shape = recipe), error bars of one standard deviation over seeds, and the Pareto front."""
+    shape = recipe), error bars of one standard deviation over seeds, each model's Pareto front (dashed, its
+    colour) and the study's (black, black-edged markers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [g for g in groups if g["n"]]
+    points = [g for g in groups if g["n"] and not (g.get("same_as_baseline") and g["recipe"] != "baseline")]
     models = list(dict.fromkeys(g["model"] for g in points))
     recipes = list(dict.fromkeys(g["recipe"] for g in points))
     colors = plt.get_cmap("tab10")
@@ -229,12 +230,17 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
         marker = _MARKERS[recipes.index(g["recipe"]) % len(_MARKERS)]
         ax.errorbar(
             g["flops"], 100 * g["accuracy"], yerr=100 * g["accuracy_std"], fmt=marker, markersize=8, capsize=3,
-            color=colors(models.index(g["model"]) % 10), markeredgecolor="black" if g["pareto"] else "none",
+            color=colors(models.index(g["model"]) % 10),
+            markeredgecolor="black" if g.get("pareto_all", g["pareto"]) else "none",
         )  # fmt: skip
-    front = sorted((g for g in points if g["pareto"]), key=lambda g: g["flops"])
-    if front:
-        ax.plot([g["flops"] for g in front], [100 * g["accuracy"] for g in front], "--", color="black", linewidth=1,
-                drawstyle="steps-post", label="Pareto front")  # fmt: skip
+    fronts = [(colors(i % 10), [g for g in points if g["model"] == m and g["pareto"]], None)
+              for i, m in enumerate(models)]  # fmt: skip
+    fronts.append(("black", [g for g in points if g.get("pareto_all", g["pareto"])], "Pareto front (all)"))
+    for color, front, label in fronts:
+        front = sorted(front, key=lambda g: g["flops"])
+        ax.plot([g["flops"] for g in front], [100 * g["accuracy"] for g in front], "--", color=color,
+                linewidth=1 if label else 0.8, alpha=1 if label else 0.6, drawstyle="steps-post",
+                label=label)  # fmt: skip
     for i, model in enumerate(models):
         ax.plot([], [], "s", color=colors(i % 10), label=model)
     for i, recipe in enumerate(recipes):
@@ -245,6 +251,38 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
     ax.set_title(title or "accuracy against cost")
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:
+    """Write a PNG: per label unit, the images it is relevant to and the images labelled with it (bars),
+    removal candidates in red, and the unit where the receptive-field border b_min lies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [u.name for u in relevance.units]
+    candidates = set(relevance.candidates())
+    x = list(range(len(names)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 3), 4.5), layout="constrained")
+    ax.bar([i - 0.2 for i in x], [int(r.sum()) for r in relevance.relevant], width=0.4, color="#a8dadc",
+           label=f"relevant to (among the {relevance.top} strongest of a map)")  # fmt: skip
+    ax.bar([i + 0.2 for i in x], relevance.counts, width=0.4,
+           color=["#e63946" if n in candidates else "#1d3557" for n in names],
+           label="labelled with (deepest relevant unit); red: removal candidate")  # fmt: skip
+    if analysis is not None and analysis.border_layer_min is not None and analysis.graph is not None:
+        border = analysis.graph[analysis.border_layer_min].index
+        after = [i for i, u in enumerate(relevance.units) if u.first >= border]
+        position = after[0] - 0.5 if after else len(names) - 0.5
+        ax.axvline(position, color="#e63946", linewidth=2, alpha=0.7, label="$b_{min}$ (receptive field)")
+    ax.set_xticks(x, [f"{i}: {n}" for i, n in enumerate(names)], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("images")
+    ax.set_xlabel("label unit (execution order)")
+    ax.set_title(title or "per-image relevance")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130)
     plt.close(fig)

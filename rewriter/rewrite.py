@@ -63,6 +63,7 @@ def rewrite(
     leaf_modules: Sequence[type | str] = (),
     pretrained: bool = False,
     data: Any = None,
+    replay: bool = False,
     name: str | None = None,
     measure_cost: bool = True,
     latency: bool = True,
@@ -74,7 +75,8 @@ def rewrite(
         model: the baseline; it is never modified.
         recipe: a ``Recipe``, a YAML path, the YAML's content as a dict, or a list of steps.
         pretrained: the baseline's weights are trained (a freshly attached head is then flagged as untrained).
-        data: a ``rewriter.data.DataSource`` for strategies that measure the model (scale-width).
+        data: a ``rewriter.data.DataSource`` for strategies that measure or train the model.
+        replay: the model is being rebuilt to load saved weights into: strategies build, but do not train.
         measure_cost: measure params, FLOPs, b_min (and latency) of the baseline and after each step; off
             for a dry run.
         progress: called with a short status line before each stage.
@@ -117,10 +119,10 @@ def rewrite(
     row, analysis = assess(model, "baseline")
     rows = [row] if row else []
     classes = recipe.num_classes or _output_classes(analysis)
-    current, plans = model, []
+    current, plans, measured = model, [], []
     for i, strategy in enumerate(strategies):
         where = f"steps[{i}] {strategy.name}"
-        context = Context(size, classes, analysis, in_channels, pretrained, leaf_classes, data)
+        context = Context(size, classes, analysis, in_channels, pretrained, leaf_classes, data, replay=replay)
         say(f"{where}: planning")
         try:
             plan = strategy.plan(current, context)
@@ -136,6 +138,7 @@ def rewrite(
         except RewriteError as err:
             raise RewriteError(f"{where}: {err}; nothing was written") from err
         plans.append(plan)
+        measured.extend(context.notes)
         row, analysis = assess(new, f"{i + 1}. {strategy.name}")
         rows.extend([row] if row else [])
         current = new
@@ -145,6 +148,6 @@ def rewrite(
     resolved = Recipe(
         tuple(Step(plan.strategy, plan.params) for plan in plans), size, recipe.num_classes, recipe.source
     )
-    notes = tuple(note for plan in plans for note in plan.notes)
+    notes = (*(note for plan in plans for note in plan.notes), *measured)
     report = Report(label, size, tuple(rows), resolved.to_dict(), tuple(p.to_dict() for p in plans), notes)
     return Result(current, tuple(plans), report, resolved)

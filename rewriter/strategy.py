@@ -104,6 +104,8 @@ class Context:
     pretrained: bool = False  # the model's weights were loaded (a new head will be untrained)
     leaf_classes: tuple[type, ...] = ()  # modules to trace as opaque
     data: Any = None  # a rewriter.data.DataSource, for strategies that measure the model on data
+    replay: bool = False  # rebuilding a saved model whose weights are loaded next: build, do not train
+    notes: list[str] = field(default_factory=list)  # what ``apply`` measured, for the report
 
 
 class Strategy:

@@ -38,12 +38,22 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
     step_every: int | None = None  # epochs between learning-rate steps; default a third of the run
     gamma: float = 0.1
     seed: int = 0
     workers: int = 0
     max_batches: int | None = None  # per epoch, for quick runs
+    train_only: str | None = None  # a submodule path: only it is trained, the rest is frozen in eval mode
+    evaluate_every_epoch: bool = True  # else only after the last epoch (the others record NaN)
+
+
+Forward = Callable[[nn.Module, Any, torch.device], tuple[torch.Tensor, torch.Tensor]]
+
+
+def plain_forward(net: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = batch
+    return net(x.to(device)), y.to(device)
 
 
 @dataclass
@@ -81,11 +91,14 @@ def init_distributed() -> bool:
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "rmsprop":  # Keras' defaults (rho 0.9), as paper 004 trains
+        return torch.optim.RMSprop(
+            params, lr=config.lr, alpha=0.9, eps=1e-7, weight_decay=config.weight_decay
+        )
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.StepLR:
@@ -142,16 +155,19 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    forward: Forward | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data``; one checkpoint per epoch at ``checkpoint`` if given.
 
     With ``resume``, training continues from the checkpoint's epoch with its optimizer, scheduler and random
-    state. Under torchrun the model is wrapped in DistributedDataParallel and the data sharded.
+    state. Under torchrun the model is wrapped in DistributedDataParallel and the data sharded. ``forward``
+    maps (model, batch, device) to (scores, targets) for batches that carry more than (images, labels).
     """
     device = torch.device(device)
     rank, world = distributed()
     torch.manual_seed(config.seed + rank)
     model.to(device)
+    frozen = _freeze_all_but(model, config.train_only)
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     history: list[EpochRecord] = []
@@ -187,36 +203,65 @@ def train(
     test_sampler = DistributedSampler(data.test, shuffle=False) if world > 1 else None
     test_loader = DataLoader(data.test, batch_size=256, sampler=test_sampler, num_workers=config.workers)
     loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(start, config.epochs):
-        generator.manual_seed(config.seed + epoch)  # the same shuffle whether or not the run was resumed
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        record = _run_epoch(net, loader, optimizer, loss_fn, device, epoch, config, progress and rank == 0)
-        record.test_accuracy = evaluate(model, test_loader, device)
-        record.lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        history.append(record)
-        if rank == 0 and path is not None:
-            _save_checkpoint(path, model, optimizer, scheduler, epoch, history, config)
-        if on_epoch is not None and rank == 0:
-            on_epoch(record)
+    try:
+        for epoch in range(start, config.epochs):
+            generator.manual_seed(config.seed + epoch)  # the same shuffle whether or not the run was resumed
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            record = _run_epoch(
+                net,
+                loader,
+                optimizer,
+                loss_fn,
+                device,
+                epoch,
+                config,
+                progress and rank == 0,
+                forward or plain_forward,
+            )
+            if config.evaluate_every_epoch or epoch == config.epochs - 1:
+                record.test_accuracy = evaluate(model, test_loader, device)
+            record.lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            history.append(record)
+            if rank == 0 and path is not None:
+                _save_checkpoint(path, model, optimizer, scheduler, epoch, history, config)
+            if on_epoch is not None and rank == 0:
+                on_epoch(record)
+    finally:  # the caller's model keeps its own requires_grad flags
+        for p in frozen:
+            p.requires_grad_(True)
     return TrainResult(model, history)
 
 
+def _freeze_all_but(model: nn.Module, path: str | None) -> list[nn.Parameter]:
+    """Stop gradients to every parameter outside ``path`` (none if ``path`` is None); return those frozen."""
+    if path is None:
+        return []
+    keep = {id(p) for p in model.get_submodule(path).parameters()}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
+
+
 def _run_epoch(
-    net, loader, optimizer, loss_fn, device, epoch: int, config: TrainConfig, show: bool
+    net, loader, optimizer, loss_fn, device, epoch: int, config: TrainConfig, show: bool, forward: Forward
 ) -> EpochRecord:
     from tqdm import tqdm
 
     net.train()
+    if config.train_only is not None:  # frozen layers keep their batch-norm statistics and dropout off
+        model = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+        model.eval()
+        model.get_submodule(config.train_only).train()
     total_loss = correct = seen = 0.0
     batches = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
     bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
-    for i, (x, y) in enumerate(loader):
+    for i, batch in enumerate(loader):
         if i >= batches:
             break
-        x, y = x.to(device), y.to(device)
-        out = net(x)
+        out, y = forward(net, batch, device)
         loss = loss_fn(out, y)
         if not torch.isfinite(loss):
             raise TrainError(

@@ -16,6 +16,13 @@ def conv(
     )
 
 
+def widening(num_classes: int = 10) -> nn.Module:
+    """conv 3->4 -> conv 4->8 -> global pool -> Linear: no layer keeps its input's shape (nothing to skip)."""
+    return nn.Sequential(
+        conv(3, 4), nn.ReLU(), conv(4, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)
+    )
+
+
 class Plain(nn.Module):
     """conv3 -> pool2/2 -> conv3 -> conv3: r = 3, 4, 8, 12 (jumps 1, 2, 2, 2)."""
 

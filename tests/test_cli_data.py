@@ -129,3 +129,12 @@ def test_data_errors_are_one_line(capsys, argv, message, tmp_path, monkeypatch):
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert message in err and "Traceback" not in err
+
+
+def test_a_callable_without_num_classes_is_built_as_it_is_and_its_head_checked(capsys):
+    # FlattenHead takes no num_classes: the data's class count is not forced on it, its 3 outputs are checked
+    code, _, err = run(
+        capsys, "relevance", "tests.nets:FlattenHead", "--data", "synthetic:32", "--input-size", "16"
+    )
+    assert code == 1 and "outputs 3 classes but synthetic:32 has 10; build it with a 10-class head" in err
+    assert "drop --num-classes" not in err

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 import rewriter
+from rewriter.data import load_data
 from rewriter.strategy import Plan, get_strategy, list_strategies, parameters, summary
 
 # One case per strategy: (model, input size, parameters) where the strategy is not a no-op.
@@ -18,10 +19,26 @@ CASES = {
     "reorganize-stages": ("cifar_vgg11", 32, {}),
     "decompose-kernels": ("cifar_vgg11", 32, {"block": "dw-rpw"}),
     "scale-width": ("resnet18", 32, {"factor": 0.5}),
+    "skip-irrelevant-layers": ("relevance_cnn", 12, {"epochs": 1, "maps": 4, "top": 5}),
 }
+# Strategies that need data get this small, generated-on-the-spot set.
+NEEDS_DATA = {"skip-irrelevant-layers"}
 # scale-width rebuilds every conv, linear and batch norm at the new width (tests/test_scale_width.py checks
-# that the kept channels carry their weights); the others keep most tensors as they are.
-KEEPS_TENSORS = {name: name != "scale-width" for name in CASES}
+# that the kept channels carry their weights); skip-irrelevant-layers trains a new router and a re-initialised
+# backbone, as paper 004's CNN 2 and CNN 3; the others keep most tensors as they are.
+KEEPS_TENSORS = {name: name not in ("scale-width", "skip-irrelevant-layers") for name in CASES}
+
+
+def run_case(name: str, model: torch.nn.Module) -> rewriter.Result:
+    _, size, params = CASES[name]
+    data = load_data("digits:200", size) if name in NEEDS_DATA else None
+    return rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False, data=data)
+
+
+def build(name: str) -> torch.nn.Module:
+    model_name, size, _ = CASES[name]
+    args = {"width": 8, "input_size": size} if model_name == "relevance_cnn" else None
+    return rewriter.load_model(model_name, num_classes=10, model_args=args)[0]
 
 
 def test_every_registered_strategy_has_a_contract_case():
@@ -31,12 +48,10 @@ def test_every_registered_strategy_has_a_contract_case():
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
     name = request.param
-    model_name, size, params = CASES[name]
-    model, _ = rewriter.load_model(model_name, num_classes=10)
+    model = build(name)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     structure = repr(model)
-    result = rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False)
-    return name, model, before, structure, result, size
+    return name, model, before, structure, run_case(name, model), CASES[name][1]
 
 
 def test_the_input_model_is_unchanged(case):
@@ -81,9 +96,8 @@ def test_the_plan_round_trips_through_yaml(case):
 
 
 def test_the_report_json_is_identical_when_run_twice(case):
-    name, model, _, _, result, size = case
-    _model_name, _, params = CASES[name]
-    again = rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False)
+    name, model, _, _, result, _ = case
+    again = run_case(name, model)
     assert json.dumps(again.report.to_json()) == json.dumps(result.report.to_json())
 
 

@@ -113,3 +113,14 @@ def test_torchrun_trains_with_ddp_on_two_cpu_processes(tmp_path):
     assert len(summary["history"]) == 1
     model = rewriter.load(str(out))
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_training_only_the_head_leaves_the_rest_untouched(data):
+    model = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(epochs=1, lr=0.05, batch_size=32, max_batches=3, train_only="head")
+    train(model, data, config, progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"head.weight", "head.bias"}  # batch-norm statistics of the frozen layers included
+    assert all(p.requires_grad for p in model.parameters())  # the model is trainable again afterwards

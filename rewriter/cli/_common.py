@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import AnalysisError
+from .._errors import AnalysisError, ModelNotFoundError
 from ..sources import ModelSpec, load_model, parse_model_args
 
 MODEL_HELP = (
@@ -155,19 +155,25 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, Model
     size = resolve_input_size(args, native_size(spec))
     status(f"reading data {spec} at {size[0]}x{size[1]}")
     data = load_data(spec, size, download=args.download)
-    if args.num_classes is None and not Path(args.model).is_file():
+    inferred = args.num_classes is None and not Path(args.model).is_file()
+    if inferred:
         args.num_classes = data.num_classes
-    model, model_spec = load_from_args(args)
+    try:
+        model, model_spec = load_from_args(args)
+    except ModelNotFoundError:
+        if not inferred:
+            raise
+        args.num_classes = None  # a callable without num_classes: its head is checked against the data below
+        model, model_spec = load_from_args(args)
     outputs = _output_classes(model, data.train[0][0])
     if outputs is not None and outputs != data.num_classes:
-        raise DataError(
-            f"{args.model} outputs {outputs} classes but {spec} has {data.num_classes}; "
-            + (
-                "rewrite it with --num-classes first"
-                if Path(args.model).is_file()
-                else f"drop --num-classes {args.num_classes}"
-            )
-        )
+        if Path(args.model).is_file():
+            hint = "rewrite it with --num-classes first"
+        elif args.num_classes is not None:
+            hint = f"drop --num-classes {args.num_classes}"
+        else:
+            hint = f"build it with a {data.num_classes}-class head (e.g. --model-arg num_classes=...)"
+        raise DataError(f"{args.model} outputs {outputs} classes but {spec} has {data.num_classes}; {hint}")
     return data, model, model_spec, size
 
 

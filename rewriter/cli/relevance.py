@@ -1,0 +1,113 @@
+"""``rewriter relevance``: which units matter to which images (paper 004), beside the receptive-field border."""
+
+from __future__ import annotations
+
+import argparse
+
+from torch.utils.data import DataLoader
+
+from ..analysis import analyze
+from ..io import write_json
+from ..modelfile import check_target
+from ..plot import plot_relevance
+from ..relevance import compute_relevance
+from ..tables import render_table
+from ._common import (
+    SIZE_NOTE,
+    add_data_arguments,
+    add_input_arguments,
+    add_model_arguments,
+    add_pretrain_argument,
+    device_of,
+    load_data_and_model,
+    pretrain,
+    print_json,
+    status,
+)
+
+DESCRIPTION = """\
+Rank the images by how strongly they activate each unit (paper 004): for the first conv or block and
+every skippable unit (one whose output has its input's shape: a residual block inside a stage, a
+same-width conv in a plain net), take the first MAPS feature maps and, for each, the TOP images with the
+largest mean absolute activation. An image's label is the deepest unit it is among the strongest of;
+`skip-irrelevant-layers` trains a router to predict it and skips the units after it. Skippable units that
+label almost no image are listed as candidates for removal from every image, beside the border layer b_min
+that the receptive-field analysis predicts without data.
+"""
+
+EPILOG = """\
+examples:
+  rewriter relevance resnet18.pt --data digits --plot relevance.png
+  rewriter relevance relevance_cnn --data digits --epochs 3 --lr 0.001 --json
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "relevance",
+        parents=parents,
+        help="which skippable units matter to which images (paper 004)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_input_arguments(parser, required=False, note=SIZE_NOTE)
+    add_data_arguments(parser)
+    add_pretrain_argument(parser)
+    parser.add_argument("--maps", type=int, default=10, help="feature maps per unit (default 10, paper 004)")
+    parser.add_argument(
+        "--top", type=int, default=10, help="strongest images per map (default 10, paper 004)"
+    )
+    parser.add_argument(
+        "--split", choices=("train", "test"), default="train", help="images to rank (default train)"
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print the result (with every image's label) as JSON"
+    )
+    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
+    out.add_argument(
+        "--plot", metavar="FILE.png", help="images labelled per unit, candidates and b_min marked"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for target in (args.plot, args.report):
+        if target:
+            check_target(target, force=True)
+    data, model, _, size = load_data_and_model(args)
+    pretrain(args, model, data)
+    analysis = analyze(
+        model, size, in_channels=args.in_channels, leaf_modules=args.leaf_module, flops=False, name=args.model
+    )
+    device = device_of(args)
+    model.to(device)
+    split = data.train_plain if args.split == "train" else data.test
+    loader = DataLoader(split, batch_size=max(args.batch_size, 128), num_workers=args.workers)
+    relevance = compute_relevance(model, analysis, loader, maps=args.maps, top=args.top, device=device)
+    result = {"model": args.model, "data": data.name, "split": args.split, **relevance.to_json(analysis)}
+    if args.report:
+        write_json(args.report, result)
+        status(f"wrote {args.report}")
+    if args.plot:
+        plot_relevance(relevance, analysis, args.plot, title=f"{args.model} on {data.name} ({args.split})")
+        status(f"wrote {args.plot}")
+    if args.json:
+        print_json(result)
+        return 0
+    candidates = set(relevance.candidates())
+    rows = [
+        [str(i), u.name, "yes" if u.skippable else "no", str(int(relevance.relevant[i].sum())), str(n),
+         "candidate" if u.name in candidates else ""]
+        for i, (u, n) in enumerate(zip(relevance.units, relevance.counts, strict=True))
+    ]  # fmt: skip
+    print(render_table(["label", "unit", "skippable", "relevant to", "labelled", ""], rows, align="><<>><"))
+    print(
+        f"\n{relevance.labelled} of {len(relevance.labels)} images labelled ({args.maps} maps x {args.top} "
+        f"images per unit); border layer b_min {analysis.border_layer_min or 'none'}"
+    )
+    if candidates:
+        print("removal candidates (label under 2 % of the labelled images): " + ", ".join(sorted(candidates)))
+    return 0

@@ -38,6 +38,7 @@ class _StageState:
     template: Unit | None
     removed: list[Unit] = field(default_factory=list)
     added: int = 0
+    editable: bool = True  # its units live in an nn.Sequential, where blocks can be removed and appended
 
     def last_gain(self, alpha: float) -> float:
         return stage_field(self.stage, self.units, alpha=alpha).units[-1].gain
@@ -48,7 +49,7 @@ class _StageState:
 
     @property
     def removable(self) -> bool:
-        return len(self.units) > 1 and self.units[-1].repeatable
+        return self.editable and len(self.units) > 1 and self.units[-1].repeatable
 
 
 def _count(units: list[Unit]) -> int:
@@ -152,6 +153,12 @@ def _adapt_width(unit: nn.Module, width: int) -> nn.Module:
     return unit
 
 
+def _in_sequential(model: nn.Module, path: str) -> bool:
+    """Whether the module at ``path`` sits in an nn.Sequential (a ResNet's stem sits in the model itself)."""
+    parent = path.rpartition(".")[0]
+    return isinstance(model.get_submodule(parent) if parent else model, nn.Sequential)
+
+
 def _new_order(model: nn.Module, removals: set[str], counts: dict[str, int]) -> dict[str, list[str | None]]:
     """Per edited container: the module paths it will hold, in order (None for a fresh copy)."""
     orders = {}
@@ -192,8 +199,9 @@ class ReorganizeStages(Strategy):
         ]
         states = []
         for stage in stages:
-            template, adapted = _template(stage)
-            states.append((_StageState(stage, list(stage.units), template), adapted))
+            editable = _in_sequential(model, stage.units[-1].modules[-1])
+            template, adapted = _template(stage) if editable else (None, False)
+            states.append((_StageState(stage, list(stage.units), template, editable=editable), adapted))
         if not any(state.removable for state, _ in states) or not any(state.template for state, _ in states):
             raise self.refuse(
                 "no stage has a repeatable block (same width in and out, no downsampling) to move"

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import RewriterError
-from . import analyze, compare, models, probe, relevance, rewrite, saturation, strategies, train
+from . import analyze, compare, models, probe, relevance, rewrite, saturation, strategies, study, train
 
-SUBCOMMANDS = (analyze, rewrite, train, saturation, probe, relevance, compare, strategies, models)
+SUBCOMMANDS = (analyze, rewrite, train, saturation, probe, relevance, study, compare, strategies, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

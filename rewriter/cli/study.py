@@ -1,0 +1,121 @@
+"""``rewriter study``: train models x recipes x seeds with one setup; tables, deltas and a Pareto plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data import parse_data_spec
+from ..study import Study, StudySetup, parse_variant, run_study
+from ..train import TrainConfig, distributed, init_distributed
+from ._common import DATA_HELP, parse_size, status
+
+DESCRIPTION = """\
+Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
+does: every model x recipe x seed is built (and rewritten), measured (params, FLOPs, b_min, CPU latency at
+batch 1 and 32) and trained from scratch with one shared setup, then scored on the test split. Each cell is
+saved in OUT/cells/ as it finishes: run the same command again to resume, or with more models, recipes or
+seeds to extend the study. A failed cell is recorded with its error and the others go on (--retry-failed
+runs it again).
+
+OUT gets results.csv and results.json (one row per cell), summary.md (mean and spread per model x recipe,
+deltas against the model's baseline, which variants are on the Pareto front) and pareto.png.
+Exit codes: 0 every cell succeeded, 3 the study finished but some cells failed, 1 it could not run.
+"""
+
+EPILOG = """\
+examples:
+  rewriter study --model cifar_vgg16 --model resnet18 --input-size 32 --data cifar10:~/data/cifar10 \\
+      --recipe baseline --recipe truncate --recipe stem.yaml --seeds 3 --epochs 30 --out study/
+  rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --epochs 5 --out s/
+  rewriter study --model base.pt --data cifar10:~/data/cifar10 --recipe baseline --recipe truncate \\
+      --finetune-head --epochs 3 --out heads/         # trained baseline: only the (new) head is trained
+  torchrun --standalone --nproc_per_node 4 -m rewriter study ...              # DDP inside every cell
+
+--recipe is `baseline` (the model unchanged), a strategy name (one step with its defaults), or a YAML
+recipe file (labelled by its file name; `steps: []` is a baseline too).
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "study",
+        parents=parents,
+        help="train models x recipes x seeds; accuracy against FLOPs, params and latency",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid = parser.add_argument_group("the grid")
+    grid.add_argument("--model", action="append", required=True, metavar="MODEL",
+                      help="a model name, package.module:callable, or a model file (repeatable)")  # fmt: skip
+    grid.add_argument("--recipe", action="append", required=True, metavar="RECIPE",
+                      help="baseline, a strategy name, or a recipe YAML (repeatable)")  # fmt: skip
+    grid.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0 .. N-1 per cell (default 3)")
+    setup = parser.add_argument_group("the shared setup (recorded in OUT/study.json)")
+    setup.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
+    setup.add_argument("--input-size", default="32", metavar="SIZE", help="training resolution (default 32)")
+    defaults = TrainConfig()
+    setup.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
+    setup.add_argument("--lr", type=float, default=defaults.lr, help="default %(default)s (paper 000)")
+    setup.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N")
+    setup.add_argument("--momentum", type=float, default=defaults.momentum)
+    setup.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    setup.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick studies")
+    setup.add_argument("--finetune-head", action="store_true",
+                       help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--out", required=True, metavar="DIR", help="the study folder (created; resumed if it exists)"
+    )
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run cells that failed in an earlier run again (they are kept otherwise)")  # fmt: skip
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="cells trained in parallel processes on this machine (default 1)")  # fmt: skip
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    parse_data_spec(args.data)  # a malformed spec fails before anything runs
+    variants = [parse_variant(text) for text in args.recipe]
+    setup = StudySetup(
+        data=args.data, input_size=parse_size(args.input_size), epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
+        max_batches=args.max_batches, finetune_head=args.finetune_head,
+    )  # fmt: skip
+    study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
+                  retry_failed=args.retry_failed)  # fmt: skip
+    study.recorded()  # refuse a folder of another setup before anything runs
+    joined = init_distributed()
+    try:
+        pending = len(study.pending())
+        status(
+            f"study of {len(study.cells)} cells in {args.out}: {len(study.cells) - pending} done, {pending} to run"
+        )
+
+        def report(cell, row) -> None:
+            if row["status"] == "ok":
+                status(
+                    f"{cell.id}: test accuracy {row['test_accuracy']:.2%}, {row['flops'] / 1e6:.1f} MFLOPs"
+                )
+            else:
+                status(f"{cell.id}: failed: {row['error']}")
+
+        rows = run_study(study, workers=args.workers, on_cell=report)
+        rank, _ = distributed()
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
+    mine = {(c.model, c.variant.label, c.seed) for c in study.cells}
+    failed = [r for r in rows if (r["model"], r["recipe"], r["seed"]) in mine and r["status"] != "ok"]
+    out = Path(args.out)
+    print((out / "summary.md").read_text())
+    status(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}, {out / 'pareto.png'}")
+    if failed:
+        status(f"{len(failed)} of {len(study.cells)} cells failed; their errors are in summary.md")
+        return 3
+    return 0

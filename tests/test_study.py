@@ -1,0 +1,202 @@
+"""Studies: the grid, resuming, failed cells, no-op recipes, the summary's arithmetic and the Pareto front."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewriter import RecipeError
+from rewriter.cli import main
+from rewriter.study import (
+    Cell,
+    Study,
+    StudyError,
+    StudySetup,
+    build_variant,
+    fill_latency,
+    parse_variant,
+    run_study,
+    summarize,
+    write_results,
+)
+
+SETUP = StudySetup(data="synthetic:64", input_size=(32, 32), epochs=1, lr=0.01, batch_size=32, max_batches=1,
+                   latency_repeats=2)  # fmt: skip
+
+
+def test_recipes_are_baseline_a_strategy_or_a_file(tmp_path):
+    assert parse_variant("baseline").recipe.steps == ()
+    assert [s.strategy for s in parse_variant("truncate").recipe.steps] == ["truncate"]
+    path = tmp_path / "trim.yaml"
+    path.write_text("steps:\n  - truncate: {rule: output}\n")
+    variant = parse_variant(str(path))
+    assert variant.label == "trim" and variant.recipe.steps[0].params == {"rule": "output"}
+    empty = tmp_path / "base.yaml"
+    empty.write_text("steps: []\n")
+    assert parse_variant(str(empty)).recipe.steps == ()
+    with pytest.raises(RecipeError, match="neither 'baseline', a strategy"):
+        parse_variant("trunc")
+
+
+def test_two_recipes_with_one_label_are_refused(tmp_path):
+    with pytest.raises(StudyError, match="share a label"):
+        Study(["cifar_vgg11"], [parse_variant("truncate"), parse_variant("truncate")], [0], SETUP, tmp_path)
+
+
+def row(model, recipe, seed, accuracy, flops, params=1000, status="ok", **extra):
+    return {"model": model, "recipe": recipe, "seed": seed, "status": status, "test_accuracy": accuracy,
+            "flops": flops, "params": params, "latency_ms_b1": 1.0, "latency_ms_b32": 10.0, "train_s": 5.0,
+            "border_layer_min": None, "same_as_baseline": False, "error": extra.get("error")}  # fmt: skip
+
+
+def test_the_summary_averages_seeds_and_finds_the_pareto_front():
+    rows = [
+        row("a", "baseline", 0, 0.80, 100), row("a", "baseline", 1, 0.90, 100),
+        row("a", "cut", 0, 0.84, 50, params=400), row("a", "cut", 1, 0.86, 50, params=400),
+        row("a", "wide", 0, 0.95, 300), row("a", "wide", 1, 0.93, 300),
+        row("a", "worse", 0, 0.70, 200), row("a", "worse", 1, None, None, status="failed", error="boom"),
+    ]  # fmt: skip
+    groups = {g["recipe"]: g for g in summarize(rows)}
+    base, cut = groups["baseline"], groups["cut"]
+    assert base["accuracy"] == pytest.approx(0.85) and base["accuracy_std"] == pytest.approx(
+        0.0707107, rel=1e-5
+    )
+    assert cut["delta_accuracy"] == pytest.approx(0.0) and cut["delta_flops_percent"] == pytest.approx(-50.0)
+    assert cut["delta_params_percent"] == pytest.approx(-60.0)
+    # front: cut (cheapest, 85 %) and wide (most accurate); baseline ties cut's accuracy at twice the FLOPs
+    assert {name for name, g in groups.items() if g["pareto"]} == {"cut", "wide"}
+    assert (
+        groups["worse"]["n"] == 1 and groups["worse"]["failed"] == 1 and groups["worse"]["errors"] == ["boom"]
+    )
+
+
+def test_each_model_has_its_own_front_beside_the_studys():
+    # b's truncation beats b's baseline, but a's variants are cheaper and more accurate than anything of b's
+    rows = [row("a", "baseline", 0, 0.90, 100), row("a", "truncate", 0, 0.95, 50),
+            row("b", "baseline", 0, 0.60, 400), row("b", "truncate", 0, 0.80, 200)]  # fmt: skip
+    groups = {(g["model"], g["recipe"]): g for g in summarize(rows)}
+    assert {k for k, g in groups.items() if g["pareto"]} == {("a", "truncate"), ("b", "truncate")}
+    assert {k for k, g in groups.items() if g["pareto_all"]} == {("a", "truncate")}
+
+
+def refused_recipe(folder: Path) -> Path:
+    """A valid recipe file that the strategy refuses when it plans: its cells fail."""
+    path = folder / "stem0.yaml"
+    path.write_text("steps:\n  - remove-stem-downsampling: {count: 0}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    bad = refused_recipe(tmp_path_factory.mktemp("recipes"))
+    study = Study(["cifar_vgg11"], [parse_variant("baseline"), parse_variant("truncate"),
+                                    parse_variant(str(bad))], [0], SETUP, out)  # fmt: skip
+    rows = run_study(study, progress=False)
+    return study, rows
+
+
+def test_a_study_writes_every_output(finished):
+    study, rows = finished
+    assert {p.name for p in study.out.iterdir()} >= {"cells", "study.json", "results.csv", "results.json",
+                                                    "summary.md", "pareto.png"}  # fmt: skip
+    with open(study.out / "results.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["recipe"], r["status"]) for r in table] == [
+        ("baseline", "ok"), ("truncate", "ok"), ("stem0", "failed")
+    ]  # fmt: skip
+    ok = {r["recipe"]: r for r in rows if r["status"] == "ok"}
+    assert ok["truncate"]["flops"] < ok["baseline"]["flops"]
+    assert (
+        ok["baseline"]["latency_ms_b1"] > 0
+        and ok["baseline"]["latency_ms_b32"] > ok["baseline"]["latency_ms_b1"]
+    )
+    assert json.loads((study.out / "study.json").read_text())["setup"]["data"] == "synthetic:64"
+
+
+def test_a_failed_cell_is_recorded_with_its_reason(finished):
+    study, rows = finished
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert "count must be 1 or more, got 0" in failed["error"]
+    summary = (study.out / "summary.md").read_text()
+    assert "Failed cells:" in summary and "cifar_vgg11 / stem0: " in summary
+
+
+def test_a_finished_study_resumes_without_running_a_cell(finished, monkeypatch):
+    study, _ = finished
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell ran again")
+
+    monkeypatch.setattr("rewriter.study.run_cell", fail)
+    assert (
+        len(run_study(Study(study.models, study.variants, study.seeds, SETUP, study.out), progress=False))
+        == 3
+    )
+
+
+def test_retry_failed_runs_only_the_failed_cells(finished):
+    study, _ = finished
+    again = Study(study.models, study.variants, study.seeds, SETUP, study.out, retry_failed=True)
+    assert [cell.variant.label for cell in again.pending()] == ["stem0"]
+
+
+def test_latency_can_be_timed_again_for_every_finished_cell(finished, monkeypatch, tmp_path):
+    shutil.copytree(finished[0].out, tmp_path / "copy")
+    study = Study(finished[0].models, finished[0].variants, [0], SETUP, tmp_path / "copy")
+    monkeypatch.setattr("rewriter.study.latencies", lambda model, setup: {"latency_ms_b1": -1.0,
+                                                                          "latency_ms_b32": -2.0})  # fmt: skip
+    fill_latency(study)  # every finished cell has a latency: nothing is timed
+    assert all(r["latency_ms_b1"] != -1.0 for r in study.rows())
+    fill_latency(study, again=True)
+    timed = {r["recipe"]: r["latency_ms_b1"] for r in study.rows()}
+    assert timed == {"baseline": -1.0, "truncate": -1.0, "stem0": None}  # the failed cell has no model
+    write_results(study, study.rows())
+
+
+def test_another_setup_in_the_same_folder_is_refused(finished):
+    study, _ = finished
+    other = StudySetup(**{**SETUP.__dict__, "epochs": 2})
+    with pytest.raises(StudyError, match="differs in epochs"):
+        run_study(Study(study.models, study.variants, study.seeds, other, study.out), progress=False)
+
+
+def test_seeds_give_different_initial_weights():
+    cells = [Cell("cifar_vgg11", parse_variant("truncate"), seed) for seed in (0, 1, 0)]
+    weights = [next(build_variant(cell, SETUP)[0].parameters()) for cell in cells]
+    assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+
+
+def test_a_recipe_that_changes_nothing_reuses_the_baseline(tmp_path):
+    # resnet18 at 32 px: the organizer stops at once (no move gains IF), so the model is the baseline's
+    study = Study(
+        ["resnet18"], [parse_variant("baseline"), parse_variant("reorganize-stages")], [0], SETUP, tmp_path
+    )
+    rows = {r["recipe"]: r for r in run_study(study, progress=False)}
+    assert rows["reorganize-stages"]["same_as_baseline"] is True
+    assert rows["reorganize-stages"]["test_accuracy"] == rows["baseline"]["test_accuracy"]
+    assert "changes nothing for this model" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_command_exits_3_when_cells_failed(tmp_path, capsys):
+    bad = refused_recipe(tmp_path)
+    code = main(["study", "--model", "cifar_vgg11", "--recipe", str(bad), "--data", "synthetic:64",
+                 "--epochs", "1", "--seeds", "1", "--max-batches", "1", "--out", str(tmp_path / "s")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "1 of 1 cells failed" in err and "# Study summary" in out
+
+
+def test_parallel_workers_give_the_same_cells(tmp_path):
+    setup = StudySetup(**{**SETUP.__dict__})
+    study = Study(
+        ["cifar_vgg11"], [parse_variant("baseline"), parse_variant("truncate")], [0, 1], setup, tmp_path
+    )
+    rows = run_study(study, workers=2, progress=False)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert all(r["latency_ms_b1"] is not None for r in rows)  # timed afterwards, one at a time

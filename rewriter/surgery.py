@@ -5,6 +5,7 @@ Everything here works on a model the caller owns (the pipeline's copy); nothing 
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 
@@ -114,3 +115,14 @@ def _prune_unused(root: nn.Module, graph: fx.Graph) -> None:
             parent = root.get_submodule(parent_path) if parent_path else root
             if name in parent._modules:
                 del parent._modules[name]
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with newly initialised parameters and reset batch-norm statistics."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    return clone

@@ -17,7 +17,6 @@ weights; the units are edited in the ``nn.Sequential`` that holds them.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -28,7 +27,7 @@ from rewriter.graph import trace
 from rewriter.information_field import ALPHA, stage_field
 from rewriter.stages import Stage, Unit, find_stages
 from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import set_submodule
+from rewriter.surgery import fresh_copy, set_submodule
 
 
 @dataclass
@@ -81,17 +80,6 @@ def _template(stage: Stage) -> tuple[Unit | None, bool]:
                 unit.channel_ops,
             ), True
     return None, False
-
-
-def _fresh(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with newly initialised parameters and reset statistics."""
-    clone = copy.deepcopy(module)
-    for m in clone.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        if hasattr(m, "reset_running_stats"):
-            m.reset_running_stats()
-    return clone
 
 
 def _stride_one(module: nn.Module) -> None:
@@ -322,7 +310,7 @@ class ReorganizeStages(Strategy):
         for append in plan.data["append"]:
             group = []
             for _ in range(append["count"]):
-                modules = [_fresh(model.get_submodule(path)) for path in append["template"]]
+                modules = [fresh_copy(model.get_submodule(path)) for path in append["template"]]
                 if append["adapt"]:
                     modules = [
                         _adapt_width(m, append["width"]) if i == 0 else m for i, m in enumerate(modules)

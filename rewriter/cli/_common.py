@@ -190,6 +190,58 @@ def _output_classes(model: nn.Module, example: Any) -> int | None:
     return out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
+def command_parser(
+    subparsers: argparse._SubParsersAction,
+    parents: list[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help keeps the line breaks of its description and examples."""
+    return subparsers.add_parser(
+        name, parents=parents, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+
+
+def add_measuring_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:
+    """What every command that measures a model on data takes: the model, an input size (the data's own by
+    default), the data, and (``pretrain``) a quick training first."""
+    add_model_arguments(parser)
+    add_input_arguments(parser, required=False, note=SIZE_NOTE)
+    add_data_arguments(parser)
+    if pretrain:
+        add_pretrain_argument(parser)
+
+
+def add_output_arguments(
+    parser: argparse.ArgumentParser, *, plot: str, json: str = "print the result as one JSON object"
+) -> None:
+    """--json, --report FILE.json and --plot FILE.png, with what the JSON and the plot hold."""
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help=json)
+    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
+    out.add_argument("--plot", metavar="FILE.png", help=plot)
+
+
+def prepare_measurement(args: argparse.Namespace) -> tuple[Any, nn.Module, tuple[int, int], torch.device]:
+    """For a command that measures a model on data: refuse unwritable outputs before any work, read the
+    data and the model, train it first if asked, and move it to the device. Returns data, model, the input
+    size and the device."""
+    from ..modelfile import check_target
+
+    for target in (args.plot, args.report):
+        if target:
+            check_target(target, force=True)
+    data, model, _, size = load_data_and_model(args)
+    pretrain(args, model, data)
+    device = device_of(args)
+    model.to(device)
+    return data, model, size, device
+
+
 def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quick training first (for models that are not trained yet)")
     group.add_argument(

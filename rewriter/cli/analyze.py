@@ -8,7 +8,15 @@ from ..analysis import analyze
 from ..modelfile import check_target
 from ..plot import plot_receptive_fields
 from ..tables import format_analysis, format_information_field
-from ._common import add_input_arguments, add_model_arguments, load_from_args, parse_size, print_json, status
+from ._common import (
+    add_input_arguments,
+    add_model_arguments,
+    command_parser,
+    load_from_args,
+    parse_size,
+    print_json,
+    status,
+)
 
 DESCRIPTION = """\
 Compute every layer's receptive field (r_min and r_max over all paths, per axis) for the input size you
@@ -27,13 +35,13 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "analyze",
-        parents=parents,
         help="receptive fields and border layers of a model at an input size",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
     add_input_arguments(parser)

@@ -7,17 +7,17 @@ from pathlib import Path
 
 from ..report import Report, measure
 from ..sources import load_model, parse_model_args
-from ._common import add_input_arguments, parse_size, print_json, status
+from ._common import add_input_arguments, command_parser, parse_size, print_json, status
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "compare",
-        parents=parents,
         help="params, FLOPs, b_min and latency of two models side by side",
         description="Measure two models at the same input size; deltas are B against A.",
         epilog="example:\n  rewriter compare resnet18 out.pt --input-size 32",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model_a", metavar="A", help="a model name, import spec, or model file")
     parser.add_argument("model_b", metavar="B", help="the model to compare with A")

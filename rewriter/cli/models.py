@@ -7,13 +7,14 @@ import fnmatch
 
 from .. import zoo
 from ..sources import torchvision_models
-from ._common import print_json
+from ._common import command_parser, print_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "models",
-        parents=parents,
         help="list the built-in paper architectures and torchvision's classification models",
         description="List the model names MODEL accepts. Anything else is package.module:callable or a file.",
     )

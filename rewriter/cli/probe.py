@@ -7,21 +7,16 @@ import argparse
 from torch.utils.data import DataLoader
 
 from ..io import write_json
-from ..modelfile import check_target
 from ..plot import plot_probes
 from ..probes import run_probes, subset
 from ..saturation import compute_saturation
 from ..tables import render_table
 from ._common import (
-    SIZE_NOTE,
-    add_data_arguments,
-    add_input_arguments,
-    add_model_arguments,
-    add_pretrain_argument,
+    add_measuring_arguments,
+    add_output_arguments,
     analysis_or_none,
-    device_of,
-    load_data_and_model,
-    pretrain,
+    command_parser,
+    prepare_measurement,
     print_json,
     status,
 )
@@ -42,18 +37,15 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "probe",
-        parents=parents,
         help="logistic regression probe accuracy of every conv and linear layer",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_input_arguments(parser, required=False, note=SIZE_NOTE)
-    add_data_arguments(parser)
-    add_pretrain_argument(parser)
+    add_measuring_arguments(parser)
     parser.add_argument(
         "--max-samples",
         type=int,
@@ -68,23 +60,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         metavar="MB",
         help="pooled activations held at once; more layers per pass over the data (default %(default)s)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
-    out.add_argument(
-        "--plot", metavar="FILE.png", help="probe accuracy and saturation per layer, borders marked"
-    )
+    add_output_arguments(parser, plot="probe accuracy and saturation per layer, borders marked")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for target in (args.plot, args.report):
-        if target:
-            check_target(target, force=True)
-    data, model, _, size = load_data_and_model(args)
-    pretrain(args, model, data)
-    device = device_of(args)
-    model.to(device)
+    data, model, size, device = prepare_measurement(args)
     probes = run_probes(
         model,
         data.train_plain,

@@ -8,19 +8,14 @@ from torch.utils.data import DataLoader
 
 from ..analysis import analyze
 from ..io import write_json
-from ..modelfile import check_target
 from ..plot import plot_relevance
 from ..relevance import compute_relevance
 from ..tables import render_table
 from ._common import (
-    SIZE_NOTE,
-    add_data_arguments,
-    add_input_arguments,
-    add_model_arguments,
-    add_pretrain_argument,
-    device_of,
-    load_data_and_model,
-    pretrain,
+    add_measuring_arguments,
+    add_output_arguments,
+    command_parser,
+    prepare_measurement,
     print_json,
     status,
 )
@@ -43,18 +38,15 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "relevance",
-        parents=parents,
         help="which skippable units matter to which images (paper 004)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_input_arguments(parser, required=False, note=SIZE_NOTE)
-    add_data_arguments(parser)
-    add_pretrain_argument(parser)
+    add_measuring_arguments(parser)
     parser.add_argument("--maps", type=int, default=10, help="feature maps per unit (default 10, paper 004)")
     parser.add_argument(
         "--top", type=int, default=10, help="strongest images per map (default 10, paper 004)"
@@ -62,28 +54,19 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parser.add_argument(
         "--split", choices=("train", "test"), default="train", help="images to rank (default train)"
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--json", action="store_true", help="print the result (with every image's label) as JSON"
-    )
-    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
-    out.add_argument(
-        "--plot", metavar="FILE.png", help="images labelled per unit, candidates and b_min marked"
+    add_output_arguments(
+        parser,
+        plot="images labelled per unit, candidates and b_min marked",
+        json="print the result (with every image's label) as JSON",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for target in (args.plot, args.report):
-        if target:
-            check_target(target, force=True)
-    data, model, _, size = load_data_and_model(args)
-    pretrain(args, model, data)
+    data, model, size, device = prepare_measurement(args)
     analysis = analyze(
         model, size, in_channels=args.in_channels, leaf_modules=args.leaf_module, flops=False, name=args.model
     )
-    device = device_of(args)
-    model.to(device)
     split = data.train_plain if args.split == "train" else data.test
     loader = DataLoader(split, batch_size=max(args.batch_size, 128), num_workers=args.workers)
     relevance = compute_relevance(model, analysis, loader, maps=args.maps, top=args.top, device=device)

@@ -18,6 +18,7 @@ from ._common import (
     DATA_HELP,
     add_input_arguments,
     add_model_arguments,
+    command_parser,
     load_from_args,
     parse_size,
     print_json,
@@ -55,13 +56,13 @@ a recipe (YAML):
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "rewrite",
-        parents=parents,
         help="apply strategies or a recipe to a model and save the result",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
     add_input_arguments(

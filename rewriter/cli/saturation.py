@@ -7,20 +7,15 @@ import argparse
 from torch.utils.data import DataLoader
 
 from ..io import write_json
-from ..modelfile import check_target
 from ..plot import plot_saturation
 from ..saturation import DELTA, compute_saturation
 from ..tables import axes_text, render_table
 from ._common import (
-    SIZE_NOTE,
-    add_data_arguments,
-    add_input_arguments,
-    add_model_arguments,
-    add_pretrain_argument,
+    add_measuring_arguments,
+    add_output_arguments,
     analysis_or_none,
-    device_of,
-    load_data_and_model,
-    pretrain,
+    command_parser,
+    prepare_measurement,
     print_json,
     status,
 )
@@ -45,18 +40,15 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "saturation",
-        parents=parents,
         help="saturation of every conv and linear layer on data, s_mu, and tails",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_input_arguments(parser, required=False, note=SIZE_NOTE)
-    add_data_arguments(parser)
-    add_pretrain_argument(parser)
+    add_measuring_arguments(parser)
     parser.add_argument(
         "--delta", type=float, default=DELTA, help="share of the variance to explain (default %(default)s)"
     )
@@ -67,12 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="which split to measure on (default train)",
     )
     parser.add_argument("--batches", type=int, metavar="N", help="measure on the first N batches only")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    out.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
-    out.add_argument(
-        "--plot", metavar="FILE.png", help="saturation per layer with receptive fields and borders"
-    )
+    add_output_arguments(parser, plot="saturation per layer with receptive fields and borders")
     parser.set_defaults(run=run)
 
 
@@ -81,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from .._errors import AnalysisError
 
         raise AnalysisError(f"--delta must lie between 0 and 1, got {args.delta}")
-    for target in (args.plot, args.report):
-        if target:
-            check_target(target, force=True)
-    data, model, _, size = load_data_and_model(args)
-    pretrain(args, model, data)
-    device = device_of(args)
-    model.to(device)
+    data, model, size, device = prepare_measurement(args)
     split = data.train_plain if args.split == "train" else data.test
     loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     total = len(loader) if args.batches is None else min(args.batches, len(loader))

@@ -6,13 +6,14 @@ import argparse
 import dataclasses
 
 from ..strategy import get_strategy, list_strategies, parameters, summary
-from ._common import print_json
+from ._common import command_parser, print_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "strategies",
-        parents=parents,
         help="list the rewrite strategies and their parameters",
         description="List the registered strategies (built-in and from the 'rewriter.strategies' entry points).",
     )

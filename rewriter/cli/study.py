@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import parse_data_spec
 from ..study import Study, StudySetup, parse_variant, run_study
 from ..train import TrainConfig, distributed, init_distributed
-from ._common import DATA_HELP, parse_size, status
+from ._common import DATA_HELP, command_parser, parse_size, status
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -38,13 +38,13 @@ recipe file (labelled by its file name; `steps: []` is a baseline too).
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "study",
-        parents=parents,
         help="train models x recipes x seeds; accuracy against FLOPs, params and latency",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     grid = parser.add_argument_group("the grid")
     grid.add_argument("--model", action="append", required=True, metavar="MODEL",

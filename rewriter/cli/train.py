@@ -12,10 +12,8 @@ from ..recipe import Recipe
 from ..tables import render_table
 from ..train import TrainConfig, distributed, init_distributed, train
 from ._common import (
-    SIZE_NOTE,
-    add_data_arguments,
-    add_input_arguments,
-    add_model_arguments,
+    add_measuring_arguments,
+    command_parser,
     device_of,
     epoch_reporter,
     load_data_and_model,
@@ -42,17 +40,15 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
+        parents,
         "train",
-        parents=parents,
         help="train a model on a data source and save it as a model file",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_input_arguments(parser, required=False, note=SIZE_NOTE)
-    add_data_arguments(parser)
+    add_measuring_arguments(parser, pretrain=False)
     defaults = TrainConfig()
     hyper = parser.add_argument_group("schedule (defaults: paper 000 III-B)")
     hyper.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")

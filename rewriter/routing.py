@@ -6,8 +6,9 @@ runs its unit on the images whose label is at least k and passes the others' inp
 a skipped unit costs nothing and receives no gradient from those images. Every gate counts the images it
 ran, which is how FLOPs per image are measured.
 
-When traced (torch.fx for the analysis, torch.jit for fvcore) every gate runs: the traced model is the
-static one, whose FLOPs are the upper bound (router included).
+When traced (torch.fx for the analysis, torch.jit for fvcore) every gate runs and the router's output is
+unused: the traced model is the static backbone. ``routing_stats`` adds the router's own FLOPs to every
+image's.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ from .graph import eval_mode
 from .surgery import set_submodule
 
 
+def _fx_tracing() -> bool:
+    """Inside torch.fx.symbolic_trace (newer torch names it apart from torch.export, and warns on the old name)."""
+    check = (
+        getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", None)
+        or torch.fx._symbolic_trace.is_fx_tracing
+    )
+    return check()
+
+
 def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_tracing()
+    return torch.jit.is_tracing() or _fx_tracing()
 
 
 class _Routes:
@@ -96,7 +106,7 @@ class RoutedModel(nn.Module):
         self.units = list(units)  # label unit names, index = label
 
     def forward(self, x: torch.Tensor, route: torch.Tensor | None = None) -> torch.Tensor:
-        if torch.fx._symbolic_trace.is_fx_tracing():  # the analysis sees the static backbone
+        if _fx_tracing():  # the analysis sees the static backbone
             return self.backbone(x)
         if route is None:
             with torch.no_grad():
@@ -150,12 +160,16 @@ def gate_units(model: nn.Module, units: list[Any]) -> tuple[nn.Module, _Routes]:
 
 @dataclass(frozen=True)
 class RoutingStats:
-    """How a routed model did on a split: accuracy, where the router sent the images, FLOPs per image."""
+    """How a routed model did on a split: accuracy, where the router sent the images, FLOPs per image.
+
+    ``flops_static`` is the backbone running every unit (the model without routing); an image's FLOPs are
+    the router's plus those of the backbone's units it ran."""
 
     accuracy: float
     images: int
     label_counts: list[int]
     flops_static: int
+    flops_router: int
     flops_per_image: list[int]
 
     @property
@@ -173,29 +187,24 @@ class RoutingStats:
             "images": self.images,
             "label_counts": self.label_counts,
             "flops_static": self.flops_static,
+            "flops_router": self.flops_router,
             "flops_mean": round(self.mean_flops),
-            "flops_quantiles": {
-                "0": quantile(0),
-                "0.25": quantile(0.25),
-                "0.5": quantile(0.5),
-                "0.75": quantile(0.75),
-                "1": quantile(1.0),
-            },
+            "flops_quantiles": {q: quantile(float(q)) for q in ("0", "0.25", "0.5", "0.75", "1")},
         }
 
 
 def unit_costs(
     model: RoutedModel, input_size: tuple[int, int], in_channels: int = 3
-) -> tuple[int, list[int]]:
-    """fvcore FLOPs of the whole (static) routed model and of each label unit's gated body (0 if not gated)."""
-    from .metrics import flops_by_module
+) -> tuple[int, int, list[int]]:
+    """fvcore FLOPs of the backbone running every unit, of the router, and of each label unit's gated body
+    (0 for a unit that is never skipped)."""
+    from .metrics import count_flops, flops_by_module
 
-    by_module = flops_by_module(model, input_size, in_channels=in_channels)
-    costs = []
-    gates = {m.index: path for path, m in model.named_modules() if isinstance(m, Gate)}
-    for index in range(model.labels):
-        costs.append(by_module.get(f"{gates[index]}.body", 0) if index in gates else 0)
-    return by_module[""], costs
+    by_module = flops_by_module(model.backbone, input_size, in_channels=in_channels)
+    gates = {m.index: path for path, m in model.backbone.named_modules() if isinstance(m, Gate)}
+    costs = [by_module.get(f"{gates[k]}.body", 0) if k in gates else 0 for k in range(model.labels)]
+    router = count_flops(model.router, input_size, in_channels=in_channels).flops
+    return by_module[""], router, costs
 
 
 def routing_stats(
@@ -205,11 +214,16 @@ def routing_stats(
     *,
     device: torch.device | str = "cpu",
 ) -> RoutingStats:
-    """Accuracy and FLOPs per image with the router's routing: an image's FLOPs are the static FLOPs minus
-    those of the units its label skips (counted from the gates that actually ran)."""
-    static, costs = unit_costs(model, input_size)
+    """Accuracy and FLOPs per image with the router's routing. The gates count the images each unit ran
+    on; an image's FLOPs are the router's plus the backbone's minus the units its label skipped.
+
+    Raises:
+        RuntimeError: the gates ran other images than the labels say (a gate that does not skip).
+    """
+    static, router, costs = unit_costs(model, input_size)
     correct = images = 0
     labels: list[int] = []
+    model._routes.ran.zero_()
     with eval_mode(model), torch.no_grad():
         for x, y in batches:
             x = x.to(device)
@@ -218,6 +232,12 @@ def routing_stats(
             correct += int((out.argmax(1).cpu() == y).sum())
             images += len(y)
             labels.extend(route.cpu().tolist())
-    per_image = [static - sum(c for k, c in enumerate(costs) if k > label) for label in labels]
+    gated = {m.index for m in model.backbone.modules() if isinstance(m, Gate)}
+    expected = [sum(label >= k for label in labels) if k in gated else 0 for k in range(model.labels)]
+    if model._routes.ran.tolist() != expected:
+        raise RuntimeError(
+            f"the gates ran {model._routes.ran.tolist()} images per unit, the labels say {expected}"
+        )
+    per_image = [router + static - sum(c for k, c in enumerate(costs) if k > label) for label in labels]
     counts = [labels.count(k) for k in range(model.labels)]
-    return RoutingStats(correct / max(images, 1), images, counts, static, per_image)
+    return RoutingStats(correct / max(images, 1), images, counts, static, router, per_image)

@@ -13,7 +13,7 @@ import rewriter
 from rewriter.cli import main
 from rewriter.data import load_data
 from rewriter.relevance import compute_relevance, label_units, relevance_from_strengths
-from rewriter.routing import Gate, RoutedModel, Router, gate_units
+from rewriter.routing import Gate, RoutedModel, Router, gate_units, routing_stats
 
 from . import nets
 from .nets import conv
@@ -182,3 +182,22 @@ def test_the_command_explains_a_model_without_skippable_units(capsys):
     code = main(["relevance", "tests.nets:widening", "--data", "synthetic:32", "--input-size", "16"])
     _, err = capsys.readouterr()
     assert code != 0 and "no unit of this model keeps its input's shape" in err and "Traceback" not in err
+
+
+class FixedRouter(nn.Module):
+    """Labels 0, 1, 2, 3, 0, 1, ... by position in the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(torch.arange(len(x)) % 4, 4).float() + 0 * x.mean()
+
+
+def test_flops_per_image_are_the_router_and_the_units_each_image_ran():
+    routed = gated_toy(Toy()).eval()
+    routed.router = FixedRouter()
+    stats = routing_stats(routed, images(8), (8, 8))
+    # multiply-adds by hand: stem 3 -> 8 channels, 3x3, on 8x8; each block two 3x3 convs 8 -> 8; head 8 -> 4
+    stem, block, head = 8 * 3 * 9 * 64, 2 * 8 * 8 * 9 * 64, 8 * 4
+    assert stats.flops_static == stem + 3 * block + head
+    assert stats.label_counts == [2, 2, 2, 2]
+    ran = [f - stats.flops_router for f in stats.flops_per_image]
+    assert ran == [stem + head + k * block for k in (0, 1, 2, 3)] * 2

@@ -294,16 +294,20 @@ def fill_latency(study: Study, progress: Callable[[str], None] | None = None, *,
     """Measure the latency of finished cells that lack it (every finished cell with ``again``), one at a
     time with nothing else running: cells trained in parallel processes are timed here, since timing beside
     training measures contention, and ``again`` times a study whose cells ran on a busy machine."""
-    by_id = {cell.id: cell for cell in study.cells}
-    for path in sorted((study.out / "cells").glob("*.json")):
-        row = json.loads(path.read_text())
-        cell = by_id.get(path.stem)
-        if row["status"] != "ok" or (row["latency_ms_b1"] is not None and not again) or cell is None:
+    # baselines first: a recipe that changes nothing takes their figures
+    for cell in sorted(study.cells, key=lambda cell: bool(cell.variant.recipe.steps)):
+        path = study.cell_path(cell)
+        row = json.loads(path.read_text()) if path.is_file() else None
+        if row is None or row["status"] != "ok" or (row["latency_ms_b1"] is not None and not again):
             continue
-        if progress:
-            progress(f"timing {cell.id}")
-        model, _, _ = build_variant(cell, study.setup)
-        write_json(path, {**row, **latencies(model, study.setup)})
+        baseline = study.baseline_row(cell) if cell.variant.recipe.steps and row["same_as_baseline"] else None
+        if baseline is not None and baseline["latency_ms_b1"] is not None:
+            timed = {key: baseline[key] for key in ("latency_ms_b1", "latency_ms_b32")}
+        else:
+            if progress:
+                progress(f"timing {cell.id}")
+            timed = latencies(build_variant(cell, study.setup)[0], study.setup)
+        write_json(path, {**row, **timed})
 
 
 def _one_line(err: BaseException) -> str:

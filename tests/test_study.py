@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,15 +175,24 @@ def test_seeds_give_different_initial_weights():
     assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
 
 
-def test_a_recipe_that_changes_nothing_reuses_the_baseline(tmp_path):
-    # resnet18 at 32 px: the organizer stops at once (no move gains IF), so the model is the baseline's
+def test_a_recipe_that_changes_nothing_reuses_the_baseline(tmp_path, monkeypatch):
+    # resnet18 at 32 px: the organizer stops at once (no move gains IF), so the model is the baseline's;
+    # the no-op recipe is listed first, the baseline still runs first
     study = Study(
-        ["resnet18"], [parse_variant("baseline"), parse_variant("reorganize-stages")], [0], SETUP, tmp_path
+        ["resnet18"], [parse_variant("reorganize-stages"), parse_variant("baseline")], [0], SETUP, tmp_path
     )
     rows = {r["recipe"]: r for r in run_study(study, progress=False)}
     assert rows["reorganize-stages"]["same_as_baseline"] is True
     assert rows["reorganize-stages"]["test_accuracy"] == rows["baseline"]["test_accuracy"]
     assert "changes nothing for this model" in (tmp_path / "summary.md").read_text()
+    # timed again: the baseline once, and the no-op recipe takes its figures
+    timings = iter([{"latency_ms_b1": 7.0, "latency_ms_b32": 70.0}])
+    monkeypatch.setattr("rewriter.study.latencies", lambda model, setup: next(timings))
+    fill_latency(study, again=True)
+    assert {r["recipe"]: r["latency_ms_b32"] for r in study.rows()} == {
+        "reorganize-stages": 70.0,
+        "baseline": 70.0,
+    }
 
 
 def test_the_command_exits_3_when_cells_failed(tmp_path, capsys):
@@ -200,3 +212,23 @@ def test_parallel_workers_give_the_same_cells(tmp_path):
     rows = run_study(study, workers=2, progress=False)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     assert all(r["latency_ms_b1"] is not None for r in rows)  # timed afterwards, one at a time
+
+
+def test_the_same_study_runs_under_torchrun(tmp_path):
+    # two processes train every cell together (DDP); rank 0 alone writes the cells and prints the summary
+    out = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "rewriter", "study", "--model", "cifar_vgg11", "--recipe", "baseline", "--recipe", "truncate",
+        "--data", "synthetic:64", "--epochs", "1", "--seeds", "1", "--max-batches", "1", "--batch-size", "16",
+        "--lr", "0.01", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("# Study summary") == 1
+    with open(out / "results.csv") as handle:
+        assert [(r["recipe"], r["status"]) for r in csv.DictReader(handle)] == [
+            ("baseline", "ok"),
+            ("truncate", "ok"),
+        ]

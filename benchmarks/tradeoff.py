@@ -26,6 +26,12 @@ from _common import HERE, machine, stamp, write_section
 from rewriter.io import write_json
 from rewriter.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
 
+READING = (
+    "How to read it: the budget is far from convergence, so accuracies compare the variants after the same short "
+    "training, not at their best. A deep plain network (VGG, MPNet) may stay near chance (10 classes: 10 %) in it "
+    "while its truncated, shallower version learns: that says the cut model is easier to train on little data, "
+    "not that it would end higher after a full schedule. Latency is CPU wall time, each model timed alone."
+)
 MODELS = ["cifar_vgg11", "cifar_vgg16", "resnet18", "mpnet18"]
 RECIPES = ["baseline", "truncate", "remove-stem-downsampling", "reorganize-stages"]
 
@@ -46,7 +52,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = [parse_variant(r) for r in RECIPES]
-    parts = [stamp("tradeoff", f" on {machine()}"), ""]
+    parts = [stamp("tradeoff", f" on {machine()}"), "", READING, ""]
     total = 0.0
     for source in args.data:
         out = HERE / "results" / "tradeoff" / source

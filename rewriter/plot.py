@@ -282,7 +282,7 @@ def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike
     ax.set_ylabel("images")
     ax.set_xlabel("label unit (execution order)")
     ax.set_title(title or "per-image relevance")
-    fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=1, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130)
     plt.close(fig)

@@ -138,3 +138,10 @@ def test_a_callable_without_num_classes_is_built_as_it_is_and_its_head_checked(c
     )
     assert code == 1 and "outputs 3 classes but synthetic:32 has 10; build it with a 10-class head" in err
     assert "drop --num-classes" not in err
+
+
+def test_rewrite_with_data_sizes_a_model_built_by_name_for_the_datas_classes(capsys):
+    code, out, _ = run(capsys, "rewrite", "resnet18", "--data", "synthetic:32", "--input-size", "32",
+                       "--strategy", "truncate", "--json", "--no-latency")  # fmt: skip
+    # torchvision's resnet18 has 11,689,512 parameters with 1000 classes; its 512 -> 10 head has 990 x 513 fewer
+    assert code == 0 and json.loads(out)["rows"][0]["params"] == 11_689_512 - 990 * 513

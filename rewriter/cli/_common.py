@@ -155,19 +155,10 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, Model
     size = resolve_input_size(args, native_size(spec))
     status(f"reading data {spec} at {size[0]}x{size[1]}")
     data = load_data(spec, size, download=args.download)
-    inferred = args.num_classes is None and not Path(args.model).is_file()
-    if inferred:
-        args.num_classes = data.num_classes
-    try:
-        model, model_spec = load_from_args(args)
-    except ModelNotFoundError:
-        if not inferred:
-            raise
-        args.num_classes = None  # a callable without num_classes: its head is checked against the data below
-        model, model_spec = load_from_args(args)
+    model, model_spec = model_for_data(args, data)
     outputs = _output_classes(model, data.train[0][0])
     if outputs is not None and outputs != data.num_classes:
-        if Path(args.model).is_file():
+        if Path(args.model).is_file() or args.weights:
             hint = "rewrite it with --num-classes first"
         elif args.num_classes is not None:
             hint = f"drop --num-classes {args.num_classes}"
@@ -175,6 +166,21 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, Model
             hint = f"build it with a {data.num_classes}-class head (e.g. --model-arg num_classes=...)"
         raise DataError(f"{args.model} outputs {outputs} classes but {spec} has {data.num_classes}; {hint}")
     return data, model, model_spec, size
+
+
+def model_for_data(args: argparse.Namespace, data: Any) -> tuple[nn.Module, ModelSpec]:
+    """The model of the arguments; built fresh by name (no file, no weights, no --num-classes), its head
+    gets the data's classes, unless its builder takes no num_classes (then it is built as it is)."""
+    inferred = args.num_classes is None and not Path(args.model).is_file() and not args.weights
+    if inferred:
+        args.num_classes = data.num_classes
+    try:
+        return load_from_args(args)
+    except ModelNotFoundError:
+        if not inferred:
+            raise
+        args.num_classes = None
+        return load_from_args(args)
 
 
 def _output_classes(model: nn.Module, example: Any) -> int | None:

@@ -20,6 +20,7 @@ from ._common import (
     add_model_arguments,
     command_parser,
     load_from_args,
+    model_for_data,
     parse_size,
     print_json,
     resolve_input_size,
@@ -78,7 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help=f"a strategy with default parameters, repeatable, applied in order ({names})",
     )
     what.add_argument("--recipe", metavar="FILE.yaml", help="a recipe of steps with parameters")
-    data = parser.add_argument_group("data (for strategies that measure the model: scale-width)")
+    data = parser.add_argument_group(
+        "data (for strategies that measure or train the model: scale-width, skip-irrelevant-layers)"
+    )
     data.add_argument("--data", metavar="SPEC", help=DATA_HELP)
     data.add_argument(
         "--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)"
@@ -144,10 +147,13 @@ def run(args: argparse.Namespace) -> int:
             check_target(args.report, force=True)
     if recipe.input_size is None:  # a model file knows the size it was made for
         recipe = recipe.with_overrides(input_size=resolve_input_size(args))
-    model, spec = load_from_args(args)
     data = None
     if args.data:
         data = load_data(args.data, recipe.input_size, download=args.download)
+    if data is not None and recipe.num_classes is None:  # a model built by name gets the data's classes
+        model, spec = model_for_data(args, data)
+    else:
+        model, spec = load_from_args(args)
     result = rewrite(
         model,
         recipe,

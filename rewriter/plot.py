@@ -221,7 +221,7 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [g for g in groups if g["n"] and not (g.get("same_as_baseline") and g["recipe"] != "baseline")]
+    points = [g for g in groups if g["n"] and not g["same_as_baseline"]]
     models = list(dict.fromkeys(g["model"] for g in points))
     recipes = list(dict.fromkeys(g["recipe"] for g in points))
     colors = plt.get_cmap("tab10")

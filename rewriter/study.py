@@ -34,7 +34,7 @@ from .strategy import list_strategies
 SETUP_FILE = "study.json"
 COLUMNS = (
     "model", "recipe", "seed", "status", "test_accuracy", "params", "flops", "flops_static", "latency_ms_b1",
-    "latency_ms_b32", "train_s", "epochs", "border_layer_min", "same_as_baseline", "error",
+    "latency_ms_b32", "train_s", "epochs", "border_layer_min", "is_baseline", "same_as_baseline", "error",
 )  # fmt: skip
 
 _RESULTS = (  # what a cell whose recipe changes nothing takes from its baseline
@@ -129,6 +129,12 @@ class Study:
         if not self.models or not self.variants or not self.seeds:
             raise StudyError("a study needs at least one --model, one --recipe and one seed")
         self.cells = [Cell(m, v, s) for m in self.models for v in self.variants for s in self.seeds]
+        ids = [cell.id for cell in self.cells]
+        if len(set(ids)) != len(ids):
+            clash = sorted({i for i in ids if ids.count(i) > 1})
+            raise StudyError(
+                f"two cells would share a file name ({', '.join(clash)}); rename a model or recipe"
+            )
 
     def cell_path(self, cell: Cell) -> Path:
         return self.out / "cells" / f"{cell.id}.json"
@@ -164,6 +170,17 @@ class Study:
                 f"{self.out} holds a study with another setup (differs in {', '.join(changed)}); "
                 "use another --out or the recorded setup"
             )
+        if recorded is not None:
+            earlier = recorded["grid"]["recipes"]
+            changed = [
+                v.label for v in self.variants
+                if v.label in earlier and earlier[v.label] != json.loads(json.dumps(v.recipe.to_dict()))
+            ]  # fmt: skip
+            if changed:
+                raise StudyError(
+                    f"{self.out} holds results of another recipe labelled {', '.join(map(repr, changed))}; "
+                    "rename the recipe file or use another --out"
+                )
         return recorded
 
     def prepare(self) -> None:
@@ -264,6 +281,7 @@ def run_cell(
     row.update(model=cell.model, recipe=cell.variant.label, seed=cell.seed, epochs=setup.epochs)
     try:
         model, data, changed = build_variant(cell, setup)
+        row["is_baseline"] = not cell.variant.recipe.steps
         row["same_as_baseline"] = not changed
         if not changed and baseline is not None and baseline["status"] == "ok":
             return {**row, **{k: baseline[k] for k in _RESULTS}, "status": "ok"}
@@ -283,7 +301,8 @@ def run_cell(
             train_s=round(time.perf_counter() - start, 2), test_accuracy=result.test_accuracy, status="ok"
         )
         if isinstance(model, RoutedModel):  # input-adaptive depth: FLOPs of the units each test image ran
-            stats = routing_stats(model, DataLoader(data.test, batch_size=256), setup.input_size)
+            stats = routing_stats(model, DataLoader(data.test, batch_size=256), setup.input_size,
+                                  in_channels=data.in_channels)  # fmt: skip
             row["flops"] = round(stats.mean_flops)
     except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
         row.update(status="failed", error=_one_line(err))
@@ -364,11 +383,17 @@ def run_study(
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
         ) as pool:
-            futures = {
-                pool.submit(_pool_cell, cell, study.setup, study.baseline_row(cell)): cell for cell in pending
-            }
-            for future in concurrent.futures.as_completed(futures):
-                finish(futures[future], future.result())
+            # baselines first, so that a recipe that changes nothing can take their results
+            for wave in (
+                [c for c in pending if not c.variant.recipe.steps],
+                [c for c in pending if c.variant.recipe.steps],
+            ):
+                futures = {
+                    pool.submit(_pool_cell, cell, study.setup, study.baseline_row(cell)): cell
+                    for cell in wave
+                }
+                for future in concurrent.futures.as_completed(futures):
+                    finish(futures[future], future.result())
     else:
         for cell in pending:
             row = run_cell(cell, study.setup, baseline=study.baseline_row(cell))
@@ -407,38 +432,55 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _is_baseline(row: dict[str, Any]) -> bool:
+    """A cell of a recipe without steps (rows written before the flag existed: the label ``baseline``)."""
+    return bool(row.get("is_baseline", row["recipe"] == "baseline"))
+
+
+def _mean(values: list[Any], *, median: bool = False) -> float | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return statistics.median(known) if median else statistics.fmean(known)
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model x recipe: accuracy mean and standard deviation over seeds, cost, deltas to the baseline,
-    and whether the variant is on the Pareto front (no other variant is at least as accurate and cheaper):
-    ``pareto`` among the variants of the same model, ``pareto_all`` among all variants of the study."""
+    """Per model x recipe: accuracy mean and standard deviation over seeds, cost (means over seeds: an
+    input-adaptive model's FLOPs differ per seed), deltas to the model's baseline (accuracy over the seeds
+    both finished), and whether the variant is on the Pareto front (no other variant is at least as accurate
+    and cheaper): ``pareto`` among the variants of the same model, ``pareto_all`` among all of the study."""
     keys = list(dict.fromkeys((r["model"], r["recipe"]) for r in rows))
     groups = []
     for model, recipe in keys:
         cells = [r for r in rows if r["model"] == model and r["recipe"] == recipe]
         ok = [r for r in cells if r["status"] == "ok"]
         accuracy = [r["test_accuracy"] for r in ok]
-        first = ok[0] if ok else {}
+        is_baseline = any(_is_baseline(r) for r in cells)
         groups.append({
             "model": model, "recipe": recipe, "n": len(ok), "failed": len(cells) - len(ok),
             "errors": sorted({r["error"] for r in cells if r["status"] != "ok"}),
             "accuracy": statistics.fmean(accuracy) if accuracy else None,
             "accuracy_std": _spread(accuracy) if accuracy else None,
-            "params": first.get("params"), "flops": first.get("flops"),
-            "latency_ms_b1": statistics.median([r["latency_ms_b1"] for r in ok]) if ok else None,
-            "latency_ms_b32": statistics.median([r["latency_ms_b32"] for r in ok]) if ok else None,
-            "train_s": statistics.fmean([r["train_s"] for r in ok]) if ok else None,
-            "border_layer_min": first.get("border_layer_min"),
-            "same_as_baseline": bool(ok) and all(r.get("same_as_baseline") for r in ok),
+            "by_seed": {r["seed"]: r["test_accuracy"] for r in ok},
+            "params": _mean([r["params"] for r in ok]), "flops": _mean([r["flops"] for r in ok]),
+            "latency_ms_b1": _mean([r["latency_ms_b1"] for r in ok], median=True),
+            "latency_ms_b32": _mean([r["latency_ms_b32"] for r in ok], median=True),
+            "train_s": _mean([r["train_s"] for r in ok]),
+            "border_layer_min": ok[0].get("border_layer_min") if ok else None,
+            "is_baseline": is_baseline,
+            # a recipe that changed nothing for this model: its cells are the baseline's
+            "same_as_baseline": bool(ok) and not is_baseline and all(r.get("same_as_baseline") for r in ok),
         })  # fmt: skip
     for group in groups:
-        base = next((g for g in groups if g["model"] == group["model"] and g["recipe"] == "baseline"), None)
-        ready = base is not None and base["n"] and group["n"]
-        group["delta_accuracy"] = group["accuracy"] - base["accuracy"] if ready else None
+        base = next((g for g in groups if g["model"] == group["model"] and g["is_baseline"]), None)
+        paired = sorted(set(group["by_seed"]) & set(base["by_seed"])) if base is not None else []
+        group["delta_accuracy"] = (
+            statistics.fmean(group["by_seed"][s] - base["by_seed"][s] for s in paired) if paired else None
+        )
         for key in ("params", "flops", "latency_ms_b1", "latency_ms_b32"):
-            group[f"delta_{key}_percent"] = (
-                100 * (group[key] - base[key]) / base[key] if ready and base[key] else None
-            )
-    measured = [g for g in groups if g["n"] and not (g["same_as_baseline"] and g["recipe"] != "baseline")]
+            ready = paired and group[key] is not None and base[key]
+            group[f"delta_{key}_percent"] = 100 * (group[key] - base[key]) / base[key] if ready else None
+    measured = [g for g in groups if g["n"] and not g["same_as_baseline"]]
     for group in groups:  # the front among the model's own variants, and among every variant of the study
         rivals = [o for o in measured if o is not group]
         group["pareto"] = group in measured and not any(
@@ -454,6 +496,10 @@ def _dominates(a: dict[str, Any], b: dict[str, Any], tol: float = 1e-9) -> bool:
     cheaper, costs_no_more = a["flops"] < b["flops"], a["flops"] <= b["flops"]
     more_accurate, as_accurate = a["accuracy"] > b["accuracy"] + tol, a["accuracy"] >= b["accuracy"] - tol
     return costs_no_more and as_accurate and (cheaper or more_accurate)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _pct(value: float | None) -> str:
@@ -483,19 +529,19 @@ def summary_markdown(groups: list[dict[str, Any]], setup: StudySetup) -> str:
             lines.append(f"| {g['model']} | {g['recipe']} | 0 ({g['failed']} failed) | - | - | - | - | - | - | - | - "
                          "| - | - | - | - | - |")  # fmt: skip
             continue
-        reference = g["recipe"] == "baseline" or g["same_as_baseline"]
+        reference = g["is_baseline"] or g["same_as_baseline"]
         if reference:  # no deltas to show
             g = {**g, **{k: None for k in g if k.startswith("delta_")}}
         delta = "-" if g["delta_accuracy"] is None else f"{100 * g['delta_accuracy']:+.2f}"
         seeds = str(g["n"]) + (f" ({g['failed']} failed)" if g["failed"] else "")
-        recipe = g["recipe"] + (" (no change)" if g["same_as_baseline"] and g["recipe"] != "baseline" else "")
+        recipe = g["recipe"] + (" (no change)" if g["same_as_baseline"] else "")
         lines.append(
             f"| {g['model']} | {recipe} | {seeds} "
             f"| {100 * g['accuracy']:.2f} ± {100 * g['accuracy_std']:.2f} | {delta} | {g['params'] / 1e6:.2f} M "
             f"| {_pct(g['delta_params_percent'])} | {g['flops'] / 1e6:.1f} M | {_pct(g['delta_flops_percent'])} "
-            f"| {g['latency_ms_b1']:.2f} | {_pct(g['delta_latency_ms_b1_percent'])} | {g['latency_ms_b32']:.1f} "
-            f"| {g['train_s']:.0f} | {g['border_layer_min'] or 'none'} | {'yes' if g['pareto'] else ''} "
-            f"| {'yes' if g['pareto_all'] else ''} |"
+            f"| {_num(g['latency_ms_b1'], '.2f')} | {_pct(g['delta_latency_ms_b1_percent'])} "
+            f"| {_num(g['latency_ms_b32'], '.1f')} | {_num(g['train_s'], '.0f')} | {g['border_layer_min'] or 'none'} "
+            f"| {'yes' if g['pareto'] else ''} | {'yes' if g['pareto_all'] else ''} |"
         )
     failures = [(g, e) for g in groups for e in g["errors"]]
     if failures:
@@ -511,14 +557,14 @@ def _verdicts(groups: list[dict[str, Any]]) -> list[str]:
     """One sentence per rewritten variant: cheaper or not, as accurate or not (within one spread)."""
     lines = []
     for g in groups:
-        if g["recipe"] == "baseline" or g["delta_accuracy"] is None:
+        if g["is_baseline"] or g["delta_accuracy"] is None:
             continue
         if g["same_as_baseline"]:
             lines.append(
                 f"- {g['model']} {g['recipe']}: changes nothing for this model (its results are the baseline's)."
             )
             continue
-        base = next(b for b in groups if b["model"] == g["model"] and b["recipe"] == "baseline")
+        base = next(b for b in groups if b["model"] == g["model"] and b["is_baseline"])
         noise = max(g["accuracy_std"], base["accuracy_std"])
         if g["delta_accuracy"] > noise:
             accuracy = "more accurate"

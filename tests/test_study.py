@@ -25,6 +25,7 @@ from rewriter.study import (
     parse_variant,
     run_study,
     summarize,
+    summary_markdown,
     write_results,
 )
 
@@ -54,7 +55,8 @@ def test_two_recipes_with_one_label_are_refused(tmp_path):
 def row(model, recipe, seed, accuracy, flops, params=1000, status="ok", **extra):
     return {"model": model, "recipe": recipe, "seed": seed, "status": status, "test_accuracy": accuracy,
             "flops": flops, "params": params, "latency_ms_b1": 1.0, "latency_ms_b32": 10.0, "train_s": 5.0,
-            "border_layer_min": None, "same_as_baseline": False, "error": extra.get("error")}  # fmt: skip
+            "border_layer_min": None, "same_as_baseline": False, "error": extra.get("error"),
+            "is_baseline": extra.get("is_baseline", recipe == "baseline")}  # fmt: skip
 
 
 def test_the_summary_averages_seeds_and_finds_the_pareto_front():
@@ -76,6 +78,35 @@ def test_the_summary_averages_seeds_and_finds_the_pareto_front():
     assert (
         groups["worse"]["n"] == 1 and groups["worse"]["failed"] == 1 and groups["worse"]["errors"] == ["boom"]
     )
+
+
+def test_a_recipe_without_steps_under_any_label_is_the_baseline():
+    rows = [row("a", "base", 0, 0.80, 100, is_baseline=True), row("a", "cut", 0, 0.90, 50)]
+    groups = {g["recipe"]: g for g in summarize(rows)}
+    assert groups["cut"]["delta_accuracy"] == pytest.approx(0.10)
+    assert groups["cut"]["delta_flops_percent"] == pytest.approx(-50.0)
+    assert "(no change)" not in summary_markdown(list(groups.values()), SETUP)
+
+
+def test_deltas_pair_the_seeds_both_finished_and_costs_average_over_seeds():
+    # the baseline's seed 1 failed: the variant's seed 1 (0.5) has nothing to be compared with
+    rows = [row("a", "baseline", 0, 0.90, 100), row("a", "baseline", 1, None, None, status="failed", error="x"),
+            row("a", "routed", 0, 0.90, 40), row("a", "routed", 1, 0.50, 90)]  # fmt: skip
+    routed = {g["recipe"]: g for g in summarize(rows)}["routed"]
+    assert routed["delta_accuracy"] == pytest.approx(0.0)
+    assert routed["flops"] == pytest.approx(65.0)  # an input-adaptive model's FLOPs differ per seed
+
+
+def test_a_summary_with_untimed_cells_still_renders():
+    rows = [row("a", "baseline", 0, 0.9, 100), row("a", "cut", 0, 0.9, 50)]
+    rows[1]["latency_ms_b1"] = rows[1]["latency_ms_b32"] = None
+    text = summary_markdown(summarize(rows), SETUP)
+    assert "| a | cut | 1 |" in text and "| - | - | - |" in text
+
+
+def test_cells_that_would_share_a_file_are_refused(tmp_path):
+    with pytest.raises(StudyError, match="share a file name"):
+        Study(["runs/a.pt", "runs-a.pt"], [parse_variant("baseline")], [0], SETUP, tmp_path)
 
 
 def test_each_model_has_its_own_front_beside_the_studys():
@@ -160,6 +191,15 @@ def test_latency_can_be_timed_again_for_every_finished_cell(finished, monkeypatc
     timed = {r["recipe"]: r["latency_ms_b1"] for r in study.rows()}
     assert timed == {"baseline": -1.0, "truncate": -1.0, "stem0": None}  # the failed cell has no model
     write_results(study, study.rows())
+
+
+def test_another_recipe_under_a_recorded_label_is_refused(finished, tmp_path):
+    study, _ = finished
+    other = tmp_path / "stem0.yaml"  # the fixture's label, other steps
+    other.write_text("steps:\n  - remove-stem-downsampling: {count: 2}\n")
+    variants = [parse_variant("baseline"), parse_variant(str(other))]
+    with pytest.raises(StudyError, match="another recipe labelled 'stem0'"):
+        Study(study.models, variants, study.seeds, SETUP, study.out).recorded()
 
 
 def test_another_setup_in_the_same_folder_is_refused(finished):

@@ -16,8 +16,9 @@ images ranks nothing and is left out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -59,26 +60,69 @@ def label_units(model: nn.Module, analysis: Analysis) -> list[LabelUnit]:
     """
     graph = analysis.graph
     units = [u for u in find_units(model, graph) if u.kind in ("conv", "block") and u.modules]
-    skippable = [u for u in units if u.repeatable and _consecutive(model, u.modules)]
+    calls = _call_counts(model, {m for u in units for m in u.modules}, graph[graph.input_name].output_shape)
+    # a module that runs more than once cannot be gated for one of its calls, nor hooked for one of them
+    skippable = [
+        u for u in units
+        if u.repeatable and _consecutive(model, u.modules) and all(calls[m] == 1 for m in u.modules)
+    ]  # fmt: skip
     if not skippable:
         raise RelevanceError(
             "no unit of this model keeps its input's shape (a residual block inside a stage, a same-width "
-            "stride-1 conv), so no layer can be skipped per image"
+            "stride-1 conv) and runs its modules once, so no layer can be skipped per image"
         )
     first = units[0]
+    if first not in skippable:  # read before its shared trailing modules (a ReLU used everywhere)
+        kept = tuple(m for m in first.modules if calls[m] == 1)
+        if not kept:
+            raise RelevanceError(
+                f"the first unit '{first.name}' has no module that runs once; it cannot be read"
+            )
+        first = replace(first, modules=kept)
     chosen = ([] if first in skippable else [first]) + skippable
     return [LabelUnit(u.name, u.modules, u in skippable, _is_residual(graph, u), u.first) for u in chosen]
 
 
+def _call_counts(model: nn.Module, paths: set[str], input_shape: tuple[int, ...] | None) -> Counter:
+    """How often each module at ``paths`` runs in one forward pass (on zeros of the traced input's shape);
+    a module registered under two paths counts the calls of both."""
+    counts: Counter = Counter()
+    modules = {path: model.get_submodule(path) for path in paths}
+    handles = [
+        module.register_forward_hook(lambda *_, path=path: counts.update([path]))
+        for path, module in modules.items()
+    ]
+    try:
+        param = next(model.parameters(), None)
+        x = torch.zeros(
+            (1, *input_shape[1:]) if input_shape else (1, 3, 32, 32),
+            device=param.device if param is not None else "cpu",
+        )
+        with eval_mode(model), torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for path, module in modules.items():  # one module under two names: every name ran it
+        aliases = [n for n, m in model.named_modules(remove_duplicate=False) if m is module]
+        if len(aliases) > 1:
+            counts[path] = max(counts[path], 2)
+    return counts
+
+
 def _consecutive(model: nn.Module, modules: tuple[str, ...]) -> bool:
-    """Whether the modules are one module, or neighbours in one container (so that a gate can wrap them)."""
+    """Whether the modules are one module, or neighbours in one nn.Sequential (so that a gate can wrap them;
+    in a module with its own forward, the neighbours are called by name and cannot be merged)."""
     if len(modules) == 1:
         return True
     parents = {m.rpartition(".")[0] for m in modules}
     if len(parents) != 1:
         return False
     parent = parents.pop()
-    names = list((model.get_submodule(parent) if parent else model)._modules)
+    container = model.get_submodule(parent) if parent else model
+    if not isinstance(container, nn.Sequential):
+        return False
+    names = list(container._modules)
     positions = [names.index(m.rpartition(".")[2]) for m in modules]
     return positions == list(range(positions[0], positions[0] + len(positions)))
 
@@ -182,7 +226,10 @@ def relevance_from_strengths(
             values = strengths[:, u, m]
             if float(values.max()) <= 0 or float(values.max()) == float(values.min()):
                 continue  # a dead or constant map ranks nothing
-            relevant[u, torch.topk(values, top).indices] = True
+            strongest = torch.topk(values, top).indices
+            relevant[u, strongest[values[strongest] > 0]] = (
+                True  # an image that does not activate it at all is not
+            )
     depth = torch.arange(len(units)).view(-1, 1).expand_as(relevant)
     labels = torch.where(relevant, depth, torch.full_like(depth, -1)).max(0).values
     return Relevance(tuple(units), labels, relevant, maps, top)

@@ -98,6 +98,8 @@ class RoutedModel(nn.Module):
     """A router and a backbone with gated units: ``model(x)`` routes by the router, ``model(x, route)`` by
     the given labels (how the backbone is trained on the relevance labels)."""
 
+    partial_forward = True  # a batch may leave gated units (and the router) without gradient: DDP must know
+
     def __init__(self, router: nn.Module, backbone: nn.Module, routes: _Routes, units: list[str]) -> None:
         super().__init__()
         self.router = router
@@ -212,6 +214,7 @@ def routing_stats(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     input_size: tuple[int, int],
     *,
+    in_channels: int = 3,
     device: torch.device | str = "cpu",
 ) -> RoutingStats:
     """Accuracy and FLOPs per image with the router's routing. The gates count the images each unit ran
@@ -220,7 +223,7 @@ def routing_stats(
     Raises:
         RuntimeError: the gates ran other images than the labels say (a gate that does not skip).
     """
-    static, router, costs = unit_costs(model, input_size)
+    static, router, costs = unit_costs(model, input_size, in_channels)
     correct = images = 0
     labels: list[int] = []
     model._routes.ran.zero_()

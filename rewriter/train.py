@@ -188,7 +188,9 @@ def train(
         torch.set_rng_state(state["rng"])
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+        net = nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=getattr(model, "partial_forward", False)
+        )
     sampler = DistributedSampler(data.train, seed=config.seed) if world > 1 else None
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(

@@ -110,12 +110,12 @@ class SkipIrrelevantLayers(Strategy):
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="rmsprop",
                              gamma=1.0, seed=self.seed, evaluate_every_epoch=False)  # fmt: skip
         say = context.notes.append
+        device = next(model.parameters()).device
         if not context.pretrained:
-            base = train(model, data, config, progress=False)
+            base = train(model, data, config, device=device, progress=False)
             say(
                 f"CNN 1 (the input model) trained for {self.epochs} epochs: test accuracy {base.test_accuracy:.1%}"
             )
-        device = next(model.parameters()).device
         test_loader = DataLoader(data.test, batch_size=256)
         base_accuracy = evaluate(model, test_loader, device)
         relevance = {
@@ -137,7 +137,9 @@ class SkipIrrelevantLayers(Strategy):
             p.requires_grad_(False)
         if self.train_backbone:
             self._train_backbone(routed, data, labels, config, device)
-        stats = routing_stats(routed, test_loader, context.input_size, device=device)
+        stats = routing_stats(
+            routed, test_loader, context.input_size, in_channels=context.in_channels, device=device
+        )
         say(
             f"CNN 3 test accuracy {stats.accuracy:.1%} (CNN 1: {base_accuracy:.1%}); FLOPs per image "
             f"{stats.mean_flops / 1e6:.2f} M mean, {min(stats.flops_per_image) / 1e6:.2f}-"

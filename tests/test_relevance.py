@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import rewriter
 from rewriter.cli import main
 from rewriter.data import load_data
-from rewriter.relevance import compute_relevance, label_units, relevance_from_strengths
+from rewriter.relevance import RelevanceError, compute_relevance, label_units, relevance_from_strengths
 from rewriter.routing import Gate, RoutedModel, Router, gate_units, routing_stats
 
 from . import nets
@@ -201,3 +201,46 @@ def test_flops_per_image_are_the_router_and_the_units_each_image_ran():
     assert stats.label_counts == [2, 2, 2, 2]
     ran = [f - stats.flops_router for f in stats.flops_per_image]
     assert ran == [stem + head + k * block for k in (0, 1, 2, 3)] * 2
+
+
+class SharedReLU(nn.Module):
+    """Tutorial style: conv/bn attributes called by name, one ReLU module used after every conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+class TwiceCalled(Toy):
+    """Block b1 runs twice: it cannot be skipped for one of its calls."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.b3(self.b2(self.b1(self.b1(torch.relu(self.stem(x))))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_units_of_shared_modules_are_not_skippable():
+    model = TwiceCalled()
+    units = label_units(model, rewriter.analyze(model, 8, flops=False))
+    assert [(u.name, u.skippable) for u in units] == [("stem", False), ("b2", True), ("b3", True)]
+    # conv2 + bn2 + the shared ReLU: not in a Sequential and the ReLU runs twice: nothing to skip, said so
+    with pytest.raises(RelevanceError, match="runs its modules once"):
+        label_units(SharedReLU(), rewriter.analyze(SharedReLU(), 8, flops=False))
+
+
+def test_flops_per_image_of_a_grayscale_model():
+    model = Toy()
+    model.stem = conv(1, 8)  # one input channel, as paper 004's MNIST
+    analysis = rewriter.analyze(model, 8, in_channels=1, flops=False)
+    units = label_units(model, analysis)
+    backbone, routes = gate_units(model, units)
+    routed = RoutedModel(FixedRouter(), backbone, routes, [u.name for u in units]).eval()
+    batches = [(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))]
+    stats = routing_stats(routed, batches, (8, 8), in_channels=1)
+    assert stats.flops_static == 8 * 1 * 9 * 64 + 3 * (2 * 8 * 8 * 9 * 64) + 8 * 4

@@ -572,6 +572,8 @@ def _verdicts(groups: list[dict[str, Any]]) -> list[str]:
             accuracy = "less accurate"
         else:
             accuracy = "as accurate (within one standard deviation)"
+        if min(g["n"], base["n"]) < 2:
+            accuracy += " by one seed, with no spread to judge the difference by"
         cost = (
             "cheaper"
             if g["flops"] < base["flops"]

@@ -104,6 +104,12 @@ def test_a_summary_with_untimed_cells_still_renders():
     assert "| a | cut | 1 |" in text and "| - | - | - |" in text
 
 
+def test_a_verdict_from_one_seed_says_so():
+    rows = [row("a", "baseline", 0, 0.80, 100), row("a", "cut", 0, 0.90, 50)]
+    text = summary_markdown(summarize(rows), SETUP)
+    assert "more accurate by one seed, with no spread to judge the difference by (+10.00 pp)" in text
+
+
 def test_cells_that_would_share_a_file_are_refused(tmp_path):
     with pytest.raises(StudyError, match="share a file name"):
         Study(["runs/a.pt", "runs-a.pt"], [parse_variant("baseline")], [0], SETUP, tmp_path)

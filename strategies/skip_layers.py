@@ -142,8 +142,9 @@ class SkipIrrelevantLayers(Strategy):
         )
         say(
             f"CNN 3 test accuracy {stats.accuracy:.1%} (CNN 1: {base_accuracy:.1%}); FLOPs per image "
-            f"{stats.mean_flops / 1e6:.2f} M mean, {min(stats.flops_per_image) / 1e6:.2f}-"
-            f"{max(stats.flops_per_image) / 1e6:.2f} M (router's {stats.flops_router / 1e6:.2f} M included), "
+            f"{stats.mean_flops / 1e6:.2f} M mean, quantiles 0/25/50/75/100 % "
+            + "/".join(f"{v / 1e6:.2f}" for v in stats.to_json()["flops_quantiles"].values())
+            + f" M (router's {stats.flops_router / 1e6:.2f} M included), "
             f"without routing {stats.flops_static / 1e6:.2f} M; images per router label "
             + ", ".join(f"{k}: {n}" for k, n in enumerate(stats.label_counts))
         )

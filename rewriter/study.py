@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import RecipeError, RewriterError
+from ._errors import ModelNotFoundError, RecipeError, RewriterError
 from .io import atomic_path, write_json
 from .recipe import Recipe
 from .strategy import list_strategies
@@ -237,7 +237,10 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    model, _ = load_model(cell.model, num_classes=None if from_file else data.num_classes)
+    try:
+        model, _ = load_model(cell.model, num_classes=None if from_file else data.num_classes)
+    except ModelNotFoundError:  # a builder without num_classes: built as it is
+        model, _ = load_model(cell.model)
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(
@@ -277,8 +280,7 @@ def run_cell(
     from .routing import RoutedModel, routing_stats
     from .train import TrainConfig, train
 
-    row: dict[str, Any] = {c: None for c in COLUMNS}
-    row.update(model=cell.model, recipe=cell.variant.label, seed=cell.seed, epochs=setup.epochs)
+    row = _blank_row(cell, setup, None)
     try:
         model, data, changed = build_variant(cell, setup)
         row["is_baseline"] = not cell.variant.recipe.steps
@@ -305,6 +307,15 @@ def run_cell(
                                   in_channels=data.in_channels)  # fmt: skip
             row["flops"] = round(stats.mean_flops)
     except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
+        row.update(status="failed", error=_one_line(err))
+    return row
+
+
+def _blank_row(cell: Cell, setup: StudySetup, err: BaseException | None) -> dict[str, Any]:
+    """A cell's row with nothing measured yet; with ``err``, the row of a cell that failed with it."""
+    row: dict[str, Any] = {c: None for c in COLUMNS}
+    row.update(model=cell.model, recipe=cell.variant.label, seed=cell.seed, epochs=setup.epochs)
+    if err is not None:
         row.update(status="failed", error=_one_line(err))
     return row
 
@@ -345,6 +356,37 @@ def _pool_cell(cell: Cell, setup: StudySetup, baseline: dict[str, Any] | None) -
     return run_cell(cell, setup, latency=False, baseline=baseline)
 
 
+def _run_parallel(
+    study: Study, cells: list[Cell], workers: int, finish: Callable[[Cell, dict[str, Any]], None]
+) -> None:
+    """Run ``cells`` in a pool of ``workers`` processes (one pool per call: a pool that breaks because a
+    worker died fails the cells it held, not the next wave)."""
+    import concurrent.futures
+    import multiprocessing
+
+    if not cells:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(_pool_cell, cell, study.setup, study.baseline_row(cell)): cell for cell in cells
+        }
+        for future in concurrent.futures.as_completed(futures):
+            cell = futures[future]
+            try:
+                row = future.result()
+            except concurrent.futures.process.BrokenProcessPool as err:
+                reason = StudyError(
+                    f"a worker process died (out of memory or killed) while this cell or another ran beside it "
+                    f"({type(err).__name__}); run again with --retry-failed"
+                )
+                row = _blank_row(cell, study.setup, reason)
+            finish(cell, row)
+
+
 def run_study(
     study: Study,
     *,
@@ -375,25 +417,12 @@ def run_study(
         bar.update()
 
     if workers > 1 and world == 1:
-        import concurrent.futures
-        import multiprocessing
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
-        ) as pool:
-            # baselines first, so that a recipe that changes nothing can take their results
-            for wave in (
-                [c for c in pending if not c.variant.recipe.steps],
-                [c for c in pending if c.variant.recipe.steps],
-            ):
-                futures = {
-                    pool.submit(_pool_cell, cell, study.setup, study.baseline_row(cell)): cell
-                    for cell in wave
-                }
-                for future in concurrent.futures.as_completed(futures):
-                    finish(futures[future], future.result())
+        # baselines first, so that a recipe that changes nothing can take their results
+        for wave in (
+            [c for c in pending if not c.variant.recipe.steps],
+            [c for c in pending if c.variant.recipe.steps],
+        ):
+            _run_parallel(study, wave, workers, finish)
     else:
         for cell in pending:
             row = run_cell(cell, study.setup, baseline=study.baseline_row(cell))

@@ -375,3 +375,10 @@ class LeafSandwich(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c3(self.c2(self.block(self.stem(x))))
+
+
+def dies(num_classes: int = 10) -> nn.Module:
+    """A model builder whose process ends at once, as a worker killed for memory would."""
+    import os
+
+    os._exit(3)

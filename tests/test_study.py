@@ -250,6 +250,16 @@ def test_the_command_exits_3_when_cells_failed(tmp_path, capsys):
     assert "1 of 1 cells failed" in err and "# Study summary" in out
 
 
+def test_a_worker_that_dies_fails_its_cell_and_the_study_goes_on(tmp_path):
+    study = Study(["tests.nets:dies", "cifar_vgg11"], [parse_variant("baseline")], [0], SETUP, tmp_path)
+    rows = {r["model"]: r for r in run_study(study, workers=2, progress=False)}
+    assert rows["tests.nets:dies"]["status"] == "failed"
+    assert "a worker process died" in rows["tests.nets:dies"]["error"]
+    assert rows["cifar_vgg11"]["status"] in ("ok", "failed")  # it may have shared the broken pool
+    again = Study(study.models, study.variants, [0], SETUP, tmp_path, retry_failed=True)
+    assert "tests.nets:dies" in [cell.model for cell in again.pending()]
+
+
 def test_parallel_workers_give_the_same_cells(tmp_path):
     setup = StudySetup(**{**SETUP.__dict__})
     study = Study(

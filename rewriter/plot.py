@@ -11,16 +11,32 @@ from .io import atomic_path
 _COLORS = {True: "#2a9d8f", False: "#e63946", None: "#9e9e9e"}
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    """Write ``fig`` as a PNG atomically and free it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
 def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
     """Write a PNG: r_min and r_max of each listed layer (log scale), the input size, b_min and b_max.
 
     The plotted receptive field is the one the border rule tests: the layer's input for ``"input"``,
     its output for ``"output"``. Unbounded values (after global ops) are drawn at the top as triangles.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     layers = analysis.layers
     field_min = [lay.r_in_min if analysis.border_rule == "input" else lay.r_out_min for lay in layers]
@@ -69,9 +85,7 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
     if len(layers) <= 60:
         ax.set_xticks(x, names, rotation=90, fontsize=6)
     ax.legend(fontsize=7, loc="upper left", ncols=2)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _square(fields: list) -> bool:
@@ -128,7 +142,6 @@ def _receptive_field_axis(ax, names: list[str], analysis: Analysis) -> None:
 
 
 def _finish(fig, ax, names: list[str], path: str | os.PathLike, handles_from=()) -> None:
-    import matplotlib.pyplot as plt
 
     if len(names) <= 60:
         ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=6)
@@ -137,18 +150,13 @@ def _finish(fig, ax, names: list[str], path: str | os.PathLike, handles_from=())
         more = other.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
     fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=4, frameon=False)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_saturation(report, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:
     """Write a PNG like paper 000 Fig. 2: saturation per layer as bars (tails hatched), s_mu, the receptive
     field of each layer's input against the input size, and the border layers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = [layer.name for layer in report.layers]
     tail_names = {name for tail in report.tails for name in tail}
@@ -182,10 +190,7 @@ def plot_probes(
 ) -> None:
     """Write a PNG like paper 000 Fig. 4: probe test accuracy per layer, the model's accuracy, saturation
     as bars, and the border layers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = [layer.name for layer in probes.layers]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 3), 4.5), layout="constrained")
@@ -216,10 +221,7 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
     """Write a PNG: test accuracy against FLOPs (log scale), one marker per model x recipe (colour = model,
     shape = recipe), error bars of one standard deviation over seeds, each model's Pareto front (dashed, its
     colour) and the study's (black, black-edged markers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     points = [g for g in groups if g["n"] and not g["same_as_baseline"]]
     models = list(dict.fromkeys(g["model"] for g in points))
@@ -251,18 +253,13 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
     ax.set_title(title or "accuracy against cost")
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right center", frameon=False)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:
     """Write a PNG: per label unit, the images it is relevant to and the images labelled with it (bars),
     removal candidates in red, and the unit where the receptive-field border b_min lies."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = [u.name for u in relevance.units]
     candidates = set(relevance.candidates())
@@ -283,6 +280,4 @@ def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike
     ax.set_xlabel("label unit (execution order)")
     ax.set_title(title or "per-image relevance")
     fig.legend(fontsize=7, loc="outside lower center", ncols=1, frameon=False)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    _save(fig, path)

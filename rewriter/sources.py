@@ -78,6 +78,21 @@ def available_models() -> list[str]:
     return zoo.list_models() + torchvision_models()
 
 
+class NoNumClassesError(ModelNotFoundError):
+    """The source builds its model without a num_classes argument (its head is what it is)."""
+
+
+def load_model_for_classes(source: str, classes: int, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
+    """``load_model`` with a head for ``classes`` where the source takes num_classes (a name, a builder with
+    that argument); a model file, or a builder or module without it, is built as it is."""
+    if Path(source).is_file():
+        return load_model(source, **kwargs)
+    try:
+        return load_model(source, num_classes=classes, **kwargs)
+    except NoNumClassesError:
+        return load_model(source, **kwargs)
+
+
 def load_model(
     source: str,
     *,
@@ -205,14 +220,13 @@ def _build_from_import(source: str, num_classes: int | None, args: dict[str, Any
         obj = getattr(obj, part)
     if isinstance(obj, nn.Module):
         if args or num_classes is not None:
-            raise ModelNotFoundError(
-                f"'{source}' is a module instance; it takes no --model-arg or --num-classes"
-            )
+            error = ModelNotFoundError if args else NoNumClassesError
+            raise error(f"'{source}' is a module instance; it takes no --model-arg or --num-classes")
         return copy.deepcopy(obj)
     if not callable(obj):
         raise ModelNotFoundError(f"'{source}' is a {type(obj).__name__}, not a callable that builds a model")
     if num_classes is not None and not _accepts(obj, "num_classes"):
-        raise ModelNotFoundError(f"'{source}' does not take a num_classes argument; drop --num-classes")
+        raise NoNumClassesError(f"'{source}' does not take a num_classes argument; drop --num-classes")
     return _call_factory(source, obj, num_classes, args)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import ModelNotFoundError, RecipeError, RewriterError
+from ._errors import RecipeError, RewriterError
 from .io import atomic_path, write_json
 from .recipe import Recipe
 from .strategy import list_strategies
@@ -232,15 +232,12 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     """The cell's model: built (initial weights from the seed) and rewritten by its recipe; the data; and
     whether the recipe changed the model."""
     from .rewrite import rewrite
-    from .sources import load_model
+    from .sources import load_model_for_classes
 
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    try:
-        model, _ = load_model(cell.model, num_classes=None if from_file else data.num_classes)
-    except ModelNotFoundError:  # a builder without num_classes: built as it is
-        model, _ = load_model(cell.model)
+    model, _ = load_model_for_classes(cell.model, data.num_classes)
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(

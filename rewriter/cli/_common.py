@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import AnalysisError, ModelNotFoundError
-from ..sources import ModelSpec, load_model, parse_model_args
+from .._errors import AnalysisError
+from ..sources import ModelSpec, load_model, load_model_for_classes, parse_model_args
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
@@ -171,16 +171,16 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, Model
 def model_for_data(args: argparse.Namespace, data: Any) -> tuple[nn.Module, ModelSpec]:
     """The model of the arguments; built fresh by name (no file, no weights, no --num-classes), its head
     gets the data's classes, unless its builder takes no num_classes (then it is built as it is)."""
-    inferred = args.num_classes is None and not Path(args.model).is_file() and not args.weights
-    if inferred:
-        args.num_classes = data.num_classes
-    try:
+    if args.num_classes is not None or Path(args.model).is_file() or args.weights:
         return load_from_args(args)
-    except ModelNotFoundError:
-        if not inferred:
-            raise
-        args.num_classes = None
-        return load_from_args(args)
+    model, spec = load_model_for_classes(
+        args.model,
+        data.num_classes,
+        model_args=parse_model_args(args.model_arg),
+        trust_pickle=args.trust_pickle,
+    )
+    args.num_classes = spec.num_classes
+    return model, spec
 
 
 def _output_classes(model: nn.Module, example: Any) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +150,25 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags.items():
             m.training = flag
+
+
+@contextlib.contextmanager
+def observing(
+    model: nn.Module,
+    hooks: Iterable[tuple[nn.Module, Callable]] = (),
+    pre_hooks: Iterable[tuple[nn.Module, Callable]] = (),
+) -> Iterator[None]:
+    """Forward passes of ``model`` in eval mode, without gradients, with ``hooks`` (forward hooks) and
+    ``pre_hooks`` (forward pre-hooks) attached to their modules; afterwards every hook is removed and every
+    submodule's mode restored."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    handles += [module.register_forward_pre_hook(hook) for module, hook in pre_hooks]
+    try:
+        with eval_mode(model), torch.no_grad():
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def trace(

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .graph import eval_mode
+from .graph import observing
 from .saturation import borders_json, field_json, tracked_layers
 
 if TYPE_CHECKING:
@@ -110,20 +110,14 @@ def _collect(
     modules = dict(model.named_modules())
     features: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     labels = []
-    handles = [
-        modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: features[name].append(pooled(out).float().cpu())
-        )
+    hooks = [
+        (modules[name], lambda _m, _i, out, name=name: features[name].append(pooled(out).float().cpu()))
         for name in names
     ]
-    try:
-        with eval_mode(model), torch.no_grad():
-            for x, y in show(loader):
-                model(x.to(device))
-                labels.append(y)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with observing(model, hooks):
+        for x, y in show(loader):
+            model(x.to(device))
+            labels.append(y)
     return {name: torch.cat(chunks) for name, chunks in features.items()}, torch.cat(labels)
 
 
@@ -186,19 +180,12 @@ def run_probes(
 def _feature_sizes(model: nn.Module, dataset: Dataset, device: torch.device) -> dict[str, int]:
     x = dataset[0][0][None].to(device)
     sizes: dict[str, int] = {}
-    modules = dict(model.named_modules())
-    handles = [
-        modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: sizes.update({name: sizes.get(name) or pooled(out).shape[1]})
-        )
-        for name, _ in tracked_layers(model)
+    hooks = [
+        (module, lambda _m, _i, out, name=name: sizes.update({name: sizes.get(name) or pooled(out).shape[1]}))
+        for name, module in tracked_layers(model)
     ]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with observing(model, hooks):
+        model(x)
     return sizes
 
 

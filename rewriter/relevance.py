@@ -26,7 +26,7 @@ from torch import nn
 
 from ._errors import RewriterError
 from .analysis import Analysis
-from .graph import LayerGraph, eval_mode
+from .graph import LayerGraph, observing
 from .stages import Unit, find_units
 
 
@@ -88,21 +88,13 @@ def _call_counts(model: nn.Module, paths: set[str], input_shape: tuple[int, ...]
     a module registered under two paths counts the calls of both."""
     counts: Counter = Counter()
     modules = {path: model.get_submodule(path) for path in paths}
-    handles = [
-        module.register_forward_hook(lambda *_, path=path: counts.update([path]))
-        for path, module in modules.items()
-    ]
-    try:
-        param = next(model.parameters(), None)
-        x = torch.zeros(
-            (1, *input_shape[1:]) if input_shape else (1, 3, 32, 32),
-            device=param.device if param is not None else "cpu",
-        )
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    param = next(model.parameters(), None)
+    x = torch.zeros(
+        (1, *input_shape[1:]) if input_shape else (1, 3, 32, 32),
+        device=param.device if param is not None else "cpu",
+    )
+    with observing(model, [(m, lambda *_, path=path: counts.update([path])) for path, m in modules.items()]):
+        model(x)
     for path, module in modules.items():  # one module under two names: every name ran it
         aliases = [n for n, m in model.named_modules(remove_duplicate=False) if m is module]
         if len(aliases) > 1:
@@ -139,7 +131,7 @@ def unit_strengths(
     modules = dict(model.named_modules())
     current: dict[str, torch.Tensor] = {}
     rows: list[torch.Tensor] = []
-    handles = []
+    hooks, pre_hooks = [], []
 
     for index, unit in enumerate(units):
 
@@ -150,19 +142,15 @@ def unit_strengths(
             value = output - current.pop(f"in{index}") if unit.residual else output
             current[f"out{index}"] = value[:, :maps].abs().flatten(2).mean(2)
 
-        handles.append(modules[unit.modules[0]].register_forward_pre_hook(enter))
-        handles.append(modules[unit.modules[-1]].register_forward_hook(leave))
-    try:
-        with eval_mode(model), torch.no_grad():
-            for x, _ in batches:
-                current.clear()
-                model(x.to(device))
-                per_unit = [current[f"out{i}"].float().cpu() for i in range(len(units))]
-                width = max(p.shape[1] for p in per_unit)
-                rows.append(torch.stack([nn.functional.pad(p, (0, width - p.shape[1])) for p in per_unit], 1))
-    finally:
-        for handle in handles:
-            handle.remove()
+        pre_hooks.append((modules[unit.modules[0]], enter))
+        hooks.append((modules[unit.modules[-1]], leave))
+    with observing(model, hooks, pre_hooks):
+        for x, _ in batches:
+            current.clear()
+            model(x.to(device))
+            per_unit = [current[f"out{i}"].float().cpu() for i in range(len(units))]
+            width = max(p.shape[1] for p in per_unit)
+            rows.append(torch.stack([nn.functional.pad(p, (0, width - p.shape[1])) for p in per_unit], 1))
     return torch.cat(rows)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .graph import eval_mode
+from .graph import observing
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -207,16 +207,11 @@ def compute_saturation(
 
         return record
 
-    handles = [module.register_forward_hook(hook(name)) for name, module in layers]
     images = 0
-    try:
-        with eval_mode(model), torch.no_grad():
-            for x, _ in tqdm(batches, total=total, desc="saturation", disable=not progress, leave=False):
-                model(x.to(device))
-                images += len(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with observing(model, [(module, hook(name)) for name, module in layers]):
+        for x, _ in tqdm(batches, total=total, desc="saturation", disable=not progress, leave=False):
+            model(x.to(device))
+            images += len(x)
     kinds = {name: type(module).__name__ for name, module in layers}
     results = []
     for name in order:

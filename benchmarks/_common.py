@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 import rewriter
-from rewriter.io import atomic_path
+from rewriter._files import atomic_path
 
 HERE = Path(__file__).parent
 

@@ -23,9 +23,9 @@ from _common import HERE, machine, median_time, stamp, write_section
 from tqdm import tqdm
 
 import rewriter
-from rewriter.io import write_json
-from rewriter.metrics import count_flops
-from rewriter.sources import load_model, torchvision_models
+from rewriter._files import write_json
+from rewriter.analysis.cost import count_flops
+from rewriter.models.sources import load_model, torchvision_models
 
 
 def analysis_time(model, size: int, repeats: int) -> tuple[float, str | None]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from _common import HERE, stamp, write_section
 
 import rewriter
-from rewriter.io import write_json
+from rewriter._files import write_json
 
 # paper 003 Table 3: (MFLOPs, params in M) before and after, and the blocks per stage it reports
 TABLE_3 = {

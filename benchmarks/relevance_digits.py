@@ -24,10 +24,10 @@ from _common import HERE, machine, stamp, write_section
 from torch.utils.data import DataLoader
 
 import rewriter
-from rewriter.data import load_data
-from rewriter.io import write_json
-from rewriter.routing import routing_stats
-from rewriter.train import TrainConfig, train
+from rewriter._files import write_json
+from rewriter.lab.data import load_data
+from rewriter.lab.routing import routing_stats
+from rewriter.lab.train import TrainConfig, train
 
 SIZE = 28
 

@@ -17,7 +17,7 @@ import argparse
 from _common import HERE, stamp, write_section
 
 import rewriter
-from rewriter.io import write_json
+from rewriter._files import write_json
 
 MODELS = ["resnet18", "resnet34", "vgg16", "cifar_vgg16"]
 STRATEGIES = [

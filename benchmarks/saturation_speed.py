@@ -22,9 +22,9 @@ import torch
 from _common import HERE, machine, median_time, stamp, write_section
 
 import rewriter
-from rewriter.graph import eval_mode
-from rewriter.io import write_json
-from rewriter.saturation import compute_saturation
+from rewriter._files import write_json
+from rewriter.analysis.graph import eval_mode
+from rewriter.lab.saturation import compute_saturation
 
 BATCH = 64
 

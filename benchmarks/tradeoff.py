@@ -23,8 +23,8 @@ import time
 
 from _common import HERE, machine, stamp, write_section
 
-from rewriter.io import write_json
-from rewriter.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
+from rewriter._files import write_json
+from rewriter.lab.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
 
 READING = (
     "How to read it: the budget is far from convergence, so accuracies compare the variants after the same short "

@@ -23,16 +23,16 @@ from ._errors import (
     UntrustedPickleError,
     WeightsError,
 )
-from .analysis import Analysis, Layer, analyze
-from .graph import LayerGraph, LayerNode, build_layer_graph
-from .layers import register_function_rule, register_module_rule
-from .metrics import count_flops, count_params
-from .modelfile import save
-from .recipe import Recipe
-from .report import Report
-from .rewrite import Result, rewrite
-from .sources import ModelSpec, available_models, load_model, load_weights
-from .strategy import Context, Edit, Plan, Strategy, get_strategy, list_strategies, register_strategy
+from .analysis.analyzer import Analysis, Layer, analyze
+from .analysis.cost import count_flops, count_params
+from .analysis.graph import LayerGraph, LayerNode, build_layer_graph
+from .analysis.rules import register_function_rule, register_module_rule
+from .engine.modelfile import save
+from .engine.pipeline import Result, rewrite
+from .engine.recipe import Recipe
+from .engine.report import Report
+from .engine.strategy import Context, Edit, Plan, Strategy, get_strategy, list_strategies, register_strategy
+from .models.sources import ModelSpec, available_models, load_model, load_weights
 
 
 def load(path: str, *, trust_pickle: bool = False):
@@ -41,7 +41,7 @@ def load(path: str, *, trust_pickle: bool = False):
     The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
     ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file.
     """
-    from .modelfile import load as load_file
+    from .engine.modelfile import load as load_file
 
     return load_file(path, trust_pickle=trust_pickle).model
 

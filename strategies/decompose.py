@@ -19,10 +19,10 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rewriter.layers import elementwise, register_module_rule
-from rewriter.stages import find_stages
-from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import set_submodule
+from rewriter.analysis.rules import elementwise, register_module_rule
+from rewriter.analysis.stages import find_stages
+from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.engine.surgery import set_submodule
 
 Block = Literal["dw-pw", "dw-gpw", "dw-rpw"]
 

@@ -11,7 +11,7 @@ repeating unit and pick the stage where it gains most (the target); then, with t
 Choices the paper leaves open: ties between sources go to the later stage, ties between targets to the
 earlier one; a stage's first unit (which changes the resolution or the width) is never removed; a moved
 unit is a fresh copy of the target stage's repeating unit (a stage with only a first unit gets a stride-1,
-width-preserving copy of it); IF details are in ``rewriter.information_field``. Untouched units keep their
+width-preserving copy of it); IF details are in ``rewriter.analysis.information_field``. Untouched units keep their
 weights; the units are edited in the ``nn.Sequential`` that holds them.
 """
 
@@ -23,11 +23,11 @@ from typing import ClassVar
 import torch.fx as fx
 from torch import nn
 
-from rewriter.graph import trace
-from rewriter.information_field import ALPHA, stage_field
-from rewriter.stages import Stage, Unit, find_stages
-from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import fresh_copy, set_submodule
+from rewriter.analysis.graph import trace
+from rewriter.analysis.information_field import ALPHA, stage_field
+from rewriter.analysis.stages import Stage, Unit, find_stages
+from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.engine.surgery import fresh_copy, set_submodule
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``skip-irrelevant-layers``: per image, run only the units up to the deepest one relevant to it (paper 004).
 
 The paper's procedure, generalised from three same-size convolutions to any model with skippable units (see
-``rewriter.relevance``):
+``rewriter.lab.relevance``):
 
 1. CNN 1: the model, trained (trained here first when the input model is not).
 2. Relevance labels: for each label unit, the ``top`` images with the strongest activation of each of its
@@ -27,12 +27,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rewriter.data import DataSource, dataset_labels
-from rewriter.relevance import LabelUnit, RelevanceError, compute_relevance, label_units
-from rewriter.routing import RoutedModel, Router, gate_units, routing_stats
-from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import fresh_copy
-from rewriter.train import TrainConfig, evaluate, train
+from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.engine.surgery import fresh_copy
+from rewriter.lab.data import DataSource, dataset_labels
+from rewriter.lab.relevance import LabelUnit, RelevanceError, compute_relevance, label_units
+from rewriter.lab.routing import RoutedModel, Router, gate_units, routing_stats
+from rewriter.lab.train import TrainConfig, evaluate, train
 
 
 class _Labelled(Dataset):

@@ -14,11 +14,11 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
-from rewriter.analysis import Analysis
-from rewriter.graph import LayerNode
-from rewriter.stages import Block, is_downsampling, stem
-from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import set_submodule
+from rewriter.analysis.analyzer import Analysis
+from rewriter.analysis.graph import LayerNode
+from rewriter.analysis.stages import Block, is_downsampling, stem
+from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.engine.surgery import set_submodule
 
 
 def _reason(node: LayerNode) -> str:

@@ -16,11 +16,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rewriter.analysis import Analysis, analyze
-from rewriter.graph import LayerGraph
-from rewriter.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.surgery import dominators, extract_prefix
-from rewriter.tables import axes_text
+from rewriter.analysis.analyzer import Analysis, analyze
+from rewriter.analysis.graph import LayerGraph
+from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
+from rewriter.engine.surgery import dominators, extract_prefix
+from rewriter.render.tables import axes_text
 
 
 class GapLinearHead(nn.Sequential):

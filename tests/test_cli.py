@@ -144,7 +144,7 @@ def test_alexnet_at_32_px_names_the_smallest_size_it_runs_at(capsys):
 
 
 def test_mismatched_weights_exit_1_and_name_the_keys(capsys, tmp_path):
-    from rewriter.sources import load_model
+    from rewriter.models.sources import load_model
 
     model, _ = load_model("resnet18")
     torch.save(model.state_dict(), tmp_path / "w.pth")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rewriter.data import MEAN, STD, DataError, load_data, parse_data_spec, synthetic_images
+from rewriter.lab.data import MEAN, STD, DataError, load_data, parse_data_spec, synthetic_images
 
 
 def write_batch(path, images: np.ndarray, labels: list[int], label_key: str) -> None:

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import rewriter
-from rewriter.information_field import gain, stage_field
-from rewriter.stages import find_stages
+from rewriter.analysis.information_field import gain, stage_field
+from rewriter.analysis.stages import find_stages
 from strategies.decompose import FactorizedConv, RollingPointwise, channel_fields
 
 

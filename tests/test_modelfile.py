@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rewriter
-from rewriter import modelfile
-from rewriter.recipe import Recipe
+from rewriter.engine import modelfile
+from rewriter.engine.recipe import Recipe
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from rewriter.probes import fit_probe, pooled, run_probes
+from rewriter.lab.probes import fit_probe, pooled, run_probes
 
 CLASSES = 4
 

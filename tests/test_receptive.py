@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import rewriter
-from rewriter.layers import AxisEffect
-from rewriter.receptive import _apply, _front, final_run_start
+from rewriter.analysis.receptive import _apply, _front, final_run_start
+from rewriter.analysis.rules import AxisEffect
 
 from . import nets
 

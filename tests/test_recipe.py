@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import rewriter
-from rewriter.recipe import Recipe
+from rewriter.engine.recipe import Recipe
 
 MALFORMED = [
     (

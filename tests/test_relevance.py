@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import rewriter
 from rewriter.cli import main
-from rewriter.data import load_data
-from rewriter.relevance import RelevanceError, compute_relevance, label_units, relevance_from_strengths
-from rewriter.routing import Gate, RoutedModel, Router, gate_units, routing_stats
+from rewriter.lab.data import load_data
+from rewriter.lab.relevance import RelevanceError, compute_relevance, label_units, relevance_from_strengths
+from rewriter.lab.routing import Gate, RoutedModel, Router, gate_units, routing_stats
 
 from . import nets
 from .nets import conv

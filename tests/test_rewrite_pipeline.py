@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import rewriter
-from rewriter import strategy as strategy_module
 from rewriter.cli import main
-from rewriter.strategy import Edit, Plan, Strategy, register_strategy
+from rewriter.engine import strategy as strategy_module
+from rewriter.engine.strategy import Edit, Plan, Strategy, register_strategy
 
 
 @dataclass(frozen=True)

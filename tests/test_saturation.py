@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rewriter.saturation import CovarianceAccumulator, compute_saturation, find_tails, saturation_of
+from rewriter.lab.saturation import CovarianceAccumulator, compute_saturation, find_tails, saturation_of
 
 from .nets import conv
 

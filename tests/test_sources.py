@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import rewriter
-from rewriter import zoo
-from rewriter.sources import load_model, parse_model_args, torchvision_models
+from rewriter.models import zoo
+from rewriter.models.sources import load_model, parse_model_args, torchvision_models
 
 
 def test_torchvision_names_build_with_the_requested_head():

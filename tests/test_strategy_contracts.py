@@ -9,8 +9,8 @@ import torch
 import yaml
 
 import rewriter
-from rewriter.data import load_data
-from rewriter.strategy import Plan, get_strategy, list_strategies, parameters, summary
+from rewriter.engine.strategy import Plan, get_strategy, list_strategies, parameters, summary
+from rewriter.lab.data import load_data
 
 # One case per strategy: (model, input size, parameters) where the strategy is not a no-op.
 CASES = {

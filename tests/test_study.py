@@ -15,7 +15,7 @@ import torch
 
 from rewriter import RecipeError
 from rewriter.cli import main
-from rewriter.study import (
+from rewriter.lab.study import (
     Cell,
     Study,
     StudyError,
@@ -173,7 +173,7 @@ def test_a_finished_study_resumes_without_running_a_cell(finished, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell ran again")
 
-    monkeypatch.setattr("rewriter.study.run_cell", fail)
+    monkeypatch.setattr("rewriter.lab.study.run_cell", fail)
     assert (
         len(run_study(Study(study.models, study.variants, study.seeds, SETUP, study.out), progress=False))
         == 3
@@ -189,7 +189,7 @@ def test_retry_failed_runs_only_the_failed_cells(finished):
 def test_latency_can_be_timed_again_for_every_finished_cell(finished, monkeypatch, tmp_path):
     shutil.copytree(finished[0].out, tmp_path / "copy")
     study = Study(finished[0].models, finished[0].variants, [0], SETUP, tmp_path / "copy")
-    monkeypatch.setattr("rewriter.study.latencies", lambda model, setup: {"latency_ms_b1": -1.0,
+    monkeypatch.setattr("rewriter.lab.study.latencies", lambda model, setup: {"latency_ms_b1": -1.0,
                                                                           "latency_ms_b32": -2.0})  # fmt: skip
     fill_latency(study)  # every finished cell has a latency: nothing is timed
     assert all(r["latency_ms_b1"] != -1.0 for r in study.rows())
@@ -233,7 +233,7 @@ def test_a_recipe_that_changes_nothing_reuses_the_baseline(tmp_path, monkeypatch
     assert "changes nothing for this model" in (tmp_path / "summary.md").read_text()
     # timed again: the baseline once, and the no-op recipe takes its figures
     timings = iter([{"latency_ms_b1": 7.0, "latency_ms_b32": 70.0}])
-    monkeypatch.setattr("rewriter.study.latencies", lambda model, setup: next(timings))
+    monkeypatch.setattr("rewriter.lab.study.latencies", lambda model, setup: next(timings))
     fill_latency(study, again=True)
     assert {r["recipe"]: r["latency_ms_b32"] for r in study.rows()} == {
         "reorganize-stages": 70.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rewriter
-from rewriter.sources import load_model, torchvision_models
+from rewriter.models.sources import load_model, torchvision_models
 
 from .conftest import skip_weight_init
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import rewriter
-from rewriter.data import load_data
-from rewriter.train import TrainConfig, TrainError, train
+from rewriter.lab.data import load_data
+from rewriter.lab.train import TrainConfig, TrainError, train
 
 from .nets import conv
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._errors import AnalysisError
-from ..sources import ModelSpec, load_model, load_model_for_classes, parse_model_args
+from ..models.sources import ModelSpec, load_model, load_model_for_classes, parse_model_args
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
@@ -122,7 +122,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
 
 def resolve_input_size(args: argparse.Namespace, native: tuple[int, int] | None = None) -> tuple[int, int]:
     """--input-size, else the size a model file was written for, else the data's own resolution."""
-    from ..modelfile import recorded_input_size
+    from ..engine.modelfile import recorded_input_size
 
     if args.input_size:
         return parse_size(args.input_size)
@@ -149,7 +149,7 @@ def load_data_and_model(args: argparse.Namespace) -> tuple[Any, nn.Module, Model
     Raises:
         DataError: the model's outputs do not match the data's classes.
     """
-    from ..data import DataError, load_data, native_size, parse_data_spec
+    from ..lab.data import DataError, load_data, native_size, parse_data_spec
 
     spec = parse_data_spec(args.data)
     size = resolve_input_size(args, native_size(spec))
@@ -184,7 +184,7 @@ def model_for_data(args: argparse.Namespace, data: Any) -> tuple[nn.Module, Mode
 
 
 def _output_classes(model: nn.Module, example: Any) -> int | None:
-    from ..graph import eval_mode
+    from ..analysis.graph import eval_mode
 
     try:
         with eval_mode(model), torch.no_grad():
@@ -236,7 +236,7 @@ def prepare_measurement(args: argparse.Namespace) -> tuple[Any, nn.Module, tuple
     """For a command that measures a model on data: refuse unwritable outputs before any work, read the
     data and the model, train it first if asked, and move it to the device. Returns data, model, the input
     size and the device."""
-    from ..modelfile import check_target
+    from ..engine.modelfile import check_target
 
     for target in (args.plot, args.report):
         if target:
@@ -264,7 +264,7 @@ def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
 
 def pretrain(args: argparse.Namespace, model: nn.Module, data: Any) -> None:
     """Train ``model`` in place for ``--epochs`` epochs (nothing is saved) when asked to."""
-    from ..train import TrainConfig, train
+    from ..lab.train import TrainConfig, train
 
     if args.epochs <= 0:
         return
@@ -297,7 +297,7 @@ def epoch_reporter(config: Any, data: Any) -> Any:
 def analysis_or_none(model: nn.Module, size: tuple[int, int], args: argparse.Namespace) -> Any:
     """The receptive-field analysis for plots and tables, or None with a note if the model cannot be traced."""
     from .._errors import RewriterError
-    from ..analysis import analyze
+    from ..analysis.analyzer import analyze
 
     try:
         return analyze(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis import analyze
-from ..modelfile import check_target
-from ..plot import plot_receptive_fields
-from ..tables import format_analysis, format_information_field
+from ..analysis.analyzer import analyze
+from ..engine.modelfile import check_target
+from ..render.plots import plot_receptive_fields
+from ..render.tables import format_analysis, format_information_field
 from ._common import (
     add_input_arguments,
     add_model_arguments,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..report import Report, measure
-from ..sources import load_model, parse_model_args
+from ..engine.report import Report, measure
+from ..models.sources import load_model, parse_model_args
 from ._common import add_input_arguments, command_parser, parse_size, print_json, status
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
-from .. import zoo
-from ..sources import torchvision_models
+from ..models import zoo
+from ..models.sources import torchvision_models
 from ._common import command_parser, print_json
 
 

@@ -6,11 +6,11 @@ import argparse
 
 from torch.utils.data import DataLoader
 
-from ..io import write_json
-from ..plot import plot_probes
-from ..probes import run_probes, subset
-from ..saturation import compute_saturation
-from ..tables import render_table
+from .._files import write_json
+from ..lab.probes import run_probes, subset
+from ..lab.saturation import compute_saturation
+from ..render.plots import plot_probes
+from ..render.tables import render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

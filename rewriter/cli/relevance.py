@@ -6,11 +6,11 @@ import argparse
 
 from torch.utils.data import DataLoader
 
-from ..analysis import analyze
-from ..io import write_json
-from ..plot import plot_relevance
-from ..relevance import compute_relevance
-from ..tables import render_table
+from .._files import write_json
+from ..analysis.analyzer import analyze
+from ..lab.relevance import compute_relevance
+from ..render.plots import plot_relevance
+from ..render.tables import render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

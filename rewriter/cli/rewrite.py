@@ -8,12 +8,12 @@ from typing import Any
 import yaml
 
 from .._errors import RecipeError
-from ..data import load_data
-from ..io import write_json
-from ..modelfile import check_target, save
-from ..recipe import Recipe
-from ..rewrite import rewrite
-from ..strategy import list_strategies
+from .._files import write_json
+from ..engine.modelfile import check_target, save
+from ..engine.pipeline import rewrite
+from ..engine.recipe import Recipe
+from ..engine.strategy import list_strategies
+from ..lab.data import load_data
 from ._common import (
     DATA_HELP,
     add_input_arguments,

@@ -6,10 +6,10 @@ import argparse
 
 from torch.utils.data import DataLoader
 
-from ..io import write_json
-from ..plot import plot_saturation
-from ..saturation import DELTA, compute_saturation
-from ..tables import axes_text, render_table
+from .._files import write_json
+from ..lab.saturation import DELTA, compute_saturation
+from ..render.plots import plot_saturation
+from ..render.tables import axes_text, render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..strategy import get_strategy, list_strategies, parameters, summary
+from ..engine.strategy import get_strategy, list_strategies, parameters, summary
 from ._common import command_parser, print_json
 
 

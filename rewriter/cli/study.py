@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import parse_data_spec
-from ..study import Study, StudySetup, parse_variant, run_study
-from ..train import TrainConfig, distributed, init_distributed
+from ..lab.data import parse_data_spec
+from ..lab.study import Study, StudySetup, parse_variant, run_study
+from ..lab.train import TrainConfig, distributed, init_distributed
 from ._common import DATA_HELP, command_parser, parse_size, status
 
 DESCRIPTION = """\

@@ -6,11 +6,11 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from ..metrics import count_params
-from ..modelfile import check_target, save
-from ..recipe import Recipe
-from ..tables import render_table
-from ..train import TrainConfig, distributed, init_distributed, train
+from ..analysis.cost import count_params
+from ..engine.modelfile import check_target, save
+from ..engine.recipe import Recipe
+from ..lab.train import TrainConfig, distributed, init_distributed, train
+from ..render.tables import render_table
 from ._common import (
     add_measuring_arguments,
     command_parser,

@@ -13,8 +13,8 @@ import networkx as nx
 import torch.fx as fx
 from torch import nn
 
-from ._errors import RewriteError
-from .graph import LayerGraph, eval_mode, trace
+from .._errors import RewriteError
+from ..analysis.graph import LayerGraph, eval_mode, trace
 
 
 def training_dependent_classes(model: nn.Module) -> tuple[type, ...]:

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import RecipeError, RewriterError
-from .io import atomic_path, write_json
-from .recipe import Recipe
-from .strategy import list_strategies
+from .._errors import RecipeError, RewriterError
+from .._files import atomic_path, write_json
+from ..engine.recipe import Recipe
+from ..engine.strategy import list_strategies
 
 SETUP_FILE = "study.json"
 COLUMNS = (
@@ -231,8 +231,8 @@ def head_name(model: nn.Module) -> str:
 def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     """The cell's model: built (initial weights from the seed) and rewritten by its recipe; the data; and
     whether the recipe changed the model."""
-    from .rewrite import rewrite
-    from .sources import load_model_for_classes
+    from ..engine.pipeline import rewrite
+    from ..models.sources import load_model_for_classes
 
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
@@ -249,7 +249,7 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
 
 
 def latencies(model: nn.Module, setup: StudySetup) -> dict[str, float]:
-    from .report import measure_latency
+    from ..engine.report import measure_latency
 
     return {
         f"latency_ms_b{batch}": round(
@@ -273,7 +273,7 @@ def run_cell(
     of that seed, the cell takes its results instead of training the same model again."""
     from torch.utils.data import DataLoader
 
-    from .analysis import analyze
+    from ..analysis.analyzer import analyze
     from .routing import RoutedModel, routing_stats
     from .train import TrainConfig, train
 
@@ -436,7 +436,7 @@ def run_study(
 
 def write_results(study: Study, rows: list[dict[str, Any]]) -> None:
     """results.json, results.csv, summary.md and pareto.png in the study folder."""
-    from .plot import plot_pareto
+    from ..render.plots import plot_pareto
 
     write_json(study.out / "results.json", {"setup": study.setup.to_json(), "rows": rows})
     text = io.StringIO()

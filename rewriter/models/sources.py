@@ -24,8 +24,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .._errors import ModelNotFoundError, UntrustedPickleError, WeightsError, close_matches
 from . import zoo
-from ._errors import ModelNotFoundError, UntrustedPickleError, WeightsError, close_matches
 
 SourceKind = Literal["torchvision", "builtin", "import", "file"]
 
@@ -116,7 +116,7 @@ def load_model(
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ModelNotFoundError(f"num_classes must be a positive int, got {num_classes!r}")
     if Path(source).is_file():
-        from . import modelfile
+        from ..engine import modelfile
 
         if modelfile.is_model_file(source):
             if num_classes is not None or args:
@@ -162,7 +162,7 @@ def load_model(
 
 def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
     """A file written by ``rewriter rewrite -o``: rebuilt from its spec and recipe, then its weights."""
-    from . import modelfile
+    from ..engine import modelfile
 
     loaded = modelfile.load(source, trust_pickle=trust_pickle)
     if weights is not None:

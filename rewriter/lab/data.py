@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ._errors import RewriterError, close_matches
+from .._errors import RewriterError, close_matches
 
 MEAN = (0.485, 0.456, 0.406)  # the AlexNet/ImageNet statistics paper 000 normalises with
 STD = (0.229, 0.224, 0.225)

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from torch import nn
 
-from ._errors import RecipeError, RewriteError, close_matches
-from .analysis import Analysis
+from .._errors import RecipeError, RewriteError, close_matches
+from ..analysis.analyzer import Analysis
 
 ENTRY_POINT_GROUP = "rewriter.strategies"
 logger = logging.getLogger(__name__)

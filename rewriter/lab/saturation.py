@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .graph import observing
+from ..analysis.graph import observing
 
 if TYPE_CHECKING:
-    from .analysis import Analysis
+    from ..analysis.analyzer import Analysis
 
 DELTA = 0.99
 

@@ -21,9 +21,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from . import layers, layouts
-from ._errors import InputSizeError, TraceError
-from .layers import OpContext, OpEffect, TensorShape
+from .._errors import InputSizeError, TraceError
+from . import layouts
+from . import rules as layers
+from .rules import OpContext, OpEffect, TensorShape
 
 
 @dataclass(frozen=True)

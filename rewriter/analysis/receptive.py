@@ -18,8 +18,8 @@ from fractions import Fraction
 from typing import Literal
 
 from .graph import LayerGraph, LayerNode
-from .layers import AxisEffect
 from .layouts import AXES
+from .rules import AxisEffect
 
 BorderRule = Literal["input", "output"]
 Number = int | float | Fraction

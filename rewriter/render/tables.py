@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .analysis import Analysis, Layer
-from .metrics import FLOP_CONVENTION
+from ..analysis.analyzer import Analysis, Layer
+from ..analysis.cost import FLOP_CONVENTION
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, align: str | None = None) -> str:

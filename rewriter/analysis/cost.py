@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._errors import InputSizeError
+from .._errors import InputSizeError
 from .graph import eval_mode
 
 FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"

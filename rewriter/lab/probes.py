@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .graph import observing
+from ..analysis.graph import observing
 from .saturation import borders_json, field_json, tracked_layers
 
 if TYPE_CHECKING:
-    from .analysis import Analysis
+    from ..analysis.analyzer import Analysis
 
 POOL = 4
 

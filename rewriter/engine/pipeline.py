@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from ._errors import RewriteError
-from .analysis import Analysis, analyze, as_size, resolve_leaf_classes
+from .._errors import RewriteError
+from ..analysis.analyzer import Analysis, analyze, as_size, resolve_leaf_classes
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
 from .strategy import Context, Plan
@@ -86,7 +86,7 @@ def rewrite(
         RewriteError: a strategy does not apply, or its result breaks an invariant (with the reason).
 
     Example:
-        >>> from rewriter.zoo import create_model
+        >>> from rewriter.models.zoo import create_model
         >>> result = rewrite(create_model("cifar_vgg16"), {"steps": ["truncate"]}, input_size=32, latency=False)
         >>> result.plans[0].data["cut"], result.model.head.fc
         ('features.22', Linear(in_features=256, out_features=10, bias=True))

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from . import metrics
-from ._errors import AnalysisError, close_matches
+from .._errors import AnalysisError, close_matches
+from . import cost as metrics
 from .graph import LayerGraph, build_layer_graph
 from .information_field import StageField, information_fields
 from .layouts import AXES
@@ -202,7 +202,7 @@ def analyze(
         name: the model's name in reports; defaults to its class name.
 
     Example:
-        >>> from rewriter.zoo import create_model
+        >>> from rewriter.models.zoo import create_model
         >>> result = analyze(create_model("cifar_vgg11"), 32)
         >>> result.border_layer_min
         'features.18'

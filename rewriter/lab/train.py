@@ -20,9 +20,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ._errors import RewriterError
+from .._errors import RewriterError
+from .._files import atomic_path
 from .data import DataSource
-from .io import atomic_path
 
 
 class TrainError(RewriterError, RuntimeError):

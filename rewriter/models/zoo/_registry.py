@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .._errors import ModelNotFoundError, close_matches
+from ..._errors import ModelNotFoundError, close_matches
 
 ModelFactory = Callable[..., nn.Module]
 

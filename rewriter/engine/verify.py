@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._errors import RewriteError
-from .graph import eval_mode
+from .._errors import RewriteError
+from ..analysis.graph import eval_mode
 from .strategy import Plan
 from .surgery import extract_prefix
 

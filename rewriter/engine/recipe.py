@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ._errors import RecipeError, close_matches
+from .._errors import RecipeError, close_matches
 from .strategy import Strategy, build_strategy
 
 TOP_LEVEL_KEYS = ("input_size", "num_classes", "steps")

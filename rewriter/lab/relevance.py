@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import RewriterError
-from .analysis import Analysis
-from .graph import LayerGraph, observing
-from .stages import Unit, find_units
+from .._errors import RewriterError
+from ..analysis.analyzer import Analysis
+from ..analysis.graph import LayerGraph, observing
+from ..analysis.stages import Unit, find_units
 
 
 class RelevanceError(RewriterError, ValueError):

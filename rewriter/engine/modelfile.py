@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from ._errors import ModelFileError, UntrustedPickleError
-from .graph import eval_mode
-from .io import atomic_path
+from .. import __version__
+from .._errors import ModelFileError, UntrustedPickleError
+from .._files import atomic_path
+from ..analysis.graph import eval_mode
+from ..models.sources import ModelSpec, is_named_model
 from .recipe import Recipe
-from .sources import ModelSpec, is_named_model
 
 FORMAT = "rewriter-model"
 VERSION = 1
@@ -154,8 +154,8 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
         ModelFileError: the file is not a rewriter model file, or its weights do not fit the rebuilt model.
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
-    from .rewrite import rewrite
-    from .sources import load_model
+    from ..models.sources import load_model
+    from .pipeline import rewrite
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

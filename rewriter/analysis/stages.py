@@ -161,7 +161,7 @@ def _path_walk(model: nn.Module, graph: LayerGraph, names: tuple[str, ...], size
 
 def _trailing_modules(model: nn.Module, path: str) -> tuple[str, ...]:
     """A conv's module and the norm/activation modules right after it in the same container (VGG style)."""
-    from .layers import SHAPE_PRESERVING_MODULES
+    from .rules import SHAPE_PRESERVING_MODULES
 
     parent_path, _, name = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 
-from .analysis import Analysis
-from .io import atomic_path
+from .._files import atomic_path
+from ..analysis.analyzer import Analysis
 
 _COLORS = {True: "#2a9d8f", False: "#e63946", None: "#9e9e9e"}
 

@@ -27,7 +27,7 @@ import rewriter
 from rewriter._files import write_json
 from rewriter.lab.data import load_data
 from rewriter.lab.routing import routing_stats
-from rewriter.lab.train import TrainConfig, train
+from rewriter.lab.training import TrainConfig, train
 
 SIZE = 28
 

@@ -23,7 +23,7 @@ from _common import HERE, machine, median_time, stamp, write_section
 
 import rewriter
 from rewriter._files import write_json
-from rewriter.analysis.graph import eval_mode
+from rewriter.analysis import eval_mode
 from rewriter.lab.saturation import compute_saturation
 
 BATCH = 64

@@ -25,6 +25,7 @@ from _common import HERE, machine, stamp, write_section
 
 from rewriter._files import write_json
 from rewriter.lab.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
+from rewriter.render import plot_pareto
 
 READING = (
     "How to read it: the budget is far from convergence, so accuracies compare the variants after the same short "
@@ -63,10 +64,10 @@ def main() -> None:
         )
         study = Study(args.models, variants, list(range(args.seeds)), setup, out, retry_failed=True)
         pending, began = len(study.pending()), time.perf_counter()
-        run_study(study)
+        run_study(study, plot=plot_pareto)
         if args.retime:
             fill_latency(study, print, again=True)
-            write_results(study, study.rows())
+            write_results(study, study.rows(), plot=plot_pareto)
         timing = out / "timing.json"  # wall time summed over the runs that trained cells (a study resumes)
         spent = json.loads(timing.read_text()) if timing.exists() else {"cells_run": 0, "minutes": 0.0}
         if pending:

@@ -9,8 +9,6 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._errors import (
     AnalysisError,
     InputSizeError,
@@ -23,27 +21,32 @@ from ._errors import (
     UntrustedPickleError,
     WeightsError,
 )
-from .analysis.analyzer import Analysis, Layer, analyze
-from .analysis.cost import count_flops, count_params
-from .analysis.graph import LayerGraph, LayerNode, build_layer_graph
-from .analysis.rules import register_function_rule, register_module_rule
-from .engine.modelfile import save
-from .engine.pipeline import Result, rewrite
-from .engine.recipe import Recipe
-from .engine.report import Report
-from .engine.strategy import Context, Edit, Plan, Strategy, get_strategy, list_strategies, register_strategy
-from .models.sources import ModelSpec, available_models, load_model, load_weights
+from ._version import __version__
+from .analysis import (
+    Analysis,
+    Layer,
+    LayerGraph,
+    LayerNode,
+    analyze,
+    build_layer_graph,
+    count_flops,
+    count_params,
+    register_function_rule,
+    register_module_rule,
+)
+from .engine import Context, Edit, Plan, Recipe, Report, Result, Strategy, rewrite, save
+from .engine import load as _load_file
+from .engine.strategy import get_strategy, list_strategies, register_strategy
+from .models import ModelSpec, available_models, load_model, load_weights
 
 
 def load(path: str, *, trust_pickle: bool = False):
-    """Load a model file written by ``rewriter rewrite -o`` (``rewriter.modelfile.load`` keeps the metadata).
+    """Load a model file written by ``rewriter rewrite -o`` (``rewriter.engine.load`` keeps the metadata).
 
     The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
     ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file.
     """
-    from .engine.modelfile import load as load_file
-
-    return load_file(path, trust_pickle=trust_pickle).model
+    return _load_file(path, trust_pickle=trust_pickle).model
 
 
 __all__ = [

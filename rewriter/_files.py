@@ -1,4 +1,5 @@
-"""Writing outputs without ever leaving a half-written file: write to a temporary sibling, then rename."""
+"""Writing outputs safely: refuse a target that must not be replaced, and never leave a half-written file
+(write to a temporary sibling, then rename)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ModelFileError
+
+
+def check_target(path: str | os.PathLike, force: bool) -> None:
+    """Refuse an output path before any work is done: an existing file without ``force``, a folder, no folder."""
+    target = Path(path)
+    if target.is_dir():
+        raise ModelFileError(f"{target} is a folder; give a file name")
+    if target.exists() and not force:
+        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
+    if not target.parent.exists():
+        raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
 
 
 @contextlib.contextmanager

@@ -19,10 +19,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rewriter.analysis.rules import elementwise, register_module_rule
-from rewriter.analysis.stages import find_stages
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import set_submodule
+from rewriter.analysis import elementwise_rule, find_stages, register_module_rule
+from rewriter.engine import Context, Edit, Plan, Strategy, param, set_submodule
 
 Block = Literal["dw-pw", "dw-gpw", "dw-rpw"]
 
@@ -75,7 +73,7 @@ class RollingPointwise(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, groups={self.groups}, overlap={self.overlap}"
 
 
-register_module_rule(RollingPointwise)(elementwise)  # per position, like any 1x1 convolution
+register_module_rule(RollingPointwise)(elementwise_rule)  # per position, like any 1x1 convolution
 
 
 class FactorizedConv(nn.Sequential):

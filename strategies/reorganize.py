@@ -23,11 +23,8 @@ from typing import ClassVar
 import torch.fx as fx
 from torch import nn
 
-from rewriter.analysis.graph import trace
-from rewriter.analysis.information_field import ALPHA, stage_field
-from rewriter.analysis.stages import Stage, Unit, find_stages
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import fresh_copy, set_submodule
+from rewriter.analysis import ALPHA, Stage, Unit, find_stages, stage_field, trace
+from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param, set_submodule
 
 
 @dataclass

@@ -25,10 +25,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from rewriter.analysis.analyzer import Analysis
-from rewriter.analysis.graph import LayerNode
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import set_submodule
+from rewriter.analysis import Analysis, LayerNode
+from rewriter.engine import Context, Edit, Plan, Strategy, param, set_submodule
 
 Segment = tuple[int, int, int]  # (group, channels, repeat): a run of a group's channels, each repeated
 _KEEPS_CHANNELS = (
@@ -352,7 +350,7 @@ class ScaleWidth(Strategy):
             )
         from torch.utils.data import DataLoader
 
-        from rewriter.lab.saturation import compute_saturation
+        from rewriter.lab import compute_saturation
 
         loader = DataLoader(
             context.data.train_plain, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)

@@ -27,12 +27,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import fresh_copy
-from rewriter.lab.data import DataSource, dataset_labels
-from rewriter.lab.relevance import LabelUnit, RelevanceError, compute_relevance, label_units
-from rewriter.lab.routing import RoutedModel, Router, gate_units, routing_stats
-from rewriter.lab.train import TrainConfig, evaluate, train
+from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param
+from rewriter.lab import (
+    DataSource,
+    LabelUnit,
+    RelevanceError,
+    RoutedModel,
+    Router,
+    TrainConfig,
+    compute_relevance,
+    dataset_labels,
+    evaluate,
+    gate_units,
+    label_units,
+    routing_stats,
+    train,
+)
 
 
 class _Labelled(Dataset):

@@ -14,11 +14,8 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
-from rewriter.analysis.analyzer import Analysis
-from rewriter.analysis.graph import LayerNode
-from rewriter.analysis.stages import Block, is_downsampling, stem
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import set_submodule
+from rewriter.analysis import Analysis, Block, LayerNode, is_downsampling, stem
+from rewriter.engine import Context, Edit, Plan, Strategy, param, set_submodule
 
 
 def _reason(node: LayerNode) -> str:

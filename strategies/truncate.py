@@ -16,11 +16,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rewriter.analysis.analyzer import Analysis, analyze
-from rewriter.analysis.graph import LayerGraph
-from rewriter.engine.strategy import Context, Edit, Plan, Strategy, param
-from rewriter.engine.surgery import dominators, extract_prefix
-from rewriter.render.tables import axes_text
+from rewriter.analysis import Analysis, LayerGraph, analyze, axes_text, dominators
+from rewriter.engine import Context, Edit, Plan, Strategy, extract_prefix, param
 
 
 class GapLinearHead(nn.Sequential):

@@ -10,7 +10,7 @@ import torch
 
 import rewriter
 from rewriter.cli import main
-from rewriter.engine.modelfile import load
+from rewriter.engine.saving import load
 from strategies.scale_width import scaled
 
 

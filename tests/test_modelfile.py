@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rewriter
-from rewriter.engine import modelfile
 from rewriter.engine.recipe import Recipe
+from rewriter.models import modelfile
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from rewriter.lab.study import (
     summary_markdown,
     write_results,
 )
+from rewriter.render import plot_pareto
 
 SETUP = StudySetup(data="synthetic:64", input_size=(32, 32), epochs=1, lr=0.01, batch_size=32, max_batches=1,
                    latency_repeats=2)  # fmt: skip
@@ -137,7 +138,7 @@ def finished(tmp_path_factory):
     bad = refused_recipe(tmp_path_factory.mktemp("recipes"))
     study = Study(["cifar_vgg11"], [parse_variant("baseline"), parse_variant("truncate"),
                                     parse_variant(str(bad))], [0], SETUP, out)  # fmt: skip
-    rows = run_study(study, progress=False)
+    rows = run_study(study, progress=False, plot=plot_pareto)
     return study, rows
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 import rewriter
 from rewriter.lab.data import load_data
-from rewriter.lab.train import TrainConfig, TrainError, train
+from rewriter.lab.training import TrainConfig, TrainError, train
 
 from .nets import conv
 

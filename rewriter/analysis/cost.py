@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._errors import InputSizeError
-from .graph import eval_mode
+from .modes import eval_mode
 
 FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
 from .._errors import RewriterError
+from .._version import __version__
 from . import analyze, compare, models, probe, relevance, rewrite, saturation, strategies, study, train
 
 SUBCOMMANDS = (analyze, rewrite, train, saturation, probe, relevance, study, compare, strategies, models)

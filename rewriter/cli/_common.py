@@ -122,7 +122,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
 
 def resolve_input_size(args: argparse.Namespace, native: tuple[int, int] | None = None) -> tuple[int, int]:
     """--input-size, else the size a model file was written for, else the data's own resolution."""
-    from ..engine.modelfile import recorded_input_size
+    from ..models.modelfile import recorded_input_size
 
     if args.input_size:
         return parse_size(args.input_size)
@@ -184,7 +184,7 @@ def model_for_data(args: argparse.Namespace, data: Any) -> tuple[nn.Module, Mode
 
 
 def _output_classes(model: nn.Module, example: Any) -> int | None:
-    from ..analysis.graph import eval_mode
+    from ..analysis.modes import eval_mode
 
     try:
         with eval_mode(model), torch.no_grad():
@@ -236,7 +236,7 @@ def prepare_measurement(args: argparse.Namespace) -> tuple[Any, nn.Module, tuple
     """For a command that measures a model on data: refuse unwritable outputs before any work, read the
     data and the model, train it first if asked, and move it to the device. Returns data, model, the input
     size and the device."""
-    from ..engine.modelfile import check_target
+    from .._files import check_target
 
     for target in (args.plot, args.report):
         if target:
@@ -264,7 +264,7 @@ def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
 
 def pretrain(args: argparse.Namespace, model: nn.Module, data: Any) -> None:
     """Train ``model`` in place for ``--epochs`` epochs (nothing is saved) when asked to."""
-    from ..lab.train import TrainConfig, train
+    from ..lab.training import TrainConfig, train
 
     if args.epochs <= 0:
         return

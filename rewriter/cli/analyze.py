@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .._files import check_target
 from ..analysis.analyzer import analyze
-from ..engine.modelfile import check_target
 from ..render.plots import plot_receptive_fields
 from ..render.tables import format_analysis, format_information_field
 from ._common import (

@@ -7,10 +7,10 @@ import argparse
 from torch.utils.data import DataLoader
 
 from .._files import write_json
+from .._text import render_table
 from ..lab.probes import run_probes, subset
 from ..lab.saturation import compute_saturation
 from ..render.plots import plot_probes
-from ..render.tables import render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

@@ -7,10 +7,10 @@ import argparse
 from torch.utils.data import DataLoader
 
 from .._files import write_json
+from .._text import render_table
 from ..analysis.analyzer import analyze
 from ..lab.relevance import compute_relevance
 from ..render.plots import plot_relevance
-from ..render.tables import render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

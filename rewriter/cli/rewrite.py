@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 
 from .._errors import RecipeError
-from .._files import write_json
-from ..engine.modelfile import check_target, save
+from .._files import check_target, write_json
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
+from ..engine.saving import save
 from ..engine.strategy import list_strategies
 from ..lab.data import load_data
 from ._common import (

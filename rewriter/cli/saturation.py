@@ -7,9 +7,9 @@ import argparse
 from torch.utils.data import DataLoader
 
 from .._files import write_json
+from .._text import axes_text, render_table
 from ..lab.saturation import DELTA, compute_saturation
 from ..render.plots import plot_saturation
-from ..render.tables import axes_text, render_table
 from ._common import (
     add_measuring_arguments,
     add_output_arguments,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..lab.data import parse_data_spec
 from ..lab.study import Study, StudySetup, parse_variant, run_study
-from ..lab.train import TrainConfig, distributed, init_distributed
+from ..lab.training import TrainConfig, distributed, init_distributed
+from ..render import plot_pareto
 from ._common import DATA_HELP, command_parser, parse_size, status
 
 DESCRIPTION = """\
@@ -101,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
             else:
                 status(f"{cell.id}: failed: {row['error']}")
 
-        rows = run_study(study, workers=args.workers, on_cell=report)
+        rows = run_study(study, workers=args.workers, on_cell=report, plot=plot_pareto)
         rank, _ = distributed()
     finally:
         if joined:

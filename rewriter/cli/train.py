@@ -6,11 +6,12 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from .._files import check_target
+from .._text import render_table
 from ..analysis.cost import count_params
-from ..engine.modelfile import check_target, save
 from ..engine.recipe import Recipe
-from ..lab.train import TrainConfig, distributed, init_distributed, train
-from ..render.tables import render_table
+from ..engine.saving import save
+from ..lab.training import TrainConfig, distributed, init_distributed, train
 from ._common import (
     add_measuring_arguments,
     command_parser,

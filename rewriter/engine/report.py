@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import human, render_table
 from ..analysis.analyzer import Analysis, analyze
 from ..analysis.cost import FLOP_CONVENTION
-from ..analysis.graph import eval_mode
-from ..render.tables import human, render_table
+from ..analysis.modes import eval_mode
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ import copy
 import inspect
 from collections.abc import Sequence
 
-import networkx as nx
 import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
-from ..analysis.graph import LayerGraph, eval_mode, trace
+from ..analysis.modes import eval_mode
+from ..analysis.tracing import trace
 
 
 def training_dependent_classes(model: nn.Module) -> tuple[type, ...]:
@@ -38,17 +38,6 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, name = path.rpartition(".")
     parent = root.get_submodule(parent_path) if parent_path else root
     setattr(parent, name, module)
-
-
-def dominators(graph: LayerGraph) -> list[str]:
-    """Nodes every path from the input to the output passes through, in execution order (networkx)."""
-    idom = nx.immediate_dominators(graph.graph, graph.input_name)
-    chain, node = [], idom.get(graph.output_name)
-    while node is not None and node != graph.input_name:
-        chain.append(node)
-        node = idom[node]
-    chain.append(graph.input_name)
-    return sorted(chain, key=lambda name: graph[name].index)
 
 
 def extract_prefix(

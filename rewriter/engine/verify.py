@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._errors import RewriteError
-from ..analysis.graph import eval_mode
+from ..analysis.modes import eval_mode
 from .strategy import Plan
 from .surgery import extract_prefix
 

@@ -1,0 +1,38 @@
+"""Measuring models on data: data sources, training, saturation, probes, per-image relevance and routing,
+and trade-off studies. Imports every layer below it (analysis, models, engine), never render or the CLI."""
+
+from __future__ import annotations
+
+from .data import DataError, DataSource, dataset_labels, load_data, parse_data_spec
+from .probes import ProbeReport, run_probes
+from .relevance import LabelUnit, Relevance, RelevanceError, compute_relevance, label_units
+from .routing import RoutedModel, Router, RoutingStats, gate_units, routing_stats
+from .saturation import SaturationReport, compute_saturation
+from .training import TrainConfig, TrainError, TrainResult, evaluate, train
+
+__all__ = [
+    "DataError",
+    "DataSource",
+    "LabelUnit",
+    "ProbeReport",
+    "Relevance",
+    "RelevanceError",
+    "RoutedModel",
+    "Router",
+    "RoutingStats",
+    "SaturationReport",
+    "TrainConfig",
+    "TrainError",
+    "TrainResult",
+    "compute_relevance",
+    "compute_saturation",
+    "dataset_labels",
+    "evaluate",
+    "gate_units",
+    "label_units",
+    "load_data",
+    "parse_data_spec",
+    "routing_stats",
+    "run_probes",
+    "train",
+]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..analysis.graph import observing
+from ..analysis.modes import observing
 from .saturation import borders_json, field_json, tracked_layers
 
 if TYPE_CHECKING:
@@ -190,6 +190,6 @@ def _feature_sizes(model: nn.Module, dataset: Dataset, device: torch.device) -> 
 
 
 def _model_accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
-    from .train import evaluate
+    from .training import evaluate
 
     return evaluate(model, loader, device)

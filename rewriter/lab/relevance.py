@@ -26,7 +26,8 @@ from torch import nn
 
 from .._errors import RewriterError
 from ..analysis.analyzer import Analysis
-from ..analysis.graph import LayerGraph, observing
+from ..analysis.graph import LayerGraph
+from ..analysis.modes import observing
 from ..analysis.stages import Unit, find_units
 
 

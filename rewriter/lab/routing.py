@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..analysis.graph import eval_mode
+from ..analysis.modes import eval_mode
 from ..engine.surgery import set_submodule
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.graph import observing
+from ..analysis.modes import observing
 
 if TYPE_CHECKING:
     from ..analysis.analyzer import Analysis

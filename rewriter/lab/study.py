@@ -275,7 +275,7 @@ def run_cell(
 
     from ..analysis.analyzer import analyze
     from .routing import RoutedModel, routing_stats
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     row = _blank_row(cell, setup, None)
     try:
@@ -390,12 +390,14 @@ def run_study(
     workers: int = 1,
     on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
     progress: bool = True,
+    plot: PlotPareto | None = None,
 ) -> list[dict[str, Any]]:
     """Run the pending cells (in ``workers`` processes, or with DDP inside each cell under torchrun), write
-    each as it finishes, then the tables and the plot. Returns all rows."""
+    each as it finishes, then the tables and, given ``plot`` (``rewriter.render.plot_pareto``), the Pareto
+    plot. Returns all rows."""
     from tqdm import tqdm
 
-    from .train import distributed
+    from .training import distributed
 
     rank, world = distributed()
     if rank == 0:
@@ -430,14 +432,17 @@ def run_study(
     if rank == 0:
         fill_latency(study)
         rows = study.rows()
-        write_results(study, rows)
+        write_results(study, rows, plot=plot)
     return study.rows()
 
 
-def write_results(study: Study, rows: list[dict[str, Any]]) -> None:
-    """results.json, results.csv, summary.md and pareto.png in the study folder."""
-    from ..render.plots import plot_pareto
+#: draws the Pareto plot of the summary's groups: ``plot(groups, path, title=...)`` (the render layer's
+#: ``plot_pareto``, passed in by the caller: a lab module never imports the layer that renders it)
+PlotPareto = Callable[..., None]
 
+
+def write_results(study: Study, rows: list[dict[str, Any]], *, plot: PlotPareto | None = None) -> None:
+    """results.json, results.csv, summary.md and (given ``plot``) pareto.png in the study folder."""
     write_json(study.out / "results.json", {"setup": study.setup.to_json(), "rows": rows})
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
@@ -448,10 +453,8 @@ def write_results(study: Study, rows: list[dict[str, Any]]) -> None:
     groups = summarize(rows)
     with atomic_path(study.out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(groups, study.setup))
-    if any(g["n"] for g in groups):
-        plot_pareto(
-            groups, study.out / "pareto.png", title=f"{study.setup.data} at {study.setup.input_size[0]} px"
-        )
+    if plot is not None and any(g["n"] for g in groups):
+        plot(groups, study.out / "pareto.png", title=f"{study.setup.data} at {study.setup.input_size[0]} px")
 
 
 def _spread(values: list[float]) -> float:

@@ -1,0 +1,37 @@
+"""Where models come from and how their weights are read: torchvision names, the built-in zoo of the
+papers' architectures, ``package.module:callable``, and files (kinds of files registered by the layers
+above, such as the engine's model files). Imports only ``rewriter.analysis`` and the foundation."""
+
+from __future__ import annotations
+
+from . import modelfile, zoo
+from .sources import (
+    FileKind,
+    ModelSpec,
+    NoNumClassesError,
+    available_models,
+    is_named_model,
+    load_model,
+    load_model_for_classes,
+    parse_model_args,
+    register_file_kind,
+    torchvision_models,
+)
+from .weights import load_weights, read_state_dict
+
+__all__ = [
+    "FileKind",
+    "ModelSpec",
+    "NoNumClassesError",
+    "available_models",
+    "is_named_model",
+    "load_model",
+    "load_model_for_classes",
+    "load_weights",
+    "modelfile",
+    "parse_model_args",
+    "read_state_dict",
+    "register_file_kind",
+    "torchvision_models",
+    "zoo",
+]

@@ -15,7 +15,7 @@ import os
 import pickle
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from torch import nn
 
 from .._errors import ModelNotFoundError, UntrustedPickleError, WeightsError, close_matches
 from . import zoo
+from .weights import load_weights
 
 SourceKind = Literal["torchvision", "builtin", "import", "file"]
 
@@ -116,14 +117,13 @@ def load_model(
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ModelNotFoundError(f"num_classes must be a positive int, got {num_classes!r}")
     if Path(source).is_file():
-        from ..engine import modelfile
-
-        if modelfile.is_model_file(source):
+        kind = _file_kind(source)
+        if kind is not None:
             if num_classes is not None or args:
                 raise ModelNotFoundError(
                     f"{source} fixes its architecture; drop --num-classes and --model-arg"
                 )
-            return _from_model_file(source, trust_pickle=trust_pickle, weights=weights)
+            return kind.load(source, trust_pickle=trust_pickle, weights=weights)
         if zipfile.is_zipfile(source) and _is_export_archive(source):
             raise ModelNotFoundError(
                 f"{source} is a torch.export program (rewriter rewrite --format pt2), made for deployment: load it "
@@ -160,28 +160,29 @@ def load_model(
     return model, spec
 
 
-def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
-    """A file written by ``rewriter rewrite -o``: rebuilt from its spec and recipe, then its weights."""
-    from ..engine import modelfile
+@dataclass(frozen=True)
+class FileKind:
+    """A kind of model file that a layer above registers (``rewriter.engine`` registers its model files):
+    ``matches(path)`` says whether a file is one, ``load(path, trust_pickle=..., weights=...)`` builds it."""
 
-    loaded = modelfile.load(source, trust_pickle=trust_pickle)
-    if weights is not None:
-        load_weights(loaded.model, weights)
-    step = modelfile.history_step(
-        loaded.recipe,
-        loaded.input_size,
-        loaded.metadata.get("in_channels", 3),
-        loaded.metadata.get("leaf_modules", ()),
-    )
-    spec = ModelSpec(
-        loaded.spec.source,
-        loaded.spec.kind,
-        loaded.spec.num_classes,
-        loaded.spec.model_args,
-        str(weights or source),
-        (*loaded.spec.history, step),
-    )
-    return loaded.model, spec
+    name: str
+    matches: Callable[[str], bool]
+    load: Callable[..., tuple[nn.Module, ModelSpec]]
+
+
+_FILE_KINDS: list[FileKind] = []
+
+
+def register_file_kind(kind: FileKind) -> FileKind:
+    """Teach ``load_model`` a kind of file; kinds are tried in registration order before a pickled module."""
+    if any(k.name == kind.name for k in _FILE_KINDS):
+        raise ValueError(f"a model file kind named '{kind.name}' is already registered")
+    _FILE_KINDS.append(kind)
+    return kind
+
+
+def _file_kind(path: str) -> FileKind | None:
+    return next((kind for kind in _FILE_KINDS if kind.matches(path)), None)
 
 
 def _zoo_factory(name: str) -> Any:
@@ -266,52 +267,6 @@ def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
             f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
         )
     raise WeightsError(f"{path} holds a {type(obj).__name__}, not a model")
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise WeightsError(f"weights file {path} does not exist") from err
-    except Exception as err:
-        raise WeightsError(
-            f"cannot read {path} as a state dict with weights_only=True ({' '.join(str(err).split()[:20])}); "
-            "a whole pickled model goes in MODEL with --trust-pickle"
-        ) from err
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path} does not hold a state dict (a mapping from names to tensors)")
-    state = dict(obj)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
-    return state
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit."""
-    state = read_state_dict(path)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if keys:
-                shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-                parts.append(f"{len(keys)} {label} ({shown})")
-        head_mismatch = any(k.split(":")[0].endswith(("fc.weight", "classifier.weight")) for k in mismatched)
-        hint = " (is --num-classes right?)" if head_mismatch else ""
-        raise WeightsError(f"weights file {path} does not match the model: " + "; ".join(parts) + hint)
-    model.load_state_dict(state, strict=True)
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:

@@ -2,40 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
+from .._text import axes_text, human, render_table
 from ..analysis.analyzer import Analysis, Layer
 from ..analysis.cost import FLOP_CONVENTION
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, align: str | None = None) -> str:
-    """Columns padded to their widest cell; ``align`` has one ``<`` or ``>`` per column (default: left)."""
-    align = align or "<" * len(headers)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, align, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-def human(value: float | None, unit: str = "") -> str:
-    """``37118464`` -> ``37.12 M``: three significant decimals with an SI prefix."""
-    if value is None:
-        return "-"
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f} {prefix}{unit}".rstrip()
-    return f"{value:g} {unit}".rstrip()
-
-
-def axes_text(value: Sequence | None) -> str:
-    """``(7, 7)`` -> ``7``; ``(1, 3)`` -> ``1x3``; unbounded -> ``inf``."""
-    if value is None:
-        return "-"
-    parts = ["inf" if isinstance(v, float) and math.isinf(v) else f"{v:g}" for v in value]
-    return parts[0] if len(set(parts)) == 1 else "x".join(parts)
 
 
 def _productive_text(layer: Layer) -> str:

@@ -13,7 +13,7 @@ Third parties can teach the analyzer their ops with ``register_module_rule`` and
 
 from __future__ import annotations
 
-from . import elementwise, layout_ops, mixing, spatial  # noqa: F401  (importing registers the rules)
+from . import layout_ops, mixing, positionwise, spatial  # noqa: F401  (importing registers the rules)
 from ._base import (
     BORDER_CATEGORIES,
     IDENTITY,
@@ -26,6 +26,7 @@ from ._base import (
     Several,
     TensorShape,
     effect_of,
+    elementwise,
     has_module_rule,
     is_layout,
     module_rule,
@@ -33,7 +34,7 @@ from ._base import (
     register_module_rule,
     target_name,
 )
-from .elementwise import SHAPE_PRESERVING_MODULES
+from .positionwise import SHAPE_PRESERVING_MODULES
 
 __all__ = [
     "BORDER_CATEGORIES",
@@ -48,6 +49,7 @@ __all__ = [
     "Several",
     "TensorShape",
     "effect_of",
+    "elementwise",
     "has_module_rule",
     "is_layout",
     "module_rule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -191,6 +192,7 @@ def register_module_rule(*classes: type | str) -> Callable[[Rule], Rule]:
     """
 
     def decorator(rule: Rule) -> Rule:
+        _check_rule(rule, classes)
         for cls in classes:
             if isinstance(cls, str):
                 _MODULE_RULES_BY_NAME[cls] = rule
@@ -201,10 +203,21 @@ def register_module_rule(*classes: type | str) -> Callable[[Rule], Rule]:
     return decorator
 
 
+def _check_rule(rule: Any, targets: Sequence[Any]) -> None:
+    """A rule must be a callable taking an ``OpContext``: registering anything else (a module object that
+    shadows the function of the same name, say) would only fail later, at analysis time, as a warning."""
+    if not callable(rule) or isinstance(rule, types.ModuleType):
+        names = ", ".join(t if isinstance(t, str) else t.__name__ for t in targets)
+        raise TypeError(
+            f"the rule registered for {names} must be a function taking an OpContext, got {rule!r}"
+        )
+
+
 def register_function_rule(*names: str) -> Callable[[Rule], Rule]:
     """Register a rule for functions and tensor methods with these ``__name__``s."""
 
     def decorator(rule: Rule) -> Rule:
+        _check_rule(rule, names)
         for name in names:
             _FUNCTION_RULES[name] = rule
         return rule

@@ -1,16 +1,15 @@
-"""Model files: write a rewritten model so that loading it never needs to trust a pickle.
+"""Saving and loading rewritten models so that loading never needs to trust a pickle.
 
-A file holds plain data only: how the base model was built (its ``ModelSpec``), the resolved recipe, the
-input size, the report, and the state dict. ``load`` rebuilds the base, replays the recipe, and loads the
-state dict with ``weights_only=True``, checking every key and shape. A base that cannot be rebuilt (a
-pickled model file) is stored as a whole pickled module instead, which then needs ``trust_pickle`` to load.
-``--format pt2`` writes a ``torch.export`` program that runs without this package.
+``save`` writes the base model's spec, the resolved recipe and the state dict (the format is
+``rewriter.models.modelfile``); ``load`` rebuilds the base, replays the recipe, and loads the state dict
+with ``weights_only=True``, checking every key and shape. Importing this module registers model files as a
+kind of model source, so ``load_model("out.pt")`` rebuilds them too. ``--format pt2`` writes a
+``torch.export`` program that runs without this package.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from .._errors import ModelFileError, UntrustedPickleError
-from .._files import atomic_path
-from ..analysis.graph import eval_mode
-from ..models.sources import ModelSpec, is_named_model
+from .._files import atomic_path, check_target
+from .._version import __version__
+from ..analysis.modes import eval_mode
+from ..models import modelfile
+from ..models.sources import FileKind, ModelSpec, is_named_model, load_model, register_file_kind
+from ..models.weights import load_weights
+from .pipeline import rewrite
 from .recipe import Recipe
-
-FORMAT = "rewriter-model"
-VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -39,17 +38,6 @@ class LoadedModel:
     recipe: Recipe
     input_size: tuple[int, int]
     metadata: dict[str, Any]
-
-
-def check_target(path: str | os.PathLike, force: bool) -> None:
-    """Refuse an output path before any work is done: an existing file without ``force``, a folder, no folder."""
-    target = Path(path)
-    if target.is_dir():
-        raise ModelFileError(f"{target} is a folder; give a file name")
-    if target.exists() and not force:
-        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
-    if not target.parent.exists():
-        raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
 
 
 def history_step(
@@ -85,8 +73,6 @@ def save(
     if fmt != "pt":
         raise ModelFileError(f"unknown format '{fmt}': use 'pt' or 'pt2'")
     payload: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
         "rewriter": __version__,
         "torch": str(torch.__version__),
         "base": spec.to_json(),
@@ -100,9 +86,7 @@ def save(
         payload["module"] = model  # the base cannot be rebuilt from a name: only a pickle can carry it
     else:
         payload["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
-    return target
+    return modelfile.write_payload(payload, target)
 
 
 def _save_exported(model: nn.Module, target: Path, input_size: tuple[int, int], in_channels: int) -> Path:
@@ -119,34 +103,6 @@ def _save_exported(model: nn.Module, target: Path, input_size: tuple[int, int], 
     return target
 
 
-def is_model_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file written by ``save`` (read with ``weights_only=True``)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return _is_pickled_model_file(path)
-    return isinstance(data, dict) and data.get("format") == FORMAT
-
-
-def recorded_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """The input size a model file was written for, or None (not a model file, or a pickled one)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        return tuple(data["input_size"])  # type: ignore[return-value]
-    return None
-
-
-def _is_pickled_model_file(path: str | os.PathLike) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return FORMAT.encode() in handle.read(1 << 16)
-    except OSError:
-        return False
-
-
 def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     """Read a file written by ``save``: rebuild the base, replay the recipe, load the weights.
 
@@ -154,20 +110,7 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
         ModelFileError: the file is not a rewriter model file, or its weights do not fit the rebuilt model.
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
-    from ..models.sources import load_model
-    from .pipeline import rewrite
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{path} holds a pickled model (its base was itself a pickled file); loading it runs code from "
-                "the file. Pass --trust-pickle (trust_pickle=True) if you trust it"
-            ) from err
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a model file written by rewriter")
+    data = modelfile.read_payload(path, trust_pickle=trust_pickle)
     spec = ModelSpec.from_json(data["base"])
     recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
     size = tuple(data["input_size"])
@@ -184,20 +127,25 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
         {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},
     ]
     for step in steps:
-        replay = Recipe.from_dict(step["recipe"], source=Path(path).name, allow_empty=True)
-        if not replay.steps:  # a trained, not rewritten, model
-            continue
-        model = rewrite(
-            model,
-            replay,
-            input_size=tuple(step["input_size"]),
-            in_channels=step.get("in_channels", 3),
-            leaf_modules=tuple(step.get("leaf_modules", ())),
-            measure_cost=False,
-            replay=True,
-        ).model
+        model = _replay(model, step, Path(path).name)
     _load_checked(model, data["state_dict"], path)
     return LoadedModel(model, spec, recipe, size, data)  # type: ignore[arg-type]
+
+
+def _replay(model: nn.Module, step: dict[str, Any], source: str) -> nn.Module:
+    """Apply one recorded rewrite again (building, not training: the weights are loaded next)."""
+    replay = Recipe.from_dict(step["recipe"], source=source, allow_empty=True)
+    if not replay.steps:  # a trained, not rewritten, model
+        return model
+    return rewrite(
+        model,
+        replay,
+        input_size=tuple(step["input_size"]),
+        in_channels=step.get("in_channels", 3),
+        leaf_modules=tuple(step.get("leaf_modules", ())),
+        measure_cost=False,
+        replay=True,
+    ).model
 
 
 def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -212,3 +160,29 @@ def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
             "another version of torch, torchvision or rewriter?"
         )
     model.load_state_dict(state, strict=True)
+
+
+def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
+    """A model file as a model source: rebuilt from its spec and recipe, then its weights; the spec records
+    the file's rewrite as one more step of its history, so that a file made from it can be replayed."""
+    loaded = load(source, trust_pickle=trust_pickle)
+    if weights is not None:
+        load_weights(loaded.model, weights)
+    step = history_step(
+        loaded.recipe,
+        loaded.input_size,
+        loaded.metadata.get("in_channels", 3),
+        loaded.metadata.get("leaf_modules", ()),
+    )
+    spec = ModelSpec(
+        loaded.spec.source,
+        loaded.spec.kind,
+        loaded.spec.num_classes,
+        loaded.spec.model_args,
+        str(weights or source),
+        (*loaded.spec.history, step),
+    )
+    return loaded.model, spec
+
+
+register_file_kind(FileKind("rewriter model file", modelfile.is_model_file, _from_model_file))

@@ -1,0 +1,155 @@
+"""Shape propagation over a traced model: every node's output shape at the target size, on the meta device
+where the model allows (no arithmetic), else with one real forward pass; and, when a model does not run
+at a size, the sizes it does run at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from .._errors import InputSizeError
+from .._text import one_line
+from . import rules
+from .rules import TensorShape
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the traced model once and stores each node's output shape(s) in ``node.meta["tensor_meta"]``.
+
+    Like fx's ShapeProp, but a failure names the node by its LayerGraph name and prints nothing.
+    """
+
+    def __init__(self, gm: fx.GraphModule, names: dict[fx.Node, str], input_size: tuple[int, int]) -> None:
+        super().__init__(gm)
+        self.names = names
+        self.input_size = input_size
+        self.failure = ""  # the failing node's message (fx appends its own notes to the exception)
+
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            if n.op in ("call_function", "call_method", "call_module"):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                n.meta["arg_values"] = fx.node.map_aggregate(
+                    (args, kwargs), lambda v: None if isinstance(v, torch.Tensor) else v
+                )
+            result = super().run_node(n)
+        except Exception as err:
+            self.failure = self._message(n, err)
+            raise InputSizeError(self.failure) from err
+        found = False
+
+        def record(obj: Any) -> Any:
+            nonlocal found
+            if isinstance(obj, torch.Tensor):
+                found = True
+                return TensorShape(tuple(obj.shape), obj.dtype)
+            return obj
+
+        meta = fx.node.map_aggregate(result, record)
+        if found:
+            n.meta["tensor_meta"] = meta
+        return result
+
+    def _message(self, n: fx.Node, err: Exception) -> str:
+        name = self.names.get(n, n.name)
+        kind = (
+            type(self.module.get_submodule(n.target)).__name__
+            if n.op == "call_module"
+            else rules.target_name(n)
+        )
+        reason = one_line(err)
+        h, w = self.input_size
+        shapes = [
+            a.meta["tensor_meta"].shape
+            for a in n.all_input_nodes
+            if isinstance(a.meta.get("tensor_meta"), TensorShape)
+        ]
+        got = f" on an input of shape {list(shapes[0])}" if shapes else ""
+        return f"the model does not run at {h}x{w}: layer '{name}' ({kind}) failed{got}: {reason}"
+
+
+class _OnMeta(fx.Interpreter):
+    """Runs a traced model without computing anything: every tensor lives on the ``meta`` device.
+
+    The model's own parameters stay where they are; each module is called through
+    ``torch.func.functional_call`` with meta copies of its parameters and buffers, and shape-preserving
+    modules (norms, activations) are skipped. At 224 px this turns the analysis of the 80 torchvision
+    classifiers from about 20 s of real forward passes into a fraction of that. Ops without a meta kernel
+    raise, and callers fall back to a real forward pass.
+    """
+
+    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
+        value = super().get_attr(target, args, kwargs)
+        return value.to("meta") if isinstance(value, torch.Tensor) else value
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        module = self.fetch_attr(target)
+        if isinstance(module, rules.SHAPE_PRESERVING_MODULES) and len(args) == 1 and not kwargs:
+            return args[0]  # the shape is known, and meta batch norm alone costs ~4 ms a call
+        state = {name: t.to("meta") for name, t in module.named_parameters()}
+        state.update((name, t.to("meta")) for name, t in module.named_buffers())
+        return torch.func.functional_call(module, state, tuple(args), dict(kwargs))
+
+
+class _MetaShapeRecorder(_OnMeta, _ShapeRecorder):
+    """Records shapes on the meta device."""
+
+
+def record_shapes(
+    gm: fx.GraphModule, names: dict[fx.Node, str], example: torch.Tensor, size: tuple[int, int]
+) -> None:
+    """Fill ``node.meta["tensor_meta"]``, on the meta device if the model allows, else with a real forward."""
+    with torch.no_grad():
+        try:
+            _MetaShapeRecorder(gm, names, size).run(example.to("meta"))
+            return
+        except Exception:  # an op without a meta kernel, or the model fails at this size: find out for real
+            pass
+        recorder = _ShapeRecorder(gm, names, size)
+        try:
+            recorder.run(example)
+        except InputSizeError as err:
+            hint = _working_size_hint(gm, example, size)
+            raise InputSizeError(recorder.failure + hint) from err.__cause__
+
+
+_COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384, 512)
+
+
+def _runs_at(gm: fx.GraphModule, example: torch.Tensor, size: int) -> bool:
+    x = example.new_zeros(*example.shape[:2], size, size)
+    # on meta first (cheap); a real forward decides when meta fails. Unlike gm(x), an Interpreter prints
+    # nothing when the forward fails.
+    for interpreter, value in ((_OnMeta(gm), x.to("meta")), (fx.Interpreter(gm), x)):
+        try:
+            interpreter.run(value)
+        except Exception:
+            continue
+        return True
+    return False
+
+
+def _working_size_hint(gm: fx.GraphModule, example: torch.Tensor, input_size: tuple[int, int]) -> str:
+    """Find a square input size the model runs at: the smallest above the failing one, or a common one.
+
+    Larger sizes are tried first (a collapsing feature map needs a larger input); if one works, a bisection
+    finds the smallest. Models that only run at one size (a fixed head, an asserted size) are found among
+    the common training sizes.
+    """
+    failing = max(input_size)
+    larger = [s for s in _COMMON_SIZES if s > failing]
+    working = next((s for s in larger if _runs_at(gm, example, s)), None)
+    if working is None:
+        fixed = next((s for s in _COMMON_SIZES if s < failing and _runs_at(gm, example, s)), None)
+        return f"; it runs at {fixed}x{fixed}" if fixed else ""
+    low, high = failing, working  # low fails, high works
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if _runs_at(gm, example, mid) else (mid, high)
+    if _runs_at(gm, example, 2 * high):
+        return (
+            f"; the input is too small for the network: the smallest square input it runs at is {high}x{high}"
+        )
+    return f"; it runs at {high}x{high} but not at {2 * high}x{2 * high}: the model expects particular input sizes"

@@ -1,0 +1,58 @@
+"""State dicts: read with ``weights_only=True`` (never unpickling code), and loaded into a model strictly,
+naming every key that does not fit."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .._errors import WeightsError
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise WeightsError(f"weights file {path} does not exist") from err
+    except Exception as err:
+        raise WeightsError(
+            f"cannot read {path} as a state dict with weights_only=True ({' '.join(str(err).split()[:20])}); "
+            "a whole pickled model goes in MODEL with --trust-pickle"
+        ) from err
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping from names to tensors)")
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
+    return state
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+                parts.append(f"{len(keys)} {label} ({shown})")
+        head_mismatch = any(k.split(":")[0].endswith(("fc.weight", "classifier.weight")) for k in mismatched)
+        hint = " (is --num-classes right?)" if head_mismatch else ""
+        raise WeightsError(f"weights file {path} does not match the model: " + "; ".join(parts) + hint)
+    model.load_state_dict(state, strict=True)

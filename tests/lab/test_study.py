@@ -274,7 +274,7 @@ def test_parallel_workers_give_the_same_cells(tmp_path):
 def test_the_same_study_runs_under_torchrun(tmp_path):
     # two processes train every cell together (DDP); rank 0 alone writes the cells and prints the summary
     out = tmp_path / "s"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "rewriter", "study", "--model", "cifar_vgg11", "--recipe", "baseline", "--recipe", "truncate",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import conv_numbering, first_conv_at_or_after
+from ..conftest import conv_numbering, first_conv_at_or_after
 
 # r_in of every conv and pool of the CIFAR VGGs at 32 px, by hand. Pools are 2x2/2, convs 3x3/1.
 # VGG16: c1 1->3, c2 3->5, M 5->6 (j=2), c3 6->10, c4 10->14, M 14->16 (j=4), c5 16->24, c6 24->32,

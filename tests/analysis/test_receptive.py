@@ -12,7 +12,7 @@ import rewriter
 from rewriter.analysis.receptive import _apply, _front, final_run_start
 from rewriter.analysis.rules import AxisEffect
 
-from . import nets
+from .. import nets
 
 INF = math.inf
 

@@ -97,9 +97,7 @@ def test_the_resolved_recipe_in_the_report_has_every_parameter():
     }
 
 
-@pytest.mark.parametrize(
-    "path", sorted(Path(__file__).parent.parent.glob("examples/recipes/*.yaml")), ids=str
-)
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("examples/recipes/*.yaml")), ids=str)
 def test_the_example_recipes_are_valid(path):
     recipe = Recipe.from_yaml(path, allow_empty=True)
     assert recipe.input_size == (32, 32)
@@ -108,7 +106,7 @@ def test_the_example_recipes_are_valid(path):
 
 
 def test_the_reorganize_then_decompose_example_rewrites_vgg16():
-    path = Path(__file__).parent.parent / "examples" / "recipes" / "reorganize-then-decompose.yaml"
+    path = Path(__file__).parents[2] / "examples" / "recipes" / "reorganize-then-decompose.yaml"
     model, _ = rewriter.load_model("cifar_vgg16")
     result = rewriter.rewrite(model, path, latency=False)
     assert [row.label for row in result.report.rows] == [

@@ -15,8 +15,8 @@ from rewriter.lab.data import load_data
 from rewriter.lab.relevance import RelevanceError, compute_relevance, label_units, relevance_from_strengths
 from rewriter.lab.routing import Gate, RoutedModel, Router, gate_units, routing_stats
 
-from . import nets
-from .nets import conv
+from .. import nets
+from ..nets import conv
 
 
 class Res(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 
 import rewriter
 
-from . import nets
+from .. import nets
 
 
 class _Stop(Exception):

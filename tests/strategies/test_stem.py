@@ -8,8 +8,8 @@ from torch import nn
 
 import rewriter
 
-from . import nets
-from .conftest import conv_numbering
+from .. import nets
+from ..conftest import conv_numbering
 
 
 def remove_stem(model_name: str, size: int = 32, **params) -> rewriter.Result:

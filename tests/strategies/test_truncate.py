@@ -121,7 +121,7 @@ def test_a_cut_that_would_keep_no_layer_is_refused():
 
 
 def test_leaf_modules_keep_their_insides():
-    from . import nets
+    from .. import nets
 
     model = nets.LeafSandwich()
     recipe = {"steps": [{"truncate": {"feature_size": 2}}]}

@@ -16,9 +16,9 @@ import rewriter
 from rewriter.lab.data import load_data
 from rewriter.lab.training import TrainConfig, TrainError, train
 
-from .nets import conv
+from ..nets import conv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Tiny(nn.Module):

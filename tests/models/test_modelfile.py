@@ -138,7 +138,7 @@ def test_a_model_file_cannot_make_us_import_code_it_names(tmp_path):
 
 
 def test_leaf_modules_are_recorded_and_replayed(tmp_path):
-    from . import nets
+    from .. import nets
 
     model = nets.LeafSandwich()
     spec = rewriter.ModelSpec("tests.nets:LeafSandwich", "import")

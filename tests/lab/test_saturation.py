@@ -11,7 +11,7 @@ from torch import nn
 
 from rewriter.lab.saturation import CovarianceAccumulator, compute_saturation, find_tails, saturation_of
 
-from .nets import conv
+from ..nets import conv
 
 
 class Small(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 import rewriter
 from strategies.scale_width import scaled
 
-from .nets import conv
+from ..nets import conv
 
 
 def scale(model: nn.Module, size: int = 32, **params) -> rewriter.Result:

@@ -7,7 +7,7 @@ import pytest
 import rewriter
 from rewriter.models.sources import load_model, torchvision_models
 
-from .conftest import skip_weight_init
+from ..conftest import skip_weight_init
 
 # At 32 px these fail, each for its own reason (checked by hand against torchvision's code):
 # alexnet and inception_v3 collapse a feature map below a kernel, the ViTs assert a 224 px input, and

@@ -34,9 +34,21 @@ from .analysis import (
     register_function_rule,
     register_module_rule,
 )
-from .engine import Context, Edit, Plan, Recipe, Report, Result, Strategy, rewrite, save
+from .engine import (
+    Context,
+    Edit,
+    Plan,
+    Recipe,
+    Report,
+    Result,
+    Strategy,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+    rewrite,
+    save,
+)
 from .engine import load as _load_file
-from .engine.strategy import get_strategy, list_strategies, register_strategy
 from .models import ModelSpec, available_models, load_model, load_weights
 
 

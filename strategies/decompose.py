@@ -76,6 +76,13 @@ class RollingPointwise(nn.Module):
 register_module_rule(RollingPointwise)(elementwise_rule)  # per position, like any 1x1 convolution
 
 
+@dataclass(frozen=True)
+class Decomposition:
+    """The conv modules ``apply`` replaces by a depthwise + pointwise pair."""
+
+    layers: tuple[str, ...]
+
+
 class FactorizedConv(nn.Sequential):
     """A depthwise k x k convolution, optionally batch norm and ReLU, then a (group/rolling) pointwise one."""
 
@@ -123,12 +130,15 @@ class DecomposeKernels(Strategy):
     """Replace standard kxk convolutions by DW + PW/GPW/RPW blocks (paper 003, kernel-level decomposer)."""
 
     name: ClassVar[str] = "decompose-kernels"
+    payload_type: ClassVar[type] = Decomposition
 
     block: Block = param(
         "dw-pw", help="dw-pw (MobileNet), dw-gpw (grouped pointwise) or dw-rpw (rolling pointwise)"
     )
-    groups: int = param(2, help="g: each pointwise filter reads in_channels / g channels (dw-gpw, dw-rpw)")
-    overlap: float = param(0.5, help="o: overlap of neighbouring rolling windows (dw-rpw)")
+    groups: int = param(
+        2, help="g: each pointwise filter reads in_channels / g channels (dw-gpw, dw-rpw)", low=1, high=4096
+    )
+    overlap: float = param(0.5, help="o: overlap of neighbouring rolling windows (dw-rpw)", low=0, high=0.99)
     layers: str = param("*", help="decompose the eligible convs whose names match this shell pattern")
     norm: bool = param(True, help="batch norm and ReLU between the depthwise and the pointwise conv")
 
@@ -197,11 +207,10 @@ class DecomposeKernels(Strategy):
         notes = [*self._stage_notes(model, context, chosen, label)]
         if skipped:
             notes.append("not decomposed: " + ", ".join(skipped))
-        data = {
-            "layers": [node.target for node, _ in chosen],
-            "new_modules": [node.target for node, _ in chosen],
-        }
-        return Plan(self.name, self.params(), tuple(edits), tuple(notes), data)
+        layers = tuple(node.target for node, _ in chosen)
+        return Plan(
+            self.name, self.params(), tuple(edits), tuple(notes), Decomposition(layers), new_modules=layers
+        )
 
     def _stage_notes(self, model: nn.Module, context: Context, chosen: list, label: str) -> list[str]:
         """Quality over each stage's chain of decomposed kernels, where stacking can restore the channel field."""
@@ -231,7 +240,7 @@ class DecomposeKernels(Strategy):
         return notes
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
-        for path in plan.data["layers"]:
+        for path in plan.payload.layers:
             conv = model.get_submodule(path)
             parts: OrderedDict[str, nn.Module] = OrderedDict(
                 dw=nn.Conv2d(

@@ -24,7 +24,7 @@ import torch.fx as fx
 from torch import nn
 
 from rewriter.analysis import ALPHA, Stage, Unit, find_stages, stage_field, trace
-from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param, set_submodule
+from rewriter.engine import Context, Edit, Moved, Plan, Strategy, fresh_copy, param, set_submodule
 
 
 @dataclass
@@ -168,15 +168,67 @@ def _names(container: nn.Module, path: str, order: list[str | None]) -> list[tup
     ]
 
 
+def _append_edit(state: _StageState, adapt: bool) -> tuple[Edit, Append]:
+    template = state.template
+    kept = [u for u in state.stage.units if u not in state.removed]
+    how = "a stride-1, same-width copy of" if adapt else "copies of"
+    detail = f"{state.added} fresh {how} '{template.name}' after '{kept[-1].name}'"
+    edit = Edit(
+        "append", f"stage {state.stage.index}", detail, "the stage where an extra unit adds the most IF"
+    )
+    return edit, Append(
+        kept[-1].modules[-1], tuple(template.modules), state.added, adapt, template.out_channels
+    )
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One step of the organizer: the source stage's last unit and its gain, the best target, the decision."""
+
+    iteration: int
+    source: int
+    unit: str
+    gain_min: float
+    target: int | None
+    gain_max: float
+    decision: str  # move, remove or stop
+
+
+@dataclass(frozen=True)
+class Append:
+    """Fresh copies of the unit made of the ``template`` modules, inserted after module ``after``."""
+
+    after: str
+    template: tuple[str, ...]
+    count: int
+    adapt: bool  # a stride-1, width-preserving copy of a stage's first unit
+    width: int | None
+
+
+@dataclass(frozen=True)
+class Reorganization:
+    """What ``apply`` changes: modules removed, units appended, and the organizer's record."""
+
+    remove: tuple[str, ...]
+    append: tuple[Append, ...]
+    iterations: tuple[Iteration, ...]
+    blocks_per_stage: dict[int, int]
+
+
 @dataclass(frozen=True)
 class ReorganizeStages(Strategy):
     """Move blocks to the stages where they add the most Information Field (paper 003, stage-level organizer)."""
 
     name: ClassVar[str] = "reorganize-stages"
+    payload_type: ClassVar[type] = Reorganization
 
-    theta: float = param(0.0, help="IF gain that separates underfitting from overfitting (paper: 0 for VGG)")
-    alpha: float = param(ALPHA, help="decay of the IF gain with the field already covered (paper: 3)")
-    max_iterations: int = param(64, help="stop after this many moves or removals")
+    theta: float = param(
+        0.0, help="IF gain that separates underfitting from overfitting (paper: 0 for VGG)", low=-10, high=10
+    )
+    alpha: float = param(
+        ALPHA, help="decay of the IF gain with the field already covered (paper: 3)", low=0, high=100
+    )
+    max_iterations: int = param(64, help="stop after this many moves or removals", low=1, high=10_000)
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         stages = [
@@ -194,7 +246,7 @@ class ReorganizeStages(Strategy):
         history = self._iterate([s for s, _ in states])
         return self._to_plan(model, [s for s, _ in states], [a for _, a in states], history)
 
-    def _iterate(self, states: list[_StageState]) -> list[dict]:
+    def _iterate(self, states: list[_StageState]) -> list[Iteration]:
         history = []
         for iteration in range(1, self.max_iterations + 1):
             sources = [(state.last_gain(self.alpha), i) for i, state in enumerate(states) if state.removable]
@@ -216,17 +268,11 @@ class ReorganizeStages(Strategy):
             else:
                 decision = "stop"
             source = states[src]
+            target = states[tgt].stage.index if tgt is not None else None
             history.append(
-                {
-                    "iteration": iteration,
-                    "source": source.stage.index,
-                    "unit": source.units[-1].name,
-                    "gain_min": round(gain_min, 4),
-                    "target": states[tgt].stage.index if tgt is not None else None,
-                    "gain_max": round(gain_max, 4),
-                    "decision": decision,
-                }
-            )
+                Iteration(iteration, source.stage.index, source.units[-1].name, round(gain_min, 4), target,
+                          round(gain_max, 4), decision)
+            )  # fmt: skip
             if decision == "stop":
                 break
             unit = source.units.pop()
@@ -241,7 +287,7 @@ class ReorganizeStages(Strategy):
         return history
 
     def _to_plan(
-        self, model: nn.Module, states: list[_StageState], adapted: list[bool], history: list[dict]
+        self, model: nn.Module, states: list[_StageState], adapted: list[bool], history: list[Iteration]
     ) -> Plan:
         edits, removals, appends = [], [], []
         for state, adapt in zip(states, adapted, strict=True):
@@ -252,26 +298,31 @@ class ReorganizeStages(Strategy):
                 )
                 removals.extend(unit.modules)
             if state.added > 0:
-                template = state.template
-                kept = [u for u in state.stage.units if u not in state.removed]
-                anchor = kept[-1].modules[-1]
-                how = "a stride-1, same-width copy of" if adapt else "copies of"
-                detail = f"{state.added} fresh {how} '{template.name}' after '{kept[-1].name}'"
-                edits.append(
-                    Edit("append", f"stage {index}", detail, "the stage where an extra unit adds the most IF")
-                )
-                appends.append(
-                    {
-                        "after": anchor,
-                        "template": list(template.modules),
-                        "count": state.added,
-                        "adapt": adapt,
-                        "width": template.out_channels,
-                    }
-                )
-        counts = {a["after"]: a["count"] * len(a["template"]) for a in appends}
-        renamed, fresh = {}, []
-        for path, order in _new_order(model, set(removals), counts).items():
+                edit, append = _append_edit(state, adapt)
+                edits.append(edit)
+                appends.append(append)
+        renamed, fresh = self._renames(
+            model, set(removals), {a.after: a.count * len(a.template) for a in appends}
+        )
+        per_stage = {s.stage.index: _count(s.units) for s in states}
+        notes = [
+            f"stage {h.source}'s last unit '{h.unit}' has IF gain {h.gain_min}; the best target is stage "
+            f"{h.target} with {h.gain_max}: {h.decision}"
+            for h in history
+        ]
+        notes.append(
+            "blocks per stage (convs in a plain net): " + ", ".join(f"{i}: {n}" for i, n in per_stage.items())
+        )
+        payload = Reorganization(tuple(removals), tuple(appends), tuple(history), per_stage)
+        return Plan(self.name, self.params(), tuple(edits), tuple(notes), payload, new_modules=tuple(fresh),
+                    moved=tuple(renamed))  # fmt: skip
+
+    def _renames(
+        self, model: nn.Module, removals: set[str], counts: dict[str, int]
+    ) -> tuple[list[Moved], list[str]]:
+        """Kept modules that a renumbered container moves, and the paths of the fresh ones."""
+        renamed, fresh = [], []
+        for path, order in _new_order(model, removals, counts).items():
             container = model.get_submodule(path) if path else model
             if not isinstance(container, nn.Sequential):
                 raise self.refuse(
@@ -282,40 +333,21 @@ class ReorganizeStages(Strategy):
                 if old is None:
                     fresh.append(new)
                 elif old != new:
-                    renamed[new + "."] = old + "."
-        per_stage = {s.stage.index: _count(s.units) for s in states}
-        notes = [
-            f"stage {h['source']}'s last unit '{h['unit']}' has IF gain {h['gain_min']}; the best target is stage "
-            f"{h['target']} with {h['gain_max']}: {h['decision']}"
-            for h in history
-        ]
-        notes.append(
-            "blocks per stage (convs in a plain net): " + ", ".join(f"{i}: {n}" for i, n in per_stage.items())
-        )
-        data = {
-            "remove": removals,
-            "append": appends,
-            "iterations": history,
-            "blocks_per_stage": per_stage,
-            "moved": renamed,
-            "new_modules": fresh,
-        }
-        return Plan(self.name, self.params(), tuple(edits), tuple(notes), data)
+                    renamed.append(Moved(new + ".", old + "."))
+        return renamed, fresh
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
         insertions: dict[str, list[nn.Module]] = {}
-        for append in plan.data["append"]:
+        for append in plan.payload.append:
             group = []
-            for _ in range(append["count"]):
-                modules = [fresh_copy(model.get_submodule(path)) for path in append["template"]]
-                if append["adapt"]:
-                    modules = [
-                        _adapt_width(m, append["width"]) if i == 0 else m for i, m in enumerate(modules)
-                    ]
+            for _ in range(append.count):
+                modules = [fresh_copy(model.get_submodule(path)) for path in append.template]
+                if append.adapt:
+                    modules = [_adapt_width(m, append.width) if i == 0 else m for i, m in enumerate(modules)]
                 group.extend(modules)
-            insertions[append["after"]] = group
+            insertions[append.after] = group
         counts = {after: len(group) for after, group in insertions.items()}
-        for path, order in _new_order(model, set(plan.data["remove"]), counts).items():
+        for path, order in _new_order(model, set(plan.payload.remove), counts).items():
             container = model.get_submodule(path) if path else model
             pending = {after: iter(group) for after, group in insertions.items()}
             modules, last = [], None

@@ -321,21 +321,31 @@ def _resize(
 
 
 @dataclass(frozen=True)
+class WidthFactor:
+    """The factor every width is scaled by."""
+
+    factor: float
+
+
+@dataclass(frozen=True)
 class ScaleWidth(Strategy):
     """Scale all conv and linear widths by one factor to bring mean saturation into 20-30 % (dissertation 11.3)."""
 
     name: ClassVar[str] = "scale-width"
+    payload_type: ClassVar[type] = WidthFactor
 
     factor: float | None = param(
-        None, help="scale widths by this factor (default: from the measured saturation)"
+        None, help="scale widths by this factor (default: from the measured saturation)", low=1 / 64, high=16
     )
     saturation: str | None = param(
         None, help="a saturation JSON (rewriter saturation --json) instead of --data"
     )
-    low: float = param(0.20, help="lower end of the target band for s_mu")
-    high: float = param(0.30, help="upper end of the target band for s_mu")
-    divisor: int = param(8, help="round every width to a multiple of this")
-    batches: int = param(20, help="batches of training data to measure saturation on (with --data)")
+    low: float = param(0.20, help="lower end of the target band for s_mu", low=0, high=1)
+    high: float = param(0.30, help="upper end of the target band for s_mu", low=0, high=1)
+    divisor: int = param(8, help="round every width to a multiple of this", low=1, high=256)
+    batches: int = param(
+        20, help="batches of training data to measure saturation on (with --data)", low=1, high=100_000
+    )
 
     def _mean_saturation(self, model: nn.Module, context: Context) -> tuple[float, str]:
         if self.saturation is not None:
@@ -414,14 +424,15 @@ class ScaleWidth(Strategy):
             params,
             tuple(edits),
             (how, cost),
-            {"factor": round(factor, 6), "new_modules": rebuilt},
+            WidthFactor(round(factor, 6)),
+            new_modules=tuple(rebuilt),
         )
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
         groups, callers = channel_groups(model, context.analysis)
-        selection = _selection(model, groups, callers, plan.data["factor"], self.divisor)
+        selection = _selection(model, groups, callers, plan.payload.factor, self.divisor)
         for node in context.analysis.graph:
-            if node.target in plan.data["new_modules"]:
+            if node.target in plan.new_modules:
                 module = model.get_submodule(node.target)
                 out_index = _flat_index(groups.slots[node.name], groups, selection)
                 in_index = _flat_index(groups.slots[node.inputs[0]], groups, selection)

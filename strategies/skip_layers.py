@@ -20,8 +20,8 @@ router's accuracy, and FLOPs per image measured from the units that actually ran
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -59,26 +59,43 @@ class _Labelled(Dataset):
 
 
 @dataclass(frozen=True)
+class LabelUnits:
+    """The units a router label stands for, in execution order (label 0 is the first)."""
+
+    units: tuple[LabelUnit, ...]
+
+
+@dataclass(frozen=True)
 class SkipIrrelevantLayers(Strategy):
     """Route each image through the units relevant to it and skip the rest (paper 004)."""
 
     name: ClassVar[str] = "skip-irrelevant-layers"
+    payload_type: ClassVar[type] = LabelUnits
 
-    maps: int = param(10, help="feature maps per unit whose strongest images are taken (paper: 10)")
-    top: int = param(10, help="strongest images per feature map (paper: 10)")
-    router_width: int = param(16, help="filters of the router's first conv (its second has twice as many)")
-    epochs: int = param(20, help="epochs of each training: CNN 1 if untrained, the router, CNN 3 (paper: 20)")
-    lr: float = param(0.001, help="learning rate (RMSprop, constant, as paper 004)")
-    batch_size: int = param(64, help="images per batch")
-    train_on: str = param("all", help="all (unlabelled images routed by the router) or labelled (paper 004)")
+    maps: int = param(
+        10, help="feature maps per unit whose strongest images are taken (paper: 10)", low=1, high=4096
+    )
+    top: int = param(10, help="strongest images per feature map (paper: 10)", low=1, high=100_000)
+    router_width: int = param(
+        16, help="filters of the router's first conv (its second has twice as many)", low=1, high=1024
+    )
+    epochs: int = param(
+        20,
+        help="epochs of each training: CNN 1 if untrained, the router, CNN 3 (paper: 20)",
+        low=1,
+        high=10_000,
+    )
+    lr: float = param(0.001, help="learning rate (RMSprop, constant, as paper 004)", low=1e-8, high=10)
+    batch_size: int = param(64, help="images per batch", low=1, high=65_536)
+    train_on: Literal["all", "labelled"] = param(
+        "all", help="all (unlabelled images routed by the router) or labelled (paper 004)"
+    )
     train_backbone: bool = param(
         True, help="train CNN 3 here; false leaves it to `rewriter train` or a study"
     )
-    seed: int = param(0, help="seed of the initialisations and data order")
+    seed: int = param(0, help="seed of the initialisations and data order", low=0, high=2**32 - 1)
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
-        if self.train_on not in ("all", "labelled"):
-            raise self.refuse(f"train_on must be 'all' or 'labelled', got '{self.train_on}'")
         try:
             units = label_units(model, context.analysis)
         except RelevanceError as err:
@@ -102,14 +119,13 @@ class SkipIrrelevantLayers(Strategy):
             *(["activations of residual units are what they add to their input: " + ", ".join(residual)]
               if residual else []),
         )  # fmt: skip
-        data = {  # plain lists and dicts, so that the plan round-trips through YAML
-            "units": [{**asdict(u), "modules": list(u.modules)} for u in units],
-            "new_modules": ["router", "backbone"],
-        }
-        return Plan(self.name, self.params(), tuple(edits), notes, data)
+        payload = LabelUnits(tuple(units))
+        return Plan(
+            self.name, self.params(), tuple(edits), notes, payload, new_modules=("router", "backbone")
+        )
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
-        units = [LabelUnit(**{**u, "modules": tuple(u["modules"])}) for u in plan.data["units"]]
+        units = list(plan.payload.units)
         torch.manual_seed(self.seed)
         router = Router(len(units), in_channels=context.in_channels, width=self.router_width)
         backbone, routes = gate_units(fresh_copy(model), units)  # CNN 3: the same net, new weights

@@ -49,12 +49,33 @@ def fixed_size_head(analysis: Analysis) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class CifarConv:
+    """The 3x3 stride-1 conv that replaces the stem conv at ``path`` (mode cifar-stem)."""
+
+    path: str
+    in_channels: int
+    out_channels: int
+    bias: bool
+
+
+@dataclass(frozen=True)
+class StemEdits:
+    """What ``apply`` changes: convs set to stride 1, modules replaced by Identity, pools followed by global
+    pooling, and the stem conv replaced in mode cifar-stem."""
+
+    stride_1: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
+    pool_after: tuple[str, ...] = ()
+    cifar_conv: CifarConv | None = None
+
+
 def _with_pool_head(plan: Plan, pool_head: tuple[Edit, str] | None) -> Plan:
     """``plan`` plus the global pooling that keeps a flattening head working (none if the stem is kept)."""
     if pool_head is None or not plan.edits:
         return plan
     edit, path = pool_head
-    return replace(plan, edits=(*plan.edits, edit), data={**plan.data, "pool_after": [path]})
+    return replace(plan, edits=(*plan.edits, edit), payload=replace(plan.payload, pool_after=(path,)))
 
 
 def _stride_text(node: LayerNode) -> str:
@@ -66,13 +87,20 @@ class RemoveStemDownsampling(Strategy):
     """Remove the stem's downsampling: receptive fields grow slower, FLOPs grow (paper 000 V, D2)."""
 
     name: ClassVar[str] = "remove-stem-downsampling"
+    payload_type: ClassVar[type] = StemEdits
 
     mode: Literal["strides", "cifar-stem"] = param(
         "strides",
         help="strides: strided stem convs get stride 1 and stem pools become Identity, weights kept; "
         "cifar-stem: the stem conv becomes one new 3x3 stride-1 conv, stem pools become Identity",
     )
-    count: int | None = param(None, help="remove at most this many downsamplings, first ones first (strides)")
+    count: int | None = param(
+        None,
+        help="remove at most this many downsamplings, first ones first (strides)",
+        low=1,
+        high=64,
+        search=(None, 1),
+    )
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         analysis = context.analysis
@@ -81,8 +109,6 @@ class RemoveStemDownsampling(Strategy):
         where = self._stem_note(blocks, layers)
         if self.mode == "cifar-stem":
             return _with_pool_head(self._plan_cifar_stem(model, analysis, layers, where), pool_head)
-        if self.count is not None and self.count < 1:
-            raise self.refuse(f"count must be 1 or more, got {self.count}")
         downsampling = [n for n in layers if is_downsampling(n)][: self.count]
         if not downsampling:
             return Plan(
@@ -101,12 +127,8 @@ class RemoveStemDownsampling(Strategy):
                 identity.append(node.target)
                 detail = f"{node.type} (stride {_stride_text(node)}) -> Identity"
                 edits.append(Edit("replace", node.name, detail, reason))
-        return _with_pool_head(
-            Plan(
-                self.name, self.params(), tuple(edits), (where,), {"stride_1": strided, "identity": identity}
-            ),
-            pool_head,
-        )
+        payload = StemEdits(stride_1=tuple(strided), identity=tuple(identity))
+        return _with_pool_head(Plan(self.name, self.params(), tuple(edits), (where,), payload), pool_head)
 
     def _global_pool_head(self, model: nn.Module, analysis: Analysis) -> tuple[Edit, str] | None:
         """A head that flattens a fixed-size map breaks when the map grows. When that map is 1x1 and made by
@@ -168,12 +190,7 @@ class RemoveStemDownsampling(Strategy):
                 "use mode 'strides'"
             )
         conv = model.get_submodule(convs[0].target)
-        spec = {
-            "path": convs[0].target,
-            "in": conv.in_channels,
-            "out": conv.out_channels,
-            "bias": conv.bias is not None,
-        }
+        spec = CifarConv(convs[0].target, conv.in_channels, conv.out_channels, conv.bias is not None)
         pools = [n for n in layers if n.effect.category == "pool" and is_downsampling(n)]
         for node in [*convs, *pools]:
             self._check_replaceable(node, analysis)
@@ -191,20 +208,21 @@ class RemoveStemDownsampling(Strategy):
             Edit("replace", n.name, f"{n.type} (stride {_stride_text(n)}) -> Identity", _reason(n))
             for n in pools
         ]
-        data = {"cifar_conv": spec, "identity": [n.target for n in pools], "new_modules": [spec["path"]]}
-        return Plan(self.name, self.params(), tuple(edits), (where,), data)
+        payload = StemEdits(identity=tuple(n.target for n in pools), cifar_conv=spec)
+        return Plan(self.name, self.params(), tuple(edits), (where,), payload, new_modules=(spec.path,))
 
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
-        for path in plan.data.get("stride_1", []):
+        edits: StemEdits = plan.payload
+        for path in edits.stride_1:
             conv = model.get_submodule(path)
             conv.stride = (1,) * len(conv.stride)
-        for path in plan.data.get("identity", []):
+        for path in edits.identity:
             set_submodule(model, path, nn.Identity())
-        for path in plan.data.get("pool_after", []):
+        for path in edits.pool_after:
             set_submodule(model, path, nn.Sequential(model.get_submodule(path), nn.AdaptiveAvgPool2d(1)))
-        spec = plan.data.get("cifar_conv")
+        spec = edits.cifar_conv
         if spec is not None:
-            old = model.get_submodule(spec["path"])
-            new = nn.Conv2d(spec["in"], spec["out"], 3, 1, 1, bias=spec["bias"]).to(old.weight)
-            set_submodule(model, spec["path"], new)
+            old = model.get_submodule(spec.path)
+            new = nn.Conv2d(spec.in_channels, spec.out_channels, 3, 1, 1, bias=spec.bias).to(old.weight)
+            set_submodule(model, spec.path, new)
         return model

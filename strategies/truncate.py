@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rewriter.analysis import Analysis, LayerGraph, analyze, axes_text, dominators
-from rewriter.engine import Context, Edit, Plan, Strategy, extract_prefix, param
+from rewriter.engine import Context, Cut, Edit, Moved, Plan, Strategy, extract_prefix, param
 
 
 class GapLinearHead(nn.Sequential):
@@ -90,16 +90,32 @@ def _feature_map_before(graph: LayerGraph, chain: list[str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class NewHead:
+    """What ``apply`` attaches at the cut: a head over ``channels`` feature maps."""
+
+    channels: int
+
+
+@dataclass(frozen=True)
 class Truncate(Strategy):
     """Cut the border layer and every layer after it, then attach GAP + Linear (paper 000 V, Fig. 11)."""
 
     name: ClassVar[str] = "truncate"
+    payload_type: ClassVar[type] = NewHead
 
     rule: Literal["input", "output"] = param(
         "input", help="border rule: the layer's input field (papers) or output"
     )
-    feature_size: int | None = param(None, help="test against this size instead of the input (small objects)")
-    keep_blocks: int = param(0, help="cut this many blocks after the border instead (a softer trim)")
+    feature_size: int | None = param(
+        None, help="test against this size instead of the input (small objects)", low=1, high=4096
+    )
+    keep_blocks: int = param(
+        0,
+        help="cut this many blocks after the border instead (a softer trim)",
+        low=0,
+        high=1000,
+        search=(0, 1),
+    )
     head: Literal["gap-linear"] = param("gap-linear", help="the new head: global average pooling + Linear")
 
     def _analysis(self, model: nn.Module, context: Context) -> Analysis:
@@ -121,10 +137,6 @@ class Truncate(Strategy):
         return (self.feature_size, self.feature_size) if self.feature_size is not None else None
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
-        if self.keep_blocks < 0:
-            raise self.refuse(f"keep_blocks must be 0 or more, got {self.keep_blocks}")
-        if self.feature_size is not None and self.feature_size < 1:
-            raise self.refuse(f"feature_size must be a positive number of pixels, got {self.feature_size}")
         analysis = self._analysis(model, context)
         border = analysis.border_layer_min
         limit = "x".join(map(str, analysis.limit))
@@ -159,14 +171,11 @@ class Truncate(Strategy):
             self.params(),
             edits=self._edits(analysis, cut, channels, context.num_classes),
             notes=self._notes(analysis, border, held, cut, context),
-            data={
-                "cut": cut,
-                "channels": channels,
-                "num_classes": context.num_classes,
-                "prefix_module": "features",
-                "moved": {"features.": ""},
-                "new_modules": ["head"],
-            },
+            payload=NewHead(channels),
+            new_modules=("head",),
+            moved=(Moved("features.", ""),),
+            num_classes=context.num_classes,
+            cut=Cut(cut, "features"),
         )
 
     def _edits(self, analysis: Analysis, cut: str, channels: int, num_classes: int) -> tuple[Edit, ...]:
@@ -211,10 +220,10 @@ class Truncate(Strategy):
     def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
         features = extract_prefix(
             model,
-            plan.data["cut"],
+            plan.cut.at,
             leaf_classes=context.leaf_classes,
             class_name=type(model).__name__ + "Features",
         )
-        head = GapLinearHead(plan.data["channels"], plan.data["num_classes"])
+        head = GapLinearHead(plan.payload.channels, plan.num_classes)
         reference = next(model.parameters(), None)
         return Truncated(features, head if reference is None else head.to(reference))

@@ -11,8 +11,8 @@ from .._errors import RecipeError
 from .._files import check_target, write_json
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
+from ..engine.registry import list_strategies
 from ..engine.saving import save
-from ..engine.strategy import list_strategies
 from ..lab.data import load_data
 from ._common import (
     DATA_HELP,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..engine.strategy import get_strategy, list_strategies, parameters, summary
+from ..engine.registry import get_strategy, list_strategies
+from ..engine.strategy import parameters, summary
 from ._common import command_parser, print_json
 
 

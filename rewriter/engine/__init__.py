@@ -5,26 +5,22 @@ Imports ``rewriter.analysis``, ``rewriter.models`` and the foundation, never the
 from __future__ import annotations
 
 from .pipeline import Result, as_recipe, rewrite
+from .plan import Cut, Edit, Moved, Plan
 from .recipe import Recipe, Step
+from .registry import get_strategy, list_strategies, register_strategy
 from .report import Measurement, Report, measure, measure_latency
 from .saving import LoadedModel, load, save
-from .strategy import (
-    Context,
-    Edit,
-    Plan,
-    Strategy,
-    get_strategy,
-    list_strategies,
-    param,
-    register_strategy,
-)
+from .strategy import Context, Parameter, Strategy, param, parameters
 from .surgery import extract_prefix, fresh_copy, set_submodule, training_dependent_classes
 
 __all__ = [
     "Context",
+    "Cut",
     "Edit",
     "LoadedModel",
     "Measurement",
+    "Moved",
+    "Parameter",
     "Plan",
     "Recipe",
     "Report",
@@ -40,6 +36,7 @@ __all__ = [
     "measure",
     "measure_latency",
     "param",
+    "parameters",
     "register_strategy",
     "rewrite",
     "save",

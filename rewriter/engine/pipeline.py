@@ -17,9 +17,10 @@ from torch import nn
 
 from .._errors import RewriteError
 from ..analysis.analyzer import Analysis, analyze, as_size, resolve_leaf_classes
+from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
-from .strategy import Context, Plan
+from .strategy import Context
 from .verify import check_step, check_unchanged, snapshot
 
 
@@ -88,7 +89,7 @@ def rewrite(
     Example:
         >>> from rewriter.models.zoo import create_model
         >>> result = rewrite(create_model("cifar_vgg16"), {"steps": ["truncate"]}, input_size=32, latency=False)
-        >>> result.plans[0].data["cut"], result.model.head.fc
+        >>> result.plans[0].cut.at, result.model.head.fc
         ('features.22', Linear(in_features=256, out_features=10, bias=True))
     """
     recipe = as_recipe(recipe).with_overrides(
@@ -122,7 +123,10 @@ def rewrite(
     current, plans, measured = model, [], []
     for i, strategy in enumerate(strategies):
         where = f"steps[{i}] {strategy.name}"
-        context = Context(size, classes, analysis, in_channels, pretrained, leaf_classes, data, replay=replay)
+        context = Context(
+            input_size=size, num_classes=classes, analysis=analysis, in_channels=in_channels,
+            pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay,
+        )  # fmt: skip
         say(f"{where}: planning")
         try:
             plan = strategy.plan(current, context)

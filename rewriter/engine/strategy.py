@@ -1,25 +1,20 @@
-"""Strategies: the base class, the plan they return, and the registry that finds them by name.
+"""Strategies: the base class, what they may look at (``Context``), and their declared parameters.
 
-A strategy is a frozen dataclass whose fields are its recipe parameters. ``plan()`` looks at the model and
-its analysis and returns a ``Plan``: printable edits with reasons (a dry run), plus the plain data that
-``apply()`` needs, so a plan can be written to YAML, read back and applied. ``apply()`` changes a copy of the
-model that the pipeline (``rewriter.rewrite``) hands it; the pipeline then checks the invariants.
-
-Strategies register under one name each. The built-in ones, and any third party's, are found through the
-``rewriter.strategies`` entry-point group, so ``rewriter`` itself never imports ``strategies``:
-
-    [project.entry-points."rewriter.strategies"]
-    my-rewrite = "mypkg.rewrites:MyRewrite"
+A strategy is a frozen dataclass whose fields are its recipe parameters, each declared with ``param()``:
+a help text, and for numbers the range it accepts (``low``/``high``, inclusive) and, for the optimizer,
+the values worth trying (``search``). ``plan()`` looks at the model and its analysis and returns a
+``Plan`` (``rewriter.engine.plan``); ``apply()`` changes a copy of the model that the pipeline
+(``rewriter.rewrite``) hands it; the pipeline then checks the invariants. The registry that finds
+strategies by name is ``rewriter.engine.registry``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import logging
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
@@ -27,73 +22,11 @@ from torch import nn
 
 from .._errors import RecipeError, RewriteError, close_matches
 from ..analysis.analyzer import Analysis
-
-ENTRY_POINT_GROUP = "rewriter.strategies"
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One change a plan makes: what happens to which layer, and why."""
-
-    action: str  # remove, replace, set, attach, keep
-    target: str  # a layer or module name
-    detail: str  # what exactly, e.g. "stride 2x2 -> 1x1"
-    reason: str  # why, in the papers' terms
-
-    def format(self) -> str:
-        return f"{self.action:<8} {self.target}: {self.detail}" + (
-            f"  ({self.reason})" if self.reason else ""
-        )
+from .plan import Plan
+from .registry import get_strategy
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a strategy will do to a model. Plain data throughout, so it round-trips through YAML.
-
-    ``data`` holds what ``apply()`` needs; two keys are read by the pipeline's checks:
-    ``new_modules`` (module paths in the new model whose parameters are new, e.g. a fresh head) and
-    ``moved`` (``{"new_prefix": "old_prefix"}``: kept modules now live under another path).
-    """
-
-    strategy: str
-    params: dict[str, Any]
-    edits: tuple[Edit, ...] = ()
-    notes: tuple[str, ...] = ()
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.edits
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "params": dict(self.params),
-            "edits": [dataclasses.asdict(e) for e in self.edits],
-            "notes": list(self.notes),
-            "data": dict(self.data),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
-        return cls(
-            strategy=data["strategy"],
-            params=dict(data.get("params") or {}),
-            edits=tuple(Edit(**e) for e in data.get("edits") or ()),
-            notes=tuple(data.get("notes") or ()),
-            data=dict(data.get("data") or {}),
-        )
-
-    def format(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        lines = [f"{self.strategy}({params})"]
-        lines += [f"  {e.format()}" for e in self.edits] or ["  no change"]
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Context:
     """What a strategy may look at besides the model: the target size, the head, and the analysis."""
 
@@ -112,6 +45,8 @@ class Strategy:
     """Base class of the strategies; subclasses are frozen dataclasses registered with a ``name``."""
 
     name: ClassVar[str] = ""
+    #: the frozen dataclass a plan's ``payload`` is (what ``apply()`` needs), for plans read back from YAML
+    payload_type: ClassVar[type | None] = None
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         raise NotImplementedError
@@ -128,68 +63,6 @@ class Strategy:
         return RewriteError(reason)
 
 
-StrategyClass = type[Strategy]
-_REGISTRY: dict[str, StrategyClass] = {}
-_ENTRY_POINTS_LOADED = False
-
-
-def register_strategy(cls: StrategyClass) -> StrategyClass:
-    """Register a strategy class under ``cls.name`` (for code that does not use the entry-point group)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"strategy {cls.__qualname__} must be a dataclass whose fields are its parameters")
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing is not cls:
-        raise ValueError(
-            f"two strategies are named '{cls.name}': {existing.__qualname__} and {cls.__qualname__}"
-        )
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-_BROKEN: dict[str, str] = {}  # entry points that failed to load, with the reason
-
-
-def _load_entry_points() -> None:
-    """Load each entry point once; a broken third-party one is remembered, not fatal to the others."""
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry.load()
-            if getattr(cls, "name", None) != entry.name:
-                raise ValueError(f"it loads {cls!r}, whose name is not '{entry.name}'")
-            register_strategy(cls)
-        except Exception as err:
-            _BROKEN[entry.name] = f"{entry.value}: {type(err).__name__}: {err}"
-            logger.warning("strategy entry point '%s' does not load (%s)", entry.name, _BROKEN[entry.name])
-
-
-def list_strategies() -> list[str]:
-    """Names of all registered strategies, sorted."""
-    _load_entry_points()
-    return sorted(_REGISTRY)
-
-
-def get_strategy(name: str) -> StrategyClass:
-    """The strategy class registered as ``name``.
-
-    Raises:
-        RecipeError: no strategy has that name; the message lists close matches.
-    """
-    _load_entry_points()
-    if name in _BROKEN:
-        raise RecipeError(f"strategy '{name}' is installed but does not load: {_BROKEN[name]}")
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        hint = close_matches(name, _REGISTRY) or f"; known strategies: {', '.join(sorted(_REGISTRY))}"
-        raise RecipeError(f"unknown strategy '{name}'{hint}") from None
-
-
 @dataclass(frozen=True)
 class Parameter:
     """One recipe parameter of a strategy, for ``rewriter strategies`` and for validation."""
@@ -198,6 +71,31 @@ class Parameter:
     annotation: Any
     default: Any
     help: str = ""
+    low: float | None = None  # the smallest value accepted (inclusive), for numbers
+    high: float | None = None  # the largest value accepted (inclusive)
+    search: tuple[Any, ...] | None = None  # the values the optimizer tries; None: not searched
+
+    @property
+    def range_text(self) -> str:
+        """``0 <= x``, ``0 < x <= 1``-style text of the accepted range ('' when unbounded)."""
+        if self.low is None and self.high is None:
+            return ""
+        low = "" if self.low is None else f"{self.low:g} <= "
+        high = "" if self.high is None else f" <= {self.high:g}"
+        return f"{low}{self.name}{high}"
+
+    def check(self, value: Any, where: str) -> None:
+        """Refuse a number that is not finite or lies outside the declared range.
+
+        Raises:
+            RecipeError: with the location, the value and the range.
+        """
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{where}: expected a finite number, got {value!r}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise RecipeError(f"{where}: {value!r} is out of range; expected {self.range_text}")
 
     @property
     def required(self) -> bool:
@@ -208,15 +106,24 @@ class Parameter:
         return _type_text(self.annotation)
 
 
-def parameters(cls: StrategyClass) -> list[Parameter]:
+def parameters(cls: type[Strategy]) -> list[Parameter]:
+    """The declared parameters of a strategy class, in field order."""
     hints = typing.get_type_hints(cls)
     return [
-        Parameter(f.name, hints[f.name], f.default, f.metadata.get("help", ""))
+        Parameter(
+            f.name,
+            hints[f.name],
+            f.default,
+            f.metadata.get("help", ""),
+            low=f.metadata.get("low"),
+            high=f.metadata.get("high"),
+            search=f.metadata.get("search"),
+        )
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
     ]
 
 
-def summary(cls: StrategyClass) -> str:
+def summary(cls: type[Strategy]) -> str:
     """First line of the strategy's docstring."""
     doc = (cls.__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""
@@ -241,7 +148,9 @@ def build_strategy(name: str, params: Mapping[str, Any] | None, *, where: str) -
     values = {}
     for param in fields.values():
         if param.name in params:
-            values[param.name] = coerce(params[param.name], param.annotation, f"{where}.{param.name}")
+            value = coerce(params[param.name], param.annotation, f"{where}.{param.name}")
+            param.check(value, f"{where}.{param.name}")
+            values[param.name] = value
         elif param.required:
             raise RecipeError(f"{where}.{param.name}: missing required parameter ({param.type_text})")
     return cls(**values)
@@ -295,6 +204,21 @@ def _type_text(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def param(default: Any = dataclasses.MISSING, *, help: str) -> Any:
-    """A strategy field with a one-line help text shown by ``rewriter strategies``."""
-    return field(default=default, metadata={"help": help})
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    search: Sequence[Any] | None = None,
+) -> Any:
+    """A strategy field: a one-line help text shown by ``rewriter strategies``, for numbers the accepted
+    range ``low <= value <= high`` (checked when a recipe is read), and ``search``, the values
+    ``rewriter optimize`` tries (a Literal's choices are tried when ``search`` is not given)."""
+    metadata = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "search": tuple(search) if search is not None else None,
+    }
+    return field(default=default, metadata=metadata)

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from .._errors import RewriteError
+from .._text import one_line
 from ..analysis.modes import eval_mode
-from .strategy import Plan
+from .plan import Cut, Plan
 from .surgery import extract_prefix
 
 
@@ -81,7 +82,7 @@ def check_step(
     try:
         out = _forward(new, x)
     except Exception as err:
-        reason = " ".join(str(err).split("\n\nWhile executing")[0].split())
+        reason = one_line(err)
         raise RewriteError(f"invariant 1 broken, the new model does not run at {h}x{w}: {reason}") from err
     expected = _expected_shape(old, x, plan)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -89,8 +90,8 @@ def check_step(
         raise RewriteError(f"invariant 1 broken, the new model returns {got} at {h}x{w}, expected {expected}")
     _check_training_forward(old, new, x, f"{h}x{w}")
     _check_kept_tensors(old, new, plan)
-    if "cut" in plan.data:
-        _check_prefix(old, new, plan, x, leaf_classes)
+    if plan.cut is not None:
+        _check_prefix(old, new, plan.cut, x, leaf_classes)
 
 
 def _runs_in_training(model: nn.Module, x: torch.Tensor) -> Exception | None:
@@ -107,31 +108,25 @@ def _runs_in_training(model: nn.Module, x: torch.Tensor) -> Exception | None:
 def _check_training_forward(old: nn.Module, new: nn.Module, x: torch.Tensor, size: str) -> None:
     err = _runs_in_training(new, x)
     if err is not None and _runs_in_training(old, x) is None:
-        reason = " ".join(str(err).split("\n\nWhile executing")[0].split())
+        reason = one_line(err)
         raise RewriteError(
             f"invariant 1 broken, the new model does not run in training mode at {size}: {reason}"
         )
 
 
 def _expected_shape(old: nn.Module, x: torch.Tensor, plan: Plan) -> tuple[int, ...]:
-    if plan.data.get("num_classes") is not None:
-        return (x.shape[0], plan.data["num_classes"])
+    if plan.num_classes is not None:
+        return (x.shape[0], plan.num_classes)
     return tuple(_forward(old, x).shape)
 
 
 def _check_kept_tensors(old: nn.Module, new: nn.Module, plan: Plan) -> None:
     """Invariant 2: every tensor of the new model is either declared new by the plan or kept bit for bit."""
     old_state = old.state_dict()
-    moved: dict[str, str] = plan.data.get("moved", {})
-    fresh: list[str] = plan.data.get("new_modules", [])
     for key, tensor in new.state_dict().items():
-        if any(key == m or key.startswith(m + ".") for m in fresh):
+        if plan.is_new(key):
             continue
-        old_key = key
-        for new_prefix, old_prefix in moved.items():
-            if key.startswith(new_prefix):
-                old_key = old_prefix + key[len(new_prefix) :]
-                break
+        old_key = plan.old_key(key)
         if old_key not in old_state:
             raise RewriteError(
                 f"invariant 2 broken: '{key}' is neither a tensor of the input model nor declared new by the plan"
@@ -144,13 +139,13 @@ def _check_kept_tensors(old: nn.Module, new: nn.Module, plan: Plan) -> None:
 
 
 def _check_prefix(
-    old: nn.Module, new: nn.Module, plan: Plan, x: torch.Tensor, leaf_classes: Sequence[type]
+    old: nn.Module, new: nn.Module, cut: Cut, x: torch.Tensor, leaf_classes: Sequence[type]
 ) -> None:
     """Invariant 3: the new model's kept prefix computes the original model's activation at the cut."""
-    reference = extract_prefix(copy.deepcopy(old), plan.data["cut"], leaf_classes=leaf_classes)
+    reference = extract_prefix(copy.deepcopy(old), cut.at, leaf_classes=leaf_classes)
     expected = _forward(reference, x)
-    got = _forward(new.get_submodule(plan.data["prefix_module"]), x)
+    got = _forward(new.get_submodule(cut.prefix_module), x)
     if expected.shape != got.shape or not torch.equal(expected, got):
         raise RewriteError(
-            f"invariant 3 broken: the kept prefix does not reproduce the activation at '{plan.data['cut']}'"
+            f"invariant 3 broken: the kept prefix does not reproduce the activation at '{cut.at}'"
         )

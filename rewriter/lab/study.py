@@ -29,7 +29,7 @@ from torch import nn
 from .._errors import RecipeError, RewriterError
 from .._files import atomic_path, write_json
 from ..engine.recipe import Recipe
-from ..engine.strategy import list_strategies
+from ..engine.registry import list_strategies
 
 SETUP_FILE = "study.json"
 COLUMNS = (

@@ -58,8 +58,8 @@ def test_the_organizer_turns_vgg16_into_vgg16_opt():
     # 5: source stage 3 (0.30), target stage 2 (0.37)                                    {5, 4, 2, 1, 1}
     # 6: source stage 2 (0.37); best target stage 1 with 0.28 < 0.37: stop.
     result = organize("cifar_vgg16")
-    assert result.plans[0].data["blocks_per_stage"] == {0: 5, 1: 4, 2: 2, 3: 1, 4: 1}
-    assert [h["decision"] for h in result.plans[0].data["iterations"]] == ["move"] * 5 + ["stop"]
+    assert result.plans[0].payload.blocks_per_stage == {0: 5, 1: 4, 2: 2, 3: 1, 4: 1}
+    assert [h.decision for h in result.plans[0].payload.iterations] == ["move"] * 5 + ["stop"]
     after = result.report.rows[1]
     assert after.params / 1e6 == pytest.approx(5.10, rel=0.01)  # paper 003 Table 3: VGG16-opt 5.10 M
     assert after.flops / 1e6 == pytest.approx(370, rel=0.03)  # and 370 MFLOPs
@@ -71,7 +71,7 @@ def test_the_organizer_turns_resnet50_into_resnet50_opt():
     # paper 003: "moves the last two blocks from the third stage to the first stage and the last block from the
     # last stage to the second stage", {3, 4, 6, 3} -> {5, 5, 4, 2}, 17.24 M parameters
     result = organize("cifar_resnet50")
-    assert result.plans[0].data["blocks_per_stage"] == {0: 5, 1: 5, 2: 4, 3: 2}
+    assert result.plans[0].payload.blocks_per_stage == {0: 5, 1: 5, 2: 4, 3: 2}
     assert [len(result.model.get_submodule(f"layer{i}")) for i in range(1, 5)] == [5, 5, 4, 2]
     assert result.report.rows[1].params / 1e6 == pytest.approx(17.24, rel=0.01)
 

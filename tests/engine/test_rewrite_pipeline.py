@@ -11,8 +11,8 @@ from torch import nn
 
 import rewriter
 from rewriter.cli import main
-from rewriter.engine import strategy as strategy_module
-from rewriter.engine.strategy import Edit, Plan, Strategy, register_strategy
+from rewriter.engine import Edit, Plan, Strategy, register_strategy
+from rewriter.engine import registry as strategy_module
 
 
 @dataclass(frozen=True)

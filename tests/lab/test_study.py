@@ -128,7 +128,7 @@ def test_each_model_has_its_own_front_beside_the_studys():
 def refused_recipe(folder: Path) -> Path:
     """A valid recipe file that the strategy refuses when it plans: its cells fail."""
     path = folder / "stem0.yaml"
-    path.write_text("steps:\n  - remove-stem-downsampling: {count: 0}\n")
+    path.write_text("steps:\n  - remove-stem-downsampling: {mode: cifar-stem, count: 1}\n")
     return path
 
 
@@ -163,7 +163,7 @@ def test_a_study_writes_every_output(finished):
 def test_a_failed_cell_is_recorded_with_its_reason(finished):
     study, rows = finished
     failed = next(r for r in rows if r["status"] == "failed")
-    assert "count must be 1 or more, got 0" in failed["error"]
+    assert "count applies to mode 'strides'" in failed["error"]
     summary = (study.out / "summary.md").read_text()
     assert "Failed cells:" in summary and "cifar_vgg11 / stem0: " in summary
 

@@ -23,7 +23,7 @@ def test_vgg16_keeps_convs_1_to_7_and_gets_a_256_channel_head():
     assert not any(isinstance(m, nn.MaxPool2d) for m in list(result.model.features.modules())[-3:])
     fc = result.model.head.fc
     assert (fc.in_features, fc.out_features) == (256, 10)
-    assert result.plans[0].data["cut"] == "features.22"
+    assert result.plans[0].cut.at == "features.22"
 
 
 def test_resnet18_cuts_at_a_block_boundary_and_keeps_the_activation():
@@ -51,7 +51,7 @@ def test_keep_blocks_cuts_later():
     model, _ = rewriter.load_model("resnet18", num_classes=10)
     recipe = {"steps": [{"truncate": {"rule": "output", "keep_blocks": 1}}]}
     result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
-    assert result.plans[0].data["cut"] == "layer3.0.relu_1"
+    assert result.plans[0].cut.at == "layer3.0.relu_1"
     assert len(result.model.features.layer3) == 1
     assert result.model.head.fc.in_features == 256
 
@@ -68,8 +68,8 @@ def test_nothing_is_cut_when_every_layer_is_productive():
 
 
 def test_a_feature_size_moves_the_border_earlier():
-    full = truncate("cifar_vgg16").plans[0].data["cut"]
-    small = truncate("cifar_vgg16", feature_size=16).plans[0].data["cut"]
+    full = truncate("cifar_vgg16").plans[0].cut.at
+    small = truncate("cifar_vgg16", feature_size=16).plans[0].cut.at
     # r_in: conv 5 16, conv 6 24 > 16: the cut moves before conv 6 (features.17), after conv 5's ReLU.
     assert (full, small) == ("features.22", "features.16")
 
@@ -104,7 +104,7 @@ def test_shufflenet_is_cut_at_a_feature_map_not_at_a_channel_split():
         model, {"steps": [{"truncate": {"feature_size": 24}}]}, input_size=64, latency=False
     )
     assert result.model.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
-    assert "chunk" not in result.plans[0].data["cut"]
+    assert "chunk" not in result.plans[0].cut.at
 
 
 def test_a_channels_last_network_is_refused_with_the_reason():
@@ -138,5 +138,7 @@ def test_a_double_precision_model_gets_a_double_precision_head():
 
 
 def test_feature_size_must_be_positive():
-    with pytest.raises(rewriter.RewriteError, match="feature_size must be a positive number"):
+    with pytest.raises(
+        rewriter.RecipeError, match="feature_size: 0 is out of range; expected 1 <= feature_size"
+    ):
         truncate("cifar_vgg11", feature_size=0)

@@ -21,16 +21,17 @@ router's accuracy, and FLOPs per image measured from the units that actually ran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param
 from rewriter.lab import (
     DataSource,
     LabelUnit,
+    Relabelled,
     RelevanceError,
     RoutedModel,
     Router,
@@ -43,19 +44,6 @@ from rewriter.lab import (
     routing_stats,
     train,
 )
-
-
-class _Labelled(Dataset):
-    """The images of ``base`` at ``indices``, each with a target: (image, target)."""
-
-    def __init__(self, base: Dataset, indices: list[int], targets: list[Any]) -> None:
-        self.base, self.indices, self.targets = base, indices, targets
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        return self.base[self.indices[i]][0], self.targets[i]
 
 
 @dataclass(frozen=True)
@@ -183,10 +171,10 @@ class SkipIrrelevantLayers(Strategy):
         tested = [i for i in range(len(test_labels)) if test_labels[i] >= 0]
         source = DataSource(
             "relevance labels",
-            _Labelled(data.train, kept, [int(train_labels[i]) for i in kept]),
-            _Labelled(data.test, tested, [int(test_labels[i]) for i in tested]),
+            Relabelled(data.train, kept, [int(train_labels[i]) for i in kept]),
+            Relabelled(data.test, tested, [int(test_labels[i]) for i in tested]),
             len(relevance["train"].units),
-            _Labelled(data.train_plain, kept, [int(train_labels[i]) for i in kept]),
+            Relabelled(data.train_plain, kept, [int(train_labels[i]) for i in kept]),
         )
         return train(router, source, config, device=device, progress=False).test_accuracy
 
@@ -203,8 +191,8 @@ class SkipIrrelevantLayers(Strategy):
         indices = [i for i in range(len(routes)) if routes[i] >= 0]
         classes = dataset_labels(data.train_plain)
         targets = [(classes[i], int(routes[i])) for i in indices]
-        source = DataSource("routed", _Labelled(data.train, indices, targets), data.test, data.num_classes,
-                            _Labelled(data.train_plain, indices, targets))  # fmt: skip
+        source = DataSource("routed", Relabelled(data.train, indices, targets), data.test, data.num_classes,
+                            Relabelled(data.train_plain, indices, targets))  # fmt: skip
 
         def forward(net, batch, device):
             x, (y, route) = batch

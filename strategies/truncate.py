@@ -8,85 +8,14 @@ such point before b_min and residual blocks are kept or removed whole.
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
 from torch import nn
 
-from rewriter.analysis import Analysis, LayerGraph, analyze, axes_text, dominators
+from rewriter.analysis import Analysis, analyze, axes_text, block_name, cut_points
 from rewriter.engine import Context, Cut, Edit, Moved, Plan, Strategy, extract_prefix, param
-
-
-class GapLinearHead(nn.Sequential):
-    """Global average pooling, flatten, and one Linear layer (paper 000 Fig. 11's "simple output-head")."""
-
-    def __init__(self, channels: int, num_classes: int) -> None:
-        super().__init__(
-            OrderedDict(
-                pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=nn.Linear(channels, num_classes)
-            )
-        )
-
-
-class Truncated(nn.Module):
-    """The kept prefix of a network (``features``) followed by a new ``head``."""
-
-    def __init__(self, features: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.features = features
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def _block_name(names: list[str]) -> str:
-    """The deepest module path shared by ``names`` (``layer3.0`` for layer3.0.conv1 ... layer3.0.relu_1)."""
-    parts = [n.split(".") for n in names]
-    common = []
-    for level in zip(*parts, strict=False):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    return ".".join(common) or names[0]
-
-
-def cut_points(graph: LayerGraph) -> list[tuple[str | None, list[str]]]:
-    """Where a network can be cut: before each block, at a point every path to the output passes through.
-
-    Returns ``(cut, block)`` pairs in execution order. ``block`` holds the nodes from one dominator of the
-    output to the next (a residual block up to its addition) and at least one conv or pooling layer of the
-    border test. ``cut`` is the last dominator before the block that gives one ``[N, C, H, W]`` feature map
-    (a GAP head needs one); a channel split or a reshape just before the block is skipped back over, as long
-    as no conv or pooling layer is skipped with it. It is None where there is no such point (a network whose
-    maps are channels-last there). The input itself is never a cut: cutting there would keep no layer.
-    """
-    chain = dominators(graph)
-    order = graph.nodes
-    points: list[tuple[str | None, list[str]]] = []
-    for position, (here, there) in enumerate(itertools.pairwise([*chain, graph.output_name])):
-        segment = [n for n in order if graph[here].index < n.index <= graph[there].index]
-        if any(n.effect.takes_part_in_border for n in segment):
-            points.append((_feature_map_before(graph, chain[: position + 1]), [n.name for n in segment]))
-    return points
-
-
-def _feature_map_before(graph: LayerGraph, chain: list[str]) -> str | None:
-    """The last of ``chain`` that is an [N, C, H, W] feature map, with no conv/pool between it and the end."""
-    end = graph[chain[-1]].index
-    for name in reversed(chain):
-        node = graph[name]
-        if name == graph.input_name:
-            return None
-        if node.is_feature_map:
-            return name
-        between = [n for n in graph.nodes if node.index <= n.index <= end]
-        if any(n.effect.takes_part_in_border for n in between):
-            return None
-    return None
+from rewriter.models import GapLinearHead, Truncated
 
 
 @dataclass(frozen=True)
@@ -160,7 +89,7 @@ class Truncate(Strategy):
             raise self.refuse(f"the border layer '{border}' is in the first block: a cut would keep no layer")
         if cut is None:
             raise self.refuse(
-                f"before block '{_block_name(block)}' there is no point every path passes through that is one "
+                f"before block '{block_name(block)}' there is no point every path passes through that is one "
                 "[N, C, H, W] feature map (channels-last maps, or none before it): a global-average-pooling head "
                 "cannot be attached there"
             )
@@ -204,7 +133,7 @@ class Truncate(Strategy):
     def _notes(
         self, analysis: Analysis, border: str, held: list[str], cut: str, context: Context
     ) -> tuple[str, ...]:
-        block = _block_name([n for n in held if n in analysis.graph])
+        block = block_name([n for n in held if n in analysis.graph])
         notes = [
             f"b_min '{border}' lies in block '{block}'; the cut goes after '{cut}', the last point every path "
             "passes through before it"

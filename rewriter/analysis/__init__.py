@@ -9,9 +9,20 @@ from __future__ import annotations
 from .._text import axes_text
 from .analyzer import Analysis, Layer, analyze, as_size, resolve_leaf_classes
 from .cost import FLOP_CONVENTION, Cost, count_flops, count_params, flops_by_module
+from .cuts import block_name, cut_points
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
-from .information_field import ALPHA, StageField, UnitField, information_fields, stage_field
+from .heads import fixed_size_head
+from .information_field import (
+    ALPHA,
+    StageField,
+    UnitField,
+    decomposed_channel_fields,
+    information_fields,
+    pointwise_reads,
+    stage_field,
+)
 from .modes import eval_mode, observing
+from .organizer import Iteration, StageState, organize, stage_states, unit_count
 from .receptive import BorderRule, LayerField, ReceptiveField, receptive_fields
 from .rules import OpContext, OpEffect, register_function_rule, register_module_rule
 from .rules import elementwise as elementwise_rule
@@ -25,6 +36,7 @@ __all__ = [
     "Block",
     "BorderRule",
     "Cost",
+    "Iteration",
     "Layer",
     "LayerField",
     "LayerGraph",
@@ -34,29 +46,38 @@ __all__ = [
     "ReceptiveField",
     "Stage",
     "StageField",
+    "StageState",
     "Unit",
     "UnitField",
     "analyze",
     "as_size",
     "axes_text",
+    "block_name",
     "build_layer_graph",
     "count_flops",
     "count_params",
+    "cut_points",
+    "decomposed_channel_fields",
     "dominators",
     "elementwise_rule",
     "eval_mode",
     "find_blocks",
     "find_stages",
     "find_units",
+    "fixed_size_head",
     "flops_by_module",
     "information_fields",
     "is_downsampling",
     "observing",
+    "organize",
+    "pointwise_reads",
     "receptive_fields",
     "register_function_rule",
     "register_module_rule",
     "resolve_leaf_classes",
     "stage_field",
+    "stage_states",
     "stem",
     "trace",
+    "unit_count",
 ]

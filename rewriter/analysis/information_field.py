@@ -111,3 +111,69 @@ def stage_field(stage: Stage, units: Sequence[Unit] | None = None, *, alpha: flo
 
 def information_fields(stages: Sequence[Stage], *, alpha: float = ALPHA) -> list[StageField]:
     return [stage_field(stage, alpha=alpha) for stage in stages]
+
+
+# --------------------------------------------------------------------------------------------------
+# the channel field of decomposed kernels (paper 003 Fig. 4: DW + PW, GPW or RPW)
+
+PointwiseKind = str  # "dw-pw", "dw-gpw" or "dw-rpw"
+
+
+def rolling_windows(
+    in_channels: int, out_channels: int, *, groups: int, overlap: float
+) -> tuple[int, int, int]:
+    """(window, step, windows) of a rolling pointwise conv: each filter reads ``window = in / groups``
+    consecutive channels, windows start every ``step = window * (1 - overlap)`` channels and roll around.
+
+    Raises:
+        ValueError: the channels do not divide into such windows.
+    """
+    if groups < 1 or in_channels % groups:
+        raise ValueError(f"in_channels {in_channels} is not divisible into {groups} groups")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    window = in_channels // groups
+    step = round(window * (1 - overlap))
+    if step < 1 or in_channels % step:
+        raise ValueError(f"a step of {step} channels does not tile {in_channels} channels")
+    windows = in_channels // step
+    if out_channels % windows:
+        raise ValueError(f"out_channels {out_channels} is not a multiple of the {windows} windows")
+    return window, step, windows
+
+
+def pointwise_reads(
+    kind: PointwiseKind, cin: int, cout: int, *, groups: int, overlap: float
+) -> list[list[int]]:
+    """For each output channel of the pointwise part of a decomposed kernel, the input channels it reads."""
+    if kind == "dw-pw":
+        return [list(range(cin))] * cout
+    if kind == "dw-gpw":
+        if cin % groups or cout % groups:
+            raise ValueError(f"{cin} -> {cout} channels are not divisible into {groups} groups")
+        per_in, per_out = cin // groups, cout // groups
+        return [list(range((f // per_out) * per_in, (f // per_out + 1) * per_in)) for f in range(cout)]
+    window, step, windows = rolling_windows(cin, cout, groups=groups, overlap=overlap)
+    per_window = cout // windows
+    return [[((f // per_window) * step + i) % cin for i in range(window)] for f in range(cout)]
+
+
+def decomposed_channel_fields(
+    kind: PointwiseKind, widths: Sequence[tuple[int, int]], *, groups: int, overlap: float
+) -> list[int]:
+    """The fewest stage-input channels any neuron sees after each of a chain of decomposed kernels with
+    ``(in, out)`` channels ``widths``."""
+    seen = [1 << c for c in range(widths[0][0])]  # each input channel sees itself (a bitmask per channel)
+    fields = []
+    for cin, cout in widths:
+        reads = pointwise_reads(kind, cin, cout, groups=groups, overlap=overlap)
+        seen = [_union(seen, channels) for channels in reads]
+        fields.append(min(bin(mask).count("1") for mask in seen))
+    return fields
+
+
+def _union(seen: list[int], channels: list[int]) -> int:
+    mask = 0
+    for c in channels:
+        mask |= seen[c]
+    return mask

@@ -4,6 +4,14 @@ Imports ``rewriter.analysis``, ``rewriter.models`` and the foundation, never the
 
 from __future__ import annotations
 
+from .downsampling import (
+    DownsamplingEdits,
+    StrideChange,
+    apply_downsampling_edits,
+    check_replaceable,
+    head_pooling,
+    stride_text,
+)
 from .pipeline import Result, as_recipe, rewrite
 from .plan import Cut, Edit, Moved, Plan
 from .recipe import Recipe, Step
@@ -11,11 +19,20 @@ from .registry import get_strategy, list_strategies, register_strategy
 from .report import Measurement, Report, measure, measure_latency
 from .saving import LoadedModel, load, save
 from .strategy import Context, Parameter, Strategy, param, parameters
-from .surgery import extract_prefix, fresh_copy, set_submodule, training_dependent_classes
+from .surgery import (
+    adapt_input_width,
+    extract_prefix,
+    fresh_copy,
+    resequence,
+    sequence_changes,
+    set_submodule,
+    training_dependent_classes,
+)
 
 __all__ = [
     "Context",
     "Cut",
+    "DownsamplingEdits",
     "Edit",
     "LoadedModel",
     "Measurement",
@@ -27,10 +44,15 @@ __all__ = [
     "Result",
     "Step",
     "Strategy",
+    "StrideChange",
+    "adapt_input_width",
+    "apply_downsampling_edits",
     "as_recipe",
+    "check_replaceable",
     "extract_prefix",
     "fresh_copy",
     "get_strategy",
+    "head_pooling",
     "list_strategies",
     "load",
     "measure",
@@ -38,8 +60,11 @@ __all__ = [
     "param",
     "parameters",
     "register_strategy",
+    "resequence",
     "rewrite",
     "save",
+    "sequence_changes",
     "set_submodule",
+    "stride_text",
     "training_dependent_classes",
 ]

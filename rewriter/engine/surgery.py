@@ -15,6 +15,7 @@ from torch import nn
 from .._errors import RewriteError
 from ..analysis.modes import eval_mode
 from ..analysis.tracing import trace
+from .plan import Moved
 
 
 def training_dependent_classes(model: nn.Module) -> tuple[type, ...]:
@@ -115,3 +116,141 @@ def fresh_copy(module: nn.Module) -> nn.Module:
         if hasattr(m, "reset_running_stats"):
             m.reset_running_stats()
     return clone
+
+
+# --------------------------------------------------------------------------------------------------
+# removing modules from and inserting modules into nn.Sequential containers
+
+
+def _sequence_orders(
+    model: nn.Module, removals: set[str], counts: dict[str, int]
+) -> dict[str, list[str | None]]:
+    """Per edited container: the module paths it will hold, in order (None for each inserted module)."""
+    orders = {}
+    for path in sorted({p.rpartition(".")[0] for p in removals | set(counts)}):
+        container = model.get_submodule(path) if path else model
+        order: list[str | None] = []
+        for name in container._modules:
+            full = f"{path}.{name}" if path else name
+            if full not in removals:
+                order.append(full)
+            order.extend([None] * counts.get(full, 0))
+        orders[path] = order
+    return orders
+
+
+def _sequence_names(container: nn.Module, order: list[str | None]) -> list[tuple[str, str | None]]:
+    """(new name, old path) for each entry of a rebuilt container; integer names are renumbered."""
+    numbered = all(name.isdigit() for name in container._modules)
+    return [
+        (str(i) if numbered else (old.rpartition(".")[2] if old else f"added{i}"), old)
+        for i, old in enumerate(order)
+    ]
+
+
+def sequence_changes(
+    model: nn.Module, removals: set[str], counts: dict[str, int]
+) -> tuple[list[Moved], list[str]]:
+    """What ``resequence`` would do, for a plan: the kept modules a renumbered container moves, and the
+    paths of the inserted ones (``counts``: how many modules go in after each path).
+
+    Raises:
+        ValueError: a module to remove or insert after is not held in an ``nn.Sequential``.
+    """
+    moved, fresh = [], []
+    for path, order in _sequence_orders(model, removals, counts).items():
+        container = model.get_submodule(path) if path else model
+        if not isinstance(container, nn.Sequential):
+            raise ValueError(
+                f"the units of '{path or type(model).__name__}' are not held in an nn.Sequential"
+            )
+        for name, old in _sequence_names(container, order):
+            new = f"{path}.{name}" if path else name
+            if old is None:
+                fresh.append(new)
+            elif old != new:
+                moved.append(Moved(new + ".", old + "."))
+    return moved, fresh
+
+
+def resequence(model: nn.Module, removals: set[str], insertions: dict[str, list[nn.Module]]) -> None:
+    """Remove the modules at ``removals`` and insert ``insertions[path]`` after each path, in the
+    ``nn.Sequential`` containers that hold them (integer names renumbered)."""
+    counts = {after: len(group) for after, group in insertions.items()}
+    for path, order in _sequence_orders(model, removals, counts).items():
+        container = model.get_submodule(path) if path else model
+        pending = {after: iter(group) for after, group in insertions.items()}
+        modules, last = [], None
+        for old in order:
+            if old is not None:
+                last = old
+            modules.append(model.get_submodule(old) if old is not None else next(pending[last]))
+        names = _sequence_names(container, order)
+        container._modules.clear()
+        for (name, _), module in zip(names, modules, strict=True):
+            container._modules[name] = module
+
+
+# --------------------------------------------------------------------------------------------------
+# a unit at another input width
+
+
+def _stride_one(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            m.stride = (1,) * len(m.stride)
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            m.stride = 1
+
+
+def _retarget_conv(conv: nn.Conv2d, width: int, *, depthwise: bool) -> nn.Conv2d:
+    out_channels = width if depthwise else conv.out_channels
+    return nn.Conv2d(
+        width,
+        out_channels,
+        conv.kernel_size,
+        1,
+        conv.padding,
+        conv.dilation,
+        groups=width if depthwise else conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight)
+
+
+def adapt_input_width(unit: nn.Module, width: int) -> nn.Module:
+    """Make a unit (a block, or a conv) read ``width`` channels, in place: every conv and norm the unit's input
+    reaches before a channel-mixing conv is rebuilt for the new width (depthwise convs pass it on), its
+    strides become 1, and a residual block's shortcut becomes the identity. Used to append a stride-1,
+    width-preserving copy of a stage's first unit (paper 003's organizer)."""
+    _stride_one(unit)
+    if isinstance(unit, nn.Conv2d):  # a plain net's unit: the conv itself
+        return _retarget_conv(unit, width, depthwise=unit.groups == unit.in_channels == unit.out_channels)
+    gm, _ = trace(unit)
+    reached: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            reached.add(node)
+            continue
+        if not any(a in reached for a in node.all_input_nodes):
+            continue
+        if node.op != "call_module":
+            reached.add(node)
+            continue
+        module = unit.get_submodule(node.target)
+        if isinstance(module, nn.Conv2d):
+            depthwise = module.groups == module.in_channels == module.out_channels
+            set_submodule(unit, node.target, _retarget_conv(module, width, depthwise=depthwise))
+            if depthwise:
+                reached.add(node)
+        elif isinstance(module, nn.BatchNorm2d):
+            set_submodule(unit, node.target, nn.BatchNorm2d(width).to(module.weight))
+            reached.add(node)
+        else:
+            reached.add(node)
+    if getattr(unit, "downsample", None) is not None:  # torchvision/timm residual blocks: identity shortcut
+        unit.downsample = None
+    if hasattr(
+        unit, "use_res_connect"
+    ):  # torchvision MobileNetV2: a stride-1 same-width block adds its input
+        unit.use_res_connect = True
+    return unit

@@ -3,7 +3,7 @@ and trade-off studies. Imports every layer below it (analysis, models, engine), 
 
 from __future__ import annotations
 
-from .data import DataError, DataSource, dataset_labels, load_data, parse_data_spec
+from .data import DataError, DataSource, Relabelled, dataset_labels, load_data, parse_data_spec
 from .probes import ProbeReport, run_probes
 from .relevance import LabelUnit, Relevance, RelevanceError, compute_relevance, label_units
 from .routing import RoutedModel, Router, RoutingStats, gate_units, routing_stats
@@ -15,6 +15,7 @@ __all__ = [
     "DataSource",
     "LabelUnit",
     "ProbeReport",
+    "Relabelled",
     "Relevance",
     "RelevanceError",
     "RoutedModel",

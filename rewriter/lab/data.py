@@ -319,6 +319,19 @@ def _digits(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
     return _in_memory(spec, train, (images[test_idx], labels[test_idx]), input_size, 10)
 
 
+class Relabelled(Dataset):
+    """The images of ``base`` at ``indices``, each with a target: (image, target)."""
+
+    def __init__(self, base: Dataset, indices: list[int], targets: list[Any]) -> None:
+        self.base, self.indices, self.targets = base, indices, targets
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        return self.base[self.indices[i]][0], self.targets[i]
+
+
 def dataset_labels(dataset: Dataset) -> list[int]:
     """The class of every item, read from the dataset's label list where it has one (no image is decoded)."""
     if isinstance(dataset, TensorImages):

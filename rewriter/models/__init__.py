@@ -5,6 +5,7 @@ above, such as the engine's model files). Imports only ``rewriter.analysis`` and
 from __future__ import annotations
 
 from . import modelfile, zoo
+from .blocks import FactorizedConv, GapLinearHead, RollingPointwise, Truncated, factorized_conv
 from .sources import (
     FileKind,
     ModelSpec,
@@ -20,10 +21,15 @@ from .sources import (
 from .weights import load_weights, read_state_dict
 
 __all__ = [
+    "FactorizedConv",
     "FileKind",
+    "GapLinearHead",
     "ModelSpec",
     "NoNumClassesError",
+    "RollingPointwise",
+    "Truncated",
     "available_models",
+    "factorized_conv",
     "is_named_model",
     "load_model",
     "load_model_for_classes",

@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 import rewriter
+from rewriter.analysis import decomposed_channel_fields as channel_fields
 from rewriter.analysis.information_field import gain, stage_field
 from rewriter.analysis.stages import find_stages
-from strategies.decompose import FactorizedConv, RollingPointwise, channel_fields
+from rewriter.models import FactorizedConv, RollingPointwise
 
 
 def vgg11_stages():

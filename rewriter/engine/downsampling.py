@@ -1,0 +1,103 @@
+"""Edits that change where a network downsamples, shared by the strategies that remove or move it.
+
+Setting a conv's stride, replacing a pooling layer by Identity (or giving it a stride), and keeping a head
+that flattens a fixed-size map working when the maps change size. A layer must be a module that runs once:
+changing a shared module would change every call of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .._errors import RewriteError
+from ..analysis.analyzer import Analysis
+from ..analysis.graph import LayerNode
+from ..analysis.heads import fixed_size_head
+from .plan import Edit
+from .surgery import set_submodule
+
+
+@dataclass(frozen=True)
+class StrideChange:
+    """The module at ``path`` gets stride ``stride`` (one value per axis)."""
+
+    path: str
+    stride: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DownsamplingEdits:
+    """What ``apply_downsampling_edits`` changes: convs and pools whose stride is set, modules replaced by
+    Identity, and parameter-free modules followed by global average pooling (a flattening head's input)."""
+
+    strides: tuple[StrideChange, ...] = ()
+    identity: tuple[str, ...] = ()
+    pool_after: tuple[str, ...] = ()
+
+
+def stride_text(node: LayerNode) -> str:
+    return "x".join(str(s) for s in node.effect.stride or ())
+
+
+def check_replaceable(node: LayerNode, analysis: Analysis) -> None:
+    """The layer must be a module that runs once: changing a shared module changes all its calls.
+
+    Raises:
+        RewriteError: a functional call, or a module that runs more than once.
+    """
+    if not node.is_module:
+        raise RewriteError(
+            f"'{node.name}' is a functional {node.type} call: wrap it in a module to change it"
+        )
+    calls = [n.name for n in analysis.graph if n.is_module and n.target == node.target]
+    if len(calls) > 1:
+        raise RewriteError(
+            f"module '{node.target}' runs {len(calls)} times ({', '.join(calls)}); changing it would change "
+            "the downsampling of every call, not only this one"
+        )
+
+
+def head_pooling(model: nn.Module, analysis: Analysis) -> tuple[Edit, str] | None:
+    """A head that flattens a fixed-size map breaks when the map changes size. When that map is 1x1 and made
+    by a parameter-free module (VGG's last max-pool), global average pooling after that module is exact at
+    this resolution and keeps the head working at any other: return that edit and the module's path.
+
+    Raises:
+        RewriteError: the head flattens a larger fixed-size map (the reason, and what to do instead).
+    """
+    head = fixed_size_head(analysis.graph, analysis.fields)
+    if head is None:
+        return None
+    linear, source = head
+    node = analysis.graph[source]
+    size = node.output_size or ()
+    module = model.get_submodule(node.target) if node.is_module else None
+    if size and all(s == 1 for s in size) and module is not None and not any(module.parameters()):
+        check_replaceable(node, analysis)
+        edit = Edit(
+            "replace", node.name, f"{node.type} -> {node.type} + AdaptiveAvgPool2d(1)",
+            f"the head '{linear}' flattens its 1x1 output: global pooling is exact at this resolution and keeps "
+            "the head's input 1x1 when the maps grow",
+        )  # fmt: skip
+        return edit, node.target
+    raise RewriteError(
+        f"the head '{linear}' reads a flattened feature map of fixed size ({'x'.join(map(str, size))} from "
+        f"'{source}'); changing the downsampling changes that size and would break it. Truncate first (it "
+        "attaches a global-pooling head) or use a model with adaptive pooling"
+    )
+
+
+def apply_downsampling_edits(model: nn.Module, edits: DownsamplingEdits) -> None:
+    """Change ``model`` (the pipeline's copy) in place as ``edits`` say."""
+    for change in edits.strides:
+        module = model.get_submodule(change.path)
+        if isinstance(module, nn.modules.conv._ConvNd):
+            module.stride = tuple(change.stride)
+        else:  # a pooling layer
+            module.stride = change.stride if len(set(change.stride)) > 1 else change.stride[0]
+    for path in edits.identity:
+        set_submodule(model, path, nn.Identity())
+    for path in edits.pool_after:
+        set_submodule(model, path, nn.Sequential(model.get_submodule(path), nn.AdaptiveAvgPool2d(1)))

@@ -25,24 +25,18 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param
 from rewriter.lab import (
-    DataSource,
     LabelUnit,
-    Relabelled,
     RelevanceError,
     RoutedModel,
     Router,
+    SkipTraining,
     TrainConfig,
-    compute_relevance,
-    dataset_labels,
-    evaluate,
+    fit_routed_model,
     gate_units,
     label_units,
-    routing_stats,
-    train,
 )
 
 
@@ -120,82 +114,12 @@ class SkipIrrelevantLayers(Strategy):
         routed = RoutedModel(router, backbone, routes, [u.name for u in units])
         if context.replay:  # the weights are loaded next
             return routed
-        data: DataSource = context.data
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="rmsprop",
                              gamma=1.0, seed=self.seed, evaluate_every_epoch=False)  # fmt: skip
-        say = context.notes.append
-        device = next(model.parameters()).device
-        if not context.pretrained:
-            base = train(model, data, config, device=device, progress=False)
-            say(
-                f"CNN 1 (the input model) trained for {self.epochs} epochs: test accuracy {base.test_accuracy:.1%}"
-            )
-        test_loader = DataLoader(data.test, batch_size=256)
-        base_accuracy = evaluate(model, test_loader, device)
-        relevance = {
-            split: compute_relevance(model, context.analysis, DataLoader(dataset, batch_size=256), maps=self.maps,
-                                     top=self.top, device=device)
-            for split, dataset in (("train", data.train_plain), ("test", data.test))
-        }  # fmt: skip
-        labels = relevance["train"].labels
-        say(
-            "relevance labels of the training images: "
-            + ", ".join(f"{u.name} {n}" for u, n in zip(units, relevance["train"].counts, strict=True))
-            + f"; {int((labels < 0).sum())} of {len(labels)} unlabelled"
-        )
-        router_accuracy = self._train_router(router, data, relevance, config, device)
-        say(
-            f"router (CNN 2) test accuracy on the labelled test images: {router_accuracy:.1%} (paper 004: 62 %)"
-        )
-        for p in router.parameters():
-            p.requires_grad_(False)
-        if self.train_backbone:
-            self._train_backbone(routed, data, labels, config, device)
-        stats = routing_stats(
-            routed, test_loader, context.input_size, in_channels=context.in_channels, device=device
-        )
-        say(
-            f"CNN 3 test accuracy {stats.accuracy:.1%} (CNN 1: {base_accuracy:.1%}); FLOPs per image "
-            f"{stats.mean_flops / 1e6:.2f} M mean, quantiles 0/25/50/75/100 % "
-            + "/".join(f"{v / 1e6:.2f}" for v in stats.to_json()["flops_quantiles"].values())
-            + f" M (router's {stats.flops_router / 1e6:.2f} M included), "
-            f"without routing {stats.flops_static / 1e6:.2f} M; images per router label "
-            + ", ".join(f"{k}: {n}" for k, n in enumerate(stats.label_counts))
-        )
+        setup = SkipTraining(config, self.maps, self.top, self.train_on, self.train_backbone)
+        fit_routed_model(
+            model, routed, context.data, context.analysis, setup, pretrained=context.pretrained,
+            input_size=context.input_size, in_channels=context.in_channels, say=context.notes.append,
+            progress=context.progress,
+        )  # fmt: skip
         return routed
-
-    def _train_router(self, router, data: DataSource, relevance, config: TrainConfig, device) -> float:
-        """Fit the router on the labelled training images; its accuracy on the labelled test images."""
-        train_labels, test_labels = relevance["train"].labels, relevance["test"].labels
-        kept = [i for i in range(len(train_labels)) if train_labels[i] >= 0]
-        tested = [i for i in range(len(test_labels)) if test_labels[i] >= 0]
-        source = DataSource(
-            "relevance labels",
-            Relabelled(data.train, kept, [int(train_labels[i]) for i in kept]),
-            Relabelled(data.test, tested, [int(test_labels[i]) for i in tested]),
-            len(relevance["train"].units),
-            Relabelled(data.train_plain, kept, [int(train_labels[i]) for i in kept]),
-        )
-        return train(router, source, config, device=device, progress=False).test_accuracy
-
-    def _train_backbone(
-        self, routed: RoutedModel, data: DataSource, labels, config: TrainConfig, device
-    ) -> None:
-        """CNN 3: the labelled images run up to their label; with ``all``, the others where the router says."""
-        routes = labels.clone()
-        if self.train_on == "all":
-            loader = DataLoader(data.train_plain, batch_size=256)
-            with torch.no_grad():
-                predicted = torch.cat([routed.router.eval()(x.to(device)).argmax(1).cpu() for x, _ in loader])
-            routes = torch.where(routes >= 0, routes, predicted)
-        indices = [i for i in range(len(routes)) if routes[i] >= 0]
-        classes = dataset_labels(data.train_plain)
-        targets = [(classes[i], int(routes[i])) for i in indices]
-        source = DataSource("routed", Relabelled(data.train, indices, targets), data.test, data.num_classes,
-                            Relabelled(data.train_plain, indices, targets))  # fmt: skip
-
-        def forward(net, batch, device):
-            x, (y, route) = batch
-            return net(x.to(device), route.to(device)), y.to(device)
-
-        train(routed, source, config, device=device, progress=False, forward=forward)

@@ -20,7 +20,7 @@ from ..analysis.analyzer import Analysis, analyze, as_size, resolve_leaf_classes
 from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
-from .strategy import Context
+from .strategy import Context, Strategy
 from .verify import check_step, check_unchanged, snapshot
 
 
@@ -97,61 +97,71 @@ def rewrite(
     )
     if recipe.input_size is None:
         raise RewriteError("no input size: give input_size (--input-size) or put input_size in the recipe")
-    size = recipe.input_size
     strategies = recipe.strategies()
-    say = progress or (lambda _message: None)
-    label = name or type(model).__name__
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
+    say = progress or (lambda _message: None)
+    assess = _Assessor(recipe.input_size, in_channels, leaf_classes, measure_cost, latency, say)
     before = snapshot(model)
-
-    def assess(current: nn.Module, row_label: str) -> tuple[Measurement | None, Analysis]:
-        if measure_cost:
-            say(f"measuring {row_label}")
-            return measure(
-                current,
-                size,
-                label=row_label,
-                in_channels=in_channels,
-                leaf_modules=leaf_classes,
-                latency=latency,
-            )
-        return None, analyze(current, size, in_channels=in_channels, leaf_modules=leaf_classes, flops=False)
-
     row, analysis = assess(model, "baseline")
     rows = [row] if row else []
     classes = recipe.num_classes or _output_classes(analysis)
     current, plans, measured = model, [], []
     for i, strategy in enumerate(strategies):
-        where = f"steps[{i}] {strategy.name}"
         context = Context(
-            input_size=size, num_classes=classes, analysis=analysis, in_channels=in_channels,
-            pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay,
+            input_size=recipe.input_size, num_classes=classes, analysis=analysis, in_channels=in_channels,
+            pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
-        say(f"{where}: planning")
-        try:
-            plan = strategy.plan(current, context)
-            new = current
-            if not plan.is_noop:
-                work = copy.deepcopy(current)
-                new = strategy.apply(work, plan, context)
-                new.train(current.training)
-                say(f"{where}: verifying")
-                check_step(
-                    current, new, plan, input_size=size, in_channels=in_channels, leaf_classes=leaf_classes
-                )
-        except RewriteError as err:
-            raise RewriteError(f"{where}: {err}; nothing was written") from err
+        plan, current = _step(strategy, current, context, f"steps[{i}] {strategy.name}", say)
         plans.append(plan)
         measured.extend(context.notes)
-        row, analysis = assess(new, f"{i + 1}. {strategy.name}")
+        row, analysis = assess(current, f"{i + 1}. {strategy.name}")
         rows.extend([row] if row else [])
-        current = new
     check_unchanged(model, before)
     if current is model:  # every step was a no-op: still return a copy, never the caller's object
         current = copy.deepcopy(model)
-    resolved = Recipe(
-        tuple(Step(plan.strategy, plan.params) for plan in plans), size, recipe.num_classes, recipe.source
-    )
+    resolved = Recipe(tuple(Step(p.strategy, dict(p.params)) for p in plans), recipe.input_size,
+                      recipe.num_classes, recipe.source)  # fmt: skip
     notes = (*(note for plan in plans for note in plan.notes), *measured)
-    report = Report(label, size, tuple(rows), resolved.to_dict(), tuple(p.to_dict() for p in plans), notes)
+    report = Report(name or type(model).__name__, recipe.input_size, tuple(rows), resolved.to_dict(),
+                    tuple(p.to_dict() for p in plans), notes)  # fmt: skip
     return Result(current, tuple(plans), report, resolved)
+
+
+def _step(
+    strategy: Strategy, current: nn.Module, context: Context, where: str, say: Callable[[str], None]
+) -> tuple[Plan, nn.Module]:
+    """Plan one step; unless it is a no-op, apply it to a copy of ``current`` and verify the result."""
+    say(f"{where}: planning")
+    try:
+        plan = strategy.plan(current, context)
+        if plan.is_noop:
+            return plan, current
+        new = strategy.apply(copy.deepcopy(current), plan, context)
+        new.train(current.training)
+        say(f"{where}: verifying")
+        check_step(current, new, plan, input_size=context.input_size, in_channels=context.in_channels,
+                   leaf_classes=context.leaf_classes)  # fmt: skip
+    except RewriteError as err:
+        raise RewriteError(f"{where}: {err}; nothing was written") from err
+    return plan, new
+
+
+@dataclass(frozen=True)
+class _Assessor:
+    """Measures a model of the pipeline (params, FLOPs, b_min, latency) or, for a dry run, only analyses it."""
+
+    size: tuple[int, int]
+    in_channels: int
+    leaf_classes: tuple[type, ...]
+    measure_cost: bool
+    latency: bool
+    say: Callable[[str], None]
+
+    def __call__(self, model: nn.Module, label: str) -> tuple[Measurement | None, Analysis]:
+        if not self.measure_cost:
+            return None, analyze(
+                model, self.size, in_channels=self.in_channels, leaf_modules=self.leaf_classes, flops=False
+            )
+        self.say(f"measuring {label}")
+        return measure(model, self.size, label=label, in_channels=self.in_channels,
+                       leaf_modules=self.leaf_classes, latency=self.latency)  # fmt: skip

@@ -32,12 +32,14 @@ class Measurement:
     border_layer_min: str | None
     unproductive: int
     latency_ms: float | None = None
+    flops_per_image: float | None = None  # a model that routes each image: mean FLOPs per test image
 
     def to_json(self) -> dict[str, Any]:
         return {
             "label": self.label,
             "params": self.params,
             "flops": self.flops,
+            "flops_per_image": None if self.flops_per_image is None else round(self.flops_per_image),
             "border_layer_min": self.border_layer_min,
             "unproductive_layers": self.unproductive,
             "latency_ms": self.latency_ms,
@@ -85,6 +87,7 @@ def measure(
         border_layer_min=analysis.border_layer_min,
         unproductive=len(analysis.unproductive_layers),
         latency_ms=measure_latency(model, input_size, in_channels=in_channels) if latency else None,
+        flops_per_image=getattr(model, "flops_per_image", None),  # input-adaptive models measure their own
     )
     return measurement, analysis
 
@@ -116,6 +119,7 @@ class Report:
             "params_percent": percent(row.params, base.params),
             "flops_percent": percent(row.flops, base.flops),
             "latency_percent": percent(row.latency_ms, base.latency_ms),
+            "flops_per_image_percent": percent(row.flops_per_image, base.flops),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -126,10 +130,30 @@ class Report:
             "recipe": self.recipe,
             "rows": [{**row.to_json(), "delta": self.deltas(row)} for row in self.rows],
             "plans": list(self.plans),
-            "notes": list(self.notes),
+            "notes": [*self.notes, *self.routing_notes],
         }
 
+    @property
+    def routing_notes(self) -> tuple[str, ...]:
+        """What a model that routes each image costs per image against the input model, said plainly."""
+        base = self.baseline
+        lines = []
+        for row in self.rows:
+            if row.flops_per_image is None:
+                continue
+            saved = 1 - row.flops_per_image / base.flops if base.flops else 0.0
+            verdict = (
+                f"saves {saved:.1%} of the input model's {human(base.flops)} FLOPs per image"
+                if saved > 0
+                else f"saves nothing: it costs {-saved:.1%} more than the input model's {human(base.flops)} "
+                "(the router sends most images through every unit, and the router itself costs FLOPs)"
+            )
+            lines.append(f"{row.label}: routed per image, {human(row.flops_per_image)} FLOPs per test image "
+                         f"on average (router included): routing {verdict}")  # fmt: skip
+        return tuple(lines)
+
     def format(self) -> str:
+        routed = any(row.flops_per_image is not None for row in self.rows)
         headers = [
             "",
             "params",
@@ -145,25 +169,23 @@ class Report:
         for row in self.rows:
             d = self.deltas(row)
             latency = f"{row.latency_ms:.2f} ms" if row.latency_ms is not None else "-"
-            table.append(
-                [
-                    row.label,
-                    human(row.params),
-                    _signed(d["params_percent"]),
-                    human(row.flops),
-                    _signed(d["flops_percent"]),
-                    row.border_layer_min or "none",
-                    str(row.unproductive),
-                    latency,
-                    _signed(d["latency_percent"]),
-                ]
-            )
+            cells = [
+                row.label, human(row.params), _signed(d["params_percent"]), human(row.flops),
+                _signed(d["flops_percent"]), row.border_layer_min or "none", str(row.unproductive), latency,
+                _signed(d["latency_percent"]),
+            ]  # fmt: skip
+            if routed:
+                per_image = row.flops if row.flops_per_image is None else row.flops_per_image
+                cells[5:5] = [human(per_image), _signed(percent(per_image, self.baseline.flops))]
+            table.append(cells)
+        if routed:
+            headers[5:5] = ["FLOPs/image", "d FLOPs/image"]
         h, w = self.input_size
         lines = [
             f"{self.model} at {h}x{w} (FLOPs: {FLOP_CONVENTION}; latency: batch 1 on the CPU, median)",
-            render_table(headers, table, align="<>>>><>>>"),
+            render_table(headers, table, align="<>>>>" + (">>" if routed else "") + "<>>>"),
         ]
-        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"note: {n}" for n in (*self.notes, *self.routing_notes)]
         return "\n".join(lines)
 
 

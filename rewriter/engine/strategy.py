@@ -14,7 +14,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
@@ -24,6 +24,10 @@ from .._errors import RecipeError, RewriteError, close_matches
 from ..analysis.analyzer import Analysis
 from .plan import Plan
 from .registry import get_strategy
+
+
+def _quiet(_line: str) -> None:
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +43,7 @@ class Context:
     data: Any = None  # a rewriter.data.DataSource, for strategies that measure the model on data
     replay: bool = False  # rebuilding a saved model whose weights are loaded next: build, do not train
     notes: list[str] = field(default_factory=list)  # what ``apply`` measured, for the report
+    progress: Callable[[str], None] = _quiet  # a status line for long work (training), shown by the CLI
 
 
 class Strategy:

@@ -8,6 +8,7 @@ from .probes import ProbeReport, run_probes
 from .relevance import LabelUnit, Relevance, RelevanceError, compute_relevance, label_units
 from .routing import RoutedModel, Router, RoutingStats, gate_units, routing_stats
 from .saturation import SaturationReport, compute_saturation
+from .skipping import SkipTraining, fit_routed_model
 from .training import TrainConfig, TrainError, TrainResult, evaluate, train
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Router",
     "RoutingStats",
     "SaturationReport",
+    "SkipTraining",
     "TrainConfig",
     "TrainError",
     "TrainResult",
@@ -29,6 +31,7 @@ __all__ = [
     "compute_saturation",
     "dataset_labels",
     "evaluate",
+    "fit_routed_model",
     "gate_units",
     "label_units",
     "load_data",

@@ -106,6 +106,9 @@ class RoutedModel(nn.Module):
         self.backbone = backbone
         self._routes = routes
         self.units = list(units)  # label unit names, index = label
+        self.measured: RoutingStats | None = (
+            None  # on the test set, once trained (not saved with the weights)
+        )
 
     def forward(self, x: torch.Tensor, route: torch.Tensor | None = None) -> torch.Tensor:
         if _fx_tracing():  # the analysis sees the static backbone
@@ -124,6 +127,11 @@ class RoutedModel(nn.Module):
     @property
     def labels(self) -> int:
         return len(self.units)
+
+    @property
+    def flops_per_image(self) -> float | None:
+        """Mean FLOPs per test image with the router's routing (router included), once measured."""
+        return self.measured.mean_flops if self.measured is not None else None
 
     def train(self, mode: bool = True) -> RoutedModel:
         """The router is trained on its own (relevance labels) and stays in evaluation mode here."""

@@ -30,10 +30,11 @@ NEEDS_DATA = {"skip-irrelevant-layers"}
 KEEPS_TENSORS = {name: name not in ("scale-width", "skip-irrelevant-layers") for name in CASES}
 
 
-def run_case(name: str, model: torch.nn.Module) -> rewriter.Result:
+def run_case(name: str, model: torch.nn.Module, progress=None) -> rewriter.Result:
     _, size, params = CASES[name]
     data = load_data("digits:200", size) if name in NEEDS_DATA else None
-    return rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False, data=data)
+    return rewriter.rewrite(model, {"steps": [{name: params}]}, input_size=size, latency=False, data=data,
+                            progress=progress)  # fmt: skip
 
 
 def build(name: str) -> torch.nn.Module:
@@ -52,7 +53,11 @@ def case(request):
     model = build(name)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     structure = repr(model)
-    return name, model, before, structure, run_case(name, model), CASES[name][1]
+    lines = PROGRESS.setdefault(name, [])
+    return name, model, before, structure, run_case(name, model, lines.append), CASES[name][1]
+
+
+PROGRESS: dict[str, list[str]] = {}  # the progress lines each case's rewrite reported
 
 
 def test_the_input_model_is_unchanged(case):
@@ -105,6 +110,30 @@ def test_kept_weights_are_identical(case):
             fresh += 1
     assert declared <= changed, f"declared new but identical: {sorted(declared - changed)}"
     assert kept > 10 if KEEPS_TENSORS[name] else fresh > 10
+
+
+def test_long_work_reports_progress(case):
+    """A strategy that trains says so epoch by epoch (paper 004's three trainings take minutes)."""
+    name = case[0]
+    epochs = [line for line in PROGRESS[name] if ": epoch " in line]
+    if name == "skip-irrelevant-layers":  # 1 epoch each: CNN 1 (untrained input), the router, the backbone
+        assert [line.split(":")[0] for line in epochs] == ["CNN 1 (the input model)", "router (CNN 2)",
+                                                           "backbone (CNN 3)"]  # fmt: skip
+    else:
+        assert epochs == []
+
+
+def test_a_routed_model_reports_its_cost_per_image(case):
+    """The report's FLOPs per image of a model that routes each image lie between the router alone and the
+    router plus every unit; a static model has none."""
+    name, _, _, _, result, _ = case
+    row = result.report.rows[-1]
+    if name != "skip-irrelevant-layers":
+        assert row.flops_per_image is None
+        return
+    stats = result.model.measured
+    assert stats.flops_router < row.flops_per_image <= stats.flops_static + stats.flops_router
+    assert any("routed per image" in note for note in result.report.to_json()["notes"])
 
 
 def test_the_plan_round_trips_through_yaml(case):

@@ -2,8 +2,10 @@
 
 Paper 000 trains every model for 60 epochs with SGD (learning rate 0.1, momentum 0.9), dividing the rate by
 10 every 20 epochs, batch size 64. ``TrainConfig`` defaults to that schedule scaled to the number of epochs
-(a step every third of the run). Run under ``torchrun --nproc_per_node N`` and the same code trains with
-DistributedDataParallel (gloo on the CPU, nccl on GPUs); only rank 0 writes checkpoints and shows progress.
+(a step every third of the run); ``warmup_epochs`` raises the rate linearly from almost 0 over the first
+epochs (the CLI's default is one), which keeps a rate found by ``find_lr`` from blowing up the first steps.
+Run under ``torchrun --nproc_per_node N`` and the same code trains with DistributedDataParallel (gloo on the
+CPU, nccl on GPUs); only rank 0 writes checkpoints and shows progress.
 """
 
 from __future__ import annotations
@@ -11,42 +13,23 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .._errors import RewriterError
-from .._files import atomic_path
+from .checkpoints import restore, save_checkpoint
 from .data import DataSource
+from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult
 
-
-class TrainError(RewriterError, RuntimeError):
-    """Training cannot start or continue (a checkpoint that does not fit, a diverged loss)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters; the defaults follow paper 000 III-B (SGD 0.1, momentum 0.9, /10 steps, batch 64)."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
-    step_every: int | None = None  # epochs between learning-rate steps; default a third of the run
-    gamma: float = 0.1
-    seed: int = 0
-    workers: int = 0
-    max_batches: int | None = None  # per epoch, for quick runs
-    train_only: str | None = None  # a submodule path: only it is trained, the rest is frozen in eval mode
-    evaluate_every_epoch: bool = True  # else only after the last epoch (the others record NaN)
-
+__all__ = [  # the records are defined in train_records and belong to this module's interface too
+    "EpochRecord", "TrainConfig", "TrainError", "TrainResult", "distributed", "evaluate", "evaluate_loss",
+    "init_distributed", "make_optimizer", "resolve_device", "train",
+]  # fmt: skip
 
 Forward = Callable[[nn.Module, Any, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
@@ -56,23 +39,19 @@ def plain_forward(net: nn.Module, batch: Any, device: torch.device) -> tuple[tor
     return net(x.to(device)), y.to(device)
 
 
-@dataclass
-class EpochRecord:
-    epoch: int
-    loss: float
-    accuracy: float
-    test_accuracy: float
-    lr: float
-
-
-@dataclass
-class TrainResult:
-    model: nn.Module
-    history: list[EpochRecord] = field(default_factory=list)
-
-    @property
-    def test_accuracy(self) -> float:
-        return self.history[-1].test_accuracy if self.history else float("nan")
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> cuda if available, else cpu; a CUDA device on a machine without one is refused."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise TrainError(f"--device: '{device}' is not a device (cpu, cuda, cuda:1, ...): {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {device}: torch sees no CUDA device on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def distributed() -> tuple[int, int]:
@@ -90,7 +69,8 @@ def init_distributed() -> bool:
     return True
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over the parameters of ``model`` that require gradients."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -106,53 +86,45 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.o
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.gamma)
 
 
-def evaluate(
+def evaluate_loss(
     model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None = None
-) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` (eval mode; training flags restored)."""
+) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of ``model`` on ``loader`` (eval mode; training flags restored)."""
     flags = {m: m.training for m in model.modules()}
     model.eval()
-    correct = total = 0
+    counts = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, total
     try:
         with torch.no_grad():
             for i, (x, y) in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
-                out = model(x.to(device))
-                correct += int((out.argmax(1) == y.to(device)).sum())
-                total += len(y)
+                out, y = model(x.to(device)), y.to(device)
+                loss = nn.functional.cross_entropy(out.float(), y, reduction="sum")
+                counts += torch.tensor([float(loss), float((out.argmax(1) == y).sum()), len(y)])
     finally:
         for m, flag in flags.items():
             m.training = flag
     if dist.is_available() and dist.is_initialized():
-        counts = torch.tensor([correct, total], dtype=torch.float64)
         dist.all_reduce(counts)
-        correct, total = int(counts[0]), int(counts[1])
-    return correct / max(total, 1)
+    total = max(float(counts[2]), 1.0)
+    return float(counts[0]) / total, float(counts[1]) / total
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, epoch: int, history, config) -> None:
-    state = {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "history": [asdict(h) for h in history],
-        "config": asdict(config),
-        "rng": torch.get_rng_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None = None
+) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (eval mode; training flags restored)."""
+    return evaluate_loss(model, loader, device, max_batches)[1]
 
 
 def train(
     model: nn.Module,
     data: DataSource,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     *,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     forward: Forward | None = None,
@@ -160,80 +132,65 @@ def train(
     """Train ``model`` in place on ``data``; one checkpoint per epoch at ``checkpoint`` if given.
 
     With ``resume``, training continues from the checkpoint's epoch with its optimizer, scheduler and random
-    state. Under torchrun the model is wrapped in DistributedDataParallel and the data sharded. ``forward``
+    state; a checkpoint written with another configuration or data is refused (the differing fields are
+    named). Under torchrun the model is wrapped in DistributedDataParallel and the data sharded. ``forward``
     maps (model, batch, device) to (scores, targets) for batches that carry more than (images, labels).
+    ``device`` None is cuda where there is one.
     """
-    device = torch.device(device)
+    config = config or TrainConfig()
+    device = resolve_device(device)
     rank, world = distributed()
     torch.manual_seed(config.seed + rank)
     model.to(device)
     frozen = _freeze_all_but(model, config.train_only)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     history: list[EpochRecord] = []
-    start = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if resume:
-        if path is None or not path.is_file():
-            raise TrainError(f"cannot resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=device, weights_only=True)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise TrainError(f"checkpoint {path} does not fit the model: {str(err).splitlines()[0]}") from err
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = [EpochRecord(**h) for h in state["history"]]
-        start = state["epoch"] + 1
-        torch.set_rng_state(state["rng"])
+        history = restore(path, model, optimizer, scheduler, config, data.name, device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=getattr(model, "partial_forward", False)
         )
-    sampler = DistributedSampler(data.train, seed=config.seed) if world > 1 else None
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        data.train,
-        batch_size=config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=config.workers,
-        generator=generator,
-        drop_last=len(data.train) > config.batch_size,
-    )
-    test_sampler = DistributedSampler(data.test, shuffle=False) if world > 1 else None
-    test_loader = DataLoader(data.test, batch_size=256, sampler=test_sampler, num_workers=config.workers)
-    loss_fn = nn.CrossEntropyLoss()
+    loader, sampler, generator, test_loader = _loaders(data, config, world)
     try:
-        for epoch in range(start, config.epochs):
+        for epoch in range(len(history), config.epochs):
             generator.manual_seed(config.seed + epoch)  # the same shuffle whether or not the run was resumed
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            record = _run_epoch(
-                net,
-                loader,
-                optimizer,
-                loss_fn,
-                device,
-                epoch,
-                config,
-                progress and rank == 0,
-                forward or plain_forward,
-            )
-            if config.evaluate_every_epoch or epoch == config.epochs - 1:
-                record.test_accuracy = evaluate(model, test_loader, device)
+            show = progress and rank == 0
+            record = _run_epoch(net, loader, optimizer, device, epoch, config, show, forward or plain_forward)
+            if config.evaluate_every_epoch or epoch == config.epochs - 1 or record.diverged:
+                record.test_loss, record.test_accuracy = evaluate_loss(model, test_loader, device)
             record.lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             history.append(record)
             if rank == 0 and path is not None:
-                _save_checkpoint(path, model, optimizer, scheduler, epoch, history, config)
+                save_checkpoint(path, model, optimizer, scheduler, epoch, history, config, data.name)
             if on_epoch is not None and rank == 0:
                 on_epoch(record)
+            if record.diverged:
+                break
     finally:  # the caller's model keeps its own requires_grad flags
         for p in frozen:
             p.requires_grad_(True)
     return TrainResult(model, history)
+
+
+def _loaders(data: DataSource, config: TrainConfig, world: int):
+    """The shuffled training loader (its sampler under DDP, and the generator that seeds its order) and the
+    test loader."""
+    sampler = DistributedSampler(data.train, seed=config.seed) if world > 1 else None
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        data.train, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=config.workers, generator=generator, drop_last=len(data.train) > config.batch_size,
+    )  # fmt: skip
+    test_sampler = DistributedSampler(data.test, shuffle=False) if world > 1 else None
+    test_loader = DataLoader(data.test, batch_size=256, sampler=test_sampler, num_workers=config.workers)
+    return loader, sampler, generator, test_loader
 
 
 def _freeze_all_but(model: nn.Module, path: str | None) -> list[nn.Parameter]:
@@ -247,8 +204,16 @@ def _freeze_all_but(model: nn.Module, path: str | None) -> list[nn.Parameter]:
     return frozen
 
 
+def warmup_factor(epoch: int, batch: int, batches: int, config: TrainConfig) -> float:
+    """The share of the scheduled rate used at ``batch`` of ``epoch``: rising linearly from 1/steps to 1
+    over the ``warmup_epochs`` first epochs (``steps`` their batches), then 1."""
+    if epoch >= config.warmup_epochs:
+        return 1.0
+    return (epoch * batches + batch + 1) / (config.warmup_epochs * batches)
+
+
 def _run_epoch(
-    net, loader, optimizer, loss_fn, device, epoch: int, config: TrainConfig, show: bool, forward: Forward
+    net, loader, optimizer, device, epoch: int, config: TrainConfig, show: bool, forward: Forward
 ) -> EpochRecord:
     from tqdm import tqdm
 
@@ -259,26 +224,39 @@ def _run_epoch(
         model.get_submodule(config.train_only).train()
     total_loss = correct = seen = 0.0
     batches = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
+    scheduled = [group["lr"] for group in optimizer.param_groups]
+    record = EpochRecord(epoch, float("nan"), float("nan"), float("nan"), 0.0)
     bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
-    for i, batch in enumerate(loader):
-        if i >= batches:
-            break
-        out, y = forward(net, batch, device)
-        loss = loss_fn(out, y)
-        if not torch.isfinite(loss):
-            raise TrainError(
-                f"the loss diverged ({loss.item()}) in epoch {epoch + 1}; lower the learning rate (--lr)"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += float((out.argmax(1) == y).sum())
-        seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.update()
-    bar.close()
-    return EpochRecord(epoch, total_loss / max(seen, 1), correct / max(seen, 1), float("nan"), 0.0)
+    try:
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = lr * warmup_factor(epoch, i, batches, config)
+            out, y = forward(net, batch, device)
+            loss = nn.functional.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                if config.on_divergence == "stop":
+                    record.diverged = True
+                    break
+                raise TrainError(
+                    f"the loss diverged ({loss.item()}) in epoch {epoch + 1}; lower the learning rate (--lr)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += float((out.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.update()
+    finally:  # the scheduler steps from the scheduled rate, not the warmed-up one
+        for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+            group["lr"] = lr
+        bar.close()
+    if seen and not record.diverged:
+        record.loss, record.accuracy = total_loss / seen, correct / seen
+    return record
 
 
 def history_json(history: list[EpochRecord]) -> list[dict[str, Any]]:

@@ -1,0 +1,78 @@
+"""The records of training: its configuration (with the declared range of every number), one epoch's
+figures, and the result; and the error training raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from .._errors import RewriterError
+from ._ranges import bounded, check_ranges
+
+
+class TrainError(RewriterError, RuntimeError):
+    """Training cannot start or continue (a checkpoint that does not fit, a diverged loss, a bad setting)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters; the defaults follow paper 000 III-B (SGD 0.1, momentum 0.9, /10 steps, batch 64).
+    Every number has a declared range; a value outside it raises ``TrainError``."""
+
+    epochs: int = bounded(30, low=1)
+    batch_size: int = bounded(64, low=1)
+    lr: float = bounded(0.1, low=0, open_low=True)
+    momentum: float = bounded(0.9, low=0, high=1, open_high=True)
+    weight_decay: float = bounded(0.0, low=0)
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    step_every: int | None = bounded(None, low=1)  # epochs between learning-rate steps; default a third
+    gamma: float = bounded(0.1, low=0, high=1, open_low=True)
+    seed: int = bounded(0, low=0)
+    workers: int = bounded(0, low=0)
+    max_batches: int | None = bounded(None, low=1)  # per epoch, for quick runs
+    train_only: str | None = None  # a submodule path: only it is trained, the rest is frozen in eval mode
+    evaluate_every_epoch: bool = True  # else only after the last epoch (the others record NaN)
+    warmup_epochs: int = bounded(0, low=0)  # the rate rises linearly over these first epochs
+    on_divergence: Literal["raise", "stop"] = "raise"  # a non-finite loss: raise TrainError, or end the run
+
+    def __post_init__(self) -> None:
+        check_ranges(self, TrainError, flags=FLAGS)
+        for name, allowed in (
+            ("optimizer", ("sgd", "adam", "rmsprop")),
+            ("on_divergence", ("raise", "stop")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise TrainError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+
+#: the command-line option of each field, for error messages
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "epochs", "batch_size", "lr", "momentum", "weight_decay", "step_every", "gamma", "seed", "workers",
+    "max_batches", "warmup_epochs",
+)}  # fmt: skip
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: train loss and accuracy (running means over its batches), test loss and accuracy after
+    it (NaN when not evaluated), and the learning rate it ended with."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    test_accuracy: float
+    lr: float
+    test_loss: float = float("nan")
+    diverged: bool = False  # the loss became NaN or infinite during this epoch (training ended there)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1].test_accuracy if self.history else float("nan")

@@ -1,0 +1,121 @@
+"""A learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017; the
+``lr_find`` of fastai): train a copy of the model for a few steps while the rate grows exponentially from
+``low`` to ``high``, smooth the loss, and take the rate where the smoothed loss is lowest divided by 10,
+which sits on the falling part of the curve, below the rates where the loss turns up.
+
+The model is copied first (the caller's weights and the global random state are left as they were), and the
+batches are drawn with the configuration's seed, so the same model, data and seed give the same rate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ._ranges import bounded, check_ranges
+from .data import DataSource
+from .training import TrainConfig, TrainError, make_optimizer, plain_forward, resolve_device
+
+
+@dataclass(frozen=True)
+class RangeTest:
+    """How the range test is run: rates from ``low`` to ``high`` over ``steps`` batches, loss smoothed
+    with an exponential moving average of factor ``smoothing``; it stops early once the smoothed loss
+    exceeds ``stop_factor`` times its lowest value."""
+
+    low: float = bounded(1e-6, low=0, open_low=True)
+    high: float = bounded(10.0, low=0, open_low=True)
+    steps: int = bounded(100, low=10)
+    smoothing: float = bounded(0.9, low=0, high=1, open_high=True)
+    stop_factor: float = bounded(4.0, low=1, open_low=True)
+    divisor: float = bounded(10.0, low=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, TrainError)
+        if self.high <= self.low:
+            raise TrainError(f"the range test needs low < high, got {self.low:g} and {self.high:g}")
+
+
+@dataclass(frozen=True)
+class LrFound:
+    """The rate chosen, and the curve it was read from (rate and smoothed loss per step)."""
+
+    lr: float
+    rates: tuple[float, ...]
+    losses: tuple[float, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"lr": self.lr, "rates": list(self.rates), "losses": list(self.losses)}
+
+
+def find_lr(
+    model: nn.Module,
+    data: DataSource,
+    config: TrainConfig | None = None,
+    *,
+    test: RangeTest = RangeTest(),
+    device: str | torch.device | None = "cpu",
+) -> LrFound:
+    """The learning rate for training ``model`` on ``data`` with ``config``'s optimizer, batch size and
+    momentum (its ``lr`` is ignored), by a range test on a copy of the model.
+
+    Raises:
+        TrainError: the loss never fell (no rate in the range trains this model).
+    """
+    config = config or TrainConfig()
+    device = resolve_device(device)
+    net = copy.deepcopy(model).to(device).train()
+    optimizer = make_optimizer(net, config)
+    factor = (test.high / test.low) ** (1 / (test.steps - 1))
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator,
+                        drop_last=len(data.train) > config.batch_size)  # fmt: skip
+    rates, losses = [], []
+    average = best = math.inf
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        for step, batch in enumerate(_cycle(loader, test.steps)):
+            lr = test.low * factor**step
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            out, y = plain_forward(net, batch, device)
+            loss = nn.functional.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.detach())
+            average = value if step == 0 else test.smoothing * average + (1 - test.smoothing) * value
+            rates.append(lr)
+            losses.append(average)
+            best = min(best, average)
+            if average > test.stop_factor * best:
+                break
+    return _choose(rates, losses, test)
+
+
+def _cycle(loader: DataLoader, steps: int):
+    """``steps`` batches of ``loader``, starting it again as often as needed."""
+    done = 0
+    while done < steps:
+        for batch in loader:
+            if done == steps:
+                return
+            yield batch
+            done += 1
+
+
+def _choose(rates: list[float], losses: list[float], test: RangeTest) -> LrFound:
+    if len(losses) < 2 or min(losses[1:]) >= losses[0]:
+        raise TrainError(
+            f"the learning-rate range test found no rate between {test.low:g} and {test.high:g} at which the "
+            "loss falls; give --lr by hand, or check the model and the data"
+        )
+    lowest = min(range(len(losses)), key=losses.__getitem__)
+    return LrFound(rates[lowest] / test.divisor, tuple(rates), tuple(losses))

@@ -382,3 +382,26 @@ def dies(num_classes: int = 10) -> nn.Module:
     import os
 
     os._exit(3)
+
+
+def tiny_cnn(num_classes: int = 10, width: int = 8) -> nn.Module:
+    """Six 3x3 convs (the first three with stride 2) with batch norm, global pooling and a Linear head: a
+    classifier that trains in a second. At 32 px the sixth conv's input field (47) exceeds the image, so
+    ``truncate`` cuts before it."""
+    layers: list[nn.Module] = []
+    for i, stride in enumerate((2, 2, 2, 1, 1, 1)):
+        layers += [conv(3 if i == 0 else width, width, s=stride), nn.BatchNorm2d(width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+def sleeps(num_classes: int = 10) -> nn.Module:
+    """A model builder that records its process id in $REWRITER_TEST_PIDS and then sleeps for a minute:
+    a study worker busy with a cell, for the tests that kill the study."""
+    import os
+    import time
+    from pathlib import Path
+
+    folder = Path(os.environ["REWRITER_TEST_PIDS"])
+    (folder / f"{os.getpid()}.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return tiny_cnn(num_classes)

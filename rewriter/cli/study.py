@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..lab.data import parse_data_spec
-from ..lab.study import Study, StudySetup, parse_variant, run_study
-from ..lab.training import TrainConfig, distributed, init_distributed
+from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
+from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_pareto
 from ._common import DATA_HELP, command_parser, parse_size, status
 
@@ -18,6 +18,12 @@ batch 1 and 32) and trained from scratch with one shared setup, then scored on t
 saved in OUT/cells/ as it finishes: run the same command again to resume, or with more models, recipes or
 seeds to extend the study. A failed cell is recorded with its error and the others go on (--retry-failed
 runs it again).
+
+Every cell records its training curve (train and test loss and accuracy per epoch) and is marked
+`converged`, `still improving`, `not converged` (test accuracy near chance) or `diverged`; the summary
+gives no verdict against a baseline that did not converge, and says what to change. `--lr auto` finds one
+learning rate for every cell by a range test on the baselines (recorded in OUT/study.json); the first
+epoch warms the rate up (`--warmup-epochs 0 --lr 0.1` is paper 000's schedule exactly).
 
 OUT gets results.csv and results.json (one row per cell), summary.md (mean and spread per model x recipe,
 deltas against the model's baseline, which variants are on the Pareto front) and pareto.png.
@@ -31,10 +37,17 @@ examples:
   rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --epochs 5 --out s/
   rewriter study --model base.pt --data cifar10:~/data/cifar10 --recipe baseline --recipe truncate \\
       --finetune-head --epochs 3 --out heads/         # trained baseline: only the (new) head is trained
+  rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --lr auto \
+      --epochs 15 --out s/                 # one learning rate found for every cell
   torchrun --standalone --nproc_per_node 4 -m rewriter study ...              # DDP inside every cell
+  rewriter study ... --executor ray --cpus-per-cell 2 --out /shared/study/     # a local Ray instance
+  ray start --head                                      # on a cluster: once on the head node, then
+  ray start --address HEAD:6379                         # once on every other node, and run the study with
+  rewriter study ... --executor ray --address auto --gpus-per-cell 1 --out /shared/study/
 
 --recipe is `baseline` (the model unchanged), a strategy name (one step with its defaults), or a YAML
-recipe file (labelled by its file name; `steps: []` is a baseline too).
+recipe file (labelled by its file name; `steps: []` is a baseline too). With Ray, the driver writes the
+results, and every node must read the data and model files at the same paths (a shared file system).
 """
 
 
@@ -58,7 +71,14 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     setup.add_argument("--input-size", default="32", metavar="SIZE", help="training resolution (default 32)")
     defaults = TrainConfig()
     setup.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
-    setup.add_argument("--lr", type=float, default=defaults.lr, help="default %(default)s (paper 000)")
+    setup.add_argument(
+        "--lr", type=_rate, default=defaults.lr,
+        help="a learning rate, or auto: a range test on the baselines (default %(default)s, paper 000)",
+    )  # fmt: skip
+    setup.add_argument(
+        "--warmup-epochs", type=int, default=1, metavar="N",
+        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
+    )  # fmt: skip
     setup.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N")
     setup.add_argument("--momentum", type=float, default=defaults.momentum)
     setup.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
@@ -71,9 +91,34 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )
     run.add_argument("--retry-failed", action="store_true",
                      help="run cells that failed in an earlier run again (they are kept otherwise)")  # fmt: skip
+    run.add_argument("--force", action="store_true",
+                     help="write into an --out folder that holds other files, or a broken study.json")  # fmt: skip
+    run.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    run.add_argument("--executor", choices=("serial", "processes", "ray"),
+                     help="where cells run: here, in --workers processes, or as Ray tasks "
+                     "(default: processes if --workers > 1, else serial)")  # fmt: skip
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="cells trained in parallel processes on this machine (default 1)")  # fmt: skip
+    ray = parser.add_argument_group("Ray (--executor ray; pip install 'rewriter[ray]')")
+    ray.add_argument("--address", metavar="ADDR",
+                     help="the Ray cluster: auto (the one `ray start --head` started) or HOST:PORT "
+                     "(default: a local instance started for the study)")  # fmt: skip
+    ray.add_argument(
+        "--cpus-per-cell", type=float, default=1.0, metavar="N", help="CPUs a cell's task takes (default 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-cell", type=float, default=0.0, metavar="N", help="GPUs a cell's task takes (default 0)"
+    )
     parser.set_defaults(run=run_command)
+
+
+def _rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a learning rate or 'auto', got '{text}'") from None
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -82,11 +127,19 @@ def run_command(args: argparse.Namespace) -> int:
     setup = StudySetup(
         data=args.data, input_size=parse_size(args.input_size), epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
-        max_batches=args.max_batches, finetune_head=args.finetune_head,
+        max_batches=args.max_batches, finetune_head=args.finetune_head, warmup_epochs=args.warmup_epochs,
     )  # fmt: skip
+    kind = args.executor or ("processes" if args.workers > 1 else "serial")
+    executor = Executor(kind, workers=args.workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
+                        gpus_per_cell=args.gpus_per_cell)  # fmt: skip
+    if args.seeds < 1:
+        from ..lab.study import StudyError
+
+        raise StudyError(f"--seeds must be 1 or more, got {args.seeds}")
     study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
-                  retry_failed=args.retry_failed)  # fmt: skip
-    study.recorded()  # refuse a folder of another setup before anything runs
+                  retry_failed=args.retry_failed, force=args.force)  # fmt: skip
+    study.recorded()  # refuse a folder of another setup, or of other files, before anything runs
+    device = None if args.device is None else str(resolve_device(args.device))
     joined = init_distributed()
     try:
         pending = len(study.pending())
@@ -94,15 +147,7 @@ def run_command(args: argparse.Namespace) -> int:
             f"study of {len(study.cells)} cells in {args.out}: {len(study.cells) - pending} done, {pending} to run"
         )
 
-        def report(cell, row) -> None:
-            if row["status"] == "ok":
-                status(
-                    f"{cell.id}: test accuracy {row['test_accuracy']:.2%}, {row['flops'] / 1e6:.1f} MFLOPs"
-                )
-            else:
-                status(f"{cell.id}: failed: {row['error']}")
-
-        rows = run_study(study, workers=args.workers, on_cell=report, plot=plot_pareto)
+        rows = run_study(study, executor=executor, device=device, on_cell=_report, plot=plot_pareto)
         rank, _ = distributed()
     finally:
         if joined:
@@ -111,8 +156,8 @@ def run_command(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
     if rank != 0:
         return 0
-    mine = {(c.model, c.variant.label, c.seed) for c in study.cells}
-    failed = [r for r in rows if (r["model"], r["recipe"], r["seed"]) in mine and r["status"] != "ok"]
+    mine = {(c.model, c.source, c.variant.label, c.seed) for c in study.cells}
+    failed = [r for r in rows if (r.model, r.source, r.recipe, r.seed) in mine and not r.ok]
     out = Path(args.out)
     print((out / "summary.md").read_text())
     status(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}, {out / 'pareto.png'}")
@@ -120,3 +165,11 @@ def run_command(args: argparse.Namespace) -> int:
         status(f"{len(failed)} of {len(study.cells)} cells failed; their errors are in summary.md")
         return 3
     return 0
+
+
+def _report(cell, row) -> None:
+    if row.ok:
+        accuracy = "-" if row.test_accuracy is None else f"{row.test_accuracy:.2%}"
+        status(f"{cell.id}: test accuracy {accuracy} ({row.convergence}), {row.flops / 1e6:.1f} MFLOPs")
+    else:
+        status(f"{cell.id}: failed: {row.error}")

@@ -1,0 +1,206 @@
+"""Running one study cell: build the model (initial weights from the seed), rewrite it by its recipe,
+measure it, train it with the shared setup, and judge its training curve. A failure of the cell itself is
+its result (``status`` failed, with the reason); it never stops the study."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..._errors import RewriterError, UntrustedPickleError
+from ..._text import one_line
+from .errors import StudyError
+from .grid import Cell, Study, StudySetup
+from .record import CellRow, EpochPoint
+
+#: what a cell whose recipe changes nothing takes from its baseline
+_RESULTS = ("test_accuracy", "params", "flops", "flops_static", "latency_ms_b1", "latency_ms_b32", "train_s",
+            "border_layer_min", "convergence", "chance", "curve")  # fmt: skip
+
+_DATA_CACHE: dict[tuple[str, tuple[int, int]], Any] = {}
+
+
+def _data(spec: str, size: tuple[int, int]) -> Any:
+    from ..data import load_data
+
+    key = (spec, size)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_data(spec, size)
+    return _DATA_CACHE[key]
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """What every cell of a run shares: the setup, the learning rate (the setup's, or the one a range test
+    found for ``lr auto``) and the device to train on (None: cuda where there is one)."""
+
+    setup: StudySetup
+    lr: float
+    device: str | None = None
+
+    def run(
+        self, cell: Cell, baseline: CellRow | None, *, latency: bool = True, progress: bool = False
+    ) -> CellRow:
+        return run_cell(cell, self.setup, lr=self.lr, device=self.device, latency=latency, baseline=baseline,
+                        progress=progress)  # fmt: skip
+
+
+def head_name(model: nn.Module) -> str:
+    """The last Linear (or conv) in registration order: the classifier that ``--finetune-head`` trains."""
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        raise StudyError("--finetune-head: the model has no Linear or conv layer to train")
+    return layers[-1]
+
+
+def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
+    """The cell's model: built (initial weights from the seed) and rewritten by its recipe; the data; and
+    whether the recipe changed the model."""
+    from ...engine.pipeline import rewrite
+    from ...models.sources import load_model_for_classes
+
+    data = _data(setup.data, setup.input_size)
+    torch.manual_seed(cell.seed)
+    from_file = Path(cell.model).is_file()
+    model, _ = load_model_for_classes(cell.model, data.num_classes)
+    changed = False
+    if cell.variant.recipe.steps:
+        result = rewrite(
+            model, cell.variant.recipe, input_size=setup.input_size, data=data, pretrained=from_file,
+            measure_cost=False,
+        )  # fmt: skip
+        model, changed = result.model, not all(plan.is_noop for plan in result.plans)
+    return model, data, changed
+
+
+def latencies(model: nn.Module, setup: StudySetup) -> dict[str, float]:
+    from ...engine.report import measure_latency
+
+    model = model.cpu()
+    return {
+        f"latency_ms_b{batch}": round(
+            measure_latency(model, setup.input_size, batch=batch, repeats=setup.latency_repeats), 4
+        )
+        for batch in (1, 32)
+    }
+
+
+def blank_row(
+    cell: Cell, setup: StudySetup, *, lr: float | None = None, device: str | None = None
+) -> CellRow:
+    """A cell's row with nothing measured yet."""
+    return CellRow(model=cell.model, recipe=cell.variant.label, seed=cell.seed, status="ok", source=cell.source,
+                   epochs=setup.epochs, lr=lr, device=device, is_baseline=cell.variant.is_baseline)  # fmt: skip
+
+
+def run_cell(
+    cell: Cell,
+    setup: StudySetup,
+    *,
+    lr: float | None = None,
+    device: str | torch.device | None = "cpu",
+    latency: bool = True,
+    baseline: CellRow | None = None,
+    progress: bool = False,
+) -> CellRow:
+    """Build, rewrite, measure and train one cell; return its row (``status`` ok or failed, never raises
+    for a failure of the cell itself). Without ``latency`` the latency columns stay empty (``fill_latency``).
+    A recipe that changes nothing builds the baseline's model with the same seed: given the ``baseline`` row
+    of that seed, the cell takes its results instead of training the same model again."""
+    from ..training import resolve_device
+
+    rate = setup.lr if lr is None else lr
+    row = blank_row(cell, setup, lr=None if rate == "auto" else rate)
+    try:
+        if rate == "auto":
+            raise StudyError("run_cell needs the learning rate a range test found (lr=...) for lr 'auto'")
+        device = resolve_device(device)
+        row = row.replace(device=str(device))
+        model, data, changed = build_variant(cell, setup)
+        row = row.replace(same_as_baseline=not changed)
+        if not changed and baseline is not None and baseline.ok:
+            return row.replace(**{k: getattr(baseline, k) for k in _RESULTS})
+        row = _measured(row, model, cell, setup, latency)
+        return _trained(row, model, data, cell, setup, float(rate), device, progress)
+    except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
+        return row.failed(cell_error(err, cell))
+
+
+def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, latency: bool) -> CellRow:
+    from ...analysis.analyzer import analyze
+
+    analysis = analyze(model, setup.input_size, name=cell.model)
+    row = row.replace(params=analysis.params, flops=analysis.flops, flops_static=analysis.flops,
+                      border_layer_min=analysis.border_layer_min)  # fmt: skip
+    return row.replace(**latencies(model, setup)) if latency else row
+
+
+def _trained(
+    row: CellRow, model, data, cell: Cell, setup: StudySetup, lr: float, device, progress
+) -> CellRow:
+    from torch.utils.data import DataLoader
+
+    from ..convergence import chance_level, judge
+    from ..data import dataset_labels
+    from ..routing import RoutedModel, routing_stats
+    from ..training import TrainConfig, train
+
+    config = TrainConfig(
+        epochs=setup.epochs, batch_size=setup.batch_size, lr=lr, momentum=setup.momentum,
+        weight_decay=setup.weight_decay, seed=cell.seed, max_batches=setup.max_batches,
+        train_only=head_name(model) if setup.finetune_head else None, evaluate_every_epoch=True,
+        warmup_epochs=setup.warmup_epochs, on_divergence="stop",
+    )  # fmt: skip
+    start = time.perf_counter()
+    result = train(model, data, config, device=device, progress=progress)
+    chance = chance_level(dataset_labels(data.test))
+    accuracy = result.test_accuracy
+    row = row.replace(
+        train_s=round(time.perf_counter() - start, 2), test_accuracy=accuracy if accuracy == accuracy else None,
+        curve=tuple(EpochPoint.of(h) for h in result.history), chance=round(chance, 6),
+        convergence=judge(result.history, chance),
+    )  # fmt: skip
+    if isinstance(model, RoutedModel):  # input-adaptive depth: FLOPs of the units each test image ran
+        model = model.cpu()
+        stats = routing_stats(model, DataLoader(data.test, batch_size=256), setup.input_size,
+                              in_channels=data.in_channels)  # fmt: skip
+        row = row.replace(flops=round(stats.mean_flops))
+    return row
+
+
+def cell_error(err: BaseException, cell: Cell) -> str:
+    """The one line a failed cell records: our own errors as they are, others with their type and place;
+    a refused pickle without the hint of a flag that ``study`` does not have."""
+    if isinstance(err, UntrustedPickleError):
+        return (
+            f"{cell.model} holds a whole pickled model, and `rewriter study` never unpickles one; give the "
+            "model as package.module:callable, or as a model file written by `rewriter rewrite` or `train`"
+        )
+    return one_line(err, limit=None if isinstance(err, RewriterError) else 300, where=True)
+
+
+def fill_latency(study: Study, progress: Callable[[str], None] | None = None, *, again: bool = False) -> None:
+    """Measure the latency of finished cells that lack it (every finished cell with ``again``), one at a
+    time with nothing else running: cells trained in parallel processes are timed here, since timing beside
+    training measures contention, and ``again`` times a study whose cells ran on a busy machine."""
+    from ..._files import write_json
+
+    # baselines first: a recipe that changes nothing takes their figures
+    for cell in sorted(study.cells, key=lambda cell: not cell.variant.is_baseline):
+        row = study.read_cell(cell)
+        if row is None or not row.ok or (row.latency_ms_b1 is not None and not again):
+            continue
+        baseline = study.baseline_row(cell) if not cell.variant.is_baseline and row.same_as_baseline else None
+        if baseline is not None and baseline.latency_ms_b1 is not None:
+            timed = {key: getattr(baseline, key) for key in ("latency_ms_b1", "latency_ms_b32")}
+        else:
+            if progress:
+                progress(f"timing {cell.id}")
+            timed = latencies(build_variant(cell, study.setup)[0], study.setup)
+        write_json(study.cell_path(cell), row.replace(**timed).to_json())

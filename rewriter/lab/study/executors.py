@@ -1,0 +1,198 @@
+"""Where the cells of a study run: one after the other, in a pool of processes on this machine, or as Ray
+tasks on a cluster. Each cell is independent; the driver writes every result to the study folder as it
+arrives, so any of them resumes where it stopped. A worker that dies (out of memory, killed, a lost Ray
+node) fails its cell, which ``--retry-failed`` runs again; the others go on.
+
+Pool workers die with their parent: on Linux the kernel kills them when it ends (``PR_SET_PDEATHSIG``),
+and everywhere a watchdog thread ends a worker whose parent process is gone, so killing a study (SIGTERM or
+SIGKILL) never leaves workers behind. Ray's own workers belong to the Ray instance.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from .._ranges import bounded, check_ranges
+from .cells import CellJob, blank_row
+from .errors import StudyError
+from .grid import Cell, Study
+from .record import CellRow
+
+Finish = Callable[[Cell, CellRow], None]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How to run the cells: ``serial`` (here), ``processes`` (``workers`` processes on this machine, at most
+    one per core) or ``ray`` (one Ray task per cell with ``cpus_per_cell`` and ``gpus_per_cell``, on the
+    cluster at ``address``, or a local instance started for the study when there is none)."""
+
+    kind: Literal["serial", "processes", "ray"] = "serial"
+    workers: int = bounded(1, low=1)
+    address: str | None = None
+    cpus_per_cell: float = bounded(1.0, low=0, open_low=True)
+    gpus_per_cell: float = bounded(0.0, low=0)
+
+    def __post_init__(self) -> None:
+        flags = {
+            "workers": "--workers",
+            "cpus_per_cell": "--cpus-per-cell",
+            "gpus_per_cell": "--gpus-per-cell",
+        }
+        check_ranges(self, StudyError, flags=flags)
+        if self.kind not in ("serial", "processes", "ray"):
+            raise StudyError(f"--executor must be serial, processes or ray, got {self.kind!r}")
+
+
+def waves(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Baselines first, so that a recipe that changes nothing can take their results."""
+    return [[c for c in cells if c.variant.is_baseline], [c for c in cells if not c.variant.is_baseline]]
+
+
+def run_serial(
+    study: Study,
+    cells: Sequence[Cell],
+    job: CellJob,
+    finish: Finish,
+    *,
+    after: Callable[[], Any] | None = None,
+) -> None:
+    for cell in cells:
+        finish(cell, job.run(cell, study.baseline_row(cell)))
+        if after is not None:
+            after()
+
+
+def run_processes(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, workers: int) -> None:
+    """Run ``cells`` in a pool of at most ``workers`` processes (and no more than the cores), one pool per
+    wave: a pool that breaks because a worker died fails the cells it held, not the next wave."""
+    workers = max(1, min(workers, os.cpu_count() or 1))
+    for wave in waves(cells):
+        if wave:
+            _run_pool(study, wave, job, finish, min(workers, len(wave)))
+
+
+def _run_pool(study: Study, cells: list[Cell], job: CellJob, finish: Finish, workers: int) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=(threads, os.getpid()),
+    )  # fmt: skip
+    try:
+        futures = {pool.submit(_pool_cell, job, cell, study.baseline_row(cell)): cell for cell in cells}
+        for future in concurrent.futures.as_completed(futures):
+            cell = futures[future]
+            try:
+                row = future.result()
+            except concurrent.futures.process.BrokenProcessPool as err:
+                row = _lost(cell, job, f"a worker process died (out of memory or killed) while this cell or "
+                                       f"another ran beside it ({type(err).__name__})")  # fmt: skip
+            finish(cell, row)
+    except BaseException:  # interrupted: end the workers now rather than wait for their cells
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:
+    return blank_row(cell, job.setup, lr=job.lr).failed(f"{reason}; run again with --retry-failed")
+
+
+def _pool_cell(job: CellJob, cell: Cell, baseline: CellRow | None) -> CellRow:
+    return job.run(cell, baseline, latency=False)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    torch.set_num_threads(threads)
+    # Ctrl-C reaches the whole process group: the parent reports it; a worker ends without a traceback
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when the process ``parent`` ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        # no prctl: the watchdog below still ends this process
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the request above took effect
+        os._exit(1)
+    threading.Thread(target=_watch, args=(parent,), daemon=True, name="parent-watchdog").start()
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise StudyError("--executor ray needs Ray: pip install 'rewriter[ray]'") from err
+    return ray
+
+
+def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, executor: Executor) -> None:
+    """One Ray task per cell (``num_cpus``/``num_gpus`` from the executor, no retries: a lost worker is a
+    failed cell), baselines first. Uses the Ray instance this process is connected to, else connects to
+    ``executor.address`` (``auto``: the cluster ``ray start --head`` started), else starts a local one."""
+    ray = _import_ray()
+    owned = not ray.is_initialized()
+    if owned:
+        try:
+            ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            raise StudyError(
+                f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
+            ) from err
+    if job.device is None and not executor.gpus_per_cell:
+        job = CellJob(job.setup, job.lr, "cpu")  # a task without a GPU of its own trains on the CPU
+    task = ray.remote(_ray_cell).options(
+        num_cpus=executor.cpus_per_cell, num_gpus=executor.gpus_per_cell, max_retries=0
+    )
+    threads = max(1, int(executor.cpus_per_cell))
+    pending: dict[Any, Cell] = {}
+    try:
+        for wave in waves(cells):
+            pending = {task.remote(job, cell, study.baseline_row(cell), threads): cell for cell in wave}
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                cell = pending.pop(ready[0])
+                finish(cell, _ray_result(ray, ready[0], cell, job))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _ray_cell(job: CellJob, cell: Cell, baseline: CellRow | None, threads: int) -> CellRow:
+    torch.set_num_threads(threads)
+    return job.run(cell, baseline, latency=False)
+
+
+def _ray_result(ray: Any, ref: Any, cell: Cell, job: CellJob) -> CellRow:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        reason = " ".join(str(err).split())[:200]
+        return _lost(cell, job, f"the Ray worker running this cell was lost ({type(err).__name__}: {reason})")

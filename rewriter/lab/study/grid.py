@@ -1,0 +1,244 @@
+"""The grid of a study (models x recipes x seeds), its shared setup, and the folder its cells live in.
+
+A cell is identified by its model's readable name, a short hash of the model source (the bytes of a model
+file, else the name), its recipe label and its seed, so two models whose names read alike (``sub/m.pt`` and
+``sub-m.pt``) never share a result. ``OUT/study.json`` records the setup and the grid; a resumed study must
+use the same setup, and a folder that holds something else is refused unless it is empty or ``force``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..._errors import RecipeError
+from ..._files import write_json
+from ...engine.recipe import Recipe
+from ...engine.registry import list_strategies
+from .._ranges import bounded, check_ranges
+from .errors import StudyError
+from .folder import SETUP_FILE, check_folder, check_same_study, read_record
+from .record import CellRow
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One column of the grid: a recipe under a short label (``baseline``, ``truncate``, ``stem``)."""
+
+    label: str
+    recipe: Recipe
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.recipe.steps
+
+
+def parse_variant(text: str) -> Variant:
+    """``baseline`` (the unchanged model), a strategy name (one step, default parameters), or a YAML file
+    (labelled by its stem; ``steps: []`` is a baseline too)."""
+    if text == "baseline":
+        return Variant("baseline", Recipe.empty())
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        recipe = Recipe.from_yaml(path, allow_empty=True)
+        recipe.strategies()
+        return Variant(path.stem, recipe)
+    if text in list_strategies():
+        return Variant(text, Recipe.from_strategies([text]))
+    raise RecipeError(
+        f"--recipe '{text}' is neither 'baseline', a strategy ({', '.join(list_strategies())}) nor a YAML file"
+    )
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """What every cell shares; recorded in ``study.json`` so that a resumed study cannot mix setups.
+    ``lr`` is a rate or ``"auto"`` (a range test on the baselines picks one rate for every cell)."""
+
+    data: str
+    input_size: tuple[int, int]
+    epochs: int = bounded(30, low=1)
+    lr: float | str = 0.1
+    batch_size: int = bounded(64, low=1)
+    momentum: float = bounded(0.9, low=0, high=1, open_high=True)
+    weight_decay: float = bounded(0.0, low=0)
+    max_batches: int | None = bounded(None, low=1)
+    finetune_head: bool = False
+    latency_repeats: int = bounded(15, low=1)
+    warmup_epochs: int = bounded(1, low=0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, StudyError, flags={k: "--" + k.replace("_", "-") for k in asdict(self)})
+        if self.lr != "auto":
+            check_ranges(_Rate(self.lr), StudyError)
+        if len(self.input_size) != 2 or any(not isinstance(s, int) or s < 1 for s in self.input_size):
+            raise StudyError(f"--input-size must be two positive sizes, got {self.input_size}")
+
+    @property
+    def auto_lr(self) -> bool:
+        return self.lr == "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "input_size": list(self.input_size)}
+
+
+@dataclass(frozen=True)
+class _Rate:
+    lr: float = bounded(0.1, low=0, open_low=True)
+
+
+def _readable(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", model)
+
+
+@functools.cache
+def _file_digest(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_key(model: str) -> str:
+    """A short hash of what ``model`` builds: the bytes of a model file, else the name or import spec."""
+    path = Path(model)
+    if path.is_file():
+        stat = path.stat()
+        identity = "file:" + _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime)
+    else:
+        identity = "name:" + model
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    variant: Variant
+    seed: int
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        source = self.source or source_key(self.model)
+        return f"{_readable(self.model)}-{source}__{_readable(self.variant.label)}__seed{self.seed}"
+
+
+@dataclass
+class Study:
+    """A grid of models x variants x seeds and where its results live."""
+
+    models: Sequence[str]
+    variants: Sequence[Variant]
+    seeds: Sequence[int]
+    setup: StudySetup
+    out: Path
+    retry_failed: bool = False
+    force: bool = False
+    cells: list[Cell] = field(init=False)
+    ignored: list[str] = field(init=False, default_factory=list)  # files in cells/ that are no cell record
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        labels = [v.label for v in self.variants]
+        if len(set(labels)) != len(labels):
+            raise StudyError(f"two recipes share a label: {labels}; rename one of the files")
+        if not self.models or not self.variants or not self.seeds:
+            raise StudyError("a study needs at least one --model, one --recipe and one seed")
+        if any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise StudyError(f"seeds must be whole numbers 0 or more, got {list(self.seeds)}")
+        sources = {m: source_key(m) for m in self.models}
+        self.cells = [
+            Cell(m, v, s, sources[m]) for m in self.models for v in self.variants for s in self.seeds
+        ]
+
+    def cell_path(self, cell: Cell) -> Path:
+        return self.out / "cells" / f"{cell.id}.json"
+
+    def read_cell(self, cell: Cell) -> CellRow | None:
+        """The cell's recorded row; a file that is no cell record is the row of a failed cell."""
+        path = self.cell_path(cell)
+        if not path.is_file():
+            return None
+        try:
+            return CellRow.read(path)
+        except StudyError as err:
+            return _blank(cell).failed(f"{err}; run again with --retry-failed")
+
+    def pending(self) -> list[Cell]:
+        """Cells without a result yet (or with a failed one, if ``retry_failed``), baselines first (a recipe
+        that changes nothing reuses their results)."""
+        cells = [cell for cell in self.cells if not self._finished(cell)]
+        return sorted(cells, key=lambda cell: not cell.variant.is_baseline)
+
+    def _finished(self, cell: Cell) -> bool:
+        row = self.read_cell(cell)
+        return row is not None and (row.ok or not self.retry_failed)
+
+    def baseline_row(self, cell: Cell) -> CellRow | None:
+        """The finished baseline cell of the same model and seed, if the grid has one."""
+        for variant in self.variants:
+            if variant.is_baseline:
+                row = self.read_cell(Cell(cell.model, variant, cell.seed, cell.source))
+                if row is not None:
+                    return row
+        return None
+
+    def recorded(self) -> dict[str, Any] | None:
+        """The study.json of the folder, after checking that the folder may take this study: a study of the
+        same setup and recipes, or (no study.json) an empty folder, or any with ``force``."""
+        check_folder(self.out, force=self.force)
+        recorded = read_record(self.out, force=self.force)
+        if recorded is not None:
+            check_same_study(
+                self.out, self.setup.to_json(), {v.label: v.recipe.to_dict() for v in self.variants}, recorded
+            )
+        return recorded
+
+    def prepare(self, extra: dict[str, Any] | None = None) -> None:
+        """Create the folder and record the setup and the grid (a resumed study may extend the grid);
+        ``extra`` adds fields (the learning rate a range test found)."""
+        recorded = self.recorded() or {}
+        (self.out / "cells").mkdir(parents=True, exist_ok=True)
+        grid = {"models": list(self.models), "recipes": {v.label: v.recipe.to_dict() for v in self.variants},
+                "seeds": list(self.seeds)}  # fmt: skip
+        if recorded:
+            grid["models"] = list(dict.fromkeys([*recorded["grid"]["models"], *grid["models"]]))
+            grid["recipes"] = {**recorded["grid"]["recipes"], **grid["recipes"]}
+            grid["seeds"] = sorted({*recorded["grid"]["seeds"], *grid["seeds"]})
+        extras = {k: v for k, v in recorded.items() if k not in ("setup", "grid")}
+        write_json(
+            self.out / SETUP_FILE, {"setup": self.setup.to_json(), "grid": grid, **extras, **(extra or {})}
+        )
+
+    def rows(self) -> list[CellRow]:
+        """Every finished cell in the folder (this grid's and earlier runs'), in a stable order. A file that
+        is not a cell record is a failed row if it is one of this grid's cells, else listed in ``ignored``."""
+        mine = {f"{cell.id}.json": cell for cell in self.cells}
+        rows, self.ignored = [], []
+        for path in sorted((self.out / "cells").glob("*.json")):
+            try:
+                rows.append(CellRow.read(path))
+            except StudyError as err:
+                if path.name in mine:
+                    rows.append(_blank(mine[path.name]).failed(f"{err}; run again with --retry-failed"))
+                else:
+                    self.ignored.append(str(err))
+        models = {m: i for i, m in enumerate(self.models)}
+        recipes = {v.label: i for i, v in enumerate(self.variants)}
+
+        def key(row: CellRow) -> tuple:
+            return (models.get(row.model, len(models)), row.model, row.source,
+                    recipes.get(row.recipe, len(recipes)), row.recipe, row.seed)  # fmt: skip
+
+        return sorted(rows, key=key)
+
+
+def _blank(cell: Cell) -> CellRow:
+    return CellRow(model=cell.model, recipe=cell.variant.label, seed=cell.seed, status="ok", source=cell.source,
+                   is_baseline=cell.variant.is_baseline)  # fmt: skip

@@ -25,6 +25,17 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .._errors import RewriterError, close_matches
+from .synthetic import SHAPES, synthetic_images
+
+__all__ = [
+    "SHAPES",
+    "DataError",
+    "DataSource",
+    "DataSpec",
+    "load_data",
+    "parse_data_spec",
+    "synthetic_images",
+]
 
 MEAN = (0.485, 0.456, 0.406)  # the AlexNet/ImageNet statistics paper 000 normalises with
 STD = (0.229, 0.224, 0.225)
@@ -164,8 +175,10 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _read_batch(path: Path) -> dict:
     try:
         return _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
+    except pickle.UnpicklingError as err:
         raise DataError(f"cannot read {path} as a CIFAR batch: {err}") from err
+    except Exception as err:  # a truncated or foreign file: whatever the unpickler tripped on, name the file
+        raise DataError(f"cannot read {path} as a CIFAR batch ({type(err).__name__}: {err})") from err
 
 
 def _cifar(spec: DataSpec, input_size: tuple[int, int], download: bool) -> DataSource:
@@ -200,16 +213,37 @@ def _cifar(spec: DataSpec, input_size: tuple[int, int], download: bool) -> DataS
     else:
         train_files, test_files = [folder / "train"], [folder / "test"]
 
-    def read(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        batches = [_read_batch(f) for f in files]
-        images = np.concatenate(
-            [np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches]
-        )
-        labels = np.concatenate([np.asarray(b[label_key]) for b in batches])
-        return images, labels
-
     classes = 10 if spec.kind == "cifar10" else 100
+
+    def read(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [_checked_batch(f, label_key, classes) for f in files]
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
     return _in_memory(spec, read(train_files), read(test_files), input_size, classes)
+
+
+def _checked_batch(path: Path, label_key: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``[N, 3, 32, 32]`` and labels of one CIFAR batch, or a ``DataError`` naming the file and
+    what is wrong with it: not a dict, no data or labels, data that are not 32x32 RGB images, a label count
+    that differs from the image count, a label outside 0 .. classes-1."""
+    batch = _read_batch(path)
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        found = ", ".join(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: a CIFAR batch needs 'data' and '{label_key}', found {found or 'nothing'}")
+    data = np.asarray(batch["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(
+            f"{path}: 'data' must be uint8 rows of 3x32x32 = 3072 pixels, got {data.dtype} of shape {data.shape}"
+        )
+    labels = np.asarray(batch[label_key])
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: {len(data)} images but '{label_key}' holds {labels.shape} {labels.dtype} labels"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = int(labels[(labels < 0) | (labels >= classes)][0])
+        raise DataError(f"{path}: label {bad} is outside the {classes} classes 0 .. {classes - 1}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def _has_cifar(folder: Path, kind: str) -> bool:
@@ -238,12 +272,17 @@ def _imagefolder(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
     test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
     try:
         if (root / "train").is_dir() and test_dir is not None:
-            train = torchvision.datasets.ImageFolder(str(root / "train"), transform=train_tf)
-            plain = torchvision.datasets.ImageFolder(str(root / "train"), transform=test_tf)
-            test = torchvision.datasets.ImageFolder(str(test_dir), transform=test_tf)
+            train = torchvision.datasets.ImageFolder(
+                str(root / "train"), transform=train_tf, loader=read_image
+            )
+            plain = torchvision.datasets.ImageFolder(
+                str(root / "train"), transform=test_tf, loader=read_image
+            )
+            test = torchvision.datasets.ImageFolder(str(test_dir), transform=test_tf, loader=read_image)
+            _map_classes(test, train.class_to_idx, test_dir)
         else:
-            train_all = torchvision.datasets.ImageFolder(str(root), transform=train_tf)
-            test_all = torchvision.datasets.ImageFolder(str(root), transform=test_tf)
+            train_all = torchvision.datasets.ImageFolder(str(root), transform=train_tf, loader=read_image)
+            test_all = torchvision.datasets.ImageFolder(str(root), transform=test_tf, loader=read_image)
             order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(0)).tolist()
             cut = int(0.8 * len(order))
             train = torch.utils.data.Subset(train_all, order[:cut])
@@ -256,43 +295,31 @@ def _imagefolder(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
     return DataSource(str(spec), train, test, classes, plain)
 
 
-SHAPES = ("disc", "square", "triangle", "ring", "cross")
+def read_image(path: str) -> Any:
+    """An image file as RGB (the ImageFolder loader); a file that cannot be decoded raises ``DataError``
+    naming it, not the decoder's traceback."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            return Image.open(handle).convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
 
 
-def synthetic_images(count: int, *, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` RGB images: one of 5 shapes, small or large, on a noisy background (10 classes).
-
-    The class is shape x size, so telling the classes apart needs features from a few pixels up to most of
-    the image: what receptive fields are about. Shape and background differ in brightness by 70-120 levels
-    (either may be the lighter), with random tints and pixel noise. Deterministic for a given seed.
-    """
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2 * len(SHAPES), size=count)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    images = np.empty((count, 3, size, size), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        shape, large = SHAPES[label // 2], label % 2 == 1
-        radius = size * (rng.uniform(0.3, 0.42) if large else rng.uniform(0.13, 0.2))
-        cy, cx = rng.uniform(radius, size - radius, size=2)
-        dy, dx = (yy - cy) / radius, (xx - cx) / radius
-        if shape == "disc":
-            mask = dy**2 + dx**2 <= 1
-        elif shape == "square":
-            mask = np.maximum(abs(dy), abs(dx)) <= 0.8
-        elif shape == "triangle":
-            mask = (dy <= 0.8) & (dy >= 2 * abs(dx) - 1)
-        elif shape == "ring":
-            mask = (dy**2 + dx**2 <= 1) & (dy**2 + dx**2 >= 0.4)
-        else:
-            mask = (np.minimum(abs(dy), abs(dx)) <= 0.3) & (np.maximum(abs(dy), abs(dx)) <= 1)
-        dark = rng.uniform(30, 110)
-        light = dark + rng.uniform(70, 120)
-        back, front = (dark, light) if rng.random() < 0.5 else (light, dark)
-        background = back + rng.uniform(-25, 25, size=(3, 1, 1)) + rng.normal(0, 15, size=(3, size, size))
-        foreground = front + rng.uniform(-25, 25, size=(3, 1, 1)) + rng.normal(0, 10, size=(3, size, size))
-        image = np.where(mask[None], foreground, background)
-        images[i] = np.clip(image, 0, 255).astype(np.uint8)
-    return images, labels
+def _map_classes(test: Any, classes: dict[str, int], folder: Path) -> None:
+    """Give the test split the training split's class numbers, by class name (a test folder may lack some
+    classes); refuse a test class that training does not have."""
+    unknown = sorted(set(test.class_to_idx) - set(classes))
+    if unknown:
+        raise DataError(
+            f"imagefolder: {folder} has classes the training split lacks ({', '.join(unknown)}); "
+            "every test class needs a folder of the same name in train/"
+        )
+    number = {index: classes[name] for name, index in test.class_to_idx.items()}
+    test.samples = test.imgs = [(path, number[index]) for path, index in test.samples]
+    test.targets = [index for _, index in test.samples]
+    test.class_to_idx, test.classes = dict(classes), sorted(classes, key=classes.get)
 
 
 def _synthetic(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:

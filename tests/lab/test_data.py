@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from rewriter.lab.data import MEAN, STD, DataError, load_data, parse_data_spec, synthetic_images
+from rewriter.lab.data import (
+    MEAN,
+    STD,
+    DataError,
+    dataset_labels,
+    load_data,
+    parse_data_spec,
+    synthetic_images,
+)
 
 
 def write_batch(path, images: np.ndarray, labels: list[int], label_key: str) -> None:
@@ -163,3 +172,65 @@ def test_bad_specs_name_the_problem(spec, message):
 
 def test_a_home_folder_is_expanded():
     assert parse_data_spec("cifar10:~/data").path == os.path.expanduser("~/data")
+
+
+def test_test_classes_are_mapped_onto_the_training_classes_by_name(tmp_path):
+    make_images(tmp_path / "train", {"a": 2, "b": 2, "c": 2})
+    make_images(tmp_path / "test", {"a": 1, "c": 1})  # no b: c is class 2 of the training split, not 1
+    data = load_data(f"imagefolder:{tmp_path}", 16)
+    assert [data.test[i][1] for i in range(2)] == [0, 2]
+    assert dataset_labels(data.test) == [0, 2]
+
+
+def test_a_test_class_that_training_lacks_is_refused(tmp_path):
+    make_images(tmp_path / "train", {"a": 2, "b": 2})
+    make_images(tmp_path / "test", {"a": 1, "zebra": 1})
+    with pytest.raises(DataError, match=r"classes the training split lacks \(zebra\)"):
+        load_data(f"imagefolder:{tmp_path}", 16)
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    make_images(tmp_path / "train", {"a": 2, "b": 2})
+    make_images(tmp_path / "test", {"a": 1, "b": 1})
+    broken = tmp_path / "train" / "b" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # a truncated file
+    data = load_data(f"imagefolder:{tmp_path}", 16)
+    with pytest.raises(DataError, match=r"b/1\.png: not a readable image"):
+        [data.train_plain[i] for i in range(len(data.train_plain))]
+
+
+def cifar10_with(tmp_path, **batch) -> str:
+    """A cifar10 folder whose first training batch is ``batch`` (the others are well-formed)."""
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_batch(tmp_path / name, rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), [0, 1], "labels")
+    with open(tmp_path / "data_batch_1", "wb") as handle:
+        pickle.dump(batch, handle, protocol=2)
+    return f"cifar10:{tmp_path}"
+
+
+@pytest.mark.parametrize(
+    ("batch", "fault"),
+    [
+        ({"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1]}, "3 images but 'labels' holds"),
+        (
+            {"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]},
+            "'data' must be uint8 rows of 3x32x32 = 3072 pixels, got uint8 of shape",
+        ),
+        ({"data": np.zeros((2, 3072), np.uint8)}, "a CIFAR batch needs 'data' and 'labels', found data"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, "label 10 is outside the 10 classes"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [-1, 0]}, "label -1 is outside"),
+    ],
+    ids=["count-mismatch", "wrong-shape", "no-labels", "label-too-large", "negative-label"],
+)
+def test_a_malformed_cifar_batch_is_named_with_its_fault(tmp_path, batch, fault):
+    with pytest.raises(DataError, match=r"data_batch_1: " + re.escape(fault)):
+        load_data(cifar10_with(tmp_path, **batch), 32)
+
+
+def test_a_truncated_cifar_batch_is_named(tmp_path):
+    spec = cifar10_with(tmp_path, data=np.zeros((2, 3072), np.uint8), labels=[0, 1])
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(DataError, match=r"cannot read .*data_batch_1 as a CIFAR batch"):
+        load_data(spec, 32)

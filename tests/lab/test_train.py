@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import rewriter
 from rewriter.lab.data import load_data
 from rewriter.lab.training import TrainConfig, TrainError, train
 
-from ..nets import conv
+from ..nets import conv, tiny_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,3 +125,64 @@ def test_training_only_the_head_leaves_the_rest_untouched(data):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"head.weight", "head.bias"}  # batch-norm statistics of the frozen layers included
     assert all(p.requires_grad for p in model.parameters())  # the model is trainable again afterwards
+
+
+def train_command(tmp_path: Path, *extra: str, name: str = "m.pt") -> list[str]:
+    return ["train", "tests.nets:tiny_cnn", "--data", "synthetic:64", "--epochs", "1", "--max-batches", "2",
+            "--batch-size", "16", "--lr", "0.05", "-o", str(tmp_path / name), *extra]  # fmt: skip
+
+
+def test_the_same_seed_gives_the_same_weights(tmp_path, capsys):
+    from rewriter.cli import main
+
+    assert main(train_command(tmp_path, "--seed", "0", name="a.pt")) == 0
+    assert main(train_command(tmp_path, "--seed", "0", name="b.pt")) == 0
+    assert main(train_command(tmp_path, "--seed", "1", name="c.pt")) == 0
+    a, b, c = (
+        rewriter.load(str(tmp_path / n), trust_pickle=True).state_dict() for n in ("a.pt", "b.pt", "c.pt")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_resume_with_another_configuration_is_refused_naming_the_fields(data, tmp_path, capsys):
+    from rewriter.cli import main
+
+    assert main(train_command(tmp_path)) == 0
+    assert main(train_command(tmp_path, "--resume", "--force", "--optimizer", "adam")) == 1
+    err = capsys.readouterr().err
+    assert "differing in optimizer ('sgd' in the checkpoint, 'adam' now)" in err and "Traceback" not in err
+    other = tmp_path / "m.pt.ckpt"
+    with pytest.raises(
+        TrainError, match=r"differing in lr \(0\.05 in the checkpoint, 0\.1 now\); seed \(0 .*, 3 now\)"
+    ):
+        train(tiny_cnn(), data, TrainConfig(epochs=1, max_batches=2, batch_size=16, lr=0.1, seed=3, warmup_epochs=1),
+              checkpoint=other, resume=True, progress=False)  # fmt: skip
+    with pytest.raises(
+        TrainError, match=r"differing in data \('synthetic:64' in the checkpoint, 'synthetic:512' now\)"
+    ):
+        train(tiny_cnn(), data, TrainConfig(epochs=1, max_batches=2, batch_size=16, lr=0.05, warmup_epochs=1),
+              checkpoint=other, resume=True, progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("epochs", -1, "--epochs must be 1 or more, got -1"), ("epochs", 0, "--epochs must be 1 or more, got 0"),
+     ("max_batches", 0, "--max-batches must be 1 or more, got 0"), ("lr", -1.0, "--lr must be above 0, got -1"),
+     ("lr", float("nan"), "--lr must be a finite number above 0, got nan"),
+     ("momentum", 1.0, "--momentum must be in [0, 1), got 1"), ("batch_size", 0, "--batch-size must be 1 or more"),
+     ("epochs", 2.5, "--epochs must be a whole number 1 or more, got 2.5")],
+)  # fmt: skip
+def test_a_setting_outside_its_declared_range_is_refused(field, value, message):
+    with pytest.raises(TrainError, match=re.escape(message)):
+        TrainConfig(**{field: value})
+
+
+def test_the_command_refuses_bad_epochs_before_any_work(tmp_path, capsys):
+    from rewriter.cli import main
+
+    for flags in (["--epochs", "-1"], ["--max-batches", "0"]):
+        command = [a for a in train_command(tmp_path) if a not in ("--epochs", "1", "--max-batches", "2")]
+        assert main([*command, *flags]) == 1
+        assert "must be 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

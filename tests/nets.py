@@ -405,3 +405,14 @@ def sleeps(num_classes: int = 10) -> nn.Module:
     (folder / f"{os.getpid()}.pid").write_text(str(os.getpid()))
     time.sleep(60)
     return tiny_cnn(num_classes)
+
+
+def cannot_learn(num_classes: int = 10) -> nn.Module:
+    """``tiny_cnn`` with every conv weight zero and frozen: every image gives the same features, so the head
+    can learn the class prior at most, and the test accuracy stays at chance or below."""
+    model = tiny_cnn(num_classes)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.zeros_(module.weight)
+            module.weight.requires_grad_(False)
+    return model

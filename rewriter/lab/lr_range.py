@@ -1,7 +1,8 @@
 """A learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017; the
 ``lr_find`` of fastai): train a copy of the model for a few steps while the rate grows exponentially from
 ``low`` to ``high``, smooth the loss, and take the rate where the smoothed loss is lowest divided by 10,
-which sits on the falling part of the curve, below the rates where the loss turns up.
+which sits on the falling part of the curve, below the rates where the loss turns up. A model whose loss
+never falls by 5 % is refused rather than given a rate picked from noise.
 
 The model is copied first (the caller's weights and the global random state are left as they were), and the
 batches are drawn with the configuration's seed, so the same model, data and seed give the same rate.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -112,7 +114,10 @@ def _cycle(loader: DataLoader, steps: int):
 
 
 def _choose(rates: list[float], losses: list[float], test: RangeTest) -> LrFound:
-    if len(losses) < 2 or min(losses[1:]) >= losses[0]:
+    """The rate of the lowest smoothed loss over ``divisor``, if the loss fell by at least 5 % from where
+    it started (the median over the first tenth of the steps, where the rates are too small to learn)."""
+    start = statistics.median(losses[: max(1, test.steps // 10)]) if losses else math.nan
+    if len(losses) < 2 or not min(losses) < 0.95 * start:
         raise TrainError(
             f"the learning-rate range test found no rate between {test.low:g} and {test.high:g} at which the "
             "loss falls; give --lr by hand, or check the model and the data"

@@ -75,7 +75,7 @@ class StudySetup:
     def __post_init__(self) -> None:
         check_ranges(self, StudyError, flags={k: "--" + k.replace("_", "-") for k in asdict(self)})
         if self.lr != "auto":
-            check_ranges(_Rate(self.lr), StudyError)
+            check_ranges(_Rate(self.lr), StudyError, flags={"lr": "--lr"})
         if len(self.input_size) != 2 or any(not isinstance(s, int) or s < 1 for s in self.input_size):
             raise StudyError(f"--input-size must be two positive sizes, got {self.input_size}")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from torch.utils.data import DataLoader
 
 from .._files import write_json
 from .._text import axes_text, render_table
-from ..lab.saturation import DELTA, compute_saturation
+from ..lab.saturation import DELTA, SaturationReport, compute_saturation
 from ..render.plots import plot_saturation
 from ._common import (
     add_measuring_arguments,
@@ -86,27 +87,23 @@ def run(args: argparse.Namespace) -> int:
         status(f"wrote {args.plot}")
     if args.json:
         print_json(result)
-        return 0
+    else:
+        _print_table(report, result, analysis, args.delta)
+    return 0
+
+
+def _print_table(report: SaturationReport, result: dict[str, Any], analysis: Any, delta: float) -> None:
     tails = {name for tail in report.tails for name in tail}
     rows = []
     for layer, row in zip(report.layers, result["layers"], strict=True):
         productive = {True: "yes", False: "NO", None: "-"}[row.get("productive")]
-        rows.append(
-            [
-                layer.name,
-                layer.type,
-                str(layer.features),
-                str(layer.k),
-                f"{layer.saturation:.1%}",
-                axes_text(analysis.layer(layer.name).r_in_min) if "r_in_min" in row else "-",
-                productive,
-                "tail" if layer.name in tails else "",
-            ]
-        )
+        field = axes_text(analysis.layer(layer.name).r_in_min) if "r_in_min" in row else "-"
+        rows.append([layer.name, layer.type, str(layer.features), str(layer.k), f"{layer.saturation:.1%}", field,
+                     productive, "tail" if layer.name in tails else ""])  # fmt: skip
     headers = ["layer", "type", "filters", "k", "saturation", "r_in_min", "productive", ""]
     print(render_table(headers, rows, align="<<>>>><<"))
     print(
-        f"\ns_mu {report.mean:.1%} over {len(report.layers)} layers, {report.samples} images, delta {args.delta}"
+        f"\ns_mu {report.mean:.1%} over {len(report.layers)} layers, {report.samples} images, delta {delta}"
     )
     if analysis is not None:
         print(
@@ -116,4 +113,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"tail: {tail[0]} ... {tail[-1]} ({len(tail)} layers)")
     if not report.tails:
         print("no tail: no run of 3+ layers at least 50 % below the others' mean saturation")
-    return 0

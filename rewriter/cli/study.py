@@ -66,7 +66,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     grid.add_argument("--recipe", action="append", required=True, metavar="RECIPE",
                       help="baseline, a strategy name, or a recipe YAML (repeatable)")  # fmt: skip
     grid.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0 .. N-1 per cell (default 3)")
-    setup = parser.add_argument_group("the shared setup (recorded in OUT/study.json)")
+    _add_setup_arguments(parser.add_argument_group("the shared setup (recorded in OUT/study.json)"))
+    _add_running_arguments(parser)
+    parser.set_defaults(run=run_command)
+
+
+def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
     setup.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
     setup.add_argument("--input-size", default="32", metavar="SIZE", help="training resolution (default 32)")
     defaults = TrainConfig()
@@ -85,6 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     setup.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick studies")
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
+
+
+def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running")
     run.add_argument(
         "--out", required=True, metavar="DIR", help="the study folder (created; resumed if it exists)"
@@ -109,7 +117,6 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     ray.add_argument(
         "--gpus-per-cell", type=float, default=0.0, metavar="N", help="GPUs a cell's task takes (default 0)"
     )
-    parser.set_defaults(run=run_command)
 
 
 def _rate(text: str) -> float | str:

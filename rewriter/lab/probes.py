@@ -2,10 +2,15 @@
 
 Every conv and linear layer's output is adaptively average-pooled to at most 4x4, flattened, and a
 multinomial logistic regression is fitted on the train split and scored on the test split. The dissertation
-fits it with scikit-learn's SAGA for 100 epochs; here it is fitted in torch with L-BFGS on the whole
-(standardised) feature matrix, which reaches the same convex optimum in seconds on a CPU for the layer widths
-of these networks (a few thousand features). Layers are probed in groups that fit a memory budget, one pass
-over the images per group.
+fits it with scikit-learn's SAGA for 100 epochs; here it is fitted in torch with L-BFGS (100 iterations) on
+the whole standardised feature matrix, which reaches the same convex optimum in seconds on a CPU.
+
+The features of every layer come from one forward pass per split (the model's test accuracy, and with
+``saturation`` the layers' saturation, from the same passes); layers are taken in groups only when their
+features would not fit the memory budget. A layer with more features than training images is fitted on a
+compact representation that gives the same probe: its L2-regularised optimum lies in the span of the
+training images, so the regression is fitted on the coordinates of the images in that span (from the
+eigendecomposition of their Gram matrix), at most one per training image.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..analysis.modes import observing
-from .saturation import borders_json, field_json, tracked_layers
+from .saturation import SaturationReport, borders_json, field_json, saturation_taps, tracked_layers
 
 if TYPE_CHECKING:
     from ..analysis.analyzer import Analysis
@@ -52,6 +57,7 @@ class ProbeReport:
     model_accuracy: float
     train_images: int
     test_images: int
+    saturation: SaturationReport | None = None  # on the probes' training images, when asked for
 
     def to_json(self, analysis: Analysis | None = None) -> dict[str, Any]:
         """The JSON of ``rewriter probe --json``; with ``analysis``, each layer's receptive field too."""
@@ -72,6 +78,21 @@ def pooled(output: torch.Tensor) -> torch.Tensor:
     return output.flatten(1)
 
 
+def compact(
+    train_x: torch.Tensor, test_x: torch.Tensor, *, tolerance: float = 1e-7
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates of both splits in the span of the training rows, in float64: ``Z = U sqrt(L)`` from the
+    Gram matrix ``X X^T = U L U^T``, and ``X_test X^T U / sqrt(L)`` for the test rows. A linear model on Z with
+    an L2 penalty is the linear model on X restricted to that span, where its optimum lies, with the same
+    penalty (the map is orthonormal); directions with eigenvalues below ``tolerance`` times the largest are
+    dropped (the precision of the float32 Gram matrix)."""
+    eigenvalues, vectors = torch.linalg.eigh((train_x @ train_x.T).double())
+    keep = eigenvalues > tolerance * eigenvalues.max().clamp(min=1e-300)
+    eigenvalues, vectors = eigenvalues[keep], vectors[:, keep]
+    roots = eigenvalues.sqrt()
+    return vectors * roots, (test_x @ train_x.T).double() @ (vectors / roots)
+
+
 def fit_probe(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -81,12 +102,20 @@ def fit_probe(
     *,
     weight_decay: float = 1e-4,
     iterations: int = 100,
+    reduce: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, float]:
-    """Fit a multinomial logistic regression; return (train accuracy, test accuracy)."""
+    """Fit a multinomial logistic regression (from zero weights); return (train accuracy, test accuracy).
+    With ``reduce``, more features than training rows are fitted on ``compact`` coordinates; ``on_step``
+    is told the number of L-BFGS iterations done after each evaluation."""
     mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    linear = nn.Linear(train_x.shape[1], classes).double()
+    if reduce and train_x.shape[1] > train_x.shape[0]:
+        train_x, test_x = compact(train_x, test_x)
     train_x, test_x = train_x.double(), test_x.double()
+    linear = nn.Linear(train_x.shape[1], classes).double()
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
     optimizer = torch.optim.LBFGS(
         linear.parameters(), lr=1, max_iter=iterations, line_search_fn="strong_wolfe"
     )
@@ -95,6 +124,8 @@ def fit_probe(
         optimizer.zero_grad()
         loss = F.cross_entropy(linear(train_x), train_y) + weight_decay * linear.weight.pow(2).sum()
         loss.backward()
+        if on_step is not None:
+            on_step(optimizer.state[linear.weight].get("n_iter", 0))
         return loss
 
     optimizer.step(closure)
@@ -104,21 +135,40 @@ def fit_probe(
     return train_acc, test_acc
 
 
-def _collect(
-    model: nn.Module, names: list[str], loader: DataLoader, device: torch.device, show: Callable
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+@dataclass
+class _Pass:
+    """What one pass over a split collected: pooled features per layer, labels, correct predictions."""
+
+    features: dict[str, list[torch.Tensor]]
+    labels: list[torch.Tensor]
+    correct: int = 0
+
+
+def _collect(model: nn.Module, names: list[str], loader: DataLoader, device: torch.device, *,
+             taps: dict[str, Callable] | None = None, desc: str = "", show: bool = False) -> _Pass:  # fmt: skip
+    """One forward pass over ``loader``: the pooled outputs of ``names`` (float32, on the CPU), the labels,
+    the model's correct answers, and every output handed to ``taps`` (layer -> callable) as well."""
+    from tqdm import tqdm
+
     modules = dict(model.named_modules())
-    features: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    labels = []
-    hooks = [
-        (modules[name], lambda _m, _i, out, name=name: features[name].append(pooled(out).float().cpu()))
-        for name in names
-    ]
-    with observing(model, hooks):
-        for x, y in show(loader):
-            model(x.to(device))
-            labels.append(y)
-    return {name: torch.cat(chunks) for name, chunks in features.items()}, torch.cat(labels)
+    seen = _Pass({name: [] for name in names}, [])
+
+    def hook(name: str) -> Callable:
+        def record(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+            if name in seen.features:
+                seen.features[name].append(pooled(out).float().cpu())
+            if taps and name in taps:
+                taps[name](out)
+
+        return record
+
+    hooked = sorted(set(names) | set(taps or {}), key=list(modules).index)
+    with observing(model, [(modules[name], hook(name)) for name in hooked]):
+        for x, y in tqdm(loader, desc=desc, disable=not show, leave=False, unit="batch"):
+            out = model(x.to(device))
+            seen.labels.append(y)
+            seen.correct += int((out.argmax(1).cpu() == y).sum()) if out.dim() == 2 else 0
+    return seen
 
 
 def subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -127,6 +177,19 @@ def subset(dataset: Dataset, limit: int | None) -> Dataset:
         return dataset
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit]
     return Subset(dataset, order.tolist())
+
+
+def _groups(names: list[str], sizes: dict[str, int], images: int, memory_mb: int) -> list[list[str]]:
+    """Consecutive layers whose pooled features for ``images`` fit ``memory_mb`` together (one pass each)."""
+    groups, group, used = [], [], 0.0
+    for name in names:
+        need = sizes.get(name, 0) * images * 4 / 2**20
+        if group and used + need > memory_mb:
+            groups.append(group)
+            group, used = [], 0.0
+        group.append(name)
+        used += need
+    return [*groups, group] if group else groups
 
 
 def run_probes(
@@ -138,43 +201,61 @@ def run_probes(
     max_samples: int | None = 2000,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
-    memory_mb: int = 768,
+    memory_mb: int = 2048,
     progress: bool = False,
+    saturation: bool = False,
+    reduce: bool = True,
 ) -> ProbeReport:
     """Probe every conv and linear layer of ``model``; both splits are capped at ``max_samples`` images (the
-    same random subset as ``subset(dataset, max_samples)``). Pass the training images without augmentation."""
+    same random subset as ``subset(dataset, max_samples)``). Pass the training images without augmentation.
+    With ``saturation``, the layers' saturation on the same training images comes from the same passes."""
     from tqdm import tqdm
 
-    device = torch.device(device)
+    from .training import resolve_device
+
+    device = resolve_device(device)
     train, test = subset(train, max_samples), subset(test, max_samples)
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=False)
-    test_loader = DataLoader(test, batch_size=batch_size, shuffle=False)
+    loaders = [DataLoader(split, batch_size=batch_size, shuffle=False) for split in (train, test)]
     layers = tracked_layers(model)
-    sizes = _feature_sizes(model, train, device)
-    groups, group, used = [], [], 0
-    for name, _ in layers:
-        need = sizes.get(name, 0) * (len(train) + len(test)) * 4 / 2**20
-        if group and used + need > memory_mb:
-            groups.append(group)
-            group, used = [], 0
-        group.append(name)
-        used += need
-    if group:
-        groups.append(group)
+    groups = _groups(
+        [n for n, _ in layers], _feature_sizes(model, train, device), len(train) + len(test), memory_mb
+    )
+    taps, finish = saturation_taps(model, device=device) if saturation else ({}, None)
     kinds = {name: type(module).__name__ for name, module in layers}
-    results, model_correct = [], None
-    bar = tqdm(total=len(layers), desc="probes", disable=not progress, leave=False)
-    for names in groups:
-        train_f, train_y = _collect(model, names, train_loader, device, lambda it: it)
-        test_f, test_y = _collect(model, names, test_loader, device, lambda it: it)
+    results, correct = [], 0
+    bar = tqdm(total=len(layers), desc="probes", disable=not progress, unit="layer")
+    for i, names in enumerate(groups):
+        part = f" ({i + 1}/{len(groups)})" if len(groups) > 1 else ""
+        fitted = _collect(model, names, loaders[0], device, taps=taps if i == 0 else None,
+                          desc=f"features of the training images{part}", show=progress)  # fmt: skip
+        scored = _collect(
+            model, names, loaders[1], device, desc=f"features of the test images{part}", show=progress
+        )
+        correct = correct or scored.correct
         for name in names:
-            train_acc, test_acc = fit_probe(train_f[name], train_y, test_f[name], test_y, classes)
-            results.append(LayerProbe(name, kinds[name], train_f[name].shape[1], train_acc, test_acc))
+            results.append(
+                _fit_layer(name, kinds[name], fitted, scored, classes, reduce, bar if progress else None)
+            )
             bar.update()
-        if model_correct is None:
-            model_correct = _model_accuracy(model, test_loader, device)
     bar.close()
-    return ProbeReport(tuple(results), model_correct or 0.0, len(train), len(test))
+    report = finish(len(train)) if finish is not None else None
+    return ProbeReport(tuple(results), correct / max(len(test), 1), len(train), len(test), report)
+
+
+def _fit_layer(
+    name: str, kind: str, fitted: _Pass, scored: _Pass, classes: int, reduce: bool, bar
+) -> LayerProbe:
+    train_x, test_x = torch.cat(fitted.features.pop(name)), torch.cat(scored.features.pop(name))
+    if bar is not None:
+        bar.set_postfix_str(f"{name}: fitting")
+
+    def step(done: int) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{name}: L-BFGS iteration {done}/100")
+
+    train_acc, test_acc = fit_probe(train_x, torch.cat(fitted.labels), test_x, torch.cat(scored.labels), classes,
+                                    reduce=reduce, on_step=step)  # fmt: skip
+    return LayerProbe(name, kind, train_x.shape[1], train_acc, test_acc)
 
 
 def _feature_sizes(model: nn.Module, dataset: Dataset, device: torch.device) -> dict[str, int]:
@@ -187,9 +268,3 @@ def _feature_sizes(model: nn.Module, dataset: Dataset, device: torch.device) -> 
     with observing(model, hooks):
         model(x)
     return sizes
-
-
-def _model_accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
-    from .training import evaluate
-
-    return evaluate(model, loader, device)

@@ -1,8 +1,10 @@
 """Saturation (dissertation 2.2-2.3, delve's method): how much of its output space a layer fills.
 
-Forward hooks on every conv and linear layer accumulate the covariance of the layer's output in float64
-from running sums (the count, the sum and the sum of outer products), treating every feature-map position
-as a sample, so memory stays constant however many batches are seen. The saturation of a layer is the
+Forward hooks on every conv and linear layer accumulate the covariance of the layer's output from running
+sums (the count, the sum and the sum of outer products, held in float64), treating every feature-map
+position as a sample, so memory stays constant however many batches are seen. Each batch's products are
+taken around a fixed shift (the first batch's mean), which keeps the float64 sums free of cancellation,
+and read from the output in one pass laid out channels-last. The saturation of a layer is the
 smallest number of eigendirections of that covariance explaining ``delta`` (0.99) of its variance, divided
 by the number of filters; s_mu averages it over the conv and linear layers. A tail is a run of at least three
 consecutive layers whose mean saturation is at least 50 % below the mean of the rest (section 8.5.2).
@@ -10,7 +12,7 @@ consecutive layers whose mean saturation is at least 50 % below the mean of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,19 +28,29 @@ DELTA = 0.99
 
 
 class CovarianceAccumulator:
-    """Running count, sum and sum of outer products of ``features``-dimensional samples, in float64."""
+    """Running count, sum and sum of outer products of ``features``-dimensional samples around a shift (the
+    mean of the first samples seen), in float64: the shifted-data algorithm, whose covariance does not lose
+    digits to a large mean."""
 
     def __init__(self, features: int, device: torch.device | str = "cpu") -> None:
         self.count = 0
+        self.shift: torch.Tensor | None = None
         self.total = torch.zeros(features, dtype=torch.float64, device=device)
         self.outer = torch.zeros(features, features, dtype=torch.float64, device=device)
 
     def update(self, samples: torch.Tensor) -> None:
-        """Add ``[n, features]`` samples."""
-        samples = samples.detach().to(torch.float64)
-        self.count += samples.shape[0]
-        self.total += samples.sum(0)
-        self.outer += samples.T @ samples
+        """Add ``[n, features]`` samples (a layer output as ``[N, C, H, W]`` adds its N*H*W positions)."""
+        samples = samples.detach()
+        channels_last = samples.movedim(1, -1) if samples.dim() > 2 else samples
+        if self.shift is None:
+            self.shift = channels_last.reshape(-1, channels_last.shape[-1]).double().mean(0)
+        # one pass over the output: shifted, in float64, written channels-last so that the reshape is a view
+        centred = torch.empty(channels_last.shape, dtype=torch.float64, device=samples.device)
+        torch.sub(channels_last, self.shift, out=centred)
+        centred = centred.view(-1, channels_last.shape[-1])
+        self.count += centred.shape[0]
+        self.total += centred.sum(0)
+        self.outer += centred.T @ centred
 
     def covariance(self) -> torch.Tensor:
         mean = self.total / self.count
@@ -56,13 +68,6 @@ def saturation_of(covariance: torch.Tensor, delta: float = DELTA) -> tuple[int, 
     k = int(torch.searchsorted(explained, torch.tensor(delta, dtype=explained.dtype)).item()) + 1
     k = min(k, n)
     return k, k / n
-
-
-def _as_samples(output: torch.Tensor) -> torch.Tensor:
-    """Conv outputs [N, C, H, W] -> [N*H*W, C]: every position is a sample; linear outputs stay [N, F]."""
-    if output.dim() > 2:
-        return output.movedim(1, -1).reshape(-1, output.shape[1])
-    return output
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,44 @@ def tracked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def saturation_taps(
+    model: nn.Module, *, delta: float = DELTA, device: torch.device | str = "cpu", progress: bool = False
+) -> tuple[dict[str, Callable[[torch.Tensor], None]], Callable[[int], SaturationReport]]:
+    """Per conv and linear layer, a callable that adds one output of the layer to its covariance, and a
+    ``finish(images)`` that computes the report from what they saw over that many images (one
+    eigendecomposition per layer, with a progress bar per layer if ``progress``). For callers that run the
+    model themselves."""
+    layers = tracked_layers(model)
+    accumulators: dict[str, CovarianceAccumulator] = {}
+    order: list[str] = []
+
+    def tap(name: str) -> Callable[[torch.Tensor], None]:
+        def record(output: torch.Tensor) -> None:
+            if name not in accumulators:
+                accumulators[name] = CovarianceAccumulator(output.shape[1], output.device)
+                order.append(name)  # execution order
+            accumulators[name].update(output)
+
+        return record
+
+    taps = {name: tap(name) for name, _ in layers}
+    kinds = {name: type(module).__name__ for name, module in layers}
+
+    def finish(images: int) -> SaturationReport:
+        from tqdm import tqdm
+
+        results = []
+        for name in tqdm(order, desc="saturation per layer", disable=not progress, leave=False, unit="layer"):
+            k, value = saturation_of(accumulators[name].covariance(), delta)
+            results.append(LayerSaturation(name, kinds[name], accumulators[name].total.numel(), k, value))
+        tails = find_tails([r.saturation for r in results])
+        return SaturationReport(
+            tuple(results), delta, images, tuple(tuple(r.name for r in results[a:b]) for a, b in tails)
+        )
+
+    return taps, finish
+
+
 def compute_saturation(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, Any]],
@@ -193,31 +236,14 @@ def compute_saturation(
     """Saturation of every conv and linear layer of ``model`` over ``batches`` (eval mode, no gradients)."""
     from tqdm import tqdm
 
-    layers = tracked_layers(model)
-    accumulators: dict[str, CovarianceAccumulator] = {}
-    order: list[str] = []
-
-    def hook(name: str):
-        def record(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            samples = _as_samples(output)
-            if name not in accumulators:
-                accumulators[name] = CovarianceAccumulator(samples.shape[1], samples.device)
-                order.append(name)  # execution order
-            accumulators[name].update(samples)
-
-        return record
-
+    modules = dict(model.named_modules())
+    taps, finish = saturation_taps(model, delta=delta, device=device, progress=progress)
+    hooks = [(modules[name], lambda _m, _i, out, tap=tap: tap(out)) for name, tap in taps.items()]
     images = 0
-    with observing(model, [(module, hook(name)) for name, module in layers]):
-        for x, _ in tqdm(batches, total=total, desc="saturation", disable=not progress, leave=False):
+    with observing(model, hooks):
+        for x, _ in tqdm(
+            batches, total=total, desc="saturation", disable=not progress, leave=False, unit="batch"
+        ):
             model(x.to(device))
             images += len(x)
-    kinds = {name: type(module).__name__ for name, module in layers}
-    results = []
-    for name in order:
-        k, value = saturation_of(accumulators[name].covariance(), delta)
-        results.append(LayerSaturation(name, kinds[name], accumulators[name].total.numel(), k, value))
-    tails = find_tails([r.saturation for r in results])
-    return SaturationReport(
-        tuple(results), delta, images, tuple(tuple(r.name for r in results[a:b]) for a, b in tails)
-    )
+    return finish(images)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from rewriter.lab.probes import fit_probe, pooled, run_probes
+from rewriter.lab.probes import compact, fit_probe, pooled, run_probes
+from rewriter.lab.saturation import compute_saturation
 
 CLASSES = 4
 
@@ -65,3 +66,42 @@ def test_layers_are_probed_in_groups_when_memory_is_tight():
     torch.manual_seed(0)
     tight = run_probes(SignalAndNoise(), dataset(100, 1), dataset(100, 2), CLASSES, memory_mb=0)
     assert [layer.name for layer in tight.layers] == ["signal", "noise", "head"]
+
+
+def test_a_wide_layer_fitted_on_its_compact_representation_gives_the_same_probe():
+    # 200 training rows of 1000 features: the fit in the span of the rows against the fit on all features
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(CLASSES, 1000, generator=generator)
+    train_y, test_y = (
+        torch.randint(0, CLASSES, (200,), generator=generator),
+        torch.randint(0, CLASSES, (300,), generator=generator),
+    )
+    train_x = directions[train_y] * 0.05 + torch.randn(200, 1000, generator=generator)
+    test_x = directions[test_y] * 0.05 + torch.randn(300, 1000, generator=generator)
+    reduced = fit_probe(train_x, train_y, test_x, test_y, CLASSES, reduce=True)
+    direct = fit_probe(train_x, train_y, test_x, test_y, CLASSES, reduce=False)
+    assert reduced[0] == direct[0] == 1.0  # more features than rows: the training rows are separable
+    assert abs(reduced[1] - direct[1]) <= 2 / 300 and 0.3 < direct[1] < 1.0  # a layer that generalises partly
+
+
+def test_the_compact_coordinates_keep_every_inner_product():
+    generator = torch.Generator().manual_seed(1)
+    train_x, test_x = torch.randn(30, 80, generator=generator), torch.randn(7, 80, generator=generator)
+    z, z_test = compact(train_x, test_x)
+    assert z.shape[1] <= 30
+    torch.testing.assert_close(z @ z.T, (train_x @ train_x.T).double(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(z_test @ z.T, (test_x @ train_x.T).double(), rtol=1e-5, atol=1e-4)
+
+
+def test_saturation_from_the_probe_passes_equals_a_separate_measurement():
+    torch.manual_seed(0)
+    model, train = SignalAndNoise(), dataset(200, 1)
+    report = run_probes(model, train, dataset(100, 2), CLASSES, max_samples=None, saturation=True)
+    torch.manual_seed(0)  # the noise branch draws random numbers: the same ones as in the probes' first pass
+    separate = compute_saturation(model, torch.utils.data.DataLoader(train, batch_size=128))
+    assert report.saturation.layers[0] == separate.layers[0]  # the signal layer reads only the images
+    assert report.saturation.samples == 200 and [layer.name for layer in report.saturation.layers] == [
+        "signal",
+        "noise",
+        "head",
+    ]

@@ -136,3 +136,26 @@ def test_every_reported_tail_qualifies_and_tails_do_not_overlap():
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(tails))
     # a union of qualifying windows need not qualify: here it would cover the whole network
     assert find_tails([0.6, 0.9, 0.05, 0.3, 0.02, 0.9, 0.6]) == [(2, 5)]
+
+
+def test_a_large_mean_costs_the_covariance_no_digits():
+    # mean 1e6, spread 1: raw sums of squares (1e12 per sample) would cancel away every digit of a variance
+    # of 1 in float32 and most in float64; the shift taken from the first batch keeps them
+    generator = torch.Generator().manual_seed(2)
+    chunks = [(torch.randn(40, 3, generator=generator, dtype=torch.float64) + 1e6).float() for _ in range(5)]
+    accumulator = CovarianceAccumulator(3)
+    for chunk in chunks:
+        accumulator.update(chunk)
+    expected = np.cov(torch.cat(chunks).double().numpy(), rowvar=False, bias=True)
+    np.testing.assert_allclose(accumulator.covariance().numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_conv_outputs_add_every_position_as_a_sample():
+    x = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(3))
+    accumulator = CovarianceAccumulator(4)
+    accumulator.update(x)
+    samples = x.permute(0, 2, 3, 1).reshape(-1, 4).double().numpy()
+    np.testing.assert_allclose(
+        accumulator.covariance().numpy(), np.cov(samples, rowvar=False, bias=True), atol=1e-12
+    )
+    assert accumulator.count == 3 * 5 * 6

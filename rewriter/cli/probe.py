@@ -8,6 +8,7 @@ from typing import Any
 from .._files import write_json
 from .._text import render_table
 from ..lab.probes import ProbeReport, run_probes
+from ..lab.training import resolve_device
 from ..render.plots import plot_probes
 from ._common import (
     add_measuring_arguments,
@@ -68,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_device(args.device)  # a device this machine lacks fails before any work
     data, model, size, device = prepare_measurement(args)
     probes = run_probes(
         model, data.train_plain, data.test, data.num_classes, max_samples=args.max_samples, device=device,

@@ -10,6 +10,7 @@ from .._files import write_json
 from .._text import render_table
 from ..analysis.analyzer import analyze
 from ..lab.relevance import compute_relevance
+from ..lab.training import resolve_device
 from ..render.plots import plot_relevance
 from ._common import (
     add_measuring_arguments,
@@ -63,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_device(args.device)  # a device this machine lacks fails before any work
     data, model, size, device = prepare_measurement(args)
     analysis = analyze(
         model, size, in_channels=args.in_channels, leaf_modules=args.leaf_module, flops=False, name=args.model

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from .._files import write_json
 from .._text import axes_text, render_table
 from ..lab.saturation import DELTA, SaturationReport, compute_saturation
+from ..lab.training import resolve_device
 from ..render.plots import plot_saturation
 from ._common import (
     add_measuring_arguments,
@@ -65,6 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_device(args.device)  # a device this machine lacks fails before any work
     if not 0 < args.delta < 1:
         from .._errors import AnalysisError
 

@@ -10,12 +10,18 @@ The features of every layer come from one forward pass per split (the model's te
 features would not fit the memory budget. A layer with more features than training images is fitted on a
 compact representation that gives the same probe: its L2-regularised optimum lies in the span of the
 training images, so the regression is fitted on the coordinates of the images in that span (from the
-eigendecomposition of their Gram matrix), at most one per training image.
+eigendecomposition of their Gram matrix), at most one per training image. That pays from about twice as
+many features as images (below, the eigendecomposition costs more than it saves).
+
+L-BFGS runs on one thread: its two-loop recursion is thousands of small vector operations per fit, and
+splitting each over the cores costs more in synchronisation than it gains (13x slower measured on two
+cores shared with other jobs; see benchmarks/probe_speed.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,11 +112,11 @@ def fit_probe(
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, float]:
     """Fit a multinomial logistic regression (from zero weights); return (train accuracy, test accuracy).
-    With ``reduce``, more features than training rows are fitted on ``compact`` coordinates; ``on_step``
-    is told the number of L-BFGS iterations done after each evaluation."""
+    With ``reduce``, more than twice as many features as training rows are fitted on ``compact``
+    coordinates; ``on_step`` is told the number of L-BFGS iterations done after each evaluation."""
     mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    if reduce and train_x.shape[1] > train_x.shape[0]:
+    if reduce and train_x.shape[1] > 2 * train_x.shape[0]:
         train_x, test_x = compact(train_x, test_x)
     train_x, test_x = train_x.double(), test_x.double()
     linear = nn.Linear(train_x.shape[1], classes).double()
@@ -128,11 +134,22 @@ def fit_probe(
             on_step(optimizer.state[linear.weight].get("n_iter", 0))
         return loss
 
-    optimizer.step(closure)
+    with _one_thread():
+        optimizer.step(closure)
     with torch.no_grad():
         train_acc = float((linear(train_x).argmax(1) == train_y).double().mean())
         test_acc = float((linear(test_x).argmax(1) == test_y).double().mean())
     return train_acc, test_acc
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -104,8 +104,10 @@ def evaluate_loss(
     finally:
         for m, flag in flags.items():
             m.training = flag
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(counts)
+    if dist.is_available() and dist.is_initialized():  # nccl reduces tensors on the GPU only
+        reduced = counts.to(device)
+        dist.all_reduce(reduced)
+        counts = reduced.cpu()
     total = max(float(counts[2]), 1.0)
     return float(counts[0]) / total, float(counts[1]) / total
 

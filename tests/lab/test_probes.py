@@ -69,7 +69,8 @@ def test_layers_are_probed_in_groups_when_memory_is_tight():
 
 
 def test_a_wide_layer_fitted_on_its_compact_representation_gives_the_same_probe():
-    # 200 training rows of 1000 features: the fit in the span of the rows against the fit on all features
+    # 200 training rows of 1000 features (more than twice as many): the fit in the span of the rows against
+    # the fit on all features
     generator = torch.Generator().manual_seed(0)
     directions = torch.randn(CLASSES, 1000, generator=generator)
     train_y, test_y = (

@@ -2,7 +2,7 @@
 ``lr_find`` of fastai): train a copy of the model for a few steps while the rate grows exponentially from
 ``low`` to ``high``, smooth the loss, and take the rate where the smoothed loss is lowest divided by 10,
 which sits on the falling part of the curve, below the rates where the loss turns up. A model whose loss
-never falls by 5 % is refused rather than given a rate picked from noise.
+never falls beyond the noise of its first steps is refused rather than given a rate picked from noise.
 
 The model is copied first (the caller's weights and the global random state are left as they were), and the
 batches are drawn with the configuration's seed, so the same model, data and seed give the same rate.
@@ -114,10 +114,13 @@ def _cycle(loader: DataLoader, steps: int):
 
 
 def _choose(rates: list[float], losses: list[float], test: RangeTest) -> LrFound:
-    """The rate of the lowest smoothed loss over ``divisor``, if the loss fell by at least 5 % from where
-    it started (the median over the first tenth of the steps, where the rates are too small to learn)."""
-    start = statistics.median(losses[: max(1, test.steps // 10)]) if losses else math.nan
-    if len(losses) < 2 or not min(losses) < 0.95 * start:
+    """The rate of the lowest smoothed loss over ``divisor``, if the loss fell from where it started (the
+    median over the first tenth of the steps, where the rates are too small to learn) by more than 1 % and
+    more than three times the spread of those first steps (a fall that is not batch noise)."""
+    first = losses[: max(3, test.steps // 10)]
+    start = statistics.median(first) if first else math.nan
+    noise = statistics.pstdev(first) if len(first) > 1 else 0.0
+    if len(losses) < 2 or not min(losses) < start - max(0.01 * start, 3 * noise):
         raise TrainError(
             f"the learning-rate range test found no rate between {test.low:g} and {test.high:g} at which the "
             "loss falls; give --lr by hand, or check the model and the data"

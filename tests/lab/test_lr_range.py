@@ -71,7 +71,7 @@ def test_the_same_seed_gives_the_same_rate_and_the_model_is_left_alone():
     model = tiny_cnn()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = TrainConfig(batch_size=32, seed=3)
-    test = RangeTest(steps=30)
+    test = RangeTest(steps=60)
     first, second = find_lr(model, data, config, test=test), find_lr(model, data, config, test=test)
     assert first == second and 1e-6 < first.lr < 10
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -79,8 +79,9 @@ def test_the_same_seed_gives_the_same_rate_and_the_model_is_left_alone():
 
 def test_a_model_whose_loss_never_falls_is_refused():
     data = separable()
-    model = logistic()  # no weights to learn with: every point scores log(4), whatever the bias does
+    model = logistic()  # no weights to learn with: every point scores log(4) until the bias moves
     nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
     model.weight.requires_grad_(False)
     with pytest.raises(TrainError, match="found no rate"):
         find_lr(model, data, TrainConfig(batch_size=32), test=RangeTest(high=1e-5, low=1e-7))

@@ -47,7 +47,15 @@ class RewriteError(RewriterError, RuntimeError):
 
 
 class ModelFileError(RewriterError, OSError):
-    """A model file cannot be written (it exists and --force was not given) or read back."""
+    """A file cannot be written (it exists and --force was not given, it is an input) or read back."""
+
+
+class UsageError(RewriterError, ValueError):
+    """The command line is inconsistent (a missing or conflicting option); the CLI exits with code 2."""
+
+
+class RewriterWarning(UserWarning):
+    """Something the caller should know, that does not stop the work (the CLI prints ``warning: ...``)."""
 
 
 def close_matches(word: str, candidates: Iterable[str], *, n: int = 3) -> str:

@@ -26,12 +26,15 @@ from .organizer import Iteration, StageState, organize, stage_states, unit_count
 from .receptive import BorderRule, LayerField, ReceptiveField, receptive_fields
 from .rules import OpContext, OpEffect, register_function_rule, register_module_rule
 from .rules import elementwise as elementwise_rule
+from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .tracing import trace
 
 __all__ = [
     "ALPHA",
     "FLOP_CONVENTION",
+    "MAX_CHANNELS",
+    "MAX_SIDE",
     "Analysis",
     "Block",
     "BorderRule",
@@ -41,6 +44,7 @@ __all__ = [
     "LayerField",
     "LayerGraph",
     "LayerNode",
+    "Limits",
     "OpContext",
     "OpEffect",
     "ReceptiveField",
@@ -54,6 +58,7 @@ __all__ = [
     "axes_text",
     "block_name",
     "build_layer_graph",
+    "check_channels",
     "count_flops",
     "count_params",
     "cut_points",
@@ -68,8 +73,10 @@ __all__ = [
     "flops_by_module",
     "information_fields",
     "is_downsampling",
+    "limits",
     "observing",
     "organize",
+    "parse_size",
     "pointwise_reads",
     "receptive_fields",
     "register_function_rule",
@@ -79,5 +86,6 @@ __all__ = [
     "stage_states",
     "stem",
     "trace",
+    "unbounded",
     "unit_count",
 ]

@@ -27,6 +27,7 @@ from .receptive import (
     final_run_start,
     receptive_fields,
 )
+from .sizes import check_channels, parse_size
 from .stages import find_stages
 
 Size = tuple[int, int]
@@ -146,13 +147,9 @@ def _rf_json(value: Sequence[Number] | None) -> list | None:
 
 
 def as_size(value: int | Sequence[int], what: str = "input size") -> Size:
-    """Normalise ``32`` or ``(32, 48)`` (height, width) to a pair of positive ints."""
-    if isinstance(value, int):
-        value = (value, value)
-    size = tuple(value)
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise AnalysisError(f"{what} must be a positive int or (height, width), got {value!r}")
-    return size  # type: ignore[return-value]
+    """Normalise ``32`` or ``(32, 48)`` (height, width) to a pair of positive ints within the bounds in
+    force (``rewriter.analysis.sizes``, the one size parser)."""
+    return parse_size(value, what)
 
 
 def resolve_leaf_classes(model: nn.Module, leaf_modules: Sequence[type | str]) -> tuple[type, ...]:
@@ -209,6 +206,7 @@ def analyze(
     """
     size = as_size(input_size)
     limit = as_size(feature_size, "feature size") if feature_size is not None else None
+    check_channels(in_channels)
     if border_rule not in ("input", "output"):
         raise AnalysisError(f"border rule must be 'input' or 'output', got {border_rule!r}")
     graph = build_layer_graph(

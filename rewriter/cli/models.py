@@ -7,7 +7,8 @@ import fnmatch
 
 from ..models import zoo
 from ..models.sources import torchvision_models
-from ._common import command_parser, print_json
+from ._common import print_json
+from ._parser import command_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -7,7 +7,8 @@ import dataclasses
 
 from ..engine.registry import get_strategy, list_strategies
 from ..engine.strategy import parameters, summary
-from ._common import command_parser, print_json
+from ._common import print_json
+from ._parser import command_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

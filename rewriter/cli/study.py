@@ -9,7 +9,8 @@ from ..lab.data import parse_data_spec
 from ..lab.study import Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed
 from ..render import plot_pareto
-from ._common import DATA_HELP, command_parser, parse_size, status
+from ._common import status
+from ._parser import DATA_HELP, command_parser, cores, data_spec, integer, real, size
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -52,17 +53,25 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
                       help="a model name, package.module:callable, or a model file (repeatable)")  # fmt: skip
     grid.add_argument("--recipe", action="append", required=True, metavar="RECIPE",
                       help="baseline, a strategy name, or a recipe YAML (repeatable)")  # fmt: skip
-    grid.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0 .. N-1 per cell (default 3)")
+    grid.add_argument("--seeds", type=integer(1, 1000), default=3, metavar="N",
+                      help="seeds 0 .. N-1 per cell (default 3)")  # fmt: skip
     setup = parser.add_argument_group("the shared setup (recorded in OUT/study.json)")
-    setup.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
-    setup.add_argument("--input-size", default="32", metavar="SIZE", help="training resolution (default 32)")
+    setup.add_argument("--data", type=data_spec, required=True, metavar="SPEC", help=DATA_HELP)
+    setup.add_argument("--input-size", type=size, default=(32, 32), metavar="SIZE",
+                       help="training resolution (default 32)")  # fmt: skip
     defaults = TrainConfig()
-    setup.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
-    setup.add_argument("--lr", type=float, default=defaults.lr, help="default %(default)s (paper 000)")
-    setup.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N")
-    setup.add_argument("--momentum", type=float, default=defaults.momentum)
-    setup.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    setup.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick studies")
+    setup.add_argument("--epochs", type=integer(1, 100_000), default=defaults.epochs, metavar="N",
+                       help="default %(default)s")  # fmt: skip
+    setup.add_argument("--lr", type=real(0, 10, low_open=True), default=defaults.lr,
+                       help="default %(default)s (paper 000)")  # fmt: skip
+    setup.add_argument("--batch-size", type=integer(1, 65_536), default=defaults.batch_size, metavar="N",
+                       help="default %(default)s")  # fmt: skip
+    setup.add_argument("--momentum", type=real(0, 1), default=defaults.momentum, help="default %(default)s")
+    setup.add_argument("--weight-decay", type=real(0, 1), default=defaults.weight_decay,
+                       help="default %(default)s")  # fmt: skip
+    setup.add_argument(
+        "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick studies"
+    )
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
     run = parser.add_argument_group("running")
@@ -71,8 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )
     run.add_argument("--retry-failed", action="store_true",
                      help="run cells that failed in an earlier run again (they are kept otherwise)")  # fmt: skip
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="cells trained in parallel processes on this machine (default 1)")  # fmt: skip
+    run.add_argument("--workers", type=integer(1, 1024), default=1, metavar="N",
+                     help=f"cells trained in parallel processes on this machine, at most the {cores()} cores "
+                     "(default 1)")  # fmt: skip
     parser.set_defaults(run=run_command)
 
 
@@ -80,7 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
     parse_data_spec(args.data)  # a malformed spec fails before anything runs
     variants = [parse_variant(text) for text in args.recipe]
     setup = StudySetup(
-        data=args.data, input_size=parse_size(args.input_size), epochs=args.epochs, lr=args.lr,
+        data=args.data, input_size=args.input_size, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
         max_batches=args.max_batches, finetune_head=args.finetune_head,
     )  # fmt: skip
@@ -102,7 +112,10 @@ def run_command(args: argparse.Namespace) -> int:
             else:
                 status(f"{cell.id}: failed: {row['error']}")
 
-        rows = run_study(study, workers=args.workers, on_cell=report, plot=plot_pareto)
+        workers = min(args.workers, cores())
+        if workers < args.workers:
+            status(f"note: --workers {args.workers} capped to the {workers} cores")
+        rows = run_study(study, workers=workers, on_cell=report, plot=plot_pareto)
         rank, _ = distributed()
     finally:
         if joined:

@@ -52,6 +52,8 @@ class Strategy:
     name: ClassVar[str] = ""
     #: the frozen dataclass a plan's ``payload`` is (what ``apply()`` needs), for plans read back from YAML
     payload_type: ClassVar[type | None] = None
+    #: why the model this strategy makes cannot be exported (ONNX, torch.export); None: it can be
+    export_refusal: ClassVar[str | None] = None
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         raise NotImplementedError

@@ -59,23 +59,16 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
         for xi, value, layer in zip(x, r_min, layers, strict=True):
             marker = "^" if value >= top else "o"
             ax.scatter([xi], [value], color=_COLORS[layer.productive], marker=marker, s=22, zorder=3)
-        ax.axhline(
-            analysis.limit[axis],
-            color="black",
-            linestyle="--",
-            linewidth=1,
-            label=f"input {'x'.join(map(str, analysis.limit))}" if axis == 0 else None,
-        )
+    _input_lines(ax, analysis.limit, "feature size" if analysis.feature_size else "input")
     names = [layer.name for layer in layers]
-    for border, label, color in (
-        (analysis.border_layer_min, "$b_{min}$", "#e63946"),
-        (analysis.border_layer_max, "$b_{max}$", "#f4a261"),
-    ):
-        if border is not None:
-            ax.axvline(names.index(border) + 1, color=color, linewidth=2, alpha=0.8, label=label)
+    _draw_borders(ax, _border_positions(names, analysis))
     ax.scatter([], [], color=_COLORS[True], label="productive")
     ax.scatter([], [], color=_COLORS[False], label="unproductive")
     ax.scatter([], [], color=_COLORS[None], label="not tested (global, head, 1x1)")
+    if any(math.isinf(v) for pair in field_min for v in pair):
+        ax.scatter(
+            [], [], color="#9e9e9e", marker="^", label="unbounded (after a global op), drawn at the top"
+        )
     ax.set_yscale("log")
     ax.set_ylim(0.8, top * 1.5)
     ax.set_xlabel("layer (execution order)")
@@ -90,6 +83,25 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
 
 def _square(fields: list) -> bool:
     return all(f[0] == f[1] for f in fields)
+
+
+def _input_lines(ax, limit: tuple[int, int], what: str) -> None:
+    """The size the fields are tested against: one dashed line, or one per axis (each in the legend)."""
+    if limit[0] == limit[1]:
+        ax.axhline(
+            limit[0], color="black", linestyle="--", linewidth=1, label=f"{what} {limit[0]}x{limit[1]}"
+        )
+        return
+    ax.axhline(limit[0], color="black", linestyle="--", linewidth=1, label=f"{what} height {limit[0]}")
+    ax.axhline(limit[1], color="black", linestyle="-.", linewidth=1, label=f"{what} width {limit[1]}")
+
+
+def _draw_borders(ax, positions: list[tuple[float, str, str]]) -> None:
+    """b_max as a wide pale line, b_min as a narrow dashed one on top: both visible where they coincide."""
+    for position, label, color in sorted(positions, key=lambda p: p[1] != "$b_{max}$"):
+        wide = label == "$b_{max}$"
+        ax.axvline(position, color=color, linewidth=4 if wide else 1.6, alpha=0.55 if wide else 0.95,
+                   linestyle="-" if wide else "--", label=label, zorder=2 if wide else 4)  # fmt: skip
 
 
 def _border_positions(names: list[str], analysis: Analysis | None) -> list[tuple[float, str, str]]:
@@ -175,8 +187,7 @@ def plot_saturation(report, analysis: Analysis | None, path: str | os.PathLike, 
     )
     ax.axhline(100 * report.mean, color="#264653", linewidth=1, label=f"$s_\\mu$ = {report.mean:.1%}")
     ax.axhspan(20, 30, color="#2a9d8f", alpha=0.08, label="target band 20-30 %")
-    for position, label, color in _border_positions(names, analysis):
-        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    _draw_borders(ax, _border_positions(names, analysis))
     ax.set_ylim(0, 100)
     ax.set_ylabel(f"saturation [%] (delta = {report.delta})")
     ax.set_xlabel("conv / linear layer (execution order); hatched: tail")
@@ -205,8 +216,7 @@ def plot_probes(
     )
     ax.axhline(100 * probes.model_accuracy, color="black", linestyle="--", linewidth=1,
                label=f"model test accuracy {probes.model_accuracy:.1%}")  # fmt: skip
-    for position, label, color in _border_positions(names, analysis):
-        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    _draw_borders(ax, _border_positions(names, analysis))
     ax.set_ylim(0, 102)
     ax.set_ylabel("accuracy / saturation [%]")
     ax.set_xlabel("conv / linear layer (execution order)")
@@ -247,13 +257,23 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
         ax.plot([], [], "s", color=colors(i % 10), label=model)
     for i, recipe in enumerate(recipes):
         ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=recipe)
-    ax.set_xscale("log")
+    _flops_axis(ax)
     ax.set_xlabel("FLOPs per image (fvcore, multiply-adds)")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(title or "accuracy against cost")
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right center", frameon=False)
     _save(fig, path)
+
+
+def _flops_axis(ax) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap."""
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=" "))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:

@@ -28,7 +28,7 @@ def format_analysis(analysis: Analysis) -> str:
         "r_out min",
         "r_out max",
         "productive",
-        "",
+        "border",
     ]
     rows = []
     for i, layer in enumerate(analysis.layers, start=1):

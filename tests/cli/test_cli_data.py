@@ -15,7 +15,10 @@ from strategies.scale_width import scaled
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:  # argparse: a usage error
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -110,14 +113,8 @@ def test_the_quick_training_of_saturation_needs_no_files(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["saturation", "cifar_vgg11", "--data", "cifar"], "unknown data source 'cifar'"),
         (["saturation", "cifar_vgg11", "--data", "cifar10:/no/such"], "no cifar10 batches"),
         (["probe", "cifar_vgg11", "--num-classes", "5", "--data", "synthetic:32"], "outputs 5 classes but"),
-        (
-            ["saturation", "cifar_vgg11", "--data", "synthetic:32", "--delta", "1.5"],
-            "--delta must lie between",
-        ),
-        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "give --input-size"),
         (
             ["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "--input-size", "32", "-o", "x.pt"],
             "is not a folder",
@@ -129,6 +126,24 @@ def test_data_errors_are_one_line(capsys, argv, message, tmp_path, monkeypatch):
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["saturation", "cifar_vgg11", "--data", "cifar"], "unknown data source 'cifar'"),
+        (
+            ["saturation", "cifar_vgg11", "--data", "synthetic:32", "--delta", "1.5"],
+            "argument --delta: expected a finite number in (0, 1), got 1.5",
+        ),
+        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "give --input-size"),
+    ],
+)
+def test_usage_errors_of_data_commands_exit_2(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_a_callable_without_num_classes_is_built_as_it_is_and_its_head_checked(capsys):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .._errors import InputSizeError
+from .._text import one_line
 from .modes import eval_mode
 
 FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"
@@ -85,7 +86,7 @@ def _flop_count(model: nn.Module, input_size: tuple[int, int], in_channels: int,
             skipped: Counter[str] = analysis.unsupported_ops()
     except RuntimeError as err:
         h, w = input_size
-        raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {' '.join(str(err).split())}") from err
+        raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {one_line(err)}") from err
     finally:
         fvcore_logger.setLevel(level)
     return result, tuple(sorted(skipped.items()))

@@ -14,6 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from .._errors import TraceError
+from .._text import one_line
 from . import rules
 
 
@@ -82,7 +83,7 @@ def trace(
 
 
 def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Exception) -> str:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = one_line(err, limit=300)
     where = tracer.failed_in
     if where is None or where[0] == "":
         return (

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from .._errors import RewriterError, RewriterWarning, UsageError
+from .._text import one_line
 from .._version import __version__
 
 SUBCOMMANDS = (
@@ -66,7 +67,7 @@ def _main(argv: list[str]) -> int:
         except RewriterError as err:
             if args.debug:
                 raise
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            print(f"error: {one_line(err)}", file=sys.stderr)
             return 2 if isinstance(err, UsageError) else 1
 
 

@@ -17,7 +17,6 @@ import os
 import re
 import statistics
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from .._errors import RecipeError, RewriterError
 from .._files import atomic_path, write_json
+from .._text import one_line
 from ..engine.recipe import Recipe
 from ..engine.registry import list_strategies
 
@@ -304,7 +304,7 @@ def run_cell(
                                   in_channels=data.in_channels)  # fmt: skip
             row["flops"] = round(stats.mean_flops)
     except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
-        row.update(status="failed", error=_one_line(err))
+        row.update(status="failed", error=one_line(err, limit=300, where=True))
     return row
 
 
@@ -313,7 +313,7 @@ def _blank_row(cell: Cell, setup: StudySetup, err: BaseException | None) -> dict
     row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update(model=cell.model, recipe=cell.variant.label, seed=cell.seed, epochs=setup.epochs)
     if err is not None:
-        row.update(status="failed", error=_one_line(err))
+        row.update(status="failed", error=one_line(err, limit=300, where=True))
     return row
 
 
@@ -335,14 +335,6 @@ def fill_latency(study: Study, progress: Callable[[str], None] | None = None, *,
                 progress(f"timing {cell.id}")
             timed = latencies(build_variant(cell, study.setup)[0], study.setup)
         write_json(path, {**row, **timed})
-
-
-def _one_line(err: BaseException) -> str:
-    if isinstance(err, RewriterError):
-        return str(err)
-    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
-    where = f" ({Path(frame.filename).name}:{frame.lineno})" if frame else ""
-    return f"{type(err).__name__}: {' '.join(str(err).split())[:300]}{where}"
 
 
 def _worker_init(threads: int) -> None:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .._errors import RewriterError
 from .._files import atomic_path
+from .._text import one_line
 from .data import DataSource
 
 
@@ -180,7 +181,7 @@ def train(
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise TrainError(f"checkpoint {path} does not fit the model: {str(err).splitlines()[0]}") from err
+            raise TrainError(f"checkpoint {path} does not fit the model: {one_line(err, limit=300)}") from err
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = [EpochRecord(**h) for h in state["history"]]

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from .._errors import UsageError
-from ..engine.export import check_exportable, check_format, export
+from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
 from ..engine.registry import list_strategies

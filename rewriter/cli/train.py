@@ -11,7 +11,7 @@ from .._errors import ModelFileError
 from .._files import check_targets, same_file
 from .._text import render_table
 from ..analysis.cost import count_params
-from ..engine.export import check_exportable, check_format, export
+from ..engine.exporting import check_exportable, check_format, export
 from ..engine.recipe import Recipe
 from ..engine.saving import save
 from ..lab.setup import Setup, epoch_reporter

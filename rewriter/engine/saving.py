@@ -4,7 +4,7 @@
 ``rewriter.models.modelfile``); ``load`` validates the file, rebuilds the base, replays the recipe, checks
 every key and shape, and only then reads the state dict with ``weights_only=True``. Importing this module
 registers model files as a kind of model source, so ``load_model("out.pt")`` rebuilds them too.
-``fmt="pt2"`` and ``fmt="onnx"`` export for deployment instead (``rewriter.engine.export``).
+``fmt="pt2"`` and ``fmt="onnx"`` export for deployment instead (``rewriter.engine.exporting``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..analysis.sizes import parse_size
 from ..models import modelfile
 from ..models.sources import FileKind, ModelSpec, is_named_model, load_model, register_file_kind
 from ..models.weights import load_weights
-from .export import check_format, export
+from .exporting import check_format, export
 from .pipeline import rewrite
 from .recipe import Recipe
 
@@ -71,7 +71,7 @@ def save(
     (``force`` is its older name), and one of the running command's inputs never.
 
     ``fmt`` ``"pt"`` writes a model file (spec + recipe + state dict); ``"pt2"`` and ``"onnx"`` export it
-    for deployment (``rewriter.engine.export``, which also checks the export against the model).
+    for deployment (``rewriter.engine.exporting``, which also checks the export against the model).
 
     Raises:
         ModelFileError: the target exists, is an input, does not fit the format's suffix, or cannot be written.

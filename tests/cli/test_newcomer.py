@@ -79,7 +79,9 @@ def test_models_shows_whole_descriptions(capsys):
 def test_dataloader_workers_and_parallel_cells_have_two_names_and_defaults_are_shown(capsys):
     for command in ("train", "saturation", "probe", "relevance"):
         _, help_text, _ = run(capsys, command, "--help")
-        assert "--loader-workers" in help_text and "--workers" not in help_text.replace("--loader-workers", "")
+        assert "--loader-workers" in help_text and "--workers" not in help_text.replace(
+            "--loader-workers", ""
+        )
     _, train_help, _ = run(capsys, "train", "--help")
     flat = " ".join(train_help.split())
     for flag, default in (("--optimizer", "sgd"), ("--gamma", "0.1"), ("--seed", "0")):
@@ -135,6 +137,7 @@ def test_b_min_stays_visible_where_it_coincides_with_b_max(captured):
     analysis = SimpleNamespace(border_layer_min="b", border_layer_max="b", layers=[SimpleNamespace(name="a"),
                                SimpleNamespace(name="b")])  # fmt: skip
     fig, ax = _pyplot().subplots()
+    captured.append(fig)
     _draw_borders(ax, _border_positions(["a", "b"], analysis))
     lines = {line.get_label(): line for line in ax.get_lines()}
     low, high = lines["$b_{min}$"], lines["$b_{max}$"]

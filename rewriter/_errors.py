@@ -7,11 +7,16 @@ Each child also subclasses the builtin a caller would naturally catch (``ValueEr
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
 class RewriterError(Exception):
-    """Base class of all errors raised on purpose by ``rewriter``."""
+    """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
+    quoted in it, such as a key read from a file, cannot break it)."""
+
+    def __str__(self) -> str:
+        return re.sub(r"\s*[\r\n]+\s*", " ", super().__str__())
 
 
 class ModelNotFoundError(RewriterError, LookupError):

@@ -146,7 +146,7 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name, None)
         found += value if isinstance(value, list) else [value] if value else []
     data = getattr(args, "data", None)
-    if isinstance(data, str) and ":" in data:
+    if isinstance(data, str) and data.partition(":")[0] in ("cifar10", "cifar100", "imagefolder"):
         found.append(str(Path(data.partition(":")[2]).expanduser()))
     for item in getattr(args, "param", None) or []:
         found.append(item.partition("=")[2])

@@ -12,6 +12,7 @@ or a strategy says so with an ``export_refusal`` attribute.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import os
@@ -143,6 +144,8 @@ def export(
         raise ModelFileError("export() writes pt2 or onnx; a .pt model file is rewriter.save's")
     check_exportable(fmt, reasons=[getattr(model, "export_refusal", None)])
     target = check_target(path, overwrite or force)
+    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+        model = copy.deepcopy(model).cpu()  # exported and checked on the CPU, where the runtimes run
     example = _inputs(2, in_channels, input_size, seed=0)
     with eval_mode(model), torch.no_grad(), atomic_path(target, overwrite=overwrite or force) as tmp:
         if fmt == "pt2":

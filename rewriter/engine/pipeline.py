@@ -112,7 +112,9 @@ def rewrite(
             input_size=recipe.input_size, num_classes=classes, analysis=analysis, in_channels=in_channels,
             pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
-        plan, current = _step(strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost)
+        plan, current = _step(
+            strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
+        )
         plans.append(plan)
         measured.extend(context.notes)
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
@@ -129,7 +131,13 @@ def rewrite(
 
 
 def _step(
-    strategy: Strategy, current: nn.Module, context: Context, where: str, say: Callable[[str], None], *, loud: bool
+    strategy: Strategy,
+    current: nn.Module,
+    context: Context,
+    where: str,
+    say: Callable[[str], None],
+    *,
+    loud: bool,
 ) -> tuple[Plan, nn.Module]:
     """Plan one step; unless it is a no-op, apply it to a copy of ``current`` and verify the result (said
     only when ``loud``: a dry run verifies too, but only to plan the next step)."""

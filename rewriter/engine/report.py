@@ -304,7 +304,7 @@ class Report:
             return "not measured"
         return (
             f"batch 1 on the CPU, median ± half the IQR over {min(t.repeats for t in timed)}+ runs, "
-            f"{timed[0].threads} threads"
+            f"{timed[0].threads} thread{'s' if timed[0].threads != 1 else ''}"
         )
 
 

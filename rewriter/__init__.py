@@ -32,8 +32,8 @@ from ._version import __version__
 # script's start) costs no torch import: an interrupt during start-up then reaches ``rewriter.cli.main``.
 _LAZY = {
     **dict.fromkeys(
-        ("Analysis", "Layer", "LayerGraph", "LayerNode", "analyze", "build_layer_graph", "count_flops",
-         "count_params", "register_function_rule", "register_module_rule"),
+        ("Analysis", "Layer", "LayerGraph", "LayerNode", "TracedModel", "analyze", "build_layer_graph",
+         "count_flops", "count_params", "register_function_rule", "register_module_rule", "trace_model"),
         ".analysis",
     ),
     **dict.fromkeys(
@@ -50,12 +50,14 @@ if TYPE_CHECKING:
         Layer,
         LayerGraph,
         LayerNode,
+        TracedModel,
         analyze,
         build_layer_graph,
         count_flops,
         count_params,
         register_function_rule,
         register_module_rule,
+        trace_model,
     )
     from .engine import (
         Context,
@@ -120,6 +122,7 @@ __all__ = [
     "RewriterWarning",
     "Strategy",
     "TraceError",
+    "TracedModel",
     "UntrustedPickleError",
     "UsageError",
     "WeightsError",
@@ -139,4 +142,5 @@ __all__ = [
     "register_strategy",
     "rewrite",
     "save",
+    "trace_model",
 ]

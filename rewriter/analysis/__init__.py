@@ -7,9 +7,10 @@ The layer at the bottom of ``rewriter``: it imports nothing from the packages ab
 from __future__ import annotations
 
 from .._text import axes_text
-from .analyzer import Analysis, Layer, analyze, as_size, resolve_leaf_classes
-from .cost import FLOP_CONVENTION, Cost, count_flops, count_params, flops_by_module
+from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
+from .cost import Cost, count_flops, count_params, flops_by_module
 from .cuts import block_name, cut_points
+from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
 from .heads import fixed_size_head
 from .information_field import (
@@ -23,15 +24,17 @@ from .information_field import (
 )
 from .modes import eval_mode, observing
 from .organizer import Iteration, StageState, organize, stage_states, unit_count
-from .receptive import BorderRule, LayerField, ReceptiveField, receptive_fields
+from .receptive import BorderRule, FieldPass, LayerField, ReceptiveField, field_pass, receptive_fields
 from .rules import OpContext, OpEffect, register_function_rule, register_module_rule
 from .rules import elementwise as elementwise_rule
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
+from .traced import TracedModel, analyze, trace_model
 from .tracing import trace
 
 __all__ = [
     "ALPHA",
+    "FLOP_BACKENDS",
     "FLOP_CONVENTION",
     "MAX_CHANNELS",
     "MAX_SIDE",
@@ -39,6 +42,8 @@ __all__ = [
     "Block",
     "BorderRule",
     "Cost",
+    "FieldPass",
+    "FlopCount",
     "Iteration",
     "Layer",
     "LayerField",
@@ -51,6 +56,7 @@ __all__ = [
     "Stage",
     "StageField",
     "StageState",
+    "TracedModel",
     "Unit",
     "UnitField",
     "analyze",
@@ -66,6 +72,7 @@ __all__ = [
     "dominators",
     "elementwise_rule",
     "eval_mode",
+    "field_pass",
     "find_blocks",
     "find_stages",
     "find_units",
@@ -86,6 +93,7 @@ __all__ = [
     "stage_states",
     "stem",
     "trace",
+    "trace_model",
     "unbounded",
     "unit_count",
 ]

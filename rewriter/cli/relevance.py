@@ -7,7 +7,7 @@ import argparse
 from torch.utils.data import DataLoader
 
 from .._text import render_table
-from ..analysis.analyzer import analyze
+from ..analysis.traced import analyze
 from ..lab.relevance import compute_relevance
 from ..render.plots import plot_relevance
 from ._common import loader_workers, prepare_measurement, print_json, status, write_report

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from .._text import human, render_table
-from ..analysis.analyzer import Analysis, analyze
-from ..analysis.cost import FLOP_CONVENTION
+from ..analysis.analyzer import Analysis
+from ..analysis.flops import FLOP_CONVENTION
 from ..analysis.modes import eval_mode
+from ..analysis.traced import analyze
 
 TARGET_SPREAD = 0.03  # stop timing once the interquartile range is this share of the median
 NOISY_SPREAD = 0.10  # a measurement whose interquartile range exceeds this share of the median is noisy

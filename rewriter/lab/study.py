@@ -273,7 +273,7 @@ def run_cell(
     of that seed, the cell takes its results instead of training the same model again."""
     from torch.utils.data import DataLoader
 
-    from ..analysis.analyzer import analyze
+    from ..analysis.traced import analyze
     from .routing import RoutedModel, routing_stats
     from .training import TrainConfig, train
 

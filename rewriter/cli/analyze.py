@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis.analyzer import analyze
+from ..analysis.flops import FLOP_BACKENDS
+from ..analysis.traced import analyze
 from ..render.plots import plot_receptive_fields
 from ..render.tables import format_analysis, format_information_field
 from ._common import check_outputs, input_size_of, load_from_args, print_json, status
@@ -24,6 +25,7 @@ examples:
   rewriter analyze mypkg.nets:build --model-arg width=32 --input-size 64,48 --plot rf.png
   rewriter analyze resnet34 --input-size 32 --border-rule output     # the dissertation's ResNet b_min
   rewriter analyze resnet18-trunc.pt                                  # a model file knows its input size
+  rewriter analyze efficientnet_b0 --input-size 224 --flops-backend fvcore   # FLOPs from fvcore itself
 """
 
 
@@ -58,8 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )  # fmt: skip
     parser.add_argument("--plot", metavar="FILE.png", help="write a plot of receptive field per layer")
     parser.add_argument("--force", action="store_true", help="overwrite an existing plot file")
+    parser.add_argument("--no-flops", action="store_true", help="do not count FLOPs")
     parser.add_argument(
-        "--no-flops", action="store_true", help="skip the fvcore FLOP count (one forward pass)"
+        "--flops-backend",
+        choices=FLOP_BACKENDS,
+        default="meta",
+        help="count FLOPs in the shape pass on the meta device (meta, default: no arithmetic) or with fvcore "
+        "(a jit trace and a real forward pass; the reference). Both follow fvcore's convention",
     )
     parser.set_defaults(run=run)
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         in_channels=args.in_channels,
         leaf_modules=args.leaf_module,
         flops=not args.no_flops,
+        flops_backend=args.flops_backend,
         name=args.model,
     )
     if args.plot:

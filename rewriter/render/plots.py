@@ -6,9 +6,23 @@ import math
 import os
 
 from .._files import atomic_path
-from ..analysis.analyzer import Analysis
+from ..analysis.analyzer import Analysis, Layer
 
-_COLORS = {True: "#2a9d8f", False: "#e63946", None: "#9e9e9e"}
+#: the verdict of a layer, its colour, and its legend entry (``_verdict``)
+_VERDICTS = {
+    "within": ("#2a9d8f", "within the input: productive"),
+    "dip": ("#e9c46a", "exceeds the input before b_min: productive (skip-path zig-zag)"),
+    "tail": ("#e63946", "exceeds, in the tail from b_min: unproductive"),
+    "untested": ("#9e9e9e", "not tested (global, head, 1x1)"),
+}
+
+
+def _verdict(layer: Layer) -> str:
+    if layer.exceeds is None:
+        return "untested"
+    if layer.in_tail:
+        return "tail"
+    return "dip" if layer.exceeds else "within"
 
 
 def _pyplot():
@@ -34,11 +48,15 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
     """Write a PNG: r_min and r_max of each listed layer (log scale), the input size, b_min and b_max.
 
     The plotted receptive field is the one the border rule tests: the layer's input for ``"input"``,
-    its output for ``"output"``. Unbounded values (after global ops) are drawn at the top as triangles.
+    its output for ``"output"``. Each point is coloured by its verdict: within the input, exceeding it
+    before b_min (still productive), in the tail (unproductive), or not tested. Unbounded values (after
+    global ops) are drawn at the top as triangles. Layers of attention gates are left out, as in paper 000
+    Fig. 10.
     """
     plt = _pyplot()
 
-    layers = analysis.layers
+    layers = [layer for layer in analysis.layers if layer.role != "attention"]
+    omitted = len(analysis.layers) - len(layers)
     field_min = [lay.r_in_min if analysis.border_rule == "input" else lay.r_out_min for lay in layers]
     field_max = [lay.r_in_max if analysis.border_rule == "input" else lay.r_out_max for lay in layers]
     finite = [v for pair in field_min + field_max for v in pair if not math.isinf(v)]
@@ -58,13 +76,13 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
         ax.plot(x, r_min, style, color="#1d3557", linewidth=1.5, label=f"$r_{{min}}${suffix}")
         for xi, value, layer in zip(x, r_min, layers, strict=True):
             marker = "^" if value >= top else "o"
-            ax.scatter([xi], [value], color=_COLORS[layer.productive], marker=marker, s=22, zorder=3)
+            color = _VERDICTS[_verdict(layer)][0]
+            ax.scatter([xi], [value], color=color, marker=marker, s=22, zorder=3)
     _input_lines(ax, analysis.limit, "feature size" if analysis.feature_size else "input")
     names = [layer.name for layer in layers]
     _draw_borders(ax, _border_positions(names, analysis))
-    ax.scatter([], [], color=_COLORS[True], label="productive")
-    ax.scatter([], [], color=_COLORS[False], label="unproductive")
-    ax.scatter([], [], color=_COLORS[None], label="not tested (global, head, 1x1)")
+    for color, label in _VERDICTS.values():
+        ax.scatter([], [], color=color, label=label)
     if any(math.isinf(v) for pair in field_min for v in pair):
         ax.scatter(
             [], [], color="#9e9e9e", marker="^", label="unbounded (after a global op), drawn at the top"
@@ -74,7 +92,10 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
     ax.set_xlabel("layer (execution order)")
     tested = "input" if analysis.border_rule == "input" else "output"
     ax.set_ylabel(f"receptive field of the layer's {tested} [px]")
-    ax.set_title(f"{analysis.model} at {analysis.input_size[0]}x{analysis.input_size[1]}")
+    title = f"{analysis.model} at {analysis.input_size[0]}x{analysis.input_size[1]}"
+    if omitted:
+        title += f" ({omitted} attention-gate layers not drawn)"
+    ax.set_title(title)
     if len(layers) <= 60:
         ax.set_xticks(x, names, rotation=90, fontsize=6)
     ax.legend(fontsize=7, loc="upper left", ncols=2)
@@ -174,13 +195,12 @@ def plot_saturation(report, analysis: Analysis | None, path: str | os.PathLike, 
     tail_names = {name for tail in report.tails for name in tail}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 3), 4.5), layout="constrained")
     x = range(1, len(names) + 1)
-    productive = [
-        analysis.layer(n).productive if analysis and n in set(analysis.layer_names()) else None for n in names
-    ]
+    listed = set(analysis.layer_names()) if analysis else set()
+    verdicts = [_verdict(analysis.layer(n)) if n in listed else "untested" for n in names]
     ax.bar(
         x,
         [100 * layer.saturation for layer in report.layers],
-        color=[_COLORS[p] for p in productive],
+        color=[_VERDICTS[v][0] for v in verdicts],
         hatch=["//" if n in tail_names else "" for n in names],
         edgecolor="white",
         label="saturation",

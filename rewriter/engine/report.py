@@ -1,6 +1,8 @@
 """Before/after reports: what each model in a rewrite costs, measured on the actual modules.
 
-Parameters and FLOPs come from fvcore, b_min and the unproductive count from the analysis, latency from
+Parameters and FLOPs come from the analysis (FLOPs in fvcore's convention, counted by the same counter as
+``rewriter analyze``: the meta-device shape pass unless ``flops_backend="fvcore"``), b_min and the
+unproductive count (the tail) from the analysis too, latency from
 timing batch-1 forward passes on the CPU: after warm-up, runs are repeated until their interquartile range
 is within 3 % of the median or a second is spent, and the median, the interquartile range, the runs and the
 threads are reported; a spread over 10 % marks the figure as noisy. Latency varies from run to run;
@@ -150,6 +152,7 @@ class Measurement:
     unproductive: int
     latency: Latency | None = None
     flops_per_image: float | None = None  # a model that routes each image: mean FLOPs per test image
+    flops_backend: str = "meta"  # the counter that counted ``flops`` (``analyze``'s flops_backend)
 
     @property
     def latency_ms(self) -> float | None:
@@ -161,6 +164,7 @@ class Measurement:
             "params": self.params,
             "flops": self.flops,
             "flops_per_image": None if self.flops_per_image is None else round(self.flops_per_image),
+            "flops_backend": self.flops_backend,
             "border_layer_min": self.border_layer_min,
             "unproductive_layers": self.unproductive,
             "latency_ms": round(self.latency_ms, 4) if self.latency_ms is not None else None,
@@ -176,10 +180,20 @@ def measure(
     in_channels: int = 3,
     leaf_modules: Sequence[type | str] = (),
     latency: bool = True,
+    flops_backend: str = "meta",
 ) -> tuple[Measurement, Analysis]:
-    """Analyze ``model`` (with FLOPs) and time it; return the figures and the analysis."""
-    analysis = analyze(model, input_size, in_channels=in_channels, leaf_modules=leaf_modules, name=label)
+    """Analyze ``model`` (with FLOPs, by ``flops_backend``, as ``rewriter analyze`` counts them) and time
+    it; return the figures and the analysis."""
+    analysis = analyze(
+        model,
+        input_size,
+        in_channels=in_channels,
+        leaf_modules=leaf_modules,
+        name=label,
+        flops_backend=flops_backend,
+    )
     measurement = Measurement(
+        flops_backend=analysis.flops_backend or flops_backend,
         label=label,
         params=analysis.params,
         flops=analysis.flops or 0,
@@ -270,7 +284,8 @@ class Report:
             headers[5:5] = ["FLOPs/image", "d FLOPs/image"]
         h, w = self.input_size
         lines = [
-            f"{self.model} at {h}x{w} (FLOPs: {FLOP_CONVENTION}; latency: {self._timing_text()})",
+            f"{self.model} at {h}x{w} (FLOPs: {FLOP_CONVENTION}, counted {_counted(self.rows)}; latency: "
+            f"{self._timing_text()})",
             render_table(headers, table, align="<>>>>" + (">>" if routed else "") + "<>>>"),
         ]
         noisy_rows = [r.label for r in self.rows if r.latency is not None and r.latency.noisy]
@@ -307,6 +322,13 @@ class Report:
             f"batch 1 on the CPU, median ± half the IQR over {min(t.repeats for t in timed)}+ runs, "
             f"{timed[0].threads} thread{'s' if timed[0].threads != 1 else ''}"
         )
+
+
+def _counted(rows: Sequence[Measurement]) -> str:
+    backends = {row.flops_backend for row in rows}
+    return (
+        "by fvcore" if backends == {"fvcore"} else "on the meta device" if backends == {"meta"} else "mixed"
+    )
 
 
 def _signed(value: float | None) -> str:

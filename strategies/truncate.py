@@ -142,7 +142,7 @@ class Truncate(Strategy):
             which = "r_in_min" if self.rule == "input" else "r_out_min"
             over = f"{which} {axes_text(tested)} > {axes_text(analysis.limit)}"
             if layer.in_tail:
-                reason = f"unproductive (in the tail): {over}"
+                reason = f"unproductive: {over}"
             elif layer.exceeds:
                 reason = f"exceeds the input ({over}): it would end the cut model's tail"
             else:

@@ -111,17 +111,22 @@ def record_shapes(
 
     ``example`` is the input's (shape, dtype, device); the real forward, if needed, gets seeded random
     values. With ``counter_factory``, FLOPs are counted in the same pass; the counter that ran to the end
-    is returned (a fresh one for the real forward, if the meta pass failed part-way).
+    is returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
+    on the meta device for a reason of its own (a feature map collapses, a size is asserted) fails the
+    same way for real: that is reported without a real forward.
     """
     shape, dtype, device = example
     with torch.no_grad():
         counter = counter_factory() if counter_factory else None
+        recorder = _MetaShapeRecorder(gm, names, size, counter, modules)
         try:
-            meta = torch.empty(shape, dtype=dtype, device="meta")
-            _MetaShapeRecorder(gm, names, size, counter, modules).run(meta)
+            recorder.run(torch.empty(shape, dtype=dtype, device="meta"))
             return counter
-        except Exception:  # an op without a meta kernel, or the model fails at this size: find out for real
-            pass
+        except Exception as err:  # the model fails at this size, or the meta device cannot run an op
+            if recorder.failure and not _meta_cannot_tell(err.__cause__ or err):
+                raise InputSizeError(recorder.failure + _working_size_hint(gm, example, size, modules)) from (
+                    err.__cause__
+                )
         generator = torch.Generator().manual_seed(0)
         real = torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
         counter = counter_factory() if counter_factory else None
@@ -129,28 +134,44 @@ def record_shapes(
         try:
             recorder.run(real)
         except InputSizeError as err:
-            hint = _working_size_hint(gm, real, size)
+            hint = _working_size_hint(gm, example, size, modules)
             raise InputSizeError(recorder.failure + hint) from err.__cause__
         return counter
+
+
+def _meta_cannot_tell(err: BaseException) -> bool:
+    """Whether a failure on the meta device may be the device's own (an op without a meta kernel, code
+    that reads values) rather than the model's at this size: then a real forward decides."""
+    message = str(err).split("\n\nWhile executing")[0]  # fx appends the node, whose name may say "meta"
+    return isinstance(err, NotImplementedError) or "meta" in message.lower()
 
 
 _COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384, 512)
 
 
-def _runs_at(gm: fx.GraphModule, example: torch.Tensor, size: int) -> bool:
-    x = example.new_zeros(*example.shape[:2], size, size)
-    # on meta first (cheap); a real forward decides when meta fails. Unlike gm(x), an Interpreter prints
-    # nothing when the forward fails.
-    for interpreter, value in ((OnMeta(gm), x.to("meta")), (fx.Interpreter(gm), x)):
-        try:
-            interpreter.run(value)
-        except Exception:
-            continue
+def _runs_at(
+    gm: fx.GraphModule, example: tuple, size: int, modules: Mapping[str, nn.Module] | None = None
+) -> bool:
+    """Whether the model runs at ``size`` x ``size``: on meta (cheap), and for real only when the meta
+    device cannot tell. Unlike gm(x), an Interpreter prints nothing when the forward fails."""
+    shape, dtype, device = example
+    full = (*shape[:2], size, size)
+    try:
+        OnMeta(gm, modules).run(torch.empty(full, dtype=dtype, device="meta"))
         return True
-    return False
+    except Exception as err:
+        if not _meta_cannot_tell(err):
+            return False
+    try:
+        fx.Interpreter(gm).run(torch.zeros(full, dtype=dtype, device=device))
+    except Exception:
+        return False
+    return True
 
 
-def _working_size_hint(gm: fx.GraphModule, example: torch.Tensor, input_size: tuple[int, int]) -> str:
+def _working_size_hint(
+    gm: fx.GraphModule, example: tuple, input_size: tuple[int, int], modules: Mapping[str, nn.Module] | None
+) -> str:
     """Find a square input size the model runs at: the smallest above the failing one, or a common one.
 
     Larger sizes are tried first (a collapsing feature map needs a larger input); if one works, a bisection
@@ -159,15 +180,15 @@ def _working_size_hint(gm: fx.GraphModule, example: torch.Tensor, input_size: tu
     """
     failing = max(input_size)
     larger = [s for s in _COMMON_SIZES if s > failing]
-    working = next((s for s in larger if _runs_at(gm, example, s)), None)
+    working = next((s for s in larger if _runs_at(gm, example, s, modules)), None)
     if working is None:
-        fixed = next((s for s in _COMMON_SIZES if s < failing and _runs_at(gm, example, s)), None)
+        fixed = next((s for s in _COMMON_SIZES if s < failing and _runs_at(gm, example, s, modules)), None)
         return f"; it runs at {fixed}x{fixed}" if fixed else ""
     low, high = failing, working  # low fails, high works
     while high - low > 1:
         mid = (low + high) // 2
-        low, high = (low, mid) if _runs_at(gm, example, mid) else (mid, high)
-    if _runs_at(gm, example, 2 * high):
+        low, high = (low, mid) if _runs_at(gm, example, mid, modules) else (mid, high)
+    if _runs_at(gm, example, 2 * high, modules):
         return (
             f"; the input is too small for the network: the smallest square input it runs at is {high}x{high}"
         )

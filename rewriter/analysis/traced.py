@@ -80,9 +80,9 @@ class TracedModel:
 
         Example:
             >>> from rewriter.models.zoo import create_model
-            >>> traced = trace_model(create_model("cifar_vgg11"))
-            >>> [traced.analyze(size).border_layer_min for size in (16, 32)]
-            ['features.11', 'features.18']
+            >>> traced = trace_model(create_model("cifar_resnet18"))
+            >>> [traced.analyze(size).border_layer_min for size in (8, 16, 32)]
+            ['layer4.1.conv2', 'layer4.1.conv2', None]
         """
         size = as_size(input_size)
         limit = as_size(feature_size, "feature size") if feature_size is not None else None

@@ -17,6 +17,11 @@ from .._errors import TraceError
 from .._text import one_line
 from . import rules
 
+try:  # generates the Python code of forward() when it is first needed, not at construction (~2 ms a model)
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModule
+except ImportError:  # pragma: no cover - torch without it
+    _GraphModule = fx.GraphModule
+
 
 class _NamingTracer(fx.Tracer):
     """An fx tracer that names nodes by module path and treats ops with receptive-field rules as leaves.
@@ -79,7 +84,7 @@ def trace(
         graph = tracer.trace(model)
     except Exception as err:
         raise TraceError(_trace_failure_message(model, tracer, err)) from err
-    return fx.GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
+    return _GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
 
 
 def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Exception) -> str:

@@ -4,9 +4,11 @@ Every tensor lives on the ``meta`` device; the model's own parameters stay where
 never copied (meta tensors of their shapes stand in for them). Three things make it fast enough to call
 hundreds of times a second: shape-preserving modules (norms, activations) are skipped; modules that own
 nothing, convolutions and linear layers are called directly instead of through
-``torch.func.functional_call``; and element-wise arithmetic (``add``, ``mul``, activations) gets its
-result from the broadcast shape, since torch's meta kernels for it run Python reference code (about
-0.5 ms an op). Ops without a meta kernel raise, and callers fall back to a real forward pass.
+``torch.func.functional_call``; and element-wise arithmetic (``add``, ``mul``, activations), ``torch.cat``
+and 2-D convolutions get their result from the output shape's formula, since torch's meta kernels for them
+run Python reference code (about 0.5 ms an element-wise op, 0.1 ms a convolution). Where a formula's
+preconditions do not hold (a shape torch would reject), torch's own kernel runs and raises its error.
+Ops without a meta kernel raise, and callers fall back to a real forward pass.
 """
 
 from __future__ import annotations
@@ -71,6 +73,48 @@ def _elementwise(name: str, args: tuple, kwargs: dict) -> Any:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
+def _cat(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """``torch.cat`` of meta tensors of one dtype and rank, from their shapes; None where that is unsafe."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if (
+        len(args) > 2
+        or set(kwargs) - {"tensors", "dim"}
+        or not isinstance(tensors, (list, tuple))
+        or not tensors
+    ):
+        return None
+    first = tensors[0]
+    if not isinstance(dim, int) or not all(isinstance(t, torch.Tensor) and t.is_meta for t in tensors):
+        return None
+    rank = first.dim()
+    if rank == 0 or any(t.dim() != rank or t.dtype != first.dtype for t in tensors):
+        return None
+    dim %= rank
+    if any(
+        t.shape[:dim] != first.shape[:dim] or t.shape[dim + 1 :] != first.shape[dim + 1 :] for t in tensors
+    ):
+        return None  # torch raises the error
+    shape = (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1 :])
+    return torch.empty(shape, dtype=first.dtype, device="meta")
+
+
+def _conv2d(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
+    """A Conv2d's output on a batched meta input, from the output-size formula; None where torch should
+    check (other ranks, a channel mismatch, string padding, an output that would be empty)."""
+    if x.dim() != 4 or x.shape[1] != module.in_channels or isinstance(module.padding, str) or not x.is_meta:
+        return None
+    out = []
+    for size, k, s, p, d in zip(
+        x.shape[2:], module.kernel_size, module.stride, module.padding, module.dilation, strict=True
+    ):
+        n = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if n < 1 or size + 2 * p < d * (k - 1) + 1:
+            return None
+        out.append(n)
+    return torch.empty((x.shape[0], module.out_channels, *out), dtype=x.dtype, device="meta")
+
+
 def _owns_nothing(module: nn.Module) -> bool:
     return not any(m._parameters or m._buffers for m in module.modules())
 
@@ -97,6 +141,10 @@ class OnMeta(CachedInterpreter):
 
     def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
         name = getattr(target, "__name__", "")
+        if target is torch.cat:
+            result = _cat(tuple(args), dict(kwargs))
+            if result is not None:
+                return result
         if (name in _BINARY or name in _UNARY) and getattr(target, "__module__", "") in _FAST_MODULES:
             result = _elementwise(name, tuple(args), dict(kwargs))
             if result is not None:
@@ -116,6 +164,10 @@ class OnMeta(CachedInterpreter):
             return args[0]  # the shape is known, and meta batch norm alone costs ~4 ms a call
         cls = type(module)
         if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):
+            if cls.forward is nn.Conv2d.forward:
+                result = _conv2d(module, args[0])
+                if result is not None:
+                    return result
             if isinstance(module, nn.modules.conv._ConvNd) and cls.forward in _CONV_FORWARDS:
                 return module._conv_forward(args[0], module.weight.to("meta"), _meta(module.bias))
             if cls.forward is nn.Linear.forward:

@@ -68,8 +68,9 @@ def _apply(effect: AxisEffect, states: tuple[State, ...]) -> tuple[State, ...]:
         return (_UNBOUNDED_STATE,)
     if effect.is_identity:
         return states
+    stride = _exact(effect.stride)  # an int where it is one: int arithmetic is ~20x faster than Fraction's
     return _front(
-        _UNBOUNDED_STATE if math.isinf(r) else (r + (effect.kernel - 1) * j, j * effect.stride)
+        _UNBOUNDED_STATE if math.isinf(r) else (r + (effect.kernel - 1) * j, _exact(j * stride))
         for r, j in states
     )
 
@@ -86,6 +87,11 @@ def _plain(value: Number) -> Number:
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else float(value)
     return value
+
+
+def _exact(value: Number) -> Number:
+    """A Fraction with denominator 1 as an int, other values as they are (jumps stay exact)."""
+    return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def field_pass(graph: LayerGraph) -> FieldPass:
     out_states: dict[str, tuple[tuple[State, ...], tuple[State, ...]]] = {}
     fields: dict[str, LayerField] = {}
     gates: dict[str, frozenset[str]] = {}
-    start = ((1, Fraction(1)),)
+    start = ((1, 1),)
 
     seen: dict[int, tuple[object, ReceptiveField]] = {}  # identity ops pass their states on: one field each
 

@@ -146,10 +146,11 @@ def test_torchvision_totals_equal_fvcore(name, size):
 @pytest.mark.parametrize(
     ("name", "size"),
     [("convnext_tiny", 32), ("densenet121", 32), ("googlenet", 224), ("swin_t", 224), ("swin_v2_t", 32),
-     ("vit_b_32", 224), ("maxvit_t", 224), ("inception_v3", 224), ("regnet_y_400mf", 224)],
+     ("vit_b_32", 224), ("inception_v3", 224)],
 )  # fmt: skip
 def test_torchvision_totals_equal_fvcore_on_transformers_and_the_rest(name, size):
-    # window attention (leaf modules counted from inside), the fused MHA fast path, einsum
+    # window attention (leaf modules counted from inside), the fused MHA fast path; maxvit_t's einsum is
+    # in benchmarks/flops_vs_fvcore.py (fvcore takes ~10 s on it), a generic einsum in EveryHandledOp
     model = _built(name)
     meta = rewriter.analyze(model, size)
     fvcore = rewriter.analyze(model, size, flops_backend="fvcore")

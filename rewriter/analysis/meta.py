@@ -4,8 +4,8 @@ Every tensor lives on the ``meta`` device; the model's own parameters stay where
 never copied (meta tensors of their shapes stand in for them). Three things make it fast enough to call
 hundreds of times a second: shape-preserving modules (norms, activations) are skipped; modules that own
 nothing, convolutions and linear layers are called directly instead of through
-``torch.func.functional_call``; and element-wise arithmetic (``add``, ``mul``, activations), ``torch.cat``
-and 2-D convolutions get their result from the output shape's formula, since torch's meta kernels for them
+``torch.func.functional_call``; and element-wise arithmetic (``add``, ``mul``, activations), ``torch.cat``,
+linear layers and 2-D convolutions get their result from the output shape's formula, since torch's meta kernels for them
 run Python reference code (about 0.5 ms an element-wise op, 0.1 ms a convolution). Where a formula's
 preconditions do not hold (a shape torch would reject), torch's own kernel runs and raises its error.
 Ops without a meta kernel raise, and callers fall back to a real forward pass.
@@ -53,7 +53,7 @@ def _elementwise(name: str, args: tuple, kwargs: dict) -> Any:
             return tensors[0]
         if name == "contiguous":
             return torch.empty(tensors[0].shape, dtype=tensors[0].dtype, device="meta")
-        return torch.empty_like(tensors[0])
+        return _like(tensors[0], tensors[0].dtype)
     if len(args) != 2 or not all(isinstance(a, (torch.Tensor, int, float)) for a in args):
         return None
     shape = torch.broadcast_shapes(*(t.shape for t in tensors))
@@ -69,8 +69,14 @@ def _elementwise(name: str, args: tuple, kwargs: dict) -> Any:
         )
     like = next((t for t in tensors if t.shape == shape), None)
     if like is not None:
-        return torch.empty_like(like, dtype=dtype)
+        return _like(like, dtype)
     return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty_like(t, dtype=dtype)`` for a meta tensor with ``t``'s strides (empty_like's meta
+    kernel runs Python code; ``empty_strided``'s does not)."""
+    return torch.empty_strided(t.shape, t.stride(), dtype=dtype, device="meta")
 
 
 def _cat(args: tuple, kwargs: dict) -> torch.Tensor | None:
@@ -171,7 +177,10 @@ class OnMeta(CachedInterpreter):
             if isinstance(module, nn.modules.conv._ConvNd) and cls.forward in _CONV_FORWARDS:
                 return module._conv_forward(args[0], module.weight.to("meta"), _meta(module.bias))
             if cls.forward is nn.Linear.forward:
-                return F.linear(args[0], module.weight.to("meta"), _meta(module.bias))
+                x = args[0]
+                if x.is_meta and x.dim() >= 1 and x.shape[-1] == module.in_features:
+                    return torch.empty((*x.shape[:-1], module.out_features), dtype=x.dtype, device="meta")
+                return F.linear(x, module.weight.to("meta"), _meta(module.bias))
         if _owns_nothing(module):
             return module(*args, **kwargs)
         state = {name: t.to("meta") for name, t in module.named_parameters()}

@@ -34,7 +34,8 @@ class TracedModel:
 
     ``graph_module`` is the traced graph (its submodules are the model's own); ``names`` maps each fx node
     to its LayerGraph name. Analyses of one TracedModel run one at a time (shape propagation writes into
-    the graph's nodes); a lock enforces it.
+    the graph's nodes); a lock enforces it. Each ``Analysis`` holds its own values; only the fx nodes its
+    ``graph.fx_names`` points to are shared, and their ``node.meta`` describes the size analyzed last.
     """
 
     graph_module: fx.GraphModule = field(repr=False)

@@ -146,8 +146,7 @@ def choose(candidates: Sequence[Candidate], *, objective: Objective, budget: Bud
         )
         return Choice("baseline", baseline, reason, ranked=tuple(within))
     chosen = within[0]
-    reason = explain(chosen, within[1] if len(within) > 1 else None, baseline, objective, budget)
-    return Choice("chosen", chosen, reason, ranked=tuple(within))
+    return Choice("chosen", chosen, explain(within, baseline, objective, budget), ranked=tuple(within))
 
 
 def _costs(f: Figures) -> str:
@@ -164,10 +163,14 @@ def _fit_text(f: Figures) -> str:
     return f"its last layer '{f.final_layer}' sees r_min {r}, {f.fit:.0%} of the input"
 
 
-def explain(
-    chosen: Candidate, runner_up: Candidate | None, baseline: Candidate, objective: Objective, budget: Budget
-) -> str:
-    """Why ``chosen`` won: its figures, and the first criterion on which it beats the runner-up."""
+def _same_figures(a: Candidate, b: Candidate, objective: Objective) -> bool:
+    return rank_key(a, objective)[:-2] == rank_key(b, objective)[:-2]
+
+
+def explain(ranked: Sequence[Candidate], baseline: Candidate, objective: Objective, budget: Budget) -> str:
+    """Why ``ranked[0]`` won: its figures, and the first criterion on which it beats the best candidate
+    with other figures (candidates with the same figures lose on the number of steps or the name)."""
+    chosen = ranked[0]
     f, base = chosen.figures, baseline.figures
     unproductive = (
         "no unproductive layer" if f.unproductive == 0 else f"{f.unproductive} unproductive layer(s)"
@@ -175,27 +178,31 @@ def explain(
     if base is not None:
         unproductive += f" (the baseline has {base.unproductive})"
     lines = [f"{chosen.label}: {unproductive}; {_fit_text(f)}; {_costs(f)}, within {budget.text()}"]
+    ties = [c for c in ranked[1:] if _same_figures(c, chosen, objective)]
+    runner_up = next((c for c in ranked[1:] if not _same_figures(c, chosen, objective)), None)
     if runner_up is None:
-        lines.append("it is the only candidate within the budget")
-        return "; ".join(lines)
-    g = runner_up.figures
-    if f.unproductive != g.unproductive:
-        why = f"it has fewer unproductive layers than the runner-up {runner_up.label} ({g.unproductive})"
-    elif f.gap != g.gap:
-        why = (
-            f"its last layer's r_min is closer to the input than that of the runner-up {runner_up.label} "
-            f"({g.fit:.0%})"
+        lines.append("no other candidate within the budget has other figures")
+    else:
+        lines.append(f"it won because {_why(chosen, runner_up, objective)}")
+    if ties:
+        lines.append(
+            f"{len(ties)} candidate(s) with the same figures lose on the number of steps or the name"
         )
-    elif cost(f, objective) != cost(g, objective):
-        why = (
+    return "; ".join(lines)
+
+
+def _why(chosen: Candidate, runner_up: Candidate, objective: Objective) -> str:
+    f, g = chosen.figures, runner_up.figures
+    if f.unproductive != g.unproductive:
+        return f"it has fewer unproductive layers than the runner-up {runner_up.label} ({g.unproductive})"
+    if f.gap != g.gap:
+        seen = "-" if g.fit is None else f"{g.fit:.0%}"
+        return (
+            f"its last layer's r_min is closer to the input than the runner-up {runner_up.label}'s ({seen})"
+        )
+    if cost(f, objective) != cost(g, objective):
+        return (
             f"at the same unproductive layers and distance it is the cheapest in {objective}: "
             f"{cost_text(f, objective)} against {cost_text(g, objective)} for {runner_up.label}"
         )
-    elif rank_key(chosen, objective)[3:-2] != rank_key(runner_up, objective)[3:-2]:
-        why = f"it ties with {runner_up.label} in {objective} and is cheaper in the other costs"
-    elif len(chosen.steps) != len(runner_up.steps):
-        why = f"it ties with {runner_up.label} and takes fewer steps"
-    else:
-        why = f"it ties with {runner_up.label} on every figure; the tie is broken by name"
-    lines.append(f"it won because {why}")
-    return "; ".join(lines)
+    return f"it ties with {runner_up.label} in {objective} and is cheaper in the other costs"

@@ -12,9 +12,10 @@ chosen candidate is rewritten for real.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,15 @@ import torch
 from torch import nn
 
 from .._errors import RewriteError
-from ..analysis.analyzer import Analysis, analyze
+from ..analysis import Analysis, analyze
 from ..analysis.cost import count_flops
 from ..engine.plan import Plan
 from ..engine.report import measure_latency
+
+try:  # the analyzer's one-trace, meta-device path (issue 11)
+    from ..analysis.traced import trace_model
+except ImportError:  # pragma: no cover - an analyzer without it: fvcore on a zero-filled copy
+    trace_model = None
 
 TensorInfo = tuple[tuple[int, ...], torch.dtype, "str | None"]  # shape, dtype, the baseline's key (None: new)
 
@@ -147,25 +153,37 @@ def measure_candidate(
     latency: bool = False,
     latency_repeats: int = 5,
 ) -> tuple[Analysis, Figures]:
-    """Analyze a candidate on the meta device (FLOPs included) and, with ``latency``, time it on the CPU.
-
-    The one place that measures a candidate: the analysis traces the model and propagates shapes on the meta
-    device; FLOPs are fvcore's, counted on a zero-filled CPU copy.
-    """
-    analysis = analyze(model, input_size, in_channels=in_channels, leaf_modules=leaf_classes, flops=False)
-    real = zeros_copy(model) if _is_meta(model) else model
-    cost = count_flops(real, input_size, in_channels=in_channels)
-    analysis = _with_flops(analysis, cost.flops)
+    """Analyze a candidate on the meta device (FLOPs included) and, with ``latency``, time it on the CPU
+    (a zero-filled copy: timing does not depend on the values)."""
+    analysis = analyze_at(model, input_size, in_channels=in_channels, leaf_classes=leaf_classes)
     timing = None
     if latency:
+        real = zeros_copy(model) if _is_meta(model) else model
         timing = measure_latency(real, input_size, in_channels=in_channels, warmup=1, repeats=latency_repeats)
     return analysis, figures_of(analysis, timing)
 
 
-def _with_flops(analysis: Analysis, flops: int) -> Analysis:
-    import dataclasses
+def analyzer_for(
+    model: nn.Module, *, in_channels: int = 3, leaf_classes: Sequence[type] = ()
+) -> Callable[[tuple[int, int]], Analysis]:
+    """A function analyzing ``model`` at any size, tracing it once (what a sweep over sizes uses)."""
+    if trace_model is not None:
+        traced = trace_model(model, in_channels=in_channels, leaf_modules=leaf_classes)
+        return traced.analyze
+    return lambda size: analyze_at(model, size, in_channels=in_channels, leaf_classes=leaf_classes)
 
-    return dataclasses.replace(analysis, flops=flops)
+
+def analyze_at(
+    model: nn.Module, input_size: tuple[int, int], *, in_channels: int = 3, leaf_classes: Sequence[type] = ()
+) -> Analysis:
+    """The one place that analyzes a candidate: traced once and analyzed on the meta device, FLOPs counted
+    there in fvcore's convention (the analyzer's ``trace_model``); where that counter is not available,
+    fvcore counts them on a zero-filled CPU copy."""
+    if trace_model is not None:
+        return trace_model(model, in_channels=in_channels, leaf_modules=leaf_classes).analyze(input_size)
+    analysis = analyze(model, input_size, in_channels=in_channels, leaf_modules=leaf_classes, flops=False)
+    real = zeros_copy(model) if _is_meta(model) else model
+    return dataclasses.replace(analysis, flops=count_flops(real, input_size, in_channels=in_channels).flops)
 
 
 def _is_meta(model: nn.Module) -> bool:

@@ -21,7 +21,7 @@ from ..analysis.analyzer import resolve_leaf_classes
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context
 from .errors import OptimizeError
-from .evaluation import Figures, measure_candidate, meta_copy, output_classes
+from .evaluation import Figures, analyzer_for, figures_of, measure_candidate, meta_copy, output_classes
 
 _RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(?::\s*(\d+)\s*)?$")
 
@@ -53,7 +53,7 @@ class SweepRow:
     """One resolution: the model's figures, and what truncation at the border would keep."""
 
     size: tuple[int, int]
-    figures: Figures
+    figures: Figures | None  # None: the model does not run at this size (``advice`` says why)
     border_layer_max: str | None
     truncated: Figures | None  # None: nothing to cut, or truncation refused (``truncate_note`` says)
     truncate_note: str
@@ -62,7 +62,8 @@ class SweepRow:
     def to_json(self) -> dict[str, Any]:
         return {
             "input_size": list(self.size),
-            **self.figures.to_json(),
+            "runs": self.figures is not None,
+            **(self.figures.to_json() if self.figures is not None else {}),
             "border_layer_max": self.border_layer_max,
             "truncated": None if self.truncated is None else self.truncated.to_json(),
             "truncate_note": self.truncate_note,
@@ -80,7 +81,9 @@ class Sweep:
     @property
     def best(self) -> SweepRow | None:
         """The size with no unproductive layer whose final layer's r_min comes closest to the input."""
-        fine = [row for row in self.rows if row.figures.unproductive == 0 and row.figures.fit is not None]
+        fine = [
+            r for r in self.rows if r.figures is not None and r.figures.unproductive == 0 and r.figures.fit
+        ]
         return max(fine, key=lambda row: (row.figures.fit, -row.size[0]), default=None)
 
     def summary(self) -> str:
@@ -150,24 +153,27 @@ def sweep(
 
     Example:
         >>> import rewriter
-        >>> model, _ = rewriter.load_model("cifar_vgg16")
-        >>> [row.figures.border_layer_min for row in sweep(model, [32, 64]).rows]
-        ['features.23', 'features.33']
+        >>> model, _ = rewriter.load_model("resnet18")
+        >>> [row.figures.border_layer_min for row in sweep(model, [32, 96]).rows]
+        ['layer4.1.conv2', None]
     """
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
     meta = meta_copy(model)
+    analyze = analyzer_for(meta, in_channels=in_channels, leaf_classes=leaf_classes)  # one trace, every size
     rows = []
     for side in sizes:
         size = (side, side)
         try:
-            analysis, figures = measure_candidate(
-                meta, size, in_channels=in_channels, leaf_classes=leaf_classes
-            )
-        except RewriterError as err:
-            raise OptimizeError(f"at {side} px: {one_line(err)}") from err
+            analysis = analyze(size)
+        except RewriterError as err:  # the model does not run at this size: a row that says so
+            rows.append(SweepRow(size, None, None, None, "", f"does not run: {one_line(err, limit=160)}"))
+            continue
+        figures = figures_of(analysis)
         classes = output_classes(analysis) or 1
         truncated, note = _truncated(meta, analysis, size, classes, in_channels, leaf_classes)
         rows.append(
             SweepRow(size, figures, analysis.border_layer_max, truncated, note, _advice(figures, truncated))
         )
+    if all(row.figures is None for row in rows):
+        raise OptimizeError(f"the model runs at none of the sizes: {rows[0].advice}")
     return Sweep(name or type(model).__name__, tuple(rows))

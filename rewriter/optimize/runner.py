@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 from torch import nn
 
-from .._errors import RewriterError
+from .._errors import RecipeError, RewriterError
 from .._text import one_line
+from ..analysis import FLOP_CONVENTION
 from ..analysis.analyzer import as_size, resolve_leaf_classes
-from ..analysis.cost import FLOP_CONVENTION
 from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
+from ..engine.registry import get_strategy
+from ..engine.strategy import Context
 from ..models.sources import load_model
 from .choice import OBJECTIVES, Budget, Choice, Objective, choose, pareto_front
 from .errors import OptimizeError
@@ -132,6 +134,7 @@ def optimize(
     leaf_modules: Sequence[type | str] = (),
     pretrained: bool = False,
     verify: Verify = "chosen",
+    data: Any = None,
     dry_run: bool = False,
     name: str | None = None,
     progress: Callable[[Candidate], None] | None = None,
@@ -150,6 +153,10 @@ def optimize(
         max_candidates: refuse a search space larger than this.
         verify: which candidates are rewritten for real, every invariant checked on the weights: the chosen
             one (default), the front, or all of them (slow).
+        data: a ``rewriter.lab.DataSource``: with a trained baseline (``pretrained``) and no
+            ``width_factors``, the width factor ``scale-width`` derives from the baseline's saturation on it
+            (dissertation 11.3) is searched (depth first, then width: the factor is measured once, on the
+            baseline, and tried after every depth change).
         dry_run: search and choose, but rewrite nothing.
 
     Raises:
@@ -172,13 +179,6 @@ def optimize(
         model, _ = load_model(model, num_classes=num_classes)
     size = as_size(input_size)
     timed = latency or objective == "latency" or max_latency_ms is not None
-    space = search_space(include=include, exclude=exclude, values=_with_widths(search, width_factors))
-    total = composition_count(space, max_steps)
-    if total > max_candidates:
-        raise OptimizeError(
-            f"the search space holds {total} compositions, more than max_candidates={max_candidates}; narrow it "
-            "(--exclude, --search STRATEGY.PARAM=..., --max-steps) or raise --max-candidates"
-        )
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
     analysis, figures = measure_candidate(
         meta_copy(model), size, in_channels=in_channels, leaf_classes=leaf_classes, latency=timed
@@ -186,14 +186,53 @@ def optimize(
     classes = num_classes or output_classes(analysis)
     if classes is None:
         raise OptimizeError("the model does not return [batch, classes]; give num_classes (--num-classes)")
+    notes: list[str] = []
+    if data is not None and not width_factors and "scale-width" not in exclude:
+        factor, note = _width_from_saturation(model, data, analysis, size, classes, pretrained, in_channels)
+        width_factors = () if factor is None else (factor,)
+        notes.append(note)
+    space = search_space(include=include, exclude=exclude, values=_with_widths(search, width_factors))
+    total = composition_count(space, max_steps)
+    if total > max_candidates:
+        raise OptimizeError(
+            f"the search space holds {total} compositions, more than max_candidates={max_candidates}; narrow it "
+            "(--exclude, --search STRATEGY.PARAM=..., --max-steps) or raise --max-candidates"
+        )
     settings = SearchSettings(size, in_channels, leaf_classes, pretrained, timed, max_steps, progress)
     candidates = run_search(model, (analysis, figures), space, settings, classes)
     rewriting = _Rewriter(model, size, classes, in_channels, leaf_classes, pretrained, timed, name)
     candidates, choice, result = _choose_verified(candidates, objective, budget, verify, rewriting, dry_run)
     return OptimizeResult(
         name or type(model).__name__, size, objective, budget, space, tuple(candidates),
-        tuple(pareto_front(candidates, objective)), choice, result, time.perf_counter() - start,
+        tuple(pareto_front(candidates, objective)), choice, result, time.perf_counter() - start, tuple(notes),
     )  # fmt: skip
+
+
+def _width_from_saturation(
+    model, data, analysis, size, classes, pretrained, in_channels
+) -> tuple[float | None, str]:
+    """The width factor ``scale-width`` measures from the baseline's saturation on ``data`` (None, with the
+    reason, for an untrained baseline: its saturation says nothing about the width it needs)."""
+    if not pretrained:
+        return (
+            None,
+            "width not searched: saturation needs a trained baseline (give --weights, or --width-factor)",
+        )
+    try:
+        strategy = get_strategy("scale-width")()
+    except RecipeError:
+        return None, "width not searched: no scale-width strategy is registered"
+    context = Context(
+        input_size=size,
+        num_classes=classes,
+        analysis=analysis,
+        in_channels=in_channels,
+        pretrained=True,
+        data=data,
+    )
+    plan = strategy.plan(model, context)
+    factor = plan.params.get("factor")
+    return factor, f"width factor {factor} from the baseline's saturation: {' '.join(plan.notes[:1])}"
 
 
 def _with_widths(search: Values | None, widths: Sequence[float]) -> dict[str, Mapping[str, Sequence[Any]]]:
@@ -254,7 +293,7 @@ def _choose_verified(candidates, objective, budget, verify: Verify, rewriting: _
         elif verify == "all":
             targets += [c for c in candidates if c.ok]
         failed = False
-        for target in dict.fromkeys(targets):
+        for target in {t.index: t for t in targets}.values():
             chosen = target is choice.chosen
             if target.verified and (not chosen or results[target.index].report.rows):
                 continue

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch.fx as fx
 from torch import nn
 
 from .._errors import RecipeError, RewriteError, RewriterError
@@ -150,6 +151,9 @@ class _Search:
                 return None
             new = _applied(strategy, node.model, plan, context)
             tensors = check_structure(node.tensors, new, plan)
+            key = _fingerprint(new, tensors)
+            if key in self.seen and not self.worth_expanding(key, steps, level):
+                return None
             analysis, figures = measure_candidate(
                 new, settings.input_size, in_channels=settings.in_channels,
                 leaf_classes=settings.leaf_classes, latency=settings.latency,
@@ -163,35 +167,30 @@ class _Search:
             reason = one_line(err, where=not isinstance(err, RewriterError))
             self.record(asked, "dropped", reason=f"{name}: {reason}")
             return None
-        return self.admit(steps, level, new, analysis, figures, tensors, classes)
+        if key in self.seen:  # seen, but reached here from an earlier strategy: its children are new
+            index = self.seen[key][0]
+            self.seen[key] = (index, level)
+            return _Node(index, steps, level, new, analysis, tensors, classes)
+        candidate = self.record(steps, "ok", figures=figures)
+        self.seen[key] = (candidate.index, level)
+        return _Node(candidate.index, steps, level, new, analysis, tensors, classes)
 
-    def admit(self, steps, level, model, analysis, figures, tensors, classes) -> _Node | None:
-        """Record a built candidate; a model seen before is a duplicate, represented by the composition with
-        the fewest steps, and is expanded again only from an earlier strategy than before."""
-        key = _fingerprint(model, tensors, figures)
-        if key not in self.seen:
-            candidate = self.record(steps, "ok", figures=figures)
-            self.seen[key] = (candidate.index, level)
-            return _Node(candidate.index, steps, level, model, analysis, tensors, classes)
+    def worth_expanding(self, key: str, steps: tuple[Step, ...], level: int) -> bool:
+        """Record a model seen before as a duplicate, represented by the composition with the fewest steps;
+        whether it must be expanded again (it was reached before only from a later strategy)."""
         first_index, first_level = self.seen[key]
         first = self.candidates[first_index]
         if len(steps) < len(first.steps):
-            candidate = self.record(steps, "ok", figures=figures)
+            candidate = self.record(steps, "ok", figures=first.figures)
+            reason = f"the same model as {candidate.label}"
             self.candidates[first_index] = dataclasses.replace(
-                first,
-                status="duplicate",
-                reason=f"the same model as {candidate.label}",
-                duplicate_of=candidate.index,
+                first, status="duplicate", reason=reason, duplicate_of=candidate.index
             )
-            self.seen[key] = (candidate.index, min(level, first_level))
+            self.seen[key] = (candidate.index, first_level)
         else:
             reason = f"the same model as {first.label}"
-            candidate = self.record(
-                steps, "duplicate", figures=figures, reason=reason, duplicate_of=first_index
-            )
-        if level >= first_level:  # everything it leads to was or will be reached from the first one
-            return None
-        return _Node(candidate.index, steps, level, model, analysis, tensors, classes)
+            self.record(steps, "duplicate", figures=first.figures, reason=reason, duplicate_of=first_index)
+        return level < first_level
 
 
 def _resolved(strategy, config: dict[str, Any], plan) -> Step:
@@ -216,9 +215,11 @@ def _applied(strategy, parent: nn.Module, plan, context: Context) -> nn.Module:
     return new
 
 
-def _fingerprint(model: nn.Module, tensors: dict[str, TensorInfo], figures: Figures) -> str:
-    untimed = dataclasses.replace(figures, latency_ms=None)
-    text = repr(model) + repr(sorted((k, v[0], v[2]) for k, v in tensors.items())) + repr(untimed)
+def _fingerprint(model: nn.Module, tensors: dict[str, TensorInfo]) -> str:
+    """The identity of a candidate model: its structure (the code of traced parts included) and where each
+    of its tensors comes from in the baseline."""
+    codes = [m.code for m in model.modules() if isinstance(m, fx.GraphModule)]
+    text = repr(model) + repr(codes) + repr(sorted((k, v[0], v[2]) for k, v in tensors.items()))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -240,6 +241,6 @@ def run_search(
     analysis, figures = baseline
     root = search.record((), "ok", figures=figures)
     tensors = tensor_infos(meta)
-    search.seen[_fingerprint(meta, tensors, figures)] = (root.index, -1)
+    search.seen[_fingerprint(meta, tensors)] = (root.index, -1)
     search.expand(_Node(root.index, (), -1, meta, analysis, tensors, classes))
     return search.candidates

@@ -73,6 +73,7 @@ def validate(
     batch_size: int = 64,
     max_batches: int | None = None,
     workers: int = 1,
+    latency_repeats: int = 15,
     plot: Callable[..., None] | None = None,
     progress: bool = True,
 ) -> Validation:

@@ -177,7 +177,8 @@ def explain(ranked: Sequence[Candidate], baseline: Candidate, objective: Objecti
     )
     if base is not None:
         unproductive += f" (the baseline has {base.unproductive})"
-    lines = [f"{chosen.label}: {unproductive}; {_fit_text(f)}; {_costs(f)}, within {budget.text()}"]
+    within = f"within {budget.text()}" if budget.text() != "no budget" else "no budget given"
+    lines = [f"{chosen.label}: {unproductive}; {_fit_text(f)}; {_costs(f)}, {within}"]
     ties = [c for c in ranked[1:] if _same_figures(c, chosen, objective)]
     runner_up = next((c for c in ranked[1:] if not _same_figures(c, chosen, objective)), None)
     if runner_up is None:

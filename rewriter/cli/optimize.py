@@ -4,7 +4,9 @@ within a budget, verify it, report it, and save the rewritten model."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import sys
 from typing import Any
 
 import yaml
@@ -112,6 +114,14 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )  # fmt: skip
     add_model_arguments(parser)
     add_input_arguments(parser)
+    _add_goal_arguments(parser)
+    _add_space_arguments(parser)
+    _add_validation_arguments(parser)
+    _add_output_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _add_goal_arguments(parser: argparse.ArgumentParser) -> None:
     goal = parser.add_argument_group("objective and budget")
     goal.add_argument("--objective", choices=("flops", "params", "latency"), default="flops",
                       help="the cost of the front and of ties (default flops)")  # fmt: skip
@@ -123,6 +133,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         "--max-latency-ms", metavar="MS", help="CPU latency budget at batch 1 (times every candidate)"
     )
     goal.add_argument("--latency", action="store_true", help="time every candidate on the CPU (batch 1)")
+
+
+def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
     space = parser.add_argument_group(
         "the search space (default: every strategy that declares search values)"
     )
@@ -143,6 +156,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         default="chosen",
         help="which candidates are rewritten for real with every invariant checked (default chosen)",
     )
+
+
+def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("validation on data (--validate K --data SPEC --out DIR)")
     data.add_argument("--data", metavar="SPEC", help=DATA_HELP)
     data.add_argument(
@@ -160,6 +176,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         "--workers", type=int, default=1, metavar="N", help="models trained in parallel processes"
     )
     data.add_argument("--out", metavar="DIR", help="the study folder (resumed if it holds this validation)")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE.pt", help="write the chosen rewritten model here")
     out.add_argument(
@@ -173,7 +192,6 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     out.add_argument("--plot", metavar="FILE.png", help="plot the candidates and the Pareto front")
     out.add_argument("--dry-run", action="store_true", help="search and choose; rewrite and write nothing")
     out.add_argument("--verbose", action="store_true", help="every candidate, and why each dropped one was")
-    parser.set_defaults(run=run)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -204,13 +222,8 @@ def run(args: argparse.Namespace) -> int:
     model, spec, data = _load(args)
     pretrained = spec.weights is not None or spec.kind == "file"
     status(f"searching the rewrites of {args.model} at {size[0]}x{size[1]} ...")
-    result = optimize(
-        model, input_size=size, objective=args.objective, **budget, latency=args.latency,
-        include=args.include, exclude=args.exclude, search=search, width_factors=_factors(args.width_factor),
-        max_steps=args.max_steps, max_candidates=args.max_candidates, num_classes=args.num_classes,
-        in_channels=args.in_channels, leaf_modules=args.leaf_module, pretrained=pretrained, verify=args.verify,
-        data=data, dry_run=args.dry_run, name=args.model,
-    )  # fmt: skip
+    with _progress() as progress:
+        result = _search(args, model, size, budget, search, pretrained, data, progress)
     validation = None
     if args.validate is not None and result.exit_code == 0:
         validation = validate(
@@ -223,6 +236,28 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run and result.exit_code == 0:
         _save_model(result, final, spec, args)
     return result.exit_code
+
+
+@contextlib.contextmanager
+def _progress():
+    """A progress bar on stderr (candidates so far) when stderr is a terminal."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="candidates", unit="cand", disable=not sys.stderr.isatty(), leave=False)
+    try:
+        yield lambda candidate: bar.update()
+    finally:
+        bar.close()
+
+
+def _search(args, model, size, budget, search, pretrained, data, progress) -> OptimizeResult:
+    return optimize(
+        model, input_size=size, objective=args.objective, **budget, latency=args.latency,
+        include=args.include, exclude=args.exclude, search=search, width_factors=_factors(args.width_factor),
+        max_steps=args.max_steps, max_candidates=args.max_candidates, num_classes=args.num_classes,
+        in_channels=args.in_channels, leaf_modules=args.leaf_module, pretrained=pretrained, verify=args.verify,
+        data=data, dry_run=args.dry_run, name=args.model, progress=progress,
+    )  # fmt: skip
 
 
 def _final(result: OptimizeResult, validation, model, args):

@@ -77,10 +77,6 @@ class OptimizeResult:
         """0: a choice was made; 3: nothing met the budget (``rewriter optimize`` exits with it)."""
         return 3 if self.choice.status == "over-budget" else 0
 
-    @property
-    def evaluated(self) -> int:
-        return sum(1 for c in self.candidates if c.status != "duplicate" or c.figures is not None)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model_name,

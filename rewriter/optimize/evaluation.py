@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
@@ -104,6 +105,25 @@ def meta_copy(model: nn.Module) -> nn.Module:
             nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
         )
     return copy.deepcopy(model, memo)
+
+
+def clone_structure(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s module tree that shares its tensors: every module object (and every dict, list
+    or set it holds) is new, so setting a stride or replacing a submodule in the copy leaves ``model`` as it
+    was; parameters and buffers are shared, which costs nothing on the meta device, where they hold no
+    data. Traced modules (GraphModules, whose graph a strategy may rewrite) are deep-copied."""
+    if isinstance(model, fx.GraphModule):
+        return copy.deepcopy(model)
+    clone = model.__class__.__new__(model.__class__)
+    state = {}
+    for key, value in model.__dict__.items():
+        if key == "_modules":
+            value = {name: None if m is None else clone_structure(m) for name, m in value.items()}
+        elif isinstance(value, (dict, list, set)):
+            value = copy.copy(value)
+        state[key] = value
+    clone.__dict__.update(state)
+    return clone
 
 
 def zeros_copy(model: nn.Module) -> nn.Module:

@@ -11,7 +11,6 @@ tensors, same figures), is recorded as a duplicate and not expanded twice.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from .evaluation import (
     Figures,
     TensorInfo,
     check_structure,
+    clone_structure,
     measure_candidate,
     meta_copy,
     output_classes,
@@ -204,7 +204,7 @@ def _resolved(strategy, config: dict[str, Any], plan) -> Step:
 def _applied(strategy, parent: nn.Module, plan, context: Context) -> nn.Module:
     """``strategy.apply`` on a meta copy of ``parent``; a strategy that must read tensor values (scale-width
     ranks channels by their weights) gets a zero-filled CPU copy instead, whose result is moved to meta."""
-    work = copy.deepcopy(parent)
+    work = clone_structure(parent)
     try:
         new = strategy.apply(work, plan, context)
     except (NotImplementedError, RuntimeError) as err:

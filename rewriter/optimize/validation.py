@@ -133,7 +133,8 @@ def _judge(result, variants: dict[str, Candidate], accuracy, spread, out: str) -
     agrees = trained.index == heuristic
     verdict = "agrees with" if agrees else "differs from"
     shown = ", ".join(
-        f"{label} {variants[label].label}: {accuracy[label]:.2%}"
+        (label if label == "baseline" else f"{label} {variants[label].label}")
+        + f": {accuracy[label]:.2%}"
         + (f" ± {spread[label]:.2%}" if spread[label] else "")
         for label in variants
         if accuracy[label] is not None

@@ -11,24 +11,26 @@ from typing import Any
 
 import yaml
 
-from .._errors import RecipeError
-from .._files import check_target, write_json
+from .._errors import RecipeError, UsageError
+from .._files import write_json
+from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
 from ..engine.saving import save
 from ..lab.data import load_data
-from ..optimize import OptimizeError, OptimizeResult, optimize, validate
+from ..lab.setup import model_for_data
+from ..optimize import OptimizeResult, optimize, validate
 from ..render import format_front, plot_front, plot_pareto
-from ._common import (
+from ._common import check_outputs, print_json, request_of, status
+from ._parser import (
     DATA_HELP,
+    MAX_BATCH,
     add_input_arguments,
     add_model_arguments,
     command_parser,
-    load_from_args,
-    model_for_data,
-    parse_size,
-    print_json,
-    status,
+    data_spec,
+    integer,
+    real,
 )
 
 DESCRIPTION = """\
@@ -76,13 +78,11 @@ _AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kKmMgGtT]?)\s*$")
 _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
-def parse_amount(text: str | None, flag: str) -> float | None:
-    """``"1.5G"`` -> 1.5e9; ``"300M"``, ``"2k"``, ``"1e9"``; None stays None."""
-    if text is None:
-        return None
+def amount(text: str) -> float:
+    """An argparse type: ``"1.5G"`` -> 1.5e9; ``"300M"``, ``"2k"``, ``"1e9"``, positive and finite."""
     match = _AMOUNT.match(text)
     if not match or float(match.group(1)) <= 0:
-        raise OptimizeError(f"{flag} expects a positive number like 1.5G, 300M or 2e6, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected a positive number like 1.5G, 300M or 2e6, got '{text}'")
     return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
 
 
@@ -98,13 +98,15 @@ def parse_search(items: list[str]) -> dict[str, dict[str, list[Any]]]:
     return values
 
 
-def _factors(text: str | None) -> list[float]:
-    if not text:
-        return []
+def factors(text: str) -> list[float]:
+    """An argparse type: ``"0.5,0.75"`` -> widths for scale-width, each in [1/64, 16]."""
     try:
-        return [float(part) for part in text.split(",")]
+        values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise OptimizeError(f"--width-factor expects numbers like 0.5,0.75, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,0.75, got '{text}'") from None
+    if not all(1 / 64 <= v <= 16 for v in values):
+        raise argparse.ArgumentTypeError(f"expected factors from 1/64 to 16, got '{text}'")
+    return values
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -147,8 +149,8 @@ def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
     space.add_argument(
         "--width-factor", metavar="F[,F...]", help="widths to try with scale-width, e.g. 0.5,0.75"
     )
-    space.add_argument("--max-steps", type=int, metavar="N", help="compose at most N strategies")
-    space.add_argument("--max-candidates", type=int, default=20_000, metavar="N",
+    space.add_argument("--max-steps", type=integer(0, 64), metavar="N", help="compose at most N strategies")
+    space.add_argument("--max-candidates", type=integer(1, 1_000_000), default=20_000, metavar="N",
                        help="refuse a larger search space (default 20000)")  # fmt: skip
     space.add_argument(
         "--verify",
@@ -160,22 +162,23 @@ def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("validation on data (--validate K --data SPEC --out DIR)")
-    data.add_argument("--data", metavar="SPEC", help=DATA_HELP)
-    data.add_argument(
-        "--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)"
+    add = data.add_argument
+    add("--data", type=data_spec, metavar="SPEC", help=DATA_HELP)
+    add("--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)")
+    add("--validate", type=integer(1, 64), metavar="K", help="train the baseline and the K best candidates")
+    add("--epochs", type=integer(1, 100_000), default=10, metavar="N", help="epochs per model (default 10)")
+    add("--seeds", type=integer(1, 1000), default=1, metavar="N", help="seeds per model (default 1)")
+    add("--lr", type=real(0, 10, low_open=True), default=0.1, help="learning rate (default 0.1, paper 000)")
+    add("--batch-size", type=integer(1, MAX_BATCH), default=64, metavar="N", help="default 64")
+    add("--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick runs")
+    add(
+        "--workers",
+        type=integer(1, 1024),
+        default=1,
+        metavar="N",
+        help="models trained in parallel processes",
     )
-    data.add_argument(
-        "--validate", type=int, metavar="K", help="train the baseline and the K best candidates"
-    )
-    data.add_argument("--epochs", type=int, default=10, metavar="N", help="epochs per model (default 10)")
-    data.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per model (default 1)")
-    data.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1, paper 000)")
-    data.add_argument("--batch-size", type=int, default=64, metavar="N", help="default 64")
-    data.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick runs")
-    data.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="models trained in parallel processes"
-    )
-    data.add_argument("--out", metavar="DIR", help="the study folder (resumed if it holds this validation)")
+    add("--out", metavar="DIR", help="the study folder (resumed if it holds this validation)")
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -195,28 +198,26 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    if args.validate is not None and (not args.data or not args.out):
+        raise UsageError("--validate K needs --data SPEC (what to train on) and --out DIR (the study folder)")
     if args.dry_run:
         return
-    for target in (args.output, args.report, args.plot):
-        if target:
-            check_target(target, args.force)
-    if args.validate is not None and (not args.data or not args.out):
-        raise OptimizeError(
-            "--validate K needs --data SPEC (what to train on) and --out DIR (the study folder)"
-        )
+    check_outputs(args, {"-o": args.output, "--report": args.report, "--plot": args.plot})
+    if args.output:
+        check_format(args.output, args.format)
 
 
 def _load(args: argparse.Namespace):
     if not args.data:
-        return (*load_from_args(args), None)
-    data = load_data(args.data, parse_size(args.input_size), download=args.download)
-    return (*model_for_data(args, data), data)
+        return (*request_of(args).load(), None)
+    data = load_data(args.data, args.input_size, download=args.download)
+    request = request_of(args)
+    return (*(request.load() if request.num_classes is not None else model_for_data(request, data)), data)
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.input_size)
-    budget = {flag: parse_amount(getattr(args, flag), "--" + flag.replace("_", "-"))
-              for flag in ("max_flops", "max_params", "max_latency_ms")}  # fmt: skip
+    size = args.input_size
+    budget = {flag: getattr(args, flag) for flag in ("max_flops", "max_params", "max_latency_ms")}
     search = parse_search(args.search)
     _check_outputs(args)
     model, spec, data = _load(args)
@@ -253,7 +254,7 @@ def _progress():
 def _search(args, model, size, budget, search, pretrained, data, progress) -> OptimizeResult:
     return optimize(
         model, input_size=size, objective=args.objective, **budget, latency=args.latency,
-        include=args.include, exclude=args.exclude, search=search, width_factors=_factors(args.width_factor),
+        include=args.include, exclude=args.exclude, search=search, width_factors=args.width_factor,
         max_steps=args.max_steps, max_candidates=args.max_candidates, num_classes=args.num_classes,
         in_channels=args.in_channels, leaf_modules=args.leaf_module, pretrained=pretrained, verify=args.verify,
         data=data, dry_run=args.dry_run, name=args.model, progress=progress,
@@ -313,9 +314,18 @@ def _save_model(result: OptimizeResult, final, spec, args: argparse.Namespace) -
         if result.choice.status == "chosen":
             status("not saved: give -o FILE.pt to write the model")
         return
-    save(
-        final.model, args.output, spec=spec, recipe=final.recipe, input_size=result.input_size,
-        in_channels=args.in_channels, leaf_modules=args.leaf_module, report=final.report.to_json(),
-        fmt=args.format, force=args.force,
-    )  # fmt: skip
+    if args.format == "pt":
+        save(
+            final.model, args.output, spec=spec, recipe=final.recipe, input_size=result.input_size,
+            in_channels=args.in_channels, leaf_modules=args.leaf_module, report=final.report.to_json(),
+            overwrite=args.force,
+        )  # fmt: skip
+    else:
+        reasons = [getattr(type(s), "export_refusal", None) for s in final.recipe.strategies()]
+        check_exportable(args.format, reasons=reasons)
+        exported = export(
+            final.model, args.output, args.format, input_size=result.input_size, in_channels=args.in_channels,
+            overwrite=args.force, latency=args.latency,
+        )  # fmt: skip
+        status(exported.format())
     status(f"wrote {args.output}")

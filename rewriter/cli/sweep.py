@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .._files import check_target, write_json
+from .._errors import RewriterError
+from .._files import write_json
+from ..analysis.sizes import parse_size
 from ..optimize import parse_sizes, sweep
 from ..render import format_sweep, plot_sweep
-from ._common import add_model_arguments, command_parser, load_from_args, print_json, status
+from ._common import check_outputs, load_from_args, print_json, status
+from ._parser import add_model_arguments, channels, command_parser
 
 DESCRIPTION = """\
 How the border moves with the resolution (dissertation 8.5 and D3): too small an input puts the unproductive
@@ -33,10 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="border layers, unproductive layers and cost per input resolution",
     )  # fmt: skip
     add_model_arguments(parser)
+    parser.add_argument("--input-size", type=sizes, required=True, metavar="SIZES",
+                        help="32:512:32 or 32,64,128 (square sizes)")  # fmt: skip
     parser.add_argument(
-        "--input-size", required=True, metavar="SIZES", help="32:512:32 or 32,64,128 (square)"
+        "--in-channels", type=channels, default=3, metavar="C", help="image channels (default 3)"
     )
-    parser.add_argument("--in-channels", type=int, default=3, metavar="C", help="image channels (default 3)")
     parser.add_argument("--leaf-module", action="append", default=[], metavar="CLASS",
                         help="treat modules of this class as opaque when torch.fx cannot trace them")  # fmt: skip
     out = parser.add_argument_group("output")
@@ -47,13 +51,23 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parser.set_defaults(run=run)
 
 
+def sizes(text: str) -> list[int]:
+    """An argparse type: a range or a list of square sizes, each within the bound in force."""
+    try:
+        found = parse_sizes(text)
+        for side in found:
+            parse_size(side, "size")
+    except RewriterError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("size: ")) from None
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
-    sizes = parse_sizes(args.input_size)
-    for target in (args.report, args.plot):
-        if target:
-            check_target(target, args.force)
+    check_outputs(args, {"--report": args.report, "--plot": args.plot})
     model, _ = load_from_args(args)
-    result = sweep(model, sizes, in_channels=args.in_channels, leaf_modules=args.leaf_module, name=args.model)
+    result = sweep(
+        model, args.input_size, in_channels=args.in_channels, leaf_modules=args.leaf_module, name=args.model
+    )
     if args.report:
         write_json(args.report, result.to_json())
         status(f"wrote {args.report}")

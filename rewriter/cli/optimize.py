@@ -125,39 +125,42 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 def _add_goal_arguments(parser: argparse.ArgumentParser) -> None:
     goal = parser.add_argument_group("objective and budget")
-    goal.add_argument("--objective", choices=("flops", "params", "latency"), default="flops",
-                      help="the cost of the front and of ties (default flops)")  # fmt: skip
-    goal.add_argument(
-        "--max-flops", metavar="N", help="FLOPs budget per image, e.g. 1.5G (fvcore's multiply-adds)"
+    add = goal.add_argument
+    add("--objective", choices=("flops", "params", "latency"), default="flops",
+        help="the cost of the front and of ties (default flops)")  # fmt: skip
+    add(
+        "--max-flops",
+        type=amount,
+        metavar="N",
+        help="FLOPs budget per image, e.g. 1.5G (fvcore's multiply-adds)",
     )
-    goal.add_argument("--max-params", metavar="N", help="parameter budget, e.g. 5M")
-    goal.add_argument(
-        "--max-latency-ms", metavar="MS", help="CPU latency budget at batch 1 (times every candidate)"
+    add("--max-params", type=amount, metavar="N", help="parameter budget, e.g. 5M")
+    add(
+        "--max-latency-ms",
+        type=amount,
+        metavar="MS",
+        help="CPU latency budget at batch 1 (times every candidate)",
     )
-    goal.add_argument("--latency", action="store_true", help="time every candidate on the CPU (batch 1)")
+    add("--latency", action="store_true", help="time every candidate on the CPU (batch 1)")
 
 
 def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
     space = parser.add_argument_group(
         "the search space (default: every strategy that declares search values)"
     )
-    space.add_argument("--include", action="append", default=[], metavar="STRATEGY",
-                       help="also search a strategy that declares none (its defaults and Literal choices)")  # fmt: skip
-    space.add_argument("--exclude", action="append", default=[], metavar="STRATEGY", help="never search it")
-    space.add_argument("--search", action="append", default=[], metavar="STRATEGY.PARAM=V1,V2",
-                       help="the values to try for a parameter, over its declaration (repeatable)")  # fmt: skip
-    space.add_argument(
-        "--width-factor", metavar="F[,F...]", help="widths to try with scale-width, e.g. 0.5,0.75"
-    )
-    space.add_argument("--max-steps", type=integer(0, 64), metavar="N", help="compose at most N strategies")
-    space.add_argument("--max-candidates", type=integer(1, 1_000_000), default=20_000, metavar="N",
-                       help="refuse a larger search space (default 20000)")  # fmt: skip
-    space.add_argument(
-        "--verify",
-        choices=("chosen", "front", "all"),
-        default="chosen",
-        help="which candidates are rewritten for real with every invariant checked (default chosen)",
-    )
+    add = space.add_argument
+    add("--include", action="append", default=[], metavar="STRATEGY",
+        help="also search a strategy that declares none (its defaults and Literal choices)")  # fmt: skip
+    add("--exclude", action="append", default=[], metavar="STRATEGY", help="never search it")
+    add("--search", action="append", default=[], metavar="STRATEGY.PARAM=V1,V2",
+        help="the values to try for a parameter, over its declaration (repeatable)")  # fmt: skip
+    add("--width-factor", type=factors, default=[], metavar="F[,F...]",
+        help="widths to try with scale-width, e.g. 0.5,0.75")  # fmt: skip
+    add("--max-steps", type=integer(0, 64), metavar="N", help="compose at most N strategies")
+    add("--max-candidates", type=integer(1, 1_000_000), default=20_000, metavar="N",
+        help="refuse a larger search space (default 20000)")  # fmt: skip
+    add("--verify", choices=("chosen", "front", "all"), default="chosen",
+        help="which candidates are rewritten for real with every invariant checked (default chosen)")  # fmt: skip
 
 
 def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,8 @@ from torch import nn
 from .._errors import RecipeError, RewriterError
 from .._text import one_line
 from ..analysis import FLOP_CONVENTION
-from ..analysis.analyzer import as_size, resolve_leaf_classes
+from ..analysis.analyzer import resolve_leaf_classes
+from ..analysis.sizes import parse_size
 from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
 from ..engine.registry import get_strategy
@@ -173,7 +174,7 @@ def optimize(
     if isinstance(model, str):
         name = name or model
         model, _ = load_model(model, num_classes=num_classes)
-    size = as_size(input_size)
+    size = parse_size(input_size)
     timed = latency or objective == "latency" or max_latency_ms is not None
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
     analysis, figures = measure_candidate(

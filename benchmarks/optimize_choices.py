@@ -67,6 +67,10 @@ def _line(row: dict) -> str:
     )
 
 
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in load) + " over 1, 5, 15 min (other jobs ran beside it)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -85,8 +89,9 @@ def main() -> None:
     ]
     body = "\n".join(
         [
-            stamp("optimize_choices", f" on {machine()}; load average {load[0]:.1f}, {load[1]:.1f}, "
-                  f"{load[2]:.1f} (times are under that load)"),  # fmt: skip
+            stamp(
+                "optimize_choices", f" on {machine()}; load average {_load(load)} (times are under that load)"
+            ),
             "",
             "10-class heads, default search space, objective FLOPs, no budget; before -> after.",
             "",

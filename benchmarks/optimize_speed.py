@@ -66,6 +66,10 @@ def sweep_time(repeats: int) -> float:
     return median_time(rewriter.sweep, model, sizes, repeats=repeats)
 
 
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in load) + " over 1, 5, 15 min (other jobs ran beside it)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -91,8 +95,7 @@ def main() -> None:
         )
     body = "\n".join(
         [
-            stamp("optimize_speed", f" on {machine()}; median of {args.repeats} runs; load average "
-                  f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} (other jobs ran beside it)"),  # fmt: skip
+            stamp("optimize_speed", f" on {machine()}; median of {args.repeats} runs; load {_load(load)}"),
             "",
             *table,
             "",

@@ -160,10 +160,7 @@ def optimize(
         OptimizeError: a bad option or an empty or oversized search space.
         RecipeError: an unknown strategy or parameter in ``include``/``exclude``/``search``.
 
-    Example:
-        >>> result = optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
-        >>> result.chosen.label, result.chosen.figures.unproductive
-        ('truncate(rule=input, keep_blocks=0)', 0)
+    The package's docstring (``rewriter.optimize``) has a runnable example.
     """
     start = time.perf_counter()
     if objective not in OBJECTIVES:

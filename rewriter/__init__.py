@@ -42,9 +42,11 @@ _LAZY = {
         ".engine",
     ),
     **dict.fromkeys(("ModelSpec", "available_models", "load_model", "load_weights"), ".models"),
+    **dict.fromkeys(("OptimizeResult", "sweep"), ".optimize"),
 }  # fmt: skip
 
 if TYPE_CHECKING:
+    from . import optimize  # the package is callable: rewriter.optimize(model, input_size=...)
     from .analysis import (
         Analysis,
         Layer,
@@ -74,9 +76,13 @@ if TYPE_CHECKING:
         save,
     )
     from .models import ModelSpec, available_models, load_model, load_weights
+    from .optimize import OptimizeResult, sweep
 
 
 def __getattr__(name: str) -> Any:
+    if name == "optimize":  # the optimizer package, callable as its ``optimize`` function
+        importlib.import_module(".engine", __name__)
+        return importlib.import_module(".optimize", __name__)
     if name not in _LAZY:
         raise AttributeError(f"module 'rewriter' has no attribute '{name}'")
     importlib.import_module(".engine", __name__)  # registers model files as a model source
@@ -112,6 +118,7 @@ __all__ = [
     "ModelFileError",
     "ModelNotFoundError",
     "ModelSpec",
+    "OptimizeResult",
     "Plan",
     "Recipe",
     "RecipeError",
@@ -137,10 +144,12 @@ __all__ = [
     "load",
     "load_model",
     "load_weights",
+    "optimize",
     "register_function_rule",
     "register_module_rule",
     "register_strategy",
     "rewrite",
     "save",
+    "sweep",
     "trace_model",
 ]

@@ -333,6 +333,7 @@ class ScaleWidth(Strategy):
 
     name: ClassVar[str] = "scale-width"
     payload_type: ClassVar[type] = WidthFactor
+    search_order: ClassVar[int] = 60
 
     factor: float | None = param(
         None, help="scale widths by this factor (default: from the measured saturation)", low=1 / 64, high=16

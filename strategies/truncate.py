@@ -55,6 +55,7 @@ class Truncate(Strategy):
 
     name: ClassVar[str] = "truncate"
     payload_type: ClassVar[type] = NewHead
+    search_order: ClassVar[int] = 50
 
     rule: Literal["input", "output"] = param(
         "input", help="border rule: the layer's input field (papers) or output"

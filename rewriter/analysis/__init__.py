@@ -27,6 +27,7 @@ from .organizer import Iteration, StageState, organize, stage_states, unit_count
 from .receptive import BorderRule, FieldPass, LayerField, ReceptiveField, field_pass, receptive_fields
 from .rules import OpContext, OpEffect, register_function_rule, register_module_rule
 from .rules import elementwise as elementwise_rule
+from .sites import Site, downsampling_sites, module_ending_at
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .traced import TracedModel, analyze, trace_model
@@ -53,6 +54,7 @@ __all__ = [
     "OpContext",
     "OpEffect",
     "ReceptiveField",
+    "Site",
     "Stage",
     "StageField",
     "StageState",
@@ -70,6 +72,7 @@ __all__ = [
     "cut_points",
     "decomposed_channel_fields",
     "dominators",
+    "downsampling_sites",
     "elementwise_rule",
     "eval_mode",
     "field_pass",
@@ -81,6 +84,7 @@ __all__ = [
     "information_fields",
     "is_downsampling",
     "limits",
+    "module_ending_at",
     "observing",
     "organize",
     "parse_size",

@@ -19,7 +19,8 @@ from .._text import one_line
 from .._version import __version__
 
 SUBCOMMANDS = (
-    "analyze", "rewrite", "train", "saturation", "probe", "relevance", "study", "compare", "strategies", "models",
+    "optimize", "analyze", "sweep", "rewrite", "train", "saturation", "probe", "relevance", "study", "compare",
+    "strategies", "models",
 )  # fmt: skip
 
 

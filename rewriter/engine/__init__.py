@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .downsampling import (
     DownsamplingEdits,
+    Insertion,
+    PoolSpec,
     StrideChange,
     apply_downsampling_edits,
     check_replaceable,
@@ -38,12 +40,14 @@ __all__ = [
     "Edit",
     "ExportCheck",
     "ExportReport",
+    "Insertion",
     "Latency",
     "LoadedModel",
     "Measurement",
     "Moved",
     "Parameter",
     "Plan",
+    "PoolSpec",
     "Recipe",
     "Report",
     "Result",

@@ -314,7 +314,10 @@ def test_strategies_lists_names_docs_and_parameters(capsys):
     assert code == 0
     assert data["truncate"]["summary"].startswith("Cut the border layer")
     rule = next(p for p in data["truncate"]["parameters"] if p["name"] == "rule")
-    assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"]}
+    assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"],
+                    "search": None}  # fmt: skip
+    keep = next(p for p in data["truncate"]["parameters"] if p["name"] == "keep_blocks")
+    assert keep["search"] == [0, 1]  # what `rewriter optimize` tries
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .._text import axes_text
 from .analyzer import Analysis, Layer, analyze, as_size, resolve_leaf_classes
+from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
 from .cost import FLOP_CONVENTION, Cost, count_flops, count_params, flops_by_module
 from .cuts import block_name, cut_points
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
@@ -29,6 +30,7 @@ from .rules import elementwise as elementwise_rule
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .tracing import trace
+from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
     "ALPHA",
@@ -38,6 +40,9 @@ __all__ = [
     "Analysis",
     "Block",
     "BorderRule",
+    "ChannelCoupling",
+    "ChannelError",
+    "ChannelOp",
     "Cost",
     "Iteration",
     "Layer",
@@ -53,12 +58,16 @@ __all__ = [
     "StageState",
     "Unit",
     "UnitField",
+    "Width",
     "analyze",
     "as_size",
     "axes_text",
     "block_name",
     "build_layer_graph",
+    "channel_coupling",
+    "channel_op",
     "check_channels",
+    "conv_kind",
     "count_flops",
     "count_params",
     "cut_points",
@@ -70,10 +79,12 @@ __all__ = [
     "find_stages",
     "find_units",
     "fixed_size_head",
+    "flat_index",
     "flops_by_module",
     "information_fields",
     "is_downsampling",
     "limits",
+    "new_width",
     "observing",
     "organize",
     "parse_size",
@@ -81,11 +92,15 @@ __all__ = [
     "receptive_fields",
     "register_function_rule",
     "register_module_rule",
+    "resized_nodes",
     "resolve_leaf_classes",
+    "scaled",
+    "selection",
     "stage_field",
     "stage_states",
     "stem",
     "trace",
     "unbounded",
     "unit_count",
+    "width_cost",
 ]

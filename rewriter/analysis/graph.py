@@ -20,6 +20,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import layouts, rules
+from .channels import module_channels
 from .modes import eval_mode
 from .rules import OpContext, OpEffect, TensorShape
 from .shapes import record_shapes
@@ -45,6 +46,7 @@ class LayerNode:
     out_channels: int | None = None
     groups: int | None = None
     params: tuple[str, ...] = ()
+    channel_action: rules.ChannelAction | None = None  # how the op acts on channels (the op table's)
 
     @property
     def is_module(self) -> bool:
@@ -184,11 +186,12 @@ def _layer_node(
     output_shape = _shape(node)
     channels: dict[str, Any] = {}
     params: tuple[str, ...] = ()
+    module = None
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
         type_name = type(module).__name__
         params = tuple(f"{node.target}.{p}" for p, _ in module.named_parameters())
-        channels = _channels(module)
+        channels = module_channels(module)
     elif node.op in ("call_function", "call_method"):
         type_name = rules.target_name(node)
     else:
@@ -206,22 +209,9 @@ def _layer_node(
         input_size=_spatial_size(env.get(first_input), input_shape) if first_input is not None else None,
         output_size=_spatial_size(env.get(node), output_shape),
         params=params,
+        channel_action=rules.channel_action(module, node) if node.op.startswith("call_") else None,
         **channels,
     )
-
-
-def _channels(module: nn.Module) -> dict[str, int]:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return {
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "groups": module.groups,
-        }
-    if isinstance(module, nn.Linear):
-        return {"in_channels": module.in_features, "out_channels": module.out_features}
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        return {"in_channels": module.num_features, "out_channels": module.num_features}
-    return {}
 
 
 def dominators(graph: LayerGraph) -> list[str]:

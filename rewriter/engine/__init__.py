@@ -30,8 +30,10 @@ from .surgery import (
     set_submodule,
     training_dependent_classes,
 )
+from .widths import RESIZABLE, resize_module
 
 __all__ = [
+    "RESIZABLE",
     "Context",
     "Cut",
     "DownsamplingEdits",
@@ -69,6 +71,7 @@ __all__ = [
     "parameters",
     "register_strategy",
     "resequence",
+    "resize_module",
     "rewrite",
     "save",
     "sequence_changes",

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import rewriter
+from rewriter.analysis import scaled
 from rewriter.cli import main
 from rewriter.engine.saving import load
-from strategies.scale_width import scaled
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

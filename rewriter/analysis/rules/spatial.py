@@ -21,21 +21,26 @@ from ._base import (
     register_module_rule,
     resample_effect,
     target_name,
-    window_effects,
+    windowed,
 )
 
 
-@register_module_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+@register_module_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d, channels="mix")
 def _conv_module(ctx: OpContext) -> OpEffect:
     m = ctx.module
-    layout = ctx.layout(ctx.input)
-    k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    return _conv(ctx, tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation), m.in_channels // m.groups)
+
+
+def _conv(ctx: OpContext, k: tuple, s: tuple, d: tuple, group_size: int) -> OpEffect:
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    out = layouts.resized(layout, ctx.out_shape)
-    return OpEffect("conv", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
+    axes, out, assumption = windowed(ctx, windows, group_size=group_size)
+    return OpEffect(
+        "conv", axes, out, kernel_size=k, stride=s, dilation=d, assumption=assumption,
+        unknown=assumption is not None,
+    )  # fmt: skip
 
 
-@register_module_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+@register_module_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, channels="mix")
 def _conv_transpose_module(ctx: OpContext) -> OpEffect:
     m = ctx.module
     layout = ctx.layout(ctx.input)
@@ -56,30 +61,38 @@ def _conv_transpose_module(ctx: OpContext) -> OpEffect:
     )
 
 
-@register_module_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+@register_module_rule(
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, channels="keep"
+)
 def _pool_module(ctx: OpContext) -> OpEffect:
     m = ctx.module
     return _pool(ctx, m.kernel_size, m.stride, getattr(m, "dilation", 1), rank=_pool_rank(m))
 
 
-@register_module_rule(nn.LPPool1d, nn.LPPool2d)
+@register_module_rule(nn.LPPool1d, nn.LPPool2d, channels="keep")
 def _lp_pool_module(ctx: OpContext) -> OpEffect:
     m = ctx.module
     return _pool(ctx, m.kernel_size, m.stride, 1, rank=_pool_rank(m))
 
 
 def _pool_rank(m: nn.Module) -> int:
-    return int(type(m).__name__[-2])
+    """1, 2 or 3 from the torch.nn class a pooling module is (or derives from: timm's MaxPool2dSame)."""
+    cls = next(
+        c for c in type(m).__mro__ if c.__module__.startswith("torch.nn") and c.__name__[-2:-1].isdigit()
+    )
+    return int(cls.__name__[-2])
 
 
 def _pool(ctx: OpContext, kernel: Any, stride: Any, dilation: Any, *, rank: int) -> OpEffect:
-    layout = ctx.layout(ctx.input)
     k = as_tuple(kernel, rank)
     s = as_tuple(stride if stride not in (None, ()) else kernel, rank)
     d = as_tuple(dilation, rank)
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    out = layouts.resized(layout, ctx.out_shape)
-    return OpEffect("pool", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
+    axes, out, assumption = windowed(ctx, windows)
+    return OpEffect(
+        "pool", axes, out, kernel_size=k, stride=s, dilation=d, assumption=assumption,
+        unknown=assumption is not None,
+    )  # fmt: skip
 
 
 @register_module_rule(
@@ -89,6 +102,7 @@ def _pool(ctx: OpContext, kernel: Any, stride: Any, dilation: Any, *, rank: int)
     nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.AdaptiveMaxPool3d,
+    channels="keep",
 )
 def _adaptive_pool_module(ctx: OpContext) -> OpEffect:
     return _adaptive_pool(ctx, _pool_rank(ctx.module))
@@ -120,7 +134,37 @@ def _adaptive_pool(ctx: OpContext, n: int) -> OpEffect:
     )
 
 
-@register_module_rule(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+_PAD_MODULES = tuple(
+    getattr(nn, f"{kind}Pad{rank}d")
+    for kind in ("Zero", "Constant", "Reflection", "Replication", "Circular")
+    for rank in (1, 2, 3)
+    if hasattr(nn, f"{kind}Pad{rank}d")
+)
+
+
+@register_module_rule(*_PAD_MODULES, channels="keep")
+def _pad_module(ctx: OpContext) -> OpEffect:
+    return _pad(ctx)
+
+
+@register_function_rule("pad", "_patch_merging_pad", channels="keep")
+def _pad_function(ctx: OpContext) -> OpEffect:
+    return _pad(ctx)
+
+
+def _pad(ctx: OpContext) -> OpEffect:
+    """Explicit padding (``F.pad``, ``nn.ZeroPad2d``, BlurPool's reflection pad) moves no position: the
+    receptive field stays (padding is ignored, as for a conv's own), and the spatial dims keep their axes at
+    the padded size, so the ops after it are followed as before."""
+    layout, exact = layouts.padded(ctx.layout(ctx.input), ctx.out_shape)
+    assumption = None if exact else (
+        f"'{target_name(ctx.node)}' pads a dim that holds positions of several factors: the positions after "
+        "it are not followed exactly"
+    )  # fmt: skip
+    return OpEffect("pad", layout=layout, assumption=assumption, unknown=not exact)
+
+
+@register_module_rule(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, channels="keep")
 def _upsample_module(ctx: OpContext) -> OpEffect:
     return _resample(ctx, ctx.module.mode)
 
@@ -199,20 +243,18 @@ def _patch_merging(ctx: OpContext) -> OpEffect:
     return OpEffect("conv", axes, out, kernel_size=(2, 2), stride=(2, 2), dilation=(1, 1))
 
 
-@register_function_rule("conv1d", "conv2d", "conv3d")
+@register_function_rule("conv1d", "conv2d", "conv3d", channels="mix")
 def _conv_function(ctx: OpContext) -> OpEffect:
-    weight = ctx.arg(1, "weight")
-    n = len(ctx.shape(weight)) - 2
-    k = ctx.shape(weight)[2:]
+    weight = ctx.shape(ctx.arg(1, "weight"))
+    n = len(weight) - 2
     s = as_tuple(ctx.arg(3, "stride", 1), n)
     d = as_tuple(ctx.arg(5, "dilation", 1), n)
-    layout = ctx.layout(ctx.input)
-    windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
-    out = layouts.resized(layout, ctx.out_shape)
-    return OpEffect("conv", window_effects(layout, windows), out, kernel_size=k, stride=s, dilation=d)
+    return _conv(ctx, tuple(weight[2:]), s, d, weight[1])  # the weight is [out, in / groups, *kernel]
 
 
-@register_function_rule("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d")
+@register_function_rule(
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", channels="keep"
+)
 def _pool_function(ctx: OpContext) -> OpEffect:
     name = target_name(ctx.node)
     rank = int(name[-2])
@@ -227,12 +269,13 @@ def _pool_function(ctx: OpContext) -> OpEffect:
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
     "adaptive_max_pool3d",
+    channels="keep",
 )
 def _adaptive_pool_function(ctx: OpContext) -> OpEffect:
     return _adaptive_pool(ctx, int(target_name(ctx.node)[-2]))
 
 
-@register_function_rule("interpolate", "upsample", "upsample_nearest", "upsample_bilinear")
+@register_function_rule("interpolate", "upsample", "upsample_nearest", "upsample_bilinear", channels="keep")
 def _interpolate(ctx: OpContext) -> OpEffect:
     mode = ctx.arg(3, "mode", "nearest")
     name = target_name(ctx.node)

@@ -15,7 +15,7 @@ from torch import nn
 
 from .._errors import TraceError
 from .._text import one_line
-from . import rules
+from . import rules, timm_fx
 
 
 class _NamingTracer(fx.Tracer):
@@ -25,8 +25,8 @@ class _NamingTracer(fx.Tracer):
     (quadratic: about 9 s for the 80 torchvision classifiers); a counter per name does it in linear time.
     """
 
-    def __init__(self, leaf_classes: tuple[type, ...] = ()) -> None:
-        super().__init__(autowrap_modules=(math,))
+    def __init__(self, leaf_classes: tuple[type, ...] = (), autowrap_functions: tuple = ()) -> None:
+        super().__init__(autowrap_modules=(math,), autowrap_functions=autowrap_functions)
         self.leaf_classes = leaf_classes
         self._qualname = ""
         self.names: dict[fx.Node, str] = {}
@@ -71,14 +71,25 @@ def trace(
 ) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
     """Symbolically trace ``model`` (in its current mode) and return the GraphModule and node names.
 
+    A model made of timm's classes that fails to trace is traced again with timm's own fx support
+    (``timm_fx.remedy``: the registered module the failure is in as a leaf, then timm's wrapped functions).
+
     Raises:
         TraceError: fx cannot trace the model; the message names the module that broke and the remedy.
     """
-    tracer = _NamingTracer(tuple(leaf_classes))
-    try:
-        graph = tracer.trace(model)
-    except Exception as err:
-        raise TraceError(_trace_failure_message(model, tracer, err)) from err
+    leaves, functions = tuple(leaf_classes), ()
+    while True:
+        tracer = _NamingTracer(leaves, functions)
+        try:
+            graph = tracer.trace(model)
+            break
+        except Exception as err:
+            retry = timm_fx.remedy(
+                model, tracer.failed_in[0] if tracer.failed_in else None, leaves, functions
+            )
+            if retry is None:
+                raise TraceError(_trace_failure_message(model, tracer, err)) from err
+            leaves, functions = retry
     return fx.GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
 
 

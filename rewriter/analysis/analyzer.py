@@ -249,6 +249,7 @@ def analyze(
     b_max = final_run_start((r.name, v.productive_max) for r, v in participants)
     rows = _mark_before_border(rows, b_min)
     cost = metrics.count_flops(model, size, in_channels=in_channels) if flops else None
+    stages, stage_warning = _stages(model, graph)
     return Analysis(
         model=name or type(model).__name__,
         input_size=size,
@@ -261,11 +262,22 @@ def analyze(
         params=cost.params if cost else metrics.count_params(model),
         flops=cost.flops if cost else None,
         flops_skipped_ops=cost.skipped_ops if cost else (),
-        warnings=_warnings(graph),
-        stages=tuple(information_fields(find_stages(model, graph))),
+        warnings=(*_warnings(graph), *stage_warning),
+        stages=stages,
         graph=graph,
         fields=fields,
     )
+
+
+def _stages(model: nn.Module, graph: LayerGraph) -> tuple[tuple[StageField, ...], tuple[str, ...]]:
+    """Paper 003's stages and Information Field: an optional part of the analysis, so a failure there is a
+    warning, not the end of the analysis (and of every rewrite that needs it)."""
+    try:
+        return tuple(information_fields(find_stages(model, graph))), ()
+    except Exception as err:
+        return (), (
+            f"the Information Field could not be computed ({type(err).__name__}: {err}); stages left out",
+        )
 
 
 def _mark_before_border(rows: list[Layer], b_min: str | None) -> list[Layer]:

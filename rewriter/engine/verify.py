@@ -5,6 +5,9 @@
 2. Every kept layer's parameters and buffers equal the original's, bit for bit.
 3. For truncation: the kept prefix produces the same activation at the cut as the original model.
 4. The input model is unchanged (state and structure before and after).
+5. No dead modules: every parameter of the new model contributes to its output, unless it was already
+   idle in the input model (auxiliary heads used only in training). A module that still runs but whose
+   result nothing reads (a removed block kept alive by an assert on its shape) is dead too.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._errors import RewriteError
+from .._errors import RewriteError, TraceError
 from .._text import one_line
 from ..analysis.modes import eval_mode
+from ..analysis.tracing import trace
 from .plan import Cut, Plan
 from .surgery import extract_prefix
 
@@ -92,6 +96,52 @@ def check_step(
     _check_kept_tensors(old, new, plan)
     if plan.cut is not None:
         _check_prefix(old, new, plan.cut, x, leaf_classes)
+    check_no_dead_modules(old, new, plan, leaf_classes=leaf_classes)
+
+
+def idle_parameters(model: nn.Module, *, leaf_classes: Sequence[type] = ()) -> set[str] | None:
+    """Parameters of ``model`` that its output does not depend on (traced in eval mode), or None when
+    torch.fx cannot trace it. A parameter counts as used when its module is called by a node the output
+    depends on (or it is read directly); calls that only feed checks or nothing are dead code."""
+    try:
+        with eval_mode(model):
+            gm, _ = trace(model, leaf_classes=leaf_classes)
+    except TraceError:
+        return None
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    live, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+    called = {str(n.target) for n in live if n.op == "call_module"}
+    read = {str(n.target) for n in live if n.op == "get_attr"}
+    idle = set()
+    for name, _ in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if name in read or any(owner == c or owner.startswith(c + ".") for c in called):
+            continue
+        idle.add(name)
+    return idle
+
+
+def check_no_dead_modules(
+    old: nn.Module, new: nn.Module, plan: Plan, *, leaf_classes: Sequence[type] = ()
+) -> None:
+    """Invariant 5: the rewrite left no module behind that no longer contributes to the output."""
+    idle = idle_parameters(new, leaf_classes=leaf_classes)
+    if not idle:
+        return
+    before = idle_parameters(old, leaf_classes=leaf_classes) or set()
+    dead = sorted(name for name in idle if plan.old_key(name) not in before)
+    if dead:
+        modules = sorted({name.rpartition(".")[0] for name in dead})
+        count = sum(p.numel() for name, p in new.named_parameters() if name in dead)
+        raise RewriteError(
+            f"invariant 5 broken, the new model keeps {len(modules)} dead module(s) that no longer contribute "
+            f"to its output ({count} parameters): {', '.join(modules[:4])}{', ...' if len(modules) > 4 else ''}"
+        )
 
 
 def _runs_in_training(model: nn.Module, x: torch.Tensor) -> Exception | None:

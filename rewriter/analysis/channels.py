@@ -13,46 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from torch import nn
 
 from .._errors import AnalysisError
+from . import layouts
+from .graph import LayerGraph, LayerNode
+from .rules import is_layout
+from .rules.channel_ops import ChannelOp, ConvKind, conv_kind, module_channels
 
-if TYPE_CHECKING:
-    from .graph import LayerGraph, LayerNode
-
-ConvKind = Literal["standard", "pointwise", "depthwise", "group"]
-
-
-class ChannelOp(NamedTuple):
-    """The kind of a convolution and how many input channels one of its filters reads."""
-
-    kind: ConvKind
-    per_group: int
-
-
-def module_channels(module: nn.Module) -> dict[str, int]:
-    """``in_channels``, ``out_channels`` (and ``groups``) of a conv, linear or batch-norm module; {} else."""
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return {
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "groups": module.groups,
-        }
-    if isinstance(module, nn.Linear):
-        return {"in_channels": module.in_features, "out_channels": module.out_features}
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        return {"in_channels": module.num_features, "out_channels": module.num_features}
-    return {}
-
-
-def conv_kind(in_channels: int, groups: int, kernel_size: tuple[int, ...]) -> ChannelOp:
-    """Standard or pointwise (one group), depthwise (one channel per group) or grouped."""
-    per_group = in_channels // groups
-    if groups == 1:
-        return ChannelOp("pointwise" if all(k == 1 for k in kernel_size) else "standard", per_group)
-    return ChannelOp("depthwise", 1) if per_group == 1 else ChannelOp("group", per_group)
+__all__ = [
+    "ChannelCoupling", "ChannelError", "ChannelGroups", "ChannelOp", "ConvKind", "Segment", "channel_coupling",
+    "channel_op", "conv_kind", "module_channels",
+]  # fmt: skip
 
 
 def channel_op(node: LayerNode) -> ChannelOp | None:
@@ -163,11 +136,14 @@ def channel_coupling(graph: LayerGraph) -> ChannelCoupling:
 
 
 def _channels(node: LayerNode) -> int | None:
-    """Channels of a node's output: dim 1 of a ``[N, C]`` tensor or of a channels-first feature map."""
-    shape = node.output_shape
-    if shape and len(shape) == 2:
-        return shape[1]
-    return shape[1] if shape and len(shape) == 4 and node.is_feature_map else None
+    """Channels of a node's output: dim 1 of a ``[N, C]`` tensor or of a channels-first ``[N, C, H, W]``
+    one (a feature map, or a pooled ``[N, C, 1, 1]``), whose dim 1 holds no positions."""
+    shape, layout = node.output_shape, node.effect.layout
+    if not shape or len(shape) not in (2, 4):
+        return None
+    if len(shape) == 4 and not (is_layout(layout) and not layouts.spatial_axes(layout, (0, 1))):
+        return None  # channels last ([N, H, W, C]) or positions moved into the channels
+    return shape[1]
 
 
 def _slot(graph: LayerGraph, groups: ChannelGroups, node: LayerNode) -> list[Segment] | None:

@@ -20,9 +20,9 @@ import torch.fx as fx
 from torch import nn
 
 from . import layouts, rules
-from .channels import module_channels
 from .modes import eval_mode
 from .rules import OpContext, OpEffect, TensorShape
+from .rules.channel_ops import module_channels
 from .shapes import record_shapes
 from .tracing import trace
 

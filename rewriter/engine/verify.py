@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.fx as fx
 from torch import nn
 
-from .._errors import RewriteError, TraceError
+from .._errors import RewriteError
 from .._text import one_line
 from ..analysis.modes import eval_mode
-from ..analysis.tracing import trace
 from .plan import Cut, Plan
 from .surgery import extract_prefix
 
@@ -96,19 +96,13 @@ def check_step(
     _check_kept_tensors(old, new, plan)
     if plan.cut is not None:
         _check_prefix(old, new, plan.cut, x, leaf_classes)
-    check_no_dead_modules(old, new, plan, leaf_classes=leaf_classes)
 
 
-def idle_parameters(model: nn.Module, *, leaf_classes: Sequence[type] = ()) -> set[str] | None:
-    """Parameters of ``model`` that its output does not depend on (traced in eval mode), or None when
-    torch.fx cannot trace it. A parameter counts as used when its module is called by a node the output
-    depends on (or it is read directly); calls that only feed checks or nothing are dead code."""
-    try:
-        with eval_mode(model):
-            gm, _ = trace(model, leaf_classes=leaf_classes)
-    except TraceError:
-        return None
-    output = next(n for n in gm.graph.nodes if n.op == "output")
+def idle_parameters(model: nn.Module, traced: fx.GraphModule) -> set[str]:
+    """Parameters of ``model`` that its output does not depend on, read from ``traced`` (its fx trace in
+    eval mode, as the analysis made it). A parameter counts as used when its module is called by a node the
+    output depends on (or it is read directly); calls that only feed checks, or nothing, are dead code."""
+    output = next(n for n in traced.graph.nodes if n.op == "output")
     live, stack = set(), [output]
     while stack:
         node = stack.pop()
@@ -120,21 +114,18 @@ def idle_parameters(model: nn.Module, *, leaf_classes: Sequence[type] = ()) -> s
     idle = set()
     for name, _ in model.named_parameters():
         owner = name.rpartition(".")[0]
-        if name in read or any(owner == c or owner.startswith(c + ".") for c in called):
-            continue
-        idle.add(name)
+        if name not in read and not any(owner == c or owner.startswith(c + ".") for c in called):
+            idle.add(name)
     return idle
 
 
-def check_no_dead_modules(
-    old: nn.Module, new: nn.Module, plan: Plan, *, leaf_classes: Sequence[type] = ()
-) -> None:
-    """Invariant 5: the rewrite left no module behind that no longer contributes to the output."""
-    idle = idle_parameters(new, leaf_classes=leaf_classes)
-    if not idle:
-        return
-    before = idle_parameters(old, leaf_classes=leaf_classes) or set()
-    dead = sorted(name for name in idle if plan.old_key(name) not in before)
+def check_no_dead_modules(new: nn.Module, traced: fx.GraphModule, idle_before: set[str], plan: Plan) -> None:
+    """Invariant 5: the rewrite left no module behind that no longer contributes to the output.
+
+    ``traced`` is the new model's trace; ``idle_before`` the parameters of the input model that were idle
+    already (auxiliary heads used only in training), by their names in the input model.
+    """
+    dead = sorted(name for name in idle_parameters(new, traced) if plan.old_key(name) not in idle_before)
     if dead:
         modules = sorted({name.rpartition(".")[0] for name in dead})
         count = sum(p.numel() for name, p in new.named_parameters() if name in dead)

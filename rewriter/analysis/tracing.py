@@ -6,6 +6,7 @@ Functional ops inside a module get the module path plus the op (``layer1.0.add``
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -78,10 +79,11 @@ def trace(
         TraceError: fx cannot trace the model; the message names the module that broke and the remedy.
     """
     leaves, functions = tuple(leaf_classes), ()
+    concrete = _optional_arguments(model)
     while True:
         tracer = _NamingTracer(leaves, functions)
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=concrete or None)
             break
         except Exception as err:
             retry = timm_fx.remedy(
@@ -91,6 +93,21 @@ def trace(
                 raise TraceError(_trace_failure_message(model, tracer, err)) from err
             leaves, functions = retry
     return fx.GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
+
+
+def _optional_arguments(model: nn.Module) -> dict[str, Any]:
+    """``forward``'s optional arguments after the image, at their defaults: traced as symbols, ``if mask is
+    not None`` would take the branch the model never takes when called with the image alone (Hiera)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    plain = (type(None), bool, int, float, str)
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and isinstance(p.default, plain)
+    }
 
 
 def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Exception) -> str:

@@ -116,6 +116,8 @@ def _merge(raw: Any, concrete: Any, env: Mapping[fx.Node, Any]) -> Any:
         return raw if raw in env or _holds_tensor(concrete) else concrete
     if isinstance(raw, (list, tuple)) and isinstance(concrete, (list, tuple)) and len(raw) == len(concrete):
         return type(raw)(_merge(r, c, env) for r, c in zip(raw, concrete, strict=True))
+    if isinstance(raw, slice) and isinstance(concrete, slice):  # x[:, :H] with H computed from a shape
+        return slice(*(_merge(getattr(raw, a), getattr(concrete, a), env) for a in ("start", "stop", "step")))
     return raw
 
 

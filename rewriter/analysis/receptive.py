@@ -99,6 +99,8 @@ def receptive_fields(graph: LayerGraph) -> dict[str, LayerField]:
                 continue
             in_states = tuple(_front(s for src in sources for s in src[a]) for a in AXES)  # type: ignore[assignment]
         out = tuple(_apply(node.effect.axes[a], in_states[a]) for a in AXES)
+        for path in node.effect.paths:  # the op's own other paths (the branches inside a leaf block)
+            out = tuple(_front((*out[a], *_apply(path[a], in_states[a]))) for a in AXES)
         out_states[node.name] = out  # type: ignore[assignment]
         fields[node.name] = LayerField(_field(in_states), _field(out))  # type: ignore[arg-type]
     return fields

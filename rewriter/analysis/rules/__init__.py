@@ -13,7 +13,7 @@ Third parties can teach the analyzer their ops with ``register_module_rule`` and
 
 from __future__ import annotations
 
-from . import layout_ops, mixing, positionwise, spatial  # noqa: F401  (importing registers the rules)
+from . import layout_ops, mixing, positionwise, spatial, timm_leaves  # noqa: F401  (importing registers the rules)
 from ._base import (
     BORDER_CATEGORIES,
     CHANNEL_ACTIONS,

@@ -62,6 +62,9 @@ class OpEffect:
     dilation: tuple[int, ...] | None = None
     assumption: str | None = None
     unknown: bool = False
+    #: other paths through the op (the branches inside an opaque block): each path's effect, per axis; the
+    #: receptive fields of the op's output are those of ``axes`` and of every path together
+    paths: tuple[Axes, ...] = ()
 
     @property
     def is_global(self) -> bool:

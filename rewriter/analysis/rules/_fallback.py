@@ -90,6 +90,8 @@ def followed(ctx: OpContext, effect: OpEffect) -> OpEffect:
     after = _positions(effect.layout)
     problems = []
     lost = [a for a in AXES if before.get(a, 1) > 1 and a not in after and not effect.axes[a].unbounded]
+    if lost and effect.category == "layout" and _joined_with_others(inputs, lost):
+        lost = []  # picking a class token out of [class token, positions...]: not a position of the image
     if lost and effect.category != "layout":
         problems.append(f"its result no longer holds the {' and '.join(layouts.AXIS_NAMES[a] for a in lost)}")
     elif lost:
@@ -108,6 +110,16 @@ def followed(ctx: OpContext, effect: OpEffect) -> OpEffect:
     return replace(
         effect, unknown=True, assumption=note if not effect.assumption else f"{effect.assumption}; {note}"
     )
+
+
+def _joined_with_others(inputs: list[tuple[Layout, tuple[int, ...]]], axes: list[int]) -> bool:
+    """Whether the dim holding these axes also holds entries that are not positions (a class token
+    concatenated to the patches: 197 entries for 14 x 14 positions)."""
+    for layout, shape in inputs:
+        for dim, size in zip(layout, shape, strict=False):
+            if any(f.axis in axes for f in dim) and layouts.size_of(dim) != size:
+                return True
+    return False
 
 
 def unknown_module(ctx: OpContext, *, reason: str = "") -> OpEffect:

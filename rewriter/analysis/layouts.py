@@ -369,6 +369,12 @@ def window(
             factor = dim[0]
             offsets[factor.axis] += (kernel - 1) * factor.stride
             out[d] = (Factor(factor.axis, out_shape[d], factor.stride * stride),)
+        elif kernel == stride and dim[-1].extent % stride == 0 and size_of(dim) // stride == out_shape[d]:
+            # non-overlapping windows over a merged dim (a pool over flattened tokens) cut its inner factor
+            inner = dim[-1]
+            if inner.axis is not None:
+                offsets[inner.axis] += (kernel - 1) * inner.stride
+            out[d] = (*dim[:-1], Factor(inner.axis, inner.extent // stride, inner.stride * stride))
         else:  # positions of several factors in one dim: a window over it reaches into all of them
             exact = False
             for factor in dim:

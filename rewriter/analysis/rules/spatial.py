@@ -287,3 +287,63 @@ def _interpolate(ctx: OpContext) -> OpEffect:
 @register_function_rule("pixel_shuffle", "pixel_unshuffle")
 def _pixel_shuffle_function(ctx: OpContext) -> OpEffect:
     return _pixel_shuffle(ctx)
+
+
+@register_module_rule(nn.Unfold)
+def _unfold_module(ctx: OpContext) -> OpEffect:
+    m = ctx.module
+    return _unfold(ctx, m.kernel_size, m.dilation, m.padding, m.stride)
+
+
+@register_function_rule("unfold")
+def _unfold_function(ctx: OpContext) -> OpEffect:
+    if ctx.node.op == "call_method":  # Tensor.unfold(dim, size, step): another op
+        raise ValueError("Tensor.unfold windows are not read")
+    return _unfold(ctx, ctx.arg(1, "kernel_size"), ctx.arg(2, "dilation", 1), ctx.arg(3, "padding", 0),
+                   ctx.arg(4, "stride", 1))  # fmt: skip
+
+
+def _unfold(ctx: OpContext, kernel: Any, dilation: Any, padding: Any, stride: Any) -> OpEffect:
+    """im2col: ``[N, C, H, W]`` -> ``[N, C*k*k, L]``, each column one k x k block. Counted where the block is
+    gathered (as for PixelUnshuffle): a k x k window with the stride; the blocks' grid is the last dim."""
+    k, d, p, s = (as_tuple(v, 2) for v in (kernel, dilation, padding, stride))
+    windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
+    layout, shape = ctx.layout(ctx.input), ctx.shape(ctx.input)
+    grid = [(n + 2 * pi - w) // si + 1 for n, pi, (w, si) in zip(shape[-2:], p, windows, strict=True)]
+    result = layouts.window(layout, (*shape[:-2], *grid), windows)
+    axes = tuple(AxisEffect(m.span, Fraction(m.stride)) for m in result.mixes)
+    exact = (
+        result.exact and all(len(dim) == 1 for dim in result.layout[-2:]) and not layouts.axes_of(layout[-3])
+    )
+    cols = tuple(f for dim in result.layout[-2:] for f in dim) if exact else layouts.plain(ctx.out_shape[-1])
+    out = (*layout[:-3], layouts.plain(ctx.out_shape[-2]), cols)
+    return OpEffect(
+        "pool", axes, out, kernel_size=k, stride=s, dilation=d, unknown=not exact,  # type: ignore[arg-type]
+        assumption=None if exact else "unfold: the positions of its blocks are not followed",
+    )  # fmt: skip
+
+
+@register_function_rule("fold")
+def _fold_function(ctx: OpContext) -> OpEffect:
+    """col2im, the inverse of unfold: each output pixel sums the ceil(k/s) blocks along an axis that cover it,
+    whose positions the input's last dim holds (as a transposed convolution does)."""
+    k = as_tuple(ctx.arg(2, "kernel_size"), 2)
+    d, s = as_tuple(ctx.arg(3, "dilation", 1), 2), as_tuple(ctx.arg(5, "stride", 1), 2)
+    layout = ctx.layout(ctx.input)
+    grid = [f for f in layout[-1] if f.axis is not None]
+    out_shape = ctx.out_shape
+    exact = len(grid) == 2 and [f.axis for f in grid] == [0, 1] and all(f.stride == 1 for f in grid)
+    axes = tuple(
+        AxisEffect(math.ceil((di * (ki - 1) + 1) / si), Fraction(1, si))
+        for ki, si, di in zip(k, s, d, strict=True)
+    )
+    out = (
+        layout[0],
+        layouts.plain(out_shape[1]),
+        (layouts.Factor(0, out_shape[2]),),
+        (layouts.Factor(1, out_shape[3]),),
+    )
+    return OpEffect(
+        "conv", axes, out, kernel_size=k, stride=s, dilation=d, unknown=not exact,
+        assumption=None if exact else "fold: its input's last dim does not hold the blocks' grid; taken as if it did",
+    )  # fmt: skip

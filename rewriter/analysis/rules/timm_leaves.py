@@ -13,7 +13,16 @@ from fractions import Fraction
 
 from .. import layouts
 from ..layouts import AXES, Layout
-from ._base import UNBOUNDED, Axes, AxisEffect, OpContext, OpEffect, register_module_rule
+from ._base import (
+    UNBOUNDED,
+    Axes,
+    AxisEffect,
+    OpContext,
+    OpEffect,
+    Several,
+    register_function_rule,
+    register_module_rule,
+)
 
 
 def _positions(layout: Layout) -> dict[int, int]:
@@ -97,3 +106,50 @@ def _mobile_vit_block(ctx: OpContext) -> OpEffect:
     fusion = module.conv_fusion
     paths = (_local(fusion.conv.kernel_size[0]),) if fusion is not None else ()
     return OpEffect("attention", (UNBOUNDED, UNBOUNDED), layout, paths=paths)
+
+
+# MViTv2's functions timm keeps whole in a trace (register_notrace_function): moving the tokens of each head
+# to a map for pooling and back; adding the relative-position bias to the attention logits.
+
+
+@register_function_rule("reshape_pre_pool")
+def _mvit_pre_pool(ctx: OpContext) -> OpEffect:
+    """``[B, heads, (1 +) H*W, C]`` -> (``[B*heads, C, H, W]``, the class token or None)."""
+    x = ctx.input
+    layout, shape = ctx.layout(x), ctx.shape(x)
+    h, w = ctx.arg(1, "feat_size")
+    tokens = shape[2] - (1 if ctx.arg(2, "has_cls_token", True) else 0)
+    sliced = (
+        *layout[:2],
+        layout[2] if layouts.size_of(layout[2]) == tokens else layouts.plain(tokens),
+        layout[3],
+    )
+    grid, exact = layouts.reshape(
+        sliced, (*shape[:2], tokens, shape[3]), (shape[0] * shape[1], h, w, shape[3])
+    )
+    out = layouts.permute(grid, (0, 3, 1, 2))
+    cls = (*layout[:2], (), layout[3]) if tokens != shape[2] else None
+    return OpEffect(
+        "layout", layout=Several((out, cls)), unknown=not exact,
+        assumption=None if exact else "reshape_pre_pool: the tokens are not followed exactly",
+    )  # fmt: skip
+
+
+@register_function_rule("reshape_post_pool")
+def _mvit_post_pool(ctx: OpContext) -> OpEffect:
+    """``[B*heads, C, H, W]`` -> ``[B, heads, (1 +) H*W, C]`` (the class token put back in front)."""
+    x = ctx.input
+    layout, shape = ctx.layout(x), ctx.shape(x)
+    heads = ctx.arg(1, "num_heads")
+    merged, exact = layouts.reshape(layout, shape, (shape[0] // heads, heads, shape[1], shape[2] * shape[3]))
+    out = layouts.transpose(merged, 2, 3)
+    return OpEffect(
+        "layout", layout=Several((out, None)), unknown=not exact,
+        assumption=None if exact else "reshape_post_pool: the tokens are not followed exactly",
+    )  # fmt: skip
+
+
+@register_function_rule("cal_rel_pos_type")
+def _mvit_rel_pos(ctx: OpContext) -> OpEffect:
+    """Adds to each query's logits a bias read from that query: element-wise on the logits."""
+    return OpEffect("elementwise", layout=ctx.layout(ctx.node.args[0]))

@@ -55,3 +55,27 @@ def test_the_final_conv_r_max_of_a_pure_cnn_equals_the_gradient_oracle(name):
     layer = final_conv(analysis)
     expected = tuple(int(r) for r in layer.r_out_max)
     assert gradient_extent(model, layer.name, max(expected) + 64) == expected, layer.name
+
+
+def test_tresnets_space_to_depth_stem_is_followed():
+    """TResNet's stem moves 4x4 blocks into the channels by view/permute/view: its first 3x3 conv sees 12
+    pixels (it was taken as identity: 3), by the analyzer and by the gradient."""
+    model = build("tresnet_m", 224, meta=False)
+    analysis = rewriter.analyze(model, 224, flops=False)
+    assert analysis.layer("body.conv1.conv").r_out_max == (12, 12)
+    assert gradient_extent(model, "body.conv1.conv", 128) == (12, 12)
+
+
+def test_sequencers_lstms_make_the_field_unbounded():
+    """Sequencer2D mixes columns and rows with two LSTMs and concatenates them: unbounded along the height
+    after the first, along the width after the second, both after the concatenation (r_max; r_min follows
+    the residual shortcut). Its tuple results dropped the branch: r_max was 14 at the end of the network."""
+    model = build("sequencer2d_s", 64)
+    analysis = rewriter.analyze(model, 64, flops=False)
+    mixer = "stages.0.blocks.0.rnn_tokens"
+    assert analysis.layer(f"{mixer}.rnn_v").category == "recurrent"
+    assert analysis.layer(f"{mixer}.rnn_v").r_out_max == (math.inf, 7)  # after the 7x7 patch stem
+    assert analysis.layer(f"{mixer}.rnn_h").r_out_max == (7, math.inf)
+    assert analysis.layer(f"{mixer}.fc").r_out_max == (math.inf, math.inf)
+    assert analysis.layer(f"{mixer}.fc").r_out_min == (7, 7)
+    assert analysis.warnings == ()

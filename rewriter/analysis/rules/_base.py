@@ -12,7 +12,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .. import layouts
+from .. import layouts, windowing
 from ..layouts import Layout
 
 Category = Literal[
@@ -327,7 +327,7 @@ def windowed(
     layout = ctx.layout(ctx.input)
     out_shape = ctx.out_shape
     channel_dim = None if group_size is False else len(layout) - len(windows) - 1
-    result = layouts.window(
+    result = windowing.window(
         layout, out_shape, windows, channel_dim=channel_dim, group_size=group_size or None
     )
     axes = tuple(AxisEffect(m.span, Fraction(m.stride)) for m in result.mixes)

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from .. import layouts
+from .. import layouts, windowing
 from ._base import (
     UNBOUNDED,
     AxisEffect,
@@ -156,7 +156,7 @@ def _pad(ctx: OpContext) -> OpEffect:
     """Explicit padding (``F.pad``, ``nn.ZeroPad2d``, BlurPool's reflection pad) moves no position: the
     receptive field stays (padding is ignored, as for a conv's own), and the spatial dims keep their axes at
     the padded size, so the ops after it are followed as before."""
-    layout, exact = layouts.padded(ctx.layout(ctx.input), ctx.out_shape)
+    layout, exact = windowing.padded(ctx.layout(ctx.input), ctx.out_shape)
     assumption = None if exact else (
         f"'{target_name(ctx.node)}' pads a dim that holds positions of several factors: the positions after "
         "it are not followed exactly"
@@ -310,7 +310,7 @@ def _unfold(ctx: OpContext, kernel: Any, dilation: Any, padding: Any, stride: An
     windows = [(di * (ki - 1) + 1, si) for ki, si, di in zip(k, s, d, strict=True)]
     layout, shape = ctx.layout(ctx.input), ctx.shape(ctx.input)
     grid = [(n + 2 * pi - w) // si + 1 for n, pi, (w, si) in zip(shape[-2:], p, windows, strict=True)]
-    result = layouts.window(layout, (*shape[:-2], *grid), windows)
+    result = windowing.window(layout, (*shape[:-2], *grid), windows)
     axes = tuple(AxisEffect(m.span, Fraction(m.stride)) for m in result.mixes)
     exact = (
         result.exact and all(len(dim) == 1 for dim in result.layout[-2:]) and not layouts.axes_of(layout[-3])

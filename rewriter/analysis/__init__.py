@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .._text import axes_text
 from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
+from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
 from .cost import Cost, count_flops, count_params, flops_by_module
 from .cuts import block_name, cut_points
 from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
@@ -32,6 +33,7 @@ from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .traced import TracedModel, analyze, trace_model
 from .tracing import trace
+from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
     "ALPHA",
@@ -42,6 +44,9 @@ __all__ = [
     "Analysis",
     "Block",
     "BorderRule",
+    "ChannelCoupling",
+    "ChannelError",
+    "ChannelOp",
     "Cost",
     "FieldPass",
     "FlopCount",
@@ -61,12 +66,16 @@ __all__ = [
     "TracedModel",
     "Unit",
     "UnitField",
+    "Width",
     "analyze",
     "as_size",
     "axes_text",
     "block_name",
     "build_layer_graph",
+    "channel_coupling",
+    "channel_op",
     "check_channels",
+    "conv_kind",
     "count_flops",
     "count_params",
     "cut_points",
@@ -80,11 +89,13 @@ __all__ = [
     "find_stages",
     "find_units",
     "fixed_size_head",
+    "flat_index",
     "flops_by_module",
     "information_fields",
     "is_downsampling",
     "limits",
     "module_ending_at",
+    "new_width",
     "observing",
     "organize",
     "parse_size",
@@ -92,7 +103,10 @@ __all__ = [
     "receptive_fields",
     "register_function_rule",
     "register_module_rule",
+    "resized_nodes",
     "resolve_leaf_classes",
+    "scaled",
+    "selection",
     "stage_field",
     "stage_states",
     "stem",
@@ -100,4 +114,5 @@ __all__ = [
     "trace_model",
     "unbounded",
     "unit_count",
+    "width_cost",
 ]

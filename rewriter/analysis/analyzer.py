@@ -17,6 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from .._errors import AnalysisError, close_matches
+from .._text import one_line
 from . import cost as metrics
 from .flops import FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph
@@ -101,8 +102,25 @@ class Analysis:
 
     @functools.cached_property
     def stages(self) -> tuple[StageField, ...]:
-        """Paper 003: the stages, their units, and each unit's Information Field."""
-        return self.stages_of() if self.stages_of is not None else ()
+        """Paper 003: the stages, their units, and each unit's Information Field (empty if it failed)."""
+        return self._stage_result[0]
+
+    @functools.cached_property
+    def _stage_result(self) -> tuple[tuple[StageField, ...], tuple[str, ...]]:
+        # an optional part of the analysis: a failure is a warning, not the end of the analysis (and of
+        # every rewrite that needs it)
+        if self.stages_of is None:
+            return (), ()
+        try:
+            return tuple(self.stages_of()), ()
+        except Exception as err:
+            reason = f"{type(err).__name__}: {one_line(err, limit=200)}"
+            return (), (f"the Information Field could not be computed ({reason}); stages left out",)
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """The analysis warnings and, computing the stages, why they could not be (if so)."""
+        return (*self.warnings, *self._stage_result[1])
 
     @property
     def limit(self) -> Size:
@@ -149,7 +167,7 @@ class Analysis:
             "border_layer_max": self.border_layer_max,
             "min_productive_input_size": _rf_json(self.min_productive_input_size),
             "stages": [stage.to_json() for stage in self.stages],
-            "warnings": list(self.warnings),
+            "warnings": list(self.all_warnings),
         }
 
 

@@ -23,6 +23,7 @@ from . import layouts, rules
 from .flops import FlopCount, FlopCounter
 from .modes import eval_mode
 from .rules import OpContext, OpEffect, TensorShape
+from .rules.channel_ops import module_channels
 from .shapes import record_shapes
 from .tracing import trace
 
@@ -46,6 +47,7 @@ class LayerNode:
     out_channels: int | None = None
     groups: int | None = None
     params: tuple[str, ...] = ()
+    channel_action: rules.ChannelAction | None = None  # how the op acts on channels (the op table's)
 
     @property
     def is_module(self) -> bool:
@@ -218,6 +220,7 @@ def _layer_node(
     input_shape = _shape(first_input) if first_input is not None else None
     output_shape = _shape(node)
     known: dict[str, Any] = {}
+    module = None
     if node.op == "call_module":
         module = modules[node.target]
         type_name = type(module).__name__
@@ -238,27 +241,14 @@ def _layer_node(
         output_shape=output_shape,
         input_size=_spatial_size(env.get(first_input), input_shape) if first_input is not None else None,
         output_size=_spatial_size(env.get(node), output_shape),
+        channel_action=rules.channel_action(module, node) if node.op.startswith("call_") else None,
         **known,
     )
 
 
 def _module_info(target: str, module: nn.Module) -> dict[str, Any]:
     """What a LayerNode records of its module that does not depend on the size: parameters, channels."""
-    return {"params": tuple(f"{target}.{p}" for p, _ in module.named_parameters()), **_channels(module)}
-
-
-def _channels(module: nn.Module) -> dict[str, int]:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return {
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "groups": module.groups,
-        }
-    if isinstance(module, nn.Linear):
-        return {"in_channels": module.in_features, "out_channels": module.out_features}
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        return {"in_channels": module.num_features, "out_channels": module.num_features}
-    return {}
+    return {"params": tuple(f"{target}.{p}" for p, _ in module.named_parameters()), **module_channels(module)}
 
 
 def dominators(graph: LayerGraph) -> list[str]:

@@ -139,6 +139,8 @@ def field_pass(graph: LayerGraph) -> FieldPass:
             in_states = _merged([out_states[i] for i in sources])
         axes = node.effect.axes
         out = in_states if axes[0].is_identity and axes[1].is_identity else _applied(axes, in_states)
+        for path in node.effect.paths:  # the op's own other paths (the branches inside a leaf block)
+            out = tuple(_front((*out[a], *_apply(path[a], in_states[a]))) for a in AXES)
         out_states[node.name] = out  # type: ignore[assignment]
         fields[node.name] = LayerField(field_of(in_states), field_of(out))  # type: ignore[arg-type]
     return FieldPass(fields, gates, attention_branch(graph, gates))

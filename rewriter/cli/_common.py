@@ -39,6 +39,7 @@ def request_of(args: argparse.Namespace, *, num_classes: int | None = None) -> M
         model_args=parse_model_args(args.model_arg),
         weights=args.weights,
         trust_pickle=args.trust_pickle,
+        input_size=getattr(args, "input_size", None),
     )
 
 

@@ -19,7 +19,8 @@ from ..analysis.sizes import check_channels, parse_size
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
-    "`rewriter models` lists all), package.module:callable, or a model file"
+    "`rewriter models` lists all), timm:NAME (`rewriter models --timm`), package.module:callable, or a model "
+    "file"
 )
 SIZE_NOTE = " (default: a model file's own, else the data's: 32 for CIFAR, synthetic and digits)"
 DATA_HELP = (

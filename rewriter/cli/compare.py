@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             model_args={} if is_file else parse_model_args(args.model_arg),
             weights=weights,
             trust_pickle=args.trust_pickle,
+            input_size=size,
         )
         model, _ = request.load()
         status(f"measuring {source}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ def _baseline(args: argparse.Namespace, recipe: Recipe, data: Any) -> tuple[Any,
     """The model to rewrite; built by name, its head has the recipe's num_classes (--num-classes wins),
     else the data's classes."""
     classes = None if Path(args.model).is_file() else recipe.num_classes
-    request = request_of(args, num_classes=classes)
+    request = dataclasses.replace(request_of(args, num_classes=classes), input_size=recipe.input_size)
     if data is not None and request.num_classes is None:
         return model_for_data(request, data)
     return request.load()

@@ -32,8 +32,10 @@ from .surgery import (
     set_submodule,
     training_dependent_classes,
 )
+from .widths import RESIZABLE, resize_module
 
 __all__ = [
+    "RESIZABLE",
     "Context",
     "Cut",
     "DownsamplingEdits",
@@ -73,6 +75,7 @@ __all__ = [
     "parameters",
     "register_strategy",
     "resequence",
+    "resize_module",
     "rewrite",
     "save",
     "sequence_changes",

@@ -133,6 +133,13 @@ def head_pooling(model: nn.Module, analysis: Analysis) -> tuple[Edit, str] | Non
             "the head's input 1x1 when the maps grow",
         )  # fmt: skip
         return edit, node.target
+    shape = analysis.graph[linear].output_shape or ()
+    if len(shape) != 2:  # not a classifier: a layer that mixes tokens (MLP-Mixer's token MLP)
+        raise RewriteError(
+            f"the layer '{linear}' mixes a fixed number of positions ({'x'.join(map(str, size))} from "
+            f"'{source}'), as token-mixing layers do; changing the downsampling changes that number and would "
+            "break it"
+        )
     raise RewriteError(
         f"the head '{linear}' reads a flattened feature map of fixed size ({'x'.join(map(str, size))} from "
         f"'{source}'); changing the downsampling changes that size and would break it. Truncate first (it "

@@ -23,7 +23,7 @@ from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
 from .strategy import Context, Strategy
-from .verify import check_step, check_unchanged, snapshot
+from .verify import check_no_dead_modules, check_step, check_unchanged, idle_parameters, snapshot
 
 
 @dataclass
@@ -113,12 +113,21 @@ def rewrite(
             input_size=recipe.input_size, num_classes=classes, analysis=analysis, in_channels=in_channels,
             pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
+        idle = idle_parameters(
+            current, analysis.graph.graph_module, input_size=recipe.input_size, in_channels=in_channels
+        )
         plan, current = _step(
             strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
         )
         plans.append(plan)
         measured.extend(context.notes)
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
+        if not plan.is_noop:  # invariant 5, on the trace the analysis of the new model made
+            try:
+                check_no_dead_modules(current, analysis.graph.graph_module, idle, plan, input_size=recipe.input_size,
+                                      in_channels=in_channels)  # fmt: skip
+            except RewriteError as err:
+                raise RewriteError(f"steps[{i}] {strategy.name}: {err}; nothing was written") from err
         rows.extend([row] if row else [])
     check_unchanged(model, before)
     if current is model:  # every step was a no-op: still return a copy, never the caller's object

@@ -122,9 +122,9 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
             f"{path} was built from '{spec.source}'; rebuilding it imports and runs the code that name points to. "
             "Pass --trust-pickle (trust_pickle=True) if you trust the file"
         )
-    model, _ = load_model(
-        spec.source, num_classes=spec.num_classes, model_args=spec.model_args, allow_file=False
-    )
+    # the architecture only: the file's own weights follow (pretrained ones need not be in the cache)
+    args = {k: v for k, v in spec.model_args.items() if not (spec.kind == "timm" and k == "pretrained")}
+    model, _ = load_model(spec.source, num_classes=spec.num_classes, model_args=args, allow_file=False)
     steps = [
         *spec.history,
         {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},

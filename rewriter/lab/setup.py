@@ -5,6 +5,7 @@ functions with explicit arguments (the CLI only turns its options into these).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class ModelRequest:
     model_args: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
     trust_pickle: bool = False
+    input_size: tuple[int, int] | None = None  # the size a timm model with a fixed one is built for
 
     @property
     def is_file(self) -> bool:
@@ -51,6 +53,7 @@ class ModelRequest:
             model_args=self.model_args,
             weights=self.weights,
             trust_pickle=self.trust_pickle,
+            input_size=self.input_size,
         )
 
 
@@ -92,8 +95,9 @@ def model_for_data(request: ModelRequest, data: DataSource) -> tuple[nn.Module, 
     if request.num_classes is not None or request.is_file or request.weights:
         return request.load()
     return load_model_for_classes(
-        request.source, data.num_classes, model_args=request.model_args, trust_pickle=request.trust_pickle
-    )
+        request.source, data.num_classes, model_args=request.model_args, trust_pickle=request.trust_pickle,
+        input_size=request.input_size,
+    )  # fmt: skip
 
 
 def load_data_and_model(
@@ -114,7 +118,9 @@ def load_data_and_model(
     size = resolve_input_size(input_size, request.source, native_size(spec))
     say(f"reading data {spec} at {size[0]}x{size[1]}")
     data = load_data(spec, size, download=download)
-    model, model_spec = model_for_data(request, data)
+    model, model_spec = model_for_data(
+        dataclasses.replace(request, input_size=request.input_size or size), data
+    )
     outputs = output_classes(model, data.train[0][0])
     if outputs is not None and outputs != data.num_classes:
         if request.is_file or request.weights:

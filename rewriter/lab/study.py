@@ -237,7 +237,7 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    model, _ = load_model_for_classes(cell.model, data.num_classes)
+    model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size)
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(

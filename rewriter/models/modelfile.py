@@ -26,7 +26,7 @@ from . import filetypes
 
 FORMAT = "rewriter-model"
 VERSION = 1
-KINDS = ("torchvision", "builtin", "import", "file")
+KINDS = ("torchvision", "builtin", "timm", "import", "file")
 _SLACK = 1 << 20  # bytes of tensor data beyond what the tensors need that a file may hold (alignment)
 
 

@@ -1,4 +1,5 @@
-"""Where models come from: torchvision names, the built-in zoo, ``package.module:callable``, and files.
+"""Where models come from: torchvision names, the built-in zoo, ``timm:NAME``, ``package.module:callable``,
+and files.
 
 ``load_model`` turns the MODEL argument of every command into an ``nn.Module`` plus a ``ModelSpec`` that
 records how it was built, so that a rewritten model can later be rebuilt from the spec without unpickling.
@@ -33,9 +34,11 @@ from .._errors import (
 )
 from .._text import one_line
 from . import filetypes, zoo
+from .timm_source import PREFIX as TIMM_PREFIX
+from .timm_source import build_timm_model, is_timm_source
 from .weights import load_weights
 
-SourceKind = Literal["torchvision", "builtin", "import", "file"]
+SourceKind = Literal["torchvision", "builtin", "timm", "import", "file"]
 
 # Arguments torchvision would otherwise warn about on every build; users can still override them.
 _TORCHVISION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -77,8 +80,9 @@ def torchvision_models() -> list[str]:
 
 
 def is_named_model(source: str) -> bool:
-    """Whether ``source`` names a built-in or torchvision model (building it runs no code chosen by a file)."""
-    return zoo.is_model(source) or source in torchvision_models()
+    """Whether ``source`` names a built-in, torchvision or timm model (building it runs no code chosen by a
+    file)."""
+    return zoo.is_model(source) or source in torchvision_models() or is_timm_source(source)
 
 
 def available_models() -> list[str]:
@@ -109,14 +113,17 @@ def load_model(
     weights: str | os.PathLike | None = None,
     trust_pickle: bool = False,
     allow_file: bool = True,
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """Build the model named by ``source`` and optionally load a state dict into it.
 
     ``source`` is, in this order of precedence: an existing file (a model file, or a whole pickled module
-    only with ``trust_pickle``), ``package.module:callable`` (called with ``model_args``), a built-in
-    architecture (``cifar_vgg16``), or a torchvision classification model (``resnet18``). A file named like a
-    built-in model is taken, with a warning; ``allow_file=False`` never takes a file (how a model file's
-    recorded base is rebuilt, so that a file named like its own base cannot recurse).
+    only with ``trust_pickle``), ``timm:NAME`` (``timm.create_model`` with ``model_args``, random weights
+    unless ``pretrained=True`` is among them; built for ``input_size`` where the model has a fixed one),
+    ``package.module:callable`` (called with ``model_args``), a built-in architecture (``cifar_vgg16``), or a
+    torchvision classification model (``resnet18``). A file named like a built-in model is taken, with a
+    warning; ``allow_file=False`` never takes a file (how a model file's recorded base is rebuilt, so that a
+    file named like its own base cannot recurse).
 
     Raises:
         ModelNotFoundError: the name is unknown (close matches are listed) or the import fails.
@@ -132,6 +139,9 @@ def load_model(
             return kind.load(source, trust_pickle=trust_pickle, weights=weights)
         model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
         spec = ModelSpec(source, "file", num_classes, args)
+    elif source.startswith(TIMM_PREFIX):
+        model, built_with = build_timm_model(source, num_classes, args, input_size)
+        spec = ModelSpec(source, "timm", num_classes, built_with)
     elif ":" in source:
         model = _build_from_import(source, num_classes, args)
         spec = ModelSpec(source, "import", num_classes, args)
@@ -155,7 +165,8 @@ def load_model(
         hint = close_matches(source, available_models()) or "."
         raise ModelNotFoundError(
             f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
-            "architecture (`rewriter models` lists both), package.module:callable, or a model file"
+            "architecture (`rewriter models` lists both), timm:NAME (`rewriter models --timm`), "
+            "package.module:callable, or a model file"
         )
     if weights is not None:
         load_weights(model, weights)

@@ -112,7 +112,7 @@ def format_summary(analysis: Analysis) -> str:
     if analysis.flops_skipped_ops:
         skipped = ", ".join(f"{op} x{n}" for op, n in analysis.flops_skipped_ops)
         lines.append(f"counted as zero FLOPs by the convention: {skipped}")
-    lines.extend(f"warning: {line}" for line in analysis.warnings)
+    lines.extend(f"warning: {line}" for line in analysis.all_warnings)
     return "\n".join(lines)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import rewriter
+from rewriter.analysis import scaled
 from rewriter.cli import main
 from rewriter.engine.saving import load
-from strategies.scale_width import scaled
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -92,10 +92,11 @@ def test_scale_width_from_data_writes_a_file_that_reloads_without_data(trained, 
     out_path = tmp_path / "vgg-w.pt"
     code, out, _ = run(
         capsys, "rewrite", str(trained), "--data", "synthetic:64", "--strategy", "scale-width",
-        "-p", "scale-width.batches=1", "-o", str(out_path), "--no-latency",
+        "-p", "scale-width.batches=1", "-p", "scale-width.untrained=true", "-o", str(out_path), "--no-latency",
     )  # fmt: skip
     assert code == 0
     assert "s_mu measured on 64 training images" in out
+    assert "is at chance" in out and "proceeding as asked (untrained=true)" in out  # two batches of training
     factor = load(out_path).recipe.steps[0].params["factor"]
     reloaded = rewriter.load(str(out_path))
     assert reloaded.features[0].out_channels == scaled(64, factor, 8)

@@ -9,6 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AnalysisError,
     InputSizeError,
@@ -17,39 +20,79 @@ from ._errors import (
     RecipeError,
     RewriteError,
     RewriterError,
+    RewriterWarning,
     TraceError,
     UntrustedPickleError,
+    UsageError,
     WeightsError,
 )
 from ._version import __version__
-from .analysis import (
-    Analysis,
-    Layer,
-    LayerGraph,
-    LayerNode,
-    analyze,
-    build_layer_graph,
-    count_flops,
-    count_params,
-    register_function_rule,
-    register_module_rule,
-)
-from .engine import (
-    Context,
-    Edit,
-    Plan,
-    Recipe,
-    Report,
-    Result,
-    Strategy,
-    get_strategy,
-    list_strategies,
-    register_strategy,
-    rewrite,
-    save,
-)
-from .engine import load as _load_file
-from .models import ModelSpec, available_models, load_model, load_weights
+
+# The names below are imported when first used (PEP 562), so that ``import rewriter`` (and the console
+# script's start) costs no torch import: an interrupt during start-up then reaches ``rewriter.cli.main``.
+_LAZY = {
+    **dict.fromkeys(
+        ("Analysis", "Layer", "LayerGraph", "LayerNode", "TracedModel", "analyze", "build_layer_graph",
+         "count_flops", "count_params", "register_function_rule", "register_module_rule", "trace_model"),
+        ".analysis",
+    ),
+    **dict.fromkeys(
+        ("Context", "Edit", "Plan", "Recipe", "Report", "Result", "Strategy", "get_strategy", "list_strategies",
+         "register_strategy", "rewrite", "save"),
+        ".engine",
+    ),
+    **dict.fromkeys(("ModelSpec", "available_models", "load_model", "load_weights"), ".models"),
+    **dict.fromkeys(("OptimizeResult", "sweep"), ".optimize"),
+}  # fmt: skip
+
+if TYPE_CHECKING:
+    from . import optimize  # the package is callable: rewriter.optimize(model, input_size=...)
+    from .analysis import (
+        Analysis,
+        Layer,
+        LayerGraph,
+        LayerNode,
+        TracedModel,
+        analyze,
+        build_layer_graph,
+        count_flops,
+        count_params,
+        register_function_rule,
+        register_module_rule,
+        trace_model,
+    )
+    from .engine import (
+        Context,
+        Edit,
+        Plan,
+        Recipe,
+        Report,
+        Result,
+        Strategy,
+        get_strategy,
+        list_strategies,
+        register_strategy,
+        rewrite,
+        save,
+    )
+    from .models import ModelSpec, available_models, load_model, load_weights
+    from .optimize import OptimizeResult, sweep
+
+
+def __getattr__(name: str) -> Any:
+    if name == "optimize":  # the optimizer package, callable as its ``optimize`` function
+        importlib.import_module(".engine", __name__)
+        return importlib.import_module(".optimize", __name__)
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rewriter' has no attribute '{name}'")
+    importlib.import_module(".engine", __name__)  # registers model files as a model source
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load(path: str, *, trust_pickle: bool = False):
@@ -58,7 +101,9 @@ def load(path: str, *, trust_pickle: bool = False):
     The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
     ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file.
     """
-    return _load_file(path, trust_pickle=trust_pickle).model
+    from .engine import load as load_file
+
+    return load_file(path, trust_pickle=trust_pickle).model
 
 
 __all__ = [
@@ -73,6 +118,7 @@ __all__ = [
     "ModelFileError",
     "ModelNotFoundError",
     "ModelSpec",
+    "OptimizeResult",
     "Plan",
     "Recipe",
     "RecipeError",
@@ -80,9 +126,12 @@ __all__ = [
     "Result",
     "RewriteError",
     "RewriterError",
+    "RewriterWarning",
     "Strategy",
     "TraceError",
+    "TracedModel",
     "UntrustedPickleError",
+    "UsageError",
     "WeightsError",
     "__version__",
     "analyze",
@@ -95,9 +144,12 @@ __all__ = [
     "load",
     "load_model",
     "load_weights",
+    "optimize",
     "register_function_rule",
     "register_module_rule",
     "register_strategy",
     "rewrite",
     "save",
+    "sweep",
+    "trace_model",
 ]

@@ -7,11 +7,16 @@ Each child also subclasses the builtin a caller would naturally catch (``ValueEr
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
 class RewriterError(Exception):
-    """Base class of all errors raised on purpose by ``rewriter``."""
+    """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
+    quoted in it, such as a key read from a file, cannot break it)."""
+
+    def __str__(self) -> str:
+        return re.sub(r"\s*[\r\n]+\s*", " ", super().__str__())
 
 
 class ModelNotFoundError(RewriterError, LookupError):
@@ -47,7 +52,15 @@ class RewriteError(RewriterError, RuntimeError):
 
 
 class ModelFileError(RewriterError, OSError):
-    """A model file cannot be written (it exists and --force was not given) or read back."""
+    """A file cannot be written (it exists and --force was not given, it is an input) or read back."""
+
+
+class UsageError(RewriterError, ValueError):
+    """The command line is inconsistent (a missing or conflicting option); the CLI exits with code 2."""
+
+
+class RewriterWarning(UserWarning):
+    """Something the caller should know, that does not stop the work (the CLI prints ``warning: ...``)."""
 
 
 def close_matches(word: str, candidates: Iterable[str], *, n: int = 3) -> str:

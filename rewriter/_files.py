@@ -1,42 +1,129 @@
-"""Writing outputs safely: refuse a target that must not be replaced, and never leave a half-written file
-(write to a temporary sibling, then rename)."""
+"""Writing outputs safely: one guard for every file the tool writes, and atomic writes.
+
+The guard (``check_target``) refuses, before any work is done, an output that would replace a file
+without ``force``, a folder, a path in a folder that does not exist, and always a path that is one of the
+command's inputs (resolved paths, symlinks followed, hard links compared by inode). ``protected_inputs``
+declares the inputs of a command for everything that writes while it runs: ``atomic_path``, the one
+primitive every writer goes through, refuses them too, so an input is never replaced even by a write
+that was not checked in advance. Writes go to a temporary sibling named ``.NAME.PID-XXXXXXXX.tmp`` that
+replaces the target in one rename; stale ones of that naming (their process is gone) are removed on the
+next write to the same target.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._errors import ModelFileError
 
+PathLike = str | os.PathLike
 
-def check_target(path: str | os.PathLike, force: bool) -> None:
-    """Refuse an output path before any work is done: an existing file without ``force``, a folder, no folder."""
-    target = Path(path)
-    if target.is_dir():
-        raise ModelFileError(f"{target} is a folder; give a file name")
-    if target.exists() and not force:
-        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
-    if not target.parent.exists():
-        raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
+_INPUTS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("rewriter_inputs", default=())
+_LEGACY_STALE_S = 3600  # temporary files of the naming before the PID was in it: stale after an hour
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename.
+def protected_inputs(paths: Iterable[PathLike | None]) -> Iterator[None]:
+    """While the block runs, no write may go to one of ``paths`` (``None`` and missing files are skipped)."""
+    found = tuple(Path(p) for p in paths if p is not None and Path(p).exists())
+    token = _INPUTS.set(_INPUTS.get() + found)
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
 
-    If the body raises, the temporary file is removed and ``path`` is left as it was.
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file: equal resolved paths (symlinks followed) or inodes."""
+    first, second = Path(a), Path(b)
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def input_clash(path: PathLike, inputs: Iterable[PathLike | None] = ()) -> Path | None:
+    """The input (given, or declared with ``protected_inputs``) that ``path`` would replace, or None."""
+    for source in (*(Path(p) for p in inputs if p is not None), *_INPUTS.get()):
+        if same_file(path, source):
+            return source
+    return None
+
+
+def check_target(
+    path: PathLike, force: bool = False, *, inputs: Iterable[PathLike | None] = (), what: str = "output"
+) -> Path:
+    """Refuse an output path before any work is done; return it as a Path.
+
+    Refused: one of the inputs (always, even with ``force``), a folder, a path whose folder does not
+    exist, and an existing file unless ``force``.
+
+    Raises:
+        ModelFileError: with the reason and the way out.
     """
     target = Path(path)
+    clash = input_clash(target, inputs)
+    if clash is not None:
+        named = "" if str(clash) == str(target) else f" ({clash})"
+        raise ModelFileError(
+            f"{target} is one of the command's inputs{named}; the {what} must go to another file"
+        )
+    if target.is_dir():
+        raise ModelFileError(f"{target} is a folder; give a file name for the {what}")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
+    if not target.parent.exists():
+        raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
+    return target
+
+
+def check_targets(
+    targets: Mapping[str, PathLike | None], force: bool = False, *, inputs: Iterable[PathLike | None] = ()
+) -> None:
+    """``check_target`` for each given output (keyed by what it is: ``{"--report": path}``), and no two
+    outputs the same file."""
+    inputs = tuple(inputs)
+    seen: dict[str, Path] = {}
+    for what, path in targets.items():
+        if path is None:
+            continue
+        target = check_target(path, force, inputs=inputs, what=what)
+        for other, earlier in seen.items():
+            if same_file(target, earlier):
+                raise ModelFileError(f"{what} and {other} are the same file ({target}); give two names")
+        seen[what] = target
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename.
+
+    If the body raises, the temporary file is removed and ``path`` is left as it was. A path that is one
+    of the running command's inputs is refused, and so is an existing file unless ``overwrite``.
+    """
+    target = Path(path)
+    clash = input_clash(target)
+    if clash is not None:
+        raise ModelFileError(f"refusing to write {target}: it is one of the command's inputs ({clash})")
     if target.is_dir():
         raise ModelFileError(f"cannot write {target}: it is a folder")
+    if not overwrite and target.exists():
+        raise ModelFileError(f"{target} exists; pass --force (overwrite=True) to overwrite it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        remove_stale_temporaries(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     except OSError as err:
         raise ModelFileError(f"cannot write {target}: {err.strerror or err}") from err
     os.close(fd)
@@ -51,13 +138,56 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(target: PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by a write that was killed (``.NAME.PID-X.tmp``
+    whose process is gone, or the older ``.NAME.XXXXXXXX.tmp`` over an hour old); return them."""
+    target = Path(target)
+    ours = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-[a-z0-9_]{{8}}\.tmp$")
+    legacy = re.compile(rf"^\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    for candidate in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        match = ours.match(candidate.name)
+        if match:
+            stale = not _alive(int(match.group(1)))
+        else:
+            stale = bool(legacy.match(candidate.name)) and _age(candidate) > _LEGACY_STALE_S
+        if stale and candidate.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
+def write_json(path: PathLike, data: Any, *, overwrite: bool = True) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -37,6 +37,7 @@ class DecomposeKernels(Strategy):
 
     name: ClassVar[str] = "decompose-kernels"
     payload_type: ClassVar[type] = Decomposition
+    search_order: ClassVar[int] = 40
 
     block: Block = param(
         "dw-pw", help="dw-pw (MobileNet), dw-gpw (grouped pointwise) or dw-rpw (rolling pointwise)"

@@ -82,6 +82,7 @@ class ReorganizeStages(Strategy):
 
     name: ClassVar[str] = "reorganize-stages"
     payload_type: ClassVar[type] = Reorganization
+    search_order: ClassVar[int] = 30
 
     theta: float = param(
         0.0, help="IF gain that separates underfitting from overfitting (paper: 0 for VGG)", low=-10, high=10

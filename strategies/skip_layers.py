@@ -53,6 +53,8 @@ class SkipIrrelevantLayers(Strategy):
 
     name: ClassVar[str] = "skip-irrelevant-layers"
     payload_type: ClassVar[type] = LabelUnits
+    export_refusal: ClassVar[str] = RoutedModel.export_refusal
+    search_order: ClassVar[int] = 70
 
     maps: int = param(
         10, help="feature maps per unit whose strongest images are taken (paper: 10)", low=1, high=4096

@@ -70,6 +70,7 @@ class RemoveStemDownsampling(Strategy):
 
     name: ClassVar[str] = "remove-stem-downsampling"
     payload_type: ClassVar[type] = StemEdits
+    search_order: ClassVar[int] = 10
 
     mode: Literal["strides", "cifar-stem"] = param(
         "strides",

@@ -2,8 +2,17 @@
 
 Paper 000 section V, Fig. 11: "All layers with r_{l-1,min} > i are replaced by a simple output-head,
 effectively removing the border layer and every layer after it." In a multi-path network the cut must be
-a point every path to the output passes through (a dominator of the output), so the cut goes to the last
-such point before b_min and residual blocks are kept or removed whole.
+a point every path to the output passes through (a dominator of the output), so residual blocks are kept
+or removed whole.
+
+The cut reaches a fixed point: the truncated model has no unproductive layer at the target size, so
+truncating it again changes nothing. Cutting the tail can expose a new one: with skip connections r_min
+zig-zags (paper 000 IV-C), and a layer that exceeds the input before b_min is productive only because
+later layers still integrate through the skip path; once those are cut it ends the model and is the new
+tail. The kept part's receptive fields are the original's (nothing after a node changes its field), so the
+truncated model's tail is the final run of exceeding layers among the kept ones. The cut therefore goes
+to the last point at or before b_min's block after which the last kept conv/pool layer is within the
+input: the same cut that repeating the one-block cut until nothing changes reaches (tests/strategies).
 """
 
 from __future__ import annotations
@@ -16,6 +25,21 @@ from torch import nn
 from rewriter.analysis import Analysis, analyze, axes_text, block_name, cut_points
 from rewriter.engine import Context, Cut, Edit, Moved, Plan, Strategy, extract_prefix, param
 from rewriter.models import GapLinearHead, Truncated
+
+
+def _fixed_point(analysis: Analysis, points: list[tuple[str | None, list[str]]], last: int) -> int | None:
+    """The latest of ``points[: last + 1]`` whose kept part (everything before its block) does not end
+    with a conv/pool layer that exceeds the input: cut there, the model's own tail is empty."""
+    graph = analysis.graph
+    tested = [
+        (graph[layer.name].index, layer.exceeds) for layer in analysis.layers if layer.exceeds is not None
+    ]
+    for i in range(last, -1, -1):
+        start = graph[points[i][1][0]].index
+        kept = [exceeds for index, exceeds in tested if index < start]
+        if not kept or not kept[-1]:
+            return i
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,6 +55,7 @@ class Truncate(Strategy):
 
     name: ClassVar[str] = "truncate"
     payload_type: ClassVar[type] = NewHead
+    search_order: ClassVar[int] = 50
 
     rule: Literal["input", "output"] = param(
         "input", help="border rule: the layer's input field (papers) or output"
@@ -40,7 +65,7 @@ class Truncate(Strategy):
     )
     keep_blocks: int = param(
         0,
-        help="cut this many blocks after the border instead (a softer trim)",
+        help="keep this many more blocks after the cut (a softer trim; they may hold unproductive layers)",
         low=0,
         high=1000,
         search=(0, 1),
@@ -76,13 +101,14 @@ class Truncate(Strategy):
         points = cut_points(graph)
         border_index = graph[border].index
         before = [i for i, (_, block) in enumerate(points) if graph[block[0]].index <= border_index]
-        if not before:
+        fixed = _fixed_point(analysis, points, before[-1]) if before else None
+        if fixed is None:
             raise self.refuse(f"the border layer '{border}' is in the first block: a cut would keep no layer")
-        chosen = before[-1] + self.keep_blocks
+        chosen = fixed + self.keep_blocks
         if chosen >= len(points):
             raise self.refuse(
-                f"keep_blocks={self.keep_blocks} goes past the last block ({len(points) - 1 - before[-1]} "
-                "blocks follow the border)"
+                f"keep_blocks={self.keep_blocks} goes past the last block ({len(points) - 1 - fixed} "
+                "blocks follow the cut)"
             )
         cut, block = points[chosen]
         if cut is None and chosen == 0:
@@ -113,10 +139,13 @@ class Truncate(Strategy):
         for layer in analysis.layers:
             if analysis.graph[layer.name].index <= cut_index:
                 continue
-            if layer.productive is False:
-                tested = layer.r_in_min if self.rule == "input" else layer.r_out_min
-                which = "r_in_min" if self.rule == "input" else "r_out_min"
-                reason = f"unproductive: {which} {axes_text(tested)} > {axes_text(analysis.limit)}"
+            tested = layer.r_in_min if self.rule == "input" else layer.r_out_min
+            which = "r_in_min" if self.rule == "input" else "r_out_min"
+            over = f"{which} {axes_text(tested)} > {axes_text(analysis.limit)}"
+            if layer.in_tail:
+                reason = f"unproductive: {over}"
+            elif layer.exceeds:
+                reason = f"exceeds the input ({over}): it would end the cut model's tail"
             else:
                 reason = "after the cut"
             edits.append(Edit("remove", layer.name, layer.type, reason))
@@ -136,8 +165,9 @@ class Truncate(Strategy):
         block = block_name([n for n in held if n in analysis.graph])
         notes = [
             f"b_min '{border}' lies in block '{block}'; the cut goes after '{cut}', the last point every path "
-            "passes through before it"
-            + (f", then {self.keep_blocks} block(s) later (keep_blocks)" if self.keep_blocks else "")
+            "passes through at or before it after which the last kept conv/pool layer is within the input, so "
+            "the truncated model has no unproductive layer"
+            + (f"; then {self.keep_blocks} block(s) more are kept (keep_blocks)" if self.keep_blocks else "")
         ]
         if context.pretrained:
             notes.append(

@@ -7,9 +7,11 @@ The layer at the bottom of ``rewriter``: it imports nothing from the packages ab
 from __future__ import annotations
 
 from .._text import axes_text
-from .analyzer import Analysis, Layer, analyze, as_size, resolve_leaf_classes
-from .cost import FLOP_CONVENTION, Cost, count_flops, count_params, flops_by_module
+from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
+from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
+from .cost import Cost, count_flops, count_params, flops_by_module
 from .cuts import block_name, cut_points
+from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
 from .heads import fixed_size_head
 from .information_field import (
@@ -23,61 +25,94 @@ from .information_field import (
 )
 from .modes import eval_mode, observing
 from .organizer import Iteration, StageState, organize, stage_states, unit_count
-from .receptive import BorderRule, LayerField, ReceptiveField, receptive_fields
+from .receptive import BorderRule, FieldPass, LayerField, ReceptiveField, field_pass, receptive_fields
 from .rules import OpContext, OpEffect, register_function_rule, register_module_rule
 from .rules import elementwise as elementwise_rule
+from .sites import Site, downsampling_sites, module_ending_at
+from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
+from .traced import TracedModel, analyze, trace_model
 from .tracing import trace
+from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
     "ALPHA",
+    "FLOP_BACKENDS",
     "FLOP_CONVENTION",
+    "MAX_CHANNELS",
+    "MAX_SIDE",
     "Analysis",
     "Block",
     "BorderRule",
+    "ChannelCoupling",
+    "ChannelError",
+    "ChannelOp",
     "Cost",
+    "FieldPass",
+    "FlopCount",
     "Iteration",
     "Layer",
     "LayerField",
     "LayerGraph",
     "LayerNode",
+    "Limits",
     "OpContext",
     "OpEffect",
     "ReceptiveField",
+    "Site",
     "Stage",
     "StageField",
     "StageState",
+    "TracedModel",
     "Unit",
     "UnitField",
+    "Width",
     "analyze",
     "as_size",
     "axes_text",
     "block_name",
     "build_layer_graph",
+    "channel_coupling",
+    "channel_op",
+    "check_channels",
+    "conv_kind",
     "count_flops",
     "count_params",
     "cut_points",
     "decomposed_channel_fields",
     "dominators",
+    "downsampling_sites",
     "elementwise_rule",
     "eval_mode",
+    "field_pass",
     "find_blocks",
     "find_stages",
     "find_units",
     "fixed_size_head",
+    "flat_index",
     "flops_by_module",
     "information_fields",
     "is_downsampling",
+    "limits",
+    "module_ending_at",
+    "new_width",
     "observing",
     "organize",
+    "parse_size",
     "pointwise_reads",
     "receptive_fields",
     "register_function_rule",
     "register_module_rule",
+    "resized_nodes",
     "resolve_leaf_classes",
+    "scaled",
+    "selection",
     "stage_field",
     "stage_states",
     "stem",
     "trace",
+    "trace_model",
+    "unbounded",
     "unit_count",
+    "width_cost",
 ]

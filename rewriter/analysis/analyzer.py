@@ -1,35 +1,34 @@
-"""``analyze``: receptive fields, border layers and cost of a model at an input size, as one record.
+"""The ``Analysis`` record of a model at an input size, and how it is built from the passes' results.
 
-This composes the passes (trace -> LayerGraph -> receptive fields -> border -> fvcore) and turns their
-results into an ``Analysis`` whose ``to_json()`` is the public JSON contract of ``rewriter analyze --json``.
+``build_analysis`` turns a LayerGraph, its receptive fields and attention gates (``receptive.field_pass``)
+and a FLOP count into an ``Analysis`` whose ``to_json()`` is the public JSON contract of
+``rewriter analyze --json``. ``traced.analyze`` and ``TracedModel.analyze`` run the passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from .._errors import AnalysisError, close_matches
+from .._text import one_line
 from . import cost as metrics
-from .graph import LayerGraph, build_layer_graph
+from .flops import FLOP_CONVENTION, FlopCount
+from .graph import LayerGraph
 from .information_field import StageField, information_fields
 from .layouts import AXES
-from .receptive import (
-    BorderRule,
-    LayerField,
-    Number,
-    border_verdict,
-    final_run_start,
-    receptive_fields,
-)
+from .receptive import BorderRule, FieldPass, LayerField, Number, border_verdict, final_run_start
+from .sizes import parse_size
 from .stages import find_stages
 
 Size = tuple[int, int]
+Role = Literal["feature", "attention"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,12 @@ class Layer:
     r_in_max: tuple[Number, Number]
     r_out_min: tuple[Number, Number]
     r_out_max: tuple[Number, Number]
-    productive: bool | None  # None: takes no part in the border test (global ops, classifier, attention)
+    productive: bool | None  # False: in the tail (b_min and after); None: takes no part in the border test
     exceeds_input: tuple[bool, bool] | None  # per axis: the tested r_min is larger than the input
     assumption: str | None = None
+    role: Role = "feature"  # "attention": in a gate branch (SE, CBAM), omitted from the border runs
+    exceeds: bool | None = None  # the layer's own test: the tested r_min exceeds the input on every axis
+    in_tail: bool | None = None  # in the final run of exceeding layers that b_min starts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,8 +68,11 @@ class Layer:
             "r_out_max": _rf_json(self.r_out_max),
             "input_size": _list(self.input_size),
             "output_size": _list(self.output_size),
-            "productive": self.productive,
+            "role": self.role,
+            "exceeds": self.exceeds,
             "exceeds_input": _list(self.exceeds_input),
+            "in_tail": self.in_tail,
+            "productive": self.productive,
             "assumption": self.assumption,
         }
 
@@ -87,10 +92,35 @@ class Analysis:
     params: int
     flops: int | None = None
     flops_skipped_ops: tuple[tuple[str, int], ...] = ()
+    flops_backend: str | None = None  # "meta" (the shape pass) or "fvcore"; None when not counted
+    flops_by_operator: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
-    stages: tuple[StageField, ...] = ()  # paper 003: stages, their units, and each unit's Information Field
+    # paper 003: stages, their units and each unit's Information Field; computed when first read
+    stages_of: Callable[[], tuple[StageField, ...]] | None = field(default=None, repr=False, compare=False)
     graph: LayerGraph | None = field(default=None, repr=False, compare=False)
     fields: dict[str, LayerField] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def stages(self) -> tuple[StageField, ...]:
+        """Paper 003: the stages, their units, and each unit's Information Field (empty if it failed)."""
+        return self._stage_result[0]
+
+    @functools.cached_property
+    def _stage_result(self) -> tuple[tuple[StageField, ...], tuple[str, ...]]:
+        # an optional part of the analysis: a failure is a warning, not the end of the analysis (and of
+        # every rewrite that needs it)
+        if self.stages_of is None:
+            return (), ()
+        try:
+            return tuple(self.stages_of()), ()
+        except Exception as err:
+            reason = f"{type(err).__name__}: {one_line(err, limit=200)}"
+            return (), (f"the Information Field could not be computed ({reason}); stages left out",)
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """The analysis warnings and, computing the stages, why they could not be (if so)."""
+        return (*self.warnings, *self._stage_result[1])
 
     @property
     def limit(self) -> Size:
@@ -111,8 +141,13 @@ class Analysis:
 
     @property
     def unproductive_layers(self) -> list[Layer]:
-        """Layers from b_min on that fail the border test (the ones truncation would remove)."""
-        return [layer for layer in self.layers if layer.productive is False]
+        """The tail: the layers from b_min on, each exceeding the input (the ones truncation removes)."""
+        return [layer for layer in self.layers if layer.in_tail]
+
+    @property
+    def exceeding_layers(self) -> list[Layer]:
+        """Every layer whose own test fails, in the tail or not (zig-zag dips before b_min included)."""
+        return [layer for layer in self.layers if layer.exceeds]
 
     def to_json(self) -> dict[str, Any]:
         """The object printed by ``rewriter analyze --json`` (field names are a public interface)."""
@@ -122,7 +157,9 @@ class Analysis:
             "feature_size": _list(self.feature_size),
             "border_rule": self.border_rule,
             "flops": self.flops,
-            "flop_convention": metrics.FLOP_CONVENTION,
+            "flops_backend": self.flops_backend,
+            "flop_convention": FLOP_CONVENTION,
+            "flops_by_operator": dict(self.flops_by_operator),
             "flops_skipped_ops": dict(self.flops_skipped_ops),
             "params": self.params,
             "layers": [layer.to_json() for layer in self.layers],
@@ -130,7 +167,7 @@ class Analysis:
             "border_layer_max": self.border_layer_max,
             "min_productive_input_size": _rf_json(self.min_productive_input_size),
             "stages": [stage.to_json() for stage in self.stages],
-            "warnings": list(self.warnings),
+            "warnings": list(self.all_warnings),
         }
 
 
@@ -146,13 +183,9 @@ def _rf_json(value: Sequence[Number] | None) -> list | None:
 
 
 def as_size(value: int | Sequence[int], what: str = "input size") -> Size:
-    """Normalise ``32`` or ``(32, 48)`` (height, width) to a pair of positive ints."""
-    if isinstance(value, int):
-        value = (value, value)
-    size = tuple(value)
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise AnalysisError(f"{what} must be a positive int or (height, width), got {value!r}")
-    return size  # type: ignore[return-value]
+    """Normalise ``32`` or ``(32, 48)`` (height, width) to a pair of positive ints within the bounds in
+    force (``rewriter.analysis.sizes``, the one size parser)."""
+    return parse_size(value, what)
 
 
 def resolve_leaf_classes(model: nn.Module, leaf_modules: Sequence[type | str]) -> tuple[type, ...]:
@@ -176,54 +209,59 @@ def resolve_leaf_classes(model: nn.Module, leaf_modules: Sequence[type | str]) -
     return tuple(resolved)
 
 
-def analyze(
-    model: nn.Module,
-    input_size: int | Sequence[int],
+def build_analysis(
+    graph: LayerGraph,
+    passed: FieldPass,
     *,
-    border_rule: BorderRule = "input",
-    feature_size: int | Sequence[int] | None = None,
-    in_channels: int = 3,
-    leaf_modules: Sequence[type | str] = (),
-    flops: bool = True,
-    name: str | None = None,
+    model: nn.Module,
+    border_rule: BorderRule,
+    feature_size: Size | None,
+    flops: FlopCount | None,
+    name: str,
 ) -> Analysis:
-    """Receptive fields, border layers and cost of ``model`` for inputs of ``input_size``.
-
-    Args:
-        model: the network; it is not modified (its training flags are restored after tracing).
-        input_size: the training resolution, ``32`` or ``(height, width)``.
-        border_rule: ``"input"`` tests the receptive field a layer's input is based on (r_{l-1} > i, the
-            papers' definition); ``"output"`` tests the layer's own output, which reproduces the
-            dissertation's ResNet b_min figures.
-        feature_size: test against this size instead of the input (small objects; dissertation 9.5.2).
-        in_channels: channels of the input image.
-        leaf_modules: module classes (or class names) to treat as opaque when fx cannot trace them.
-        flops: also count FLOPs with fvcore (one more forward pass).
-        name: the model's name in reports; defaults to its class name.
-
-    Example:
-        >>> from rewriter.models.zoo import create_model
-        >>> result = analyze(create_model("cifar_vgg11"), 32)
-        >>> result.border_layer_min
-        'features.18'
-    """
-    size = as_size(input_size)
-    limit = as_size(feature_size, "feature size") if feature_size is not None else None
-    if border_rule not in ("input", "output"):
-        raise AnalysisError(f"border rule must be 'input' or 'output', got {border_rule!r}")
-    graph = build_layer_graph(
-        model, size, in_channels=in_channels, leaf_classes=resolve_leaf_classes(model, leaf_modules)
+    """The per-layer rows, the border layers and the figures of one model at one size."""
+    size = graph.input_size
+    rows = _rows(graph, passed, feature_size or size, border_rule)
+    tested = [r for r in rows if r.exceeds is not None]
+    b_min = final_run_start((r.name, not r.exceeds) for r in tested)
+    b_max = final_run_start(
+        (r.name, v) for r, v in _max_verdicts(tested, passed, feature_size or size, border_rule)
     )
-    fields = receptive_fields(graph)
-    test_size = limit or size
+    return Analysis(
+        model=name,
+        input_size=size,
+        border_rule=border_rule,
+        feature_size=feature_size,
+        layers=tuple(_mark_tail(rows, b_min)),
+        border_layer_min=b_min,
+        border_layer_max=b_max,
+        min_productive_input_size=_min_productive_size(rows, border_rule),
+        params=metrics.count_params(model),
+        flops=flops.total if flops else None,
+        flops_skipped_ops=flops.skipped_ops if flops else (),
+        flops_backend="meta" if flops else None,
+        flops_by_operator=flops.by_operator if flops else (),
+        warnings=_warnings(graph),
+        stages_of=lambda: tuple(information_fields(find_stages(model, graph))),
+        graph=graph,
+        fields=passed.fields,
+    )
+
+
+def _rows(graph: LayerGraph, passed: FieldPass, limit: Size, rule: BorderRule) -> list[Layer]:
     rows = []
     for node in graph:
-        if node.name not in fields or not node.effect.is_listed or node.op == "placeholder":
+        f = passed.fields.get(node.name)
+        if f is None or not node.effect.is_listed or node.op == "placeholder":
             continue
-        verdict = border_verdict(fields[node.name], test_size, border_rule)
-        f = fields[node.name]
-        # ops on a globally pooled tensor (squeeze-and-excitation branches) are heads, not feature layers
-        takes_part = node.effect.takes_part_in_border and not any(math.isinf(r) for r in f.input.min)
+        role: Role = "attention" if node.name in passed.attention else "feature"
+        # feature layers take part unless they are 1x1, global, or act on a globally pooled tensor (a head)
+        takes_part = (
+            role == "feature"
+            and node.effect.takes_part_in_border
+            and not any(math.isinf(r) for r in f.input.min)
+        )
+        verdict = border_verdict(f, limit, rule) if takes_part else None
         effect = node.effect
         rows.append(
             Layer(
@@ -239,57 +277,42 @@ def analyze(
                 r_in_max=f.input.max,
                 r_out_min=f.output.min,
                 r_out_max=f.output.max,
-                productive=verdict.productive if takes_part else None,
-                exceeds_input=verdict.exceeds_min if takes_part else None,
+                productive=None,
+                exceeds_input=verdict.exceeds_min if verdict else None,
                 assumption=effect.assumption,
+                role=role,
+                exceeds=not verdict.productive if verdict else None,
             )
         )
-    participants = [
-        (r, border_verdict(fields[r.name], test_size, border_rule)) for r in rows if r.productive is not None
-    ]
-    b_min = final_run_start((r.name, v.productive) for r, v in participants)
-    b_max = final_run_start((r.name, v.productive_max) for r, v in participants)
-    rows = _mark_before_border(rows, b_min)
-    cost = metrics.count_flops(model, size, in_channels=in_channels) if flops else None
-    return Analysis(
-        model=name or type(model).__name__,
-        input_size=size,
-        border_rule=border_rule,
-        feature_size=limit,
-        layers=tuple(rows),
-        border_layer_min=b_min,
-        border_layer_max=b_max,
-        min_productive_input_size=_min_productive_size(rows, border_rule),
-        params=cost.params if cost else metrics.count_params(model),
-        flops=cost.flops if cost else None,
-        flops_skipped_ops=cost.skipped_ops if cost else (),
-        warnings=_warnings(graph),
-        stages=tuple(information_fields(find_stages(model, graph))),
-        graph=graph,
-        fields=fields,
-    )
+    return rows
 
 
-def _mark_before_border(rows: list[Layer], b_min: str | None) -> list[Layer]:
-    """Only the final run (from b_min on) is unproductive; earlier layers over the limit are zig-zag dips.
+def _max_verdicts(tested: list[Layer], passed: FieldPass, limit: Size, rule: BorderRule):
+    return [(r, border_verdict(passed.fields[r.name], limit, rule).productive_max) for r in tested]
 
-    With skip connections r_min zig-zags (paper 000 IV-C): a block's first conv can exceed the input while
-    the next one does not. Such layers are productive by the b_min definition, since later layers still
-    receive information with r_min below the input.
+
+def _mark_tail(rows: list[Layer], b_min: str | None) -> list[Layer]:
+    """Mark the tail: the tested layers from b_min on. Only they are unproductive (``productive=False``).
+
+    With skip connections r_min zig-zags (paper 000 IV-C): a block's conv can exceed the input while a
+    later one does not. A layer that exceeds before b_min is productive by the b_min definition
+    (dissertation 10.2), since later layers still receive information with r_min below the input; it is
+    reported with ``exceeds=True`` and ``in_tail=False``.
     """
     names = [r.name for r in rows]
     border_index = names.index(b_min) if b_min is not None else len(rows)
     out = []
     for i, row in enumerate(rows):
-        if row.productive is False and i < border_index:
-            row = dataclasses.replace(row, productive=True)
+        if row.exceeds is not None:
+            in_tail = i >= border_index
+            row = dataclasses.replace(row, in_tail=in_tail, productive=not in_tail)
         out.append(row)
     return out
 
 
 def _min_productive_size(rows: list[Layer], rule: BorderRule) -> tuple[Number, Number] | None:
     """The largest tested r_min of any layer in the border test: at this size every layer is productive."""
-    tested = [r.r_in_min if rule == "input" else r.r_out_min for r in rows if r.productive is not None]
+    tested = [r.r_in_min if rule == "input" else r.r_out_min for r in rows if r.exceeds is not None]
     if not tested:
         return None
     return tuple(max(t[a] for t in tested) for a in AXES)  # type: ignore[return-value]

@@ -1,7 +1,9 @@
-"""FLOPs and parameters from fvcore, measured on the real module.
+"""FLOPs from fvcore, measured on the real module (the reference for ``flops.py``), and parameters.
 
 fvcore counts one fused multiply-add as one flop (so its "FLOPs" are MACs, the convention of the papers'
-GFLOPs figures); ops it has no formula for are counted as zero and listed, never hidden.
+GFLOPs figures); ops it has no formula for are counted as zero and listed, never hidden. fvcore jit-traces
+the model and runs a real forward pass at the size; ``rewriter analyze`` counts the same figures on the
+meta device (``flops.py``) unless ``--flops-backend fvcore`` is given.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import torch
 from torch import nn
 
 from .._errors import InputSizeError
+from .._text import one_line
+from .flops import FLOP_CONVENTION
 from .modes import eval_mode
 
-FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"
+__all__ = ["FLOP_CONVENTION", "Cost", "count_flops", "count_params", "flops_by_module"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Cost:
     flops: int
     params: int
     skipped_ops: tuple[tuple[str, int], ...] = ()  # ops fvcore counted as zero, with how often they ran
+    by_operator: tuple[tuple[str, int], ...] = ()  # fvcore's ``by_operator()``
 
     @property
     def skipped_summary(self) -> str:
@@ -43,8 +48,8 @@ def _fvcore():
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (fvcore's ``parameter_count``; shared parameters are counted once)."""
-    return int(_fvcore().parameter_count(model)[""])
+    """Number of parameters, shared ones counted once (what fvcore's ``parameter_count(model)[""]`` sums)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: int = 3) -> Cost:
@@ -53,8 +58,18 @@ def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: i
     Raises:
         InputSizeError: the model does not run at this size.
     """
-    flops, skipped = _flop_count(model, input_size, in_channels, lambda analysis: int(analysis.total()))
-    return Cost(flops=flops, params=count_params(model), skipped_ops=skipped)
+    (flops, by_operator), skipped = _flop_count(
+        model,
+        input_size,
+        in_channels,
+        lambda analysis: (int(analysis.total()), {k: int(v) for k, v in analysis.by_operator().items()}),
+    )
+    return Cost(
+        flops=flops,
+        params=count_params(model),
+        skipped_ops=skipped,
+        by_operator=tuple(sorted(by_operator.items())),
+    )
 
 
 def flops_by_module(model: nn.Module, input_size: tuple[int, int], *, in_channels: int = 3) -> dict[str, int]:
@@ -85,7 +100,7 @@ def _flop_count(model: nn.Module, input_size: tuple[int, int], in_channels: int,
             skipped: Counter[str] = analysis.unsupported_ops()
     except RuntimeError as err:
         h, w = input_size
-        raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {' '.join(str(err).split())}") from err
+        raise InputSizeError(f"fvcore cannot run the model at {h}x{w}: {one_line(err)}") from err
     finally:
         fvcore_logger.setLevel(level)
     return result, tuple(sorted(skipped.items()))

@@ -20,8 +20,10 @@ import torch.fx as fx
 from torch import nn
 
 from . import layouts, rules
+from .flops import FlopCount, FlopCounter
 from .modes import eval_mode
 from .rules import OpContext, OpEffect, TensorShape
+from .rules.channel_ops import module_channels
 from .shapes import record_shapes
 from .tracing import trace
 
@@ -45,6 +47,7 @@ class LayerNode:
     out_channels: int | None = None
     groups: int | None = None
     params: tuple[str, ...] = ()
+    channel_action: rules.ChannelAction | None = None  # how the op acts on channels (the op table's)
 
     @property
     def is_module(self) -> bool:
@@ -67,6 +70,7 @@ class LayerGraph:
     output_name: str
     graph_module: fx.GraphModule = field(repr=False)
     fx_names: dict[str, fx.Node] = field(repr=False, default_factory=dict)
+    _order: list[LayerNode] = field(repr=False, default_factory=list, compare=False)
 
     def __iter__(self) -> Iterator[LayerNode]:
         return iter(self.nodes)
@@ -83,7 +87,10 @@ class LayerGraph:
     @property
     def nodes(self) -> list[LayerNode]:
         """All nodes in execution order."""
-        return sorted((data["layer"] for _, data in self.graph.nodes(data=True)), key=lambda n: n.index)
+        if len(self._order) != self.graph.number_of_nodes():
+            layers = (data["layer"] for _, data in self.graph.nodes(data=True))
+            self._order[:] = sorted(layers, key=lambda n: n.index)
+        return list(self._order)
 
     def predecessors(self, name: str) -> list[LayerNode]:
         return [self[p] for p in self.graph.predecessors(name)]
@@ -103,18 +110,48 @@ def build_layer_graph(
 
     The model's parameters and training flags are left as they were.
     """
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(1, in_channels, *input_size, generator=generator).to(device=device, dtype=dtype)
     with eval_mode(model):
         gm, names = trace(model, leaf_classes=leaf_classes)
-        record_shapes(gm, names, example, input_size)
-    return _to_layer_graph(gm, names, input_size)
+        return graph_at(gm, names, input_size, in_channels=in_channels)[0]
 
 
-def _to_layer_graph(gm: fx.GraphModule, names: dict[fx.Node, str], input_size: tuple[int, int]) -> LayerGraph:
+def graph_at(
+    gm: fx.GraphModule,
+    names: dict[fx.Node, str],
+    input_size: tuple[int, int],
+    *,
+    in_channels: int = 3,
+    count_flops: bool = False,
+    modules: dict[str, nn.Module] | None = None,
+    module_info: dict[str, dict[str, Any]] | None = None,
+) -> tuple[LayerGraph, FlopCount | None]:
+    """The LayerGraph of a traced model at ``input_size`` (and its FLOPs, counted in the same shape pass).
+
+    Shape propagation writes into the nodes of ``gm`` (``node.meta``): one size at a time per GraphModule.
+    The caller puts the model in the mode it is to be analyzed in (eval). ``modules``
+    (``dict(gm.named_modules())``) and ``module_info`` (filled here: each module's parameter names and
+    channels) spare a caller that analyzes one trace at many sizes walking the module tree each time.
+    """
+    modules = modules if modules is not None else dict(gm.named_modules())
+    param = next(gm.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    shape = (1, in_channels, *input_size)
+    counter = record_shapes(
+        gm, names, (shape, dtype, device), input_size, FlopCounter if count_flops else None, modules
+    )
+    info = module_info if module_info is not None else {}
+    graph = _to_layer_graph(gm, names, input_size, modules, info)
+    return graph, counter.result() if counter is not None else None
+
+
+def _to_layer_graph(
+    gm: fx.GraphModule,
+    names: dict[fx.Node, str],
+    input_size: tuple[int, int],
+    modules: dict[str, nn.Module],
+    info: dict[str, dict[str, Any]],
+) -> LayerGraph:
     graph = nx.DiGraph()
     env: dict[fx.Node, Any] = {}
     input_name = output_name = ""
@@ -133,7 +170,7 @@ def _to_layer_graph(gm: fx.GraphModule, names: dict[fx.Node, str], input_size: t
             output_name = "output"
             names[node] = output_name
         else:
-            module = gm.get_submodule(node.target) if node.op == "call_module" else None
+            module = modules[node.target] if node.op == "call_module" else None
             ctx = OpContext(node, module, env)
             if not _depends_on_image(node, env):
                 continue
@@ -144,9 +181,8 @@ def _to_layer_graph(gm: fx.GraphModule, names: dict[fx.Node, str], input_size: t
         name = names[node]
         fx_names[name] = node
         inputs = tuple(names[a] for a in node.all_input_nodes if a in env)
-        graph.add_node(name, layer=_layer_node(gm, node, name, index, effect, inputs, env))
-        for source in inputs:
-            graph.add_edge(source, name)
+        graph.add_node(name, layer=_layer_node(node, name, index, effect, inputs, env, modules, info))
+        graph.add_edges_from((source, name) for source in inputs)
     return LayerGraph(graph, input_size, input_name, output_name, gm, fx_names)
 
 
@@ -171,24 +207,24 @@ def _spatial_size(layout: Any, shape: tuple[int, ...] | None) -> tuple[int, int]
 
 
 def _layer_node(
-    gm: fx.GraphModule,
     node: fx.Node,
     name: str,
     index: int,
     effect: OpEffect,
     inputs: tuple[str, ...],
     env: dict[fx.Node, Any],
+    modules: dict[str, nn.Module],
+    info: dict[str, dict[str, Any]],
 ) -> LayerNode:
     first_input = next((a for a in node.all_input_nodes if a in env), None)
     input_shape = _shape(first_input) if first_input is not None else None
     output_shape = _shape(node)
-    channels: dict[str, Any] = {}
-    params: tuple[str, ...] = ()
+    known: dict[str, Any] = {}
+    module = None
     if node.op == "call_module":
-        module = gm.get_submodule(node.target)
+        module = modules[node.target]
         type_name = type(module).__name__
-        params = tuple(f"{node.target}.{p}" for p, _ in module.named_parameters())
-        channels = _channels(module)
+        known = info.get(node.target) or info.setdefault(node.target, _module_info(node.target, module))
     elif node.op in ("call_function", "call_method"):
         type_name = rules.target_name(node)
     else:
@@ -205,23 +241,14 @@ def _layer_node(
         output_shape=output_shape,
         input_size=_spatial_size(env.get(first_input), input_shape) if first_input is not None else None,
         output_size=_spatial_size(env.get(node), output_shape),
-        params=params,
-        **channels,
+        channel_action=rules.channel_action(module, node) if node.op.startswith("call_") else None,
+        **known,
     )
 
 
-def _channels(module: nn.Module) -> dict[str, int]:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return {
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "groups": module.groups,
-        }
-    if isinstance(module, nn.Linear):
-        return {"in_channels": module.in_features, "out_channels": module.out_features}
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        return {"in_channels": module.num_features, "out_channels": module.num_features}
-    return {}
+def _module_info(target: str, module: nn.Module) -> dict[str, Any]:
+    """What a LayerNode records of its module that does not depend on the size: parameters, channels."""
+    return {"params": tuple(f"{target}.{p}" for p, _ in module.named_parameters()), **module_channels(module)}
 
 
 def dominators(graph: LayerGraph) -> list[str]:

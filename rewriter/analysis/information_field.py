@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .stages import ChannelOp, Stage, Unit
+from .channels import ChannelOp
+from .stages import Stage, Unit
 
 ALPHA = 3.0
 

@@ -164,6 +164,12 @@ def reshape(layout: Layout, in_shape: Sequence[int], out_shape: Sequence[int]) -
     Linear after ``view(N, -1)`` still sees the (collapsed) positions, as after ``torch.flatten``. When the
     sizes do not divide, the positions are spread over every dim they could be in, and ``False`` is returned.
     """
+    lead = 0  # dims kept as they are at both ends (a qkv split of the last dim leaves the tokens alone)
+    while lead < min(len(in_shape), len(out_shape)) - 1 and in_shape[lead] == out_shape[lead]:
+        lead += 1
+    if lead:
+        rest, exact = reshape(layout[lead:], in_shape[lead:], out_shape[lead:])
+        return (*layout[:lead], *rest), exact
     if any(size_of(dim) != size for dim, size in zip(layout, in_shape, strict=True)):
         return _coarse_reshape(layout, in_shape, out_shape), False
     atoms = [f for dim in layout for f in dim]

@@ -4,27 +4,39 @@ at a size, the sizes it does run at."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.fx as fx
+from torch import nn
 
 from .._errors import InputSizeError
 from .._text import one_line
 from . import rules
+from .flops import FlopCounter
+from .meta import CachedInterpreter, OnMeta
 from .rules import TensorShape
 
 
-class _ShapeRecorder(fx.Interpreter):
+class _ShapeRecorder(CachedInterpreter):
     """Runs the traced model once and stores each node's output shape(s) in ``node.meta["tensor_meta"]``.
 
     Like fx's ShapeProp, but a failure names the node by its LayerGraph name and prints nothing.
     """
 
-    def __init__(self, gm: fx.GraphModule, names: dict[fx.Node, str], input_size: tuple[int, int]) -> None:
-        super().__init__(gm)
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        names: dict[fx.Node, str],
+        input_size: tuple[int, int],
+        counter: FlopCounter | None = None,
+        modules: Mapping[str, nn.Module] | None = None,
+    ) -> None:
+        super().__init__(gm, modules)
         self.names = names
         self.input_size = input_size
+        self.counter = counter
         self.failure = ""  # the failing node's message (fx appends its own notes to the exception)
 
     def run_node(self, n: fx.Node) -> Any:
@@ -34,7 +46,9 @@ class _ShapeRecorder(fx.Interpreter):
                 n.meta["arg_values"] = fx.node.map_aggregate(
                     (args, kwargs), lambda v: None if isinstance(v, torch.Tensor) else v
                 )
-            result = super().run_node(n)
+                result = self._run_counted(n, args, kwargs) if self.counter else super().run_node(n)
+            else:
+                result = super().run_node(n)
         except Exception as err:
             self.failure = self._message(n, err)
             raise InputSizeError(self.failure) from err
@@ -52,13 +66,24 @@ class _ShapeRecorder(fx.Interpreter):
             n.meta["tensor_meta"] = meta
         return result
 
+    def _run_counted(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
+        """Run one node and add its FLOPs: by formula from its shapes, or collected from inside it."""
+        counter, name = self.counter, self.names.get(n, n.name)
+        module = self.fetch_attr(n.target) if n.op == "call_module" else None
+        func = n.target if n.op == "call_function" else None
+        if n.op != "call_method" and counter.needs_mode(module, func):
+            with counter.inside(name):
+                return super().run_node(n)
+        result = super().run_node(n)
+        if module is not None:
+            counter.add_module(name, module, args, kwargs, result)
+        else:
+            counter.add_function(name, func, rules.target_name(n), args, kwargs, result)
+        return result
+
     def _message(self, n: fx.Node, err: Exception) -> str:
         name = self.names.get(n, n.name)
-        kind = (
-            type(self.module.get_submodule(n.target)).__name__
-            if n.op == "call_module"
-            else rules.target_name(n)
-        )
+        kind = type(self.fetch_attr(n.target)).__name__ if n.op == "call_module" else rules.target_name(n)
         reason = one_line(err)
         h, w = self.input_size
         shapes = [
@@ -70,68 +95,83 @@ class _ShapeRecorder(fx.Interpreter):
         return f"the model does not run at {h}x{w}: layer '{name}' ({kind}) failed{got}: {reason}"
 
 
-class _OnMeta(fx.Interpreter):
-    """Runs a traced model without computing anything: every tensor lives on the ``meta`` device.
-
-    The model's own parameters stay where they are; each module is called through
-    ``torch.func.functional_call`` with meta copies of its parameters and buffers, and shape-preserving
-    modules (norms, activations) are skipped. At 224 px this turns the analysis of the 80 torchvision
-    classifiers from about 20 s of real forward passes into a fraction of that. Ops without a meta kernel
-    raise, and callers fall back to a real forward pass.
-    """
-
-    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
-        value = super().get_attr(target, args, kwargs)
-        return value.to("meta") if isinstance(value, torch.Tensor) else value
-
-    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
-        module = self.fetch_attr(target)
-        if isinstance(module, rules.SHAPE_PRESERVING_MODULES) and len(args) == 1 and not kwargs:
-            return args[0]  # the shape is known, and meta batch norm alone costs ~4 ms a call
-        state = {name: t.to("meta") for name, t in module.named_parameters()}
-        state.update((name, t.to("meta")) for name, t in module.named_buffers())
-        return torch.func.functional_call(module, state, tuple(args), dict(kwargs))
-
-
-class _MetaShapeRecorder(_OnMeta, _ShapeRecorder):
+class _MetaShapeRecorder(OnMeta, _ShapeRecorder):
     """Records shapes on the meta device."""
 
 
 def record_shapes(
-    gm: fx.GraphModule, names: dict[fx.Node, str], example: torch.Tensor, size: tuple[int, int]
-) -> None:
-    """Fill ``node.meta["tensor_meta"]``, on the meta device if the model allows, else with a real forward."""
+    gm: fx.GraphModule,
+    names: dict[fx.Node, str],
+    example: tuple[tuple[int, ...], torch.dtype, torch.device],
+    size: tuple[int, int],
+    counter_factory: Callable[[], FlopCounter] | None = None,
+    modules: Mapping[str, nn.Module] | None = None,
+) -> FlopCounter | None:
+    """Fill ``node.meta["tensor_meta"]``, on the meta device if the model allows, else with a real forward.
+
+    ``example`` is the input's (shape, dtype, device); the real forward, if needed, gets seeded random
+    values. With ``counter_factory``, FLOPs are counted in the same pass; the counter that ran to the end
+    is returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
+    on the meta device for a reason of its own (a feature map collapses, a size is asserted) fails the
+    same way for real: that is reported without a real forward.
+    """
+    shape, dtype, device = example
     with torch.no_grad():
+        counter = counter_factory() if counter_factory else None
+        recorder = _MetaShapeRecorder(gm, names, size, counter, modules)
         try:
-            _MetaShapeRecorder(gm, names, size).run(example.to("meta"))
-            return
-        except Exception:  # an op without a meta kernel, or the model fails at this size: find out for real
-            pass
-        recorder = _ShapeRecorder(gm, names, size)
+            recorder.run(torch.empty(shape, dtype=dtype, device="meta"))
+            return counter
+        except Exception as err:  # the model fails at this size, or the meta device cannot run an op
+            if recorder.failure and not _meta_cannot_tell(err.__cause__ or err):
+                raise InputSizeError(recorder.failure + _working_size_hint(gm, example, size, modules)) from (
+                    err.__cause__
+                )
+        generator = torch.Generator().manual_seed(0)
+        real = torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+        counter = counter_factory() if counter_factory else None
+        recorder = _ShapeRecorder(gm, names, size, counter, modules)
         try:
-            recorder.run(example)
+            recorder.run(real)
         except InputSizeError as err:
-            hint = _working_size_hint(gm, example, size)
+            hint = _working_size_hint(gm, example, size, modules)
             raise InputSizeError(recorder.failure + hint) from err.__cause__
+        return counter
+
+
+def _meta_cannot_tell(err: BaseException) -> bool:
+    """Whether a failure on the meta device may be the device's own (an op without a meta kernel, code
+    that reads values) rather than the model's at this size: then a real forward decides."""
+    message = str(err).split("\n\nWhile executing")[0]  # fx appends the node, whose name may say "meta"
+    return isinstance(err, NotImplementedError) or "meta" in message.lower()
 
 
 _COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384, 512)
 
 
-def _runs_at(gm: fx.GraphModule, example: torch.Tensor, size: int) -> bool:
-    x = example.new_zeros(*example.shape[:2], size, size)
-    # on meta first (cheap); a real forward decides when meta fails. Unlike gm(x), an Interpreter prints
-    # nothing when the forward fails.
-    for interpreter, value in ((_OnMeta(gm), x.to("meta")), (fx.Interpreter(gm), x)):
-        try:
-            interpreter.run(value)
-        except Exception:
-            continue
+def _runs_at(
+    gm: fx.GraphModule, example: tuple, size: int, modules: Mapping[str, nn.Module] | None = None
+) -> bool:
+    """Whether the model runs at ``size`` x ``size``: on meta (cheap), and for real only when the meta
+    device cannot tell. Unlike gm(x), an Interpreter prints nothing when the forward fails."""
+    shape, dtype, device = example
+    full = (*shape[:2], size, size)
+    try:
+        OnMeta(gm, modules).run(torch.empty(full, dtype=dtype, device="meta"))
         return True
-    return False
+    except Exception as err:
+        if not _meta_cannot_tell(err):
+            return False
+    try:
+        fx.Interpreter(gm).run(torch.zeros(full, dtype=dtype, device=device))
+    except Exception:
+        return False
+    return True
 
 
-def _working_size_hint(gm: fx.GraphModule, example: torch.Tensor, input_size: tuple[int, int]) -> str:
+def _working_size_hint(
+    gm: fx.GraphModule, example: tuple, input_size: tuple[int, int], modules: Mapping[str, nn.Module] | None
+) -> str:
     """Find a square input size the model runs at: the smallest above the failing one, or a common one.
 
     Larger sizes are tried first (a collapsing feature map needs a larger input); if one works, a bisection
@@ -140,15 +180,15 @@ def _working_size_hint(gm: fx.GraphModule, example: torch.Tensor, input_size: tu
     """
     failing = max(input_size)
     larger = [s for s in _COMMON_SIZES if s > failing]
-    working = next((s for s in larger if _runs_at(gm, example, s)), None)
+    working = next((s for s in larger if _runs_at(gm, example, s, modules)), None)
     if working is None:
-        fixed = next((s for s in _COMMON_SIZES if s < failing and _runs_at(gm, example, s)), None)
+        fixed = next((s for s in _COMMON_SIZES if s < failing and _runs_at(gm, example, s, modules)), None)
         return f"; it runs at {fixed}x{fixed}" if fixed else ""
     low, high = failing, working  # low fails, high works
     while high - low > 1:
         mid = (low + high) // 2
-        low, high = (low, mid) if _runs_at(gm, example, mid) else (mid, high)
-    if _runs_at(gm, example, 2 * high):
+        low, high = (low, mid) if _runs_at(gm, example, mid, modules) else (mid, high)
+    if _runs_at(gm, example, 2 * high, modules):
         return (
             f"; the input is too small for the network: the smallest square input it runs at is {high}x{high}"
         )

@@ -16,6 +16,7 @@ from typing import Literal
 
 from torch import nn
 
+from .channels import ChannelOp, channel_op
 from .graph import LayerGraph, LayerNode
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -71,12 +72,16 @@ def is_downsampling(node: LayerNode) -> bool:
 
 
 def stem(model: nn.Module, graph: LayerGraph) -> tuple[list[LayerNode], list[Block]]:
-    """The conv and pooling layers of the stem, and the blocks found.
+    """The conv and pooling layers of the stem, and the blocks of the body after it.
 
-    With no blocks, the stem is the layers up to and including the first downsampling layer.
+    The stem is what runs before the first block of the body. A block that reads the input image itself is
+    the stem, not part of the body: RepVGG and MobileOne build their stride-2 stem from the body's block
+    class. With no blocks, the stem is the layers up to and including the first downsampling layer.
     """
     blocks = find_blocks(model, graph)
     spatial = [n for n in graph if n.effect.category in ("conv", "pool") and n.op != "placeholder"]
+    while blocks and _reads_the_image(graph, blocks[0]):
+        blocks = blocks[1:]
     if blocks:
         return [n for n in spatial if n.index < blocks[0].first], blocks
     first_down = next((n for n in spatial if is_downsampling(n)), None)
@@ -85,11 +90,17 @@ def stem(model: nn.Module, graph: LayerGraph) -> tuple[list[LayerNode], list[Blo
     return [n for n in spatial if n.index <= first_down.index], blocks
 
 
+def _reads_the_image(graph: LayerGraph, block: Block) -> bool:
+    """Whether a block's own nodes read the model's input (nothing with a kernel runs before it)."""
+    inside = set(block.nodes)
+    before = [n for n in graph if n.index < block.first and n.effect.changes_receptive_field]
+    return not before and any(graph.input_name in graph[name].inputs for name in inside)
+
+
 # --------------------------------------------------------------------------------------------------
 # stages and their units (paper 003: a stage is a run of layers at one spatial size)
 
 UnitKind = Literal["block", "conv", "pool"]
-ChannelOp = tuple[str, int]  # ("standard" | "pointwise" | "depthwise" | "group", input channels per group)
 
 
 @dataclass(frozen=True)
@@ -131,18 +142,7 @@ class Stage:
     units: tuple[Unit, ...]
 
 
-def _channel_op(module: nn.Module) -> ChannelOp | None:
-    if not isinstance(module, nn.modules.conv._ConvNd):
-        return None
-    per_group = module.in_channels // module.groups
-    if module.groups == 1:
-        return ("pointwise" if all(k == 1 for k in module.kernel_size) else "standard", per_group)
-    if per_group == 1:
-        return ("depthwise", 1)
-    return ("group", per_group)
-
-
-def _path_walk(model: nn.Module, graph: LayerGraph, names: tuple[str, ...], size: tuple[int, int] | None):
+def _path_walk(graph: LayerGraph, names: tuple[str, ...], size: tuple[int, int] | None):
     """Longest path through a unit's nodes: (growth at ``size``, growth of every kernel, conv types)."""
     best: dict[str, tuple[int, int, tuple[ChannelOp, ...]]] = {}
     inside = set(names)
@@ -154,7 +154,7 @@ def _path_walk(model: nn.Module, graph: LayerGraph, names: tuple[str, ...], size
         if node.effect.category in ("conv", "pool", "window_attention") and not node.effect.is_global:
             kernel = max(a.kernel for a in node.effect.axes)
         here = kernel - 1 if node.input_size is not None and node.input_size == size else 0
-        op = _channel_op(model.get_submodule(node.target)) if node.is_module else None
+        op = channel_op(node)
         best[name] = (growth + here, full + kernel - 1, (*ops, op) if op else ops)
     return max(best.values(), default=(0, 0, ()))
 
@@ -203,7 +203,7 @@ def find_units(model: nn.Module, graph: LayerGraph) -> list[Unit]:
         down = any(is_downsampling(graph[n]) for n in nodes) or (
             first.input_size is not None and size is not None and size != first.input_size
         )
-        growth, full, ops = _path_walk(model, graph, nodes, size)
+        growth, full, ops = _path_walk(graph, nodes, size)
         units.append(Unit(name, kind, modules, nodes, first.index, last.index, in_ch, out_ch, size, down,
                           growth, full, ops))  # fmt: skip
     return units
@@ -211,12 +211,17 @@ def find_units(model: nn.Module, graph: LayerGraph) -> list[Unit]:
 
 def find_stages(model: nn.Module, graph: LayerGraph) -> list[Stage]:
     """Split the units into stages: a unit whose output is smaller than the current stage's starts a new one
-    (a stride >= 2 or a pooling layer starts a stage, paper 003 footnote 1)."""
-    stages: list[tuple[tuple[int, int], int, list[Unit]]] = []
+    (a stride >= 2 or a pooling layer starts a stage, paper 003 footnote 1).
+
+    A stage whose input is not an ``[N, C, H, W]`` feature map (tokens entering a LeViT or VOLO stage) has no
+    input volume ``w0 x w0 x c0`` for eq. (4); it is left out, with its units.
+    """
+    stages: list[tuple[tuple[int, int], int | None, list[Unit]]] = []
     for unit in find_units(model, graph):
         if unit.size is None:
             continue
         if not stages or unit.size[0] < stages[-1][0][0] or unit.size[1] < stages[-1][0][1]:
-            stages.append((unit.size, unit.in_channels or 0, []))
+            stages.append((unit.size, unit.in_channels or None, []))
         stages[-1][2].append(unit)
-    return [Stage(i, size, c0, tuple(units)) for i, (size, c0, units) in enumerate(stages)]
+    kept = [(size, c0, units) for size, c0, units in stages if c0 is not None]
+    return [Stage(i, size, c0, tuple(units)) for i, (size, c0, units) in enumerate(kept)]

@@ -6,6 +6,7 @@ Functional ops inside a module get the module path plus the op (``layer1.0.add``
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,13 @@ import torch.fx as fx
 from torch import nn
 
 from .._errors import TraceError
-from . import rules
+from .._text import one_line
+from . import rules, timm_fx
+
+try:  # generates the Python code of forward() when it is first needed, not at construction (~2 ms a model)
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModule
+except ImportError:  # pragma: no cover - torch without it
+    _GraphModule = fx.GraphModule
 
 
 class _NamingTracer(fx.Tracer):
@@ -24,8 +31,8 @@ class _NamingTracer(fx.Tracer):
     (quadratic: about 9 s for the 80 torchvision classifiers); a counter per name does it in linear time.
     """
 
-    def __init__(self, leaf_classes: tuple[type, ...] = ()) -> None:
-        super().__init__(autowrap_modules=(math,))
+    def __init__(self, leaf_classes: tuple[type, ...] = (), autowrap_functions: tuple = ()) -> None:
+        super().__init__(autowrap_modules=(math,), autowrap_functions=autowrap_functions)
         self.leaf_classes = leaf_classes
         self._qualname = ""
         self.names: dict[fx.Node, str] = {}
@@ -70,19 +77,46 @@ def trace(
 ) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
     """Symbolically trace ``model`` (in its current mode) and return the GraphModule and node names.
 
+    A model made of timm's classes that fails to trace is traced again with timm's own fx support
+    (``timm_fx.remedy``: the registered module the failure is in as a leaf, then timm's wrapped functions).
+
     Raises:
         TraceError: fx cannot trace the model; the message names the module that broke and the remedy.
     """
-    tracer = _NamingTracer(tuple(leaf_classes))
+    leaves, functions = tuple(leaf_classes), ()
+    concrete = _optional_arguments(model)
+    while True:
+        tracer = _NamingTracer(leaves, functions)
+        try:
+            graph = tracer.trace(model, concrete_args=concrete or None)
+            break
+        except Exception as err:
+            retry = timm_fx.remedy(
+                model, tracer.failed_in[0] if tracer.failed_in else None, leaves, functions
+            )
+            if retry is None:
+                raise TraceError(_trace_failure_message(model, tracer, err)) from err
+            leaves, functions = retry
+    return _GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
+
+
+def _optional_arguments(model: nn.Module) -> dict[str, Any]:
+    """``forward``'s optional arguments after the image, at their defaults: traced as symbols, ``if mask is
+    not None`` would take the branch the model never takes when called with the image alone (Hiera)."""
     try:
-        graph = tracer.trace(model)
-    except Exception as err:
-        raise TraceError(_trace_failure_message(model, tracer, err)) from err
-    return fx.GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    plain = (type(None), bool, int, float, str)
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and isinstance(p.default, plain)
+    }
 
 
 def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Exception) -> str:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = one_line(err, limit=300)
     where = tracer.failed_in
     if where is None or where[0] == "":
         return (

@@ -1,26 +1,40 @@
 """The ``rewriter`` command line: one module per subcommand, each only calling the library.
 
 ``main(argv) -> int`` returns the exit code: 0 success, 1 a handled error (one line on stderr; ``--debug``
-shows the traceback), 2 a usage error (argparse), 130 interrupted.
+shows the traceback), 2 a usage error (a bad or missing option: one line), 130 interrupted. Nothing heavy
+is imported before ``main`` runs, so an interrupt during start-up is handled like any other.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
-from .._errors import RewriterError
+from .._errors import RewriterError, RewriterWarning, UsageError
+from .._text import one_line
 from .._version import __version__
-from . import analyze, compare, models, probe, relevance, rewrite, saturation, strategies, study, train
 
-SUBCOMMANDS = (analyze, rewrite, train, saturation, probe, relevance, study, compare, strategies, models)
+SUBCOMMANDS = (
+    "optimize", "analyze", "sweep", "rewrite", "train", "saturation", "probe", "relevance", "study", "compare",
+    "strategies", "models",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._parser import Parser
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    parser = argparse.ArgumentParser(
+    common.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="lift the bounds on input sizes (2048 px per side) and image channels (64)",
+    )
+    parser = Parser(
         prog="rewriter",
         description="Analyze the receptive fields of a CNN for your input size and rewrite it before training; "
         "train it, and measure saturation and probes to check the prediction.",
@@ -28,24 +42,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rewriter {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in SUBCOMMANDS:
-        command.add_parser(subparsers, [common])
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers, [common])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.run(args)
-    except RewriterError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _main(argv: list[str]) -> int:
+    from .._files import protected_inputs
+    from ..analysis.sizes import unbounded
+    from ._common import inputs_of
+
+    with unbounded() if "--allow-large" in argv else contextlib.nullcontext():
+        args = build_parser().parse_args(argv)  # sizes are checked against the bounds while parsing
+        try:
+            with _warnings_as_lines(), protected_inputs(inputs_of(args)):
+                return args.run(args)
+        except RewriterError as err:
+            if args.debug:
+                raise
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2 if isinstance(err, UsageError) else 1
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Our warnings as ``warning: ...`` lines on stderr (not raised, whatever the filters say)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RewriterWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, RewriterWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .._files import check_target
-from ..analysis.analyzer import analyze
+from ..analysis.flops import FLOP_BACKENDS
+from ..analysis.traced import analyze
 from ..render.plots import plot_receptive_fields
 from ..render.tables import format_analysis, format_information_field
-from ._common import (
-    add_input_arguments,
-    add_model_arguments,
-    command_parser,
-    load_from_args,
-    parse_size,
-    print_json,
-    status,
-)
+from ._common import check_outputs, input_size_of, load_from_args, print_json, status
+from ._parser import add_input_arguments, add_model_arguments, command_parser, size
 
 DESCRIPTION = """\
 Compute every layer's receptive field (r_min and r_max over all paths, per axis) for the input size you
@@ -31,6 +24,8 @@ examples:
   rewriter analyze cifar_vgg16 --input-size 32 --json > vgg16.json
   rewriter analyze mypkg.nets:build --model-arg width=32 --input-size 64,48 --plot rf.png
   rewriter analyze resnet34 --input-size 32 --border-rule output     # the dissertation's ResNet b_min
+  rewriter analyze resnet18-trunc.pt                                  # a model file knows its input size
+  rewriter analyze efficientnet_b0 --input-size 224 --flops-backend fvcore   # FLOPs from fvcore itself
 """
 
 
@@ -44,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         epilog=EPILOG,
     )
     add_model_arguments(parser)
-    add_input_arguments(parser)
+    add_input_arguments(parser, required=False, note=" (default: a model file's own)")
     parser.add_argument(
         "--border-rule",
         choices=("input", "output"),
@@ -54,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )
     parser.add_argument(
         "--feature-size",
+        type=size,
         metavar="SIZE",
         help="test against this size instead of the input (objects smaller than the image), e.g. 16",
     )
@@ -63,26 +59,31 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="also print the stages, their units and each unit's Information Field and IF gain (paper 003)",
     )  # fmt: skip
     parser.add_argument("--plot", metavar="FILE.png", help="write a plot of receptive field per layer")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing plot file")
+    parser.add_argument("--no-flops", action="store_true", help="do not count FLOPs")
     parser.add_argument(
-        "--no-flops", action="store_true", help="skip the fvcore FLOP count (one forward pass)"
+        "--flops-backend",
+        choices=FLOP_BACKENDS,
+        default="meta",
+        help="count FLOPs in the shape pass on the meta device (meta, default: no arithmetic) or with fvcore "
+        "(a jit trace and a real forward pass; the reference). Both follow fvcore's convention",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.input_size)
-    if args.plot:
-        check_target(args.plot, force=True)
-    feature_size = parse_size(args.feature_size, "--feature-size") if args.feature_size else None
+    check_outputs(args, {"--plot": args.plot})
+    input_size = input_size_of(args)
     model, _ = load_from_args(args)
     result = analyze(
         model,
-        size,
+        input_size,
         border_rule=args.border_rule,
-        feature_size=feature_size,
+        feature_size=args.feature_size,
         in_channels=args.in_channels,
         leaf_modules=args.leaf_module,
         flops=not args.no_flops,
+        flops_backend=args.flops_backend,
         name=args.model,
     )
     if args.plot:

@@ -6,8 +6,16 @@ import argparse
 from pathlib import Path
 
 from ..engine.report import Report, measure
-from ..models.sources import load_model, parse_model_args
-from ._common import add_input_arguments, command_parser, parse_size, print_json, status
+from ..lab.setup import ModelRequest, resolve_input_size
+from ..models.sources import parse_model_args
+from ._common import check_outputs, print_json, status, write_report
+from ._parser import MAX_CLASSES, add_input_arguments, command_parser, integer
+
+EPILOG = """\
+examples:
+  rewriter compare resnet18 out.pt --input-size 32 --num-classes 10
+  rewriter compare resnet18 out.pt --weights base.pth --num-classes 10     # the input size of out.pt
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -16,12 +24,15 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         parents,
         "compare",
         help="params, FLOPs, b_min and latency of two models side by side",
-        description="Measure two models at the same input size; deltas are B against A.",
-        epilog="example:\n  rewriter compare resnet18 out.pt --input-size 32",
+        description="Measure two models at the same input size; deltas are B against A. Nothing measured "
+        "depends on the weights; --weights is checked against the model (a mismatch is an error).",
+        epilog=EPILOG,
     )
     parser.add_argument("model_a", metavar="A", help="a model name, import spec, or model file")
     parser.add_argument("model_b", metavar="B", help="the model to compare with A")
-    parser.add_argument("--num-classes", type=int, metavar="N", help="head size for models given by name")
+    parser.add_argument(
+        "--num-classes", type=integer(1, MAX_CLASSES), metavar="N", help="head size for models given by name"
+    )
     parser.add_argument(
         "--model-arg",
         action="append",
@@ -29,37 +40,54 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         metavar="KEY=VALUE",
         help="factory argument for models given by name (repeatable)",
     )
+    parser.add_argument("--weights", metavar="FILE", help="state dict for A (read with weights_only=True)")
+    parser.add_argument("--weights-b", metavar="FILE", help="state dict for B")
     parser.add_argument("--trust-pickle", action="store_true", help="allow pickled model files")
-    add_input_arguments(parser)
+    add_input_arguments(parser, required=False, note=" (default: the size A or B was written for)")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing report file")
     parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.input_size)
+
+    check_outputs(args, {"--report": args.report})
+    size = args.input_size or _recorded_size(args)
     rows = []
-    for source in (args.model_a, args.model_b):
+    for source, weights in ((args.model_a, args.weights), (args.model_b, args.weights_b)):
         is_file = Path(source).is_file()
-        model, _ = load_model(
+        request = ModelRequest(
             source,
             num_classes=None if is_file else args.num_classes,
-            model_args=None if is_file else parse_model_args(args.model_arg),
+            model_args={} if is_file else parse_model_args(args.model_arg),
+            weights=weights,
             trust_pickle=args.trust_pickle,
+            input_size=size,
         )
+        model, _ = request.load()
         status(f"measuring {source}")
         row, _ = measure(
-            model,
-            size,
-            label=source,
-            in_channels=args.in_channels,
-            leaf_modules=args.leaf_module,
+            model, size, label=source, in_channels=args.in_channels, leaf_modules=args.leaf_module,
             latency=not args.no_latency,
-        )
+        )  # fmt: skip
         rows.append(row)
     report = Report(f"{args.model_a} vs {args.model_b}", size, tuple(rows))
+    write_report(args, report.to_json())
     if args.json:
         print_json(report.to_json())
     else:
         print(report.format())
     return 0
+
+
+def _recorded_size(args: argparse.Namespace) -> tuple[int, int]:
+    from .._errors import RewriterError, UsageError
+
+    for source in (args.model_a, args.model_b):
+        try:
+            return resolve_input_size(None, source)
+        except RewriterError:
+            continue
+    raise UsageError("give --input-size: neither A nor B is a model file that records its input size")

@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._files import write_json
 from .._text import render_table
 from ..lab.probes import ProbeReport, run_probes
-from ..lab.training import resolve_device
 from ..render.plots import plot_probes
-from ._common import (
-    add_measuring_arguments,
-    add_output_arguments,
-    analysis_or_none,
-    command_parser,
-    prepare_measurement,
-    print_json,
-    status,
-)
+from ._common import analysis_or_none, prepare_measurement, print_json, status, write_report
+from ._parser import add_measuring_arguments, add_output_arguments, command_parser, integer
 
 DESCRIPTION = """\
 Fit a logistic regression probe on the output of every conv and linear layer (paper 000 II-A,
@@ -52,14 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     add_measuring_arguments(parser)
     parser.add_argument(
         "--max-samples",
-        type=int,
+        type=integer(2, 10_000_000),
         default=5000,
         metavar="N",
         help="images per split the probes are fitted and scored on (default %(default)s)",
     )
     parser.add_argument(
         "--memory-mb",
-        type=int,
+        type=integer(16, 1 << 20),
         default=2048,
         metavar="MB",
         help="pooled activations held at once; more layers per pass over the data (default %(default)s)",
@@ -69,8 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_device(args.device)  # a device this machine lacks fails before any work
-    data, model, size, device = prepare_measurement(args)
+    setup, device = prepare_measurement(args)
+    data, model, size = setup.data, setup.model, setup.input_size
     probes = run_probes(
         model, data.train_plain, data.test, data.num_classes, max_samples=args.max_samples, device=device,
         batch_size=max(args.batch_size, 128), memory_mb=args.memory_mb, progress=True, saturation=True,
@@ -84,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "s_mu": round(saturation.mean, 6),
         "saturation": {layer.name: round(layer.saturation, 6) for layer in saturation.layers},
     }
-    if args.report:
-        write_json(args.report, result)
-        status(f"wrote {args.report}")
+    write_report(args, result)
     if args.plot:
         title = f"{args.model} on {data.name} at {size[0]}x{size[1]}"
         plot_probes(probes, saturation, analysis, args.plot, title=title)
@@ -100,17 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(probes: ProbeReport, result: dict[str, Any], analysis: Any) -> None:
     rows = [
-        [
-            layer.name,
-            layer.type,
-            str(layer.features),
-            f"{layer.train_accuracy:.1%}",
-            f"{layer.test_accuracy:.1%}",
-            f"{result['saturation'].get(layer.name, float('nan')):.1%}",
-            {True: "yes", False: "NO", None: "-"}[row.get("productive")],
-        ]
+        [layer.name, layer.type, str(layer.features), f"{layer.train_accuracy:.1%}", f"{layer.test_accuracy:.1%}",
+         f"{result['saturation'].get(layer.name, float('nan')):.1%}",
+         {True: "yes", False: "NO", None: "-"}[row.get("productive")]]
         for layer, row in zip(probes.layers, result["layers"], strict=True)
-    ]
+    ]  # fmt: skip
     headers = ["layer", "type", "features", "probe train", "probe test", "saturation", "productive"]
     print(render_table(headers, rows, align="<<>>>><"))
     print(

@@ -6,20 +6,12 @@ import argparse
 
 from torch.utils.data import DataLoader
 
-from .._files import write_json
 from .._text import render_table
-from ..analysis.analyzer import analyze
+from ..analysis.traced import analyze
 from ..lab.relevance import compute_relevance
-from ..lab.training import resolve_device
 from ..render.plots import plot_relevance
-from ._common import (
-    add_measuring_arguments,
-    add_output_arguments,
-    command_parser,
-    prepare_measurement,
-    print_json,
-    status,
-)
+from ._common import loader_workers, prepare_measurement, print_json, status, write_report
+from ._parser import add_measuring_arguments, add_output_arguments, command_parser, integer
 
 DESCRIPTION = """\
 Rank the images by how strongly they activate each unit (paper 004): for the first conv or block and
@@ -35,6 +27,7 @@ EPILOG = """\
 examples:
   rewriter relevance resnet18.pt --data digits --plot relevance.png
   rewriter relevance relevance_cnn --data digits --epochs 3 --lr 0.001 --json
+  rewriter train relevance_cnn --data digits --epochs 5 --lr 0.01 -o cnn1.pt && rewriter relevance cnn1.pt --data digits
 """
 
 
@@ -48,9 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         epilog=EPILOG,
     )
     add_measuring_arguments(parser)
-    parser.add_argument("--maps", type=int, default=10, help="feature maps per unit (default 10, paper 004)")
     parser.add_argument(
-        "--top", type=int, default=10, help="strongest images per map (default 10, paper 004)"
+        "--maps", type=integer(1, 4096), default=10, help="feature maps per unit (default 10, paper 004)"
+    )
+    parser.add_argument(
+        "--top", type=integer(1, 100_000), default=10, help="strongest images per map (default 10, paper 004)"
     )
     parser.add_argument(
         "--split", choices=("train", "test"), default="train", help="images to rank (default train)"
@@ -64,18 +59,16 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_device(args.device)  # a device this machine lacks fails before any work
-    data, model, size, device = prepare_measurement(args)
+    setup, device = prepare_measurement(args)
+    data, model, size = setup.data, setup.model, setup.input_size
     analysis = analyze(
         model, size, in_channels=args.in_channels, leaf_modules=args.leaf_module, flops=False, name=args.model
     )
     split = data.train_plain if args.split == "train" else data.test
-    loader = DataLoader(split, batch_size=max(args.batch_size, 128), num_workers=args.workers)
+    loader = DataLoader(split, batch_size=max(args.batch_size, 128), num_workers=loader_workers(args))
     relevance = compute_relevance(model, analysis, loader, maps=args.maps, top=args.top, device=device)
     result = {"model": args.model, "data": data.name, "split": args.split, **relevance.to_json(analysis)}
-    if args.report:
-        write_json(args.report, result)
-        status(f"wrote {args.report}")
+    write_report(args, result)
     if args.plot:
         plot_relevance(relevance, analysis, args.plot, title=f"{args.model} on {data.name} ({args.split})")
         status(f"wrote {args.plot}")

@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .._errors import RecipeError
-from .._files import check_target, write_json
-from ..engine.pipeline import rewrite
+from .._errors import UsageError
+from ..engine.exporting import check_exportable, check_format, export
+from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
 from ..engine.registry import list_strategies
 from ..engine.saving import save
 from ..lab.data import load_data
-from ._common import (
-    DATA_HELP,
-    add_input_arguments,
-    add_model_arguments,
-    command_parser,
-    load_from_args,
-    model_for_data,
-    parse_size,
-    print_json,
-    resolve_input_size,
-    status,
-)
+from ..lab.setup import model_for_data
+from ..models.sources import ModelSpec
+from ._common import check_outputs, input_size_of, print_json, request_of, status, write_report
+from ._parser import DATA_HELP, add_input_arguments, add_model_arguments, command_parser, data_spec
 
 DESCRIPTION = """\
 Rewrite a model for your input size without training it: each step plans its edits (printed with the
@@ -37,15 +31,17 @@ unproductive layers and CPU latency before and after every step. Nothing is writ
 EPILOG = """\
 examples:
   rewriter rewrite resnet18 --input-size 32 --num-classes 10 --strategy truncate -o resnet18-trunc.pt
-  rewriter rewrite resnet18 --weights base.pth --input-size 32 --recipe trim.yaml -o out.pt --report out.json
+  rewriter rewrite resnet18 --weights base.pth --input-size 32 \\
+      --recipe examples/recipes/remove-stem-downsampling-then-truncate.yaml -o out.pt --report out.json
   rewriter rewrite cifar_vgg16 --input-size 32 --strategy truncate --dry-run
-  rewriter rewrite resnet34 --input-size 32 --strategy remove-stem-downsampling \
+  rewriter rewrite resnet34 --input-size 32 --strategy remove-stem-downsampling \\
       -p remove-stem-downsampling.mode=cifar-stem
   rewriter rewrite resnet18 --input-size 32 --strategy truncate -p truncate.rule=output -p truncate.keep_blocks=1
   rewriter rewrite vgg16.pt --data cifar10:~/data/cifar10 --strategy scale-width -o vgg16-w.pt
   rewriter rewrite vgg16.pt --strategy scale-width -p scale-width.factor=0.5 -o vgg16-half.pt
+  rewriter rewrite cifar_vgg16 --input-size 32 --strategy truncate --format onnx -o vgg16-trunc.onnx
 
-a recipe (YAML):
+a recipe (YAML; its num_classes sizes the baseline's head too, --num-classes wins):
   input_size: 32
   num_classes: 10
   steps:
@@ -69,23 +65,28 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     add_input_arguments(
         parser, required=False, note="; overrides a recipe's input_size (default: a model file's own)"
     )
+    _add_steps(parser)
+    data = parser.add_argument_group(
+        "data (for strategies that measure or train the model: scale-width, skip-irrelevant-layers)"
+    )
+    data.add_argument("--data", type=data_spec, metavar="SPEC", help=DATA_HELP)
+    data.add_argument(
+        "--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)"
+    )
+    _add_outputs(parser)
+    parser.set_defaults(run=run)
+
+
+def _add_steps(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to do (one of)")
-    names = ", ".join(list_strategies())
     what.add_argument(
         "--strategy",
         action="append",
         default=[],
         metavar="NAME",
-        help=f"a strategy with default parameters, repeatable, applied in order ({names})",
+        help=f"a strategy with default parameters, repeatable, applied in order ({', '.join(list_strategies())})",
     )
     what.add_argument("--recipe", metavar="FILE.yaml", help="a recipe of steps with parameters")
-    data = parser.add_argument_group(
-        "data (for strategies that measure or train the model: scale-width, skip-irrelevant-layers)"
-    )
-    data.add_argument("--data", metavar="SPEC", help=DATA_HELP)
-    data.add_argument(
-        "--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)"
-    )
     what.add_argument(
         "-p",
         "--param",
@@ -94,23 +95,26 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         metavar="STRATEGY.KEY=VALUE",
         help="set a parameter of every step of that strategy, over the recipe (repeatable)",
     )
+
+
+def _add_outputs(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
-    out.add_argument("-o", "--output", metavar="FILE.pt", help="write the rewritten model here")
+    out.add_argument("-o", "--output", metavar="FILE", help="write the rewritten model here")
     out.add_argument(
         "--format",
-        choices=("pt", "pt2"),
+        choices=("pt", "pt2", "onnx"),
         default="pt",
-        help="pt: spec + recipe + state dict, reloads without unpickling (default); "
-        "pt2: a torch.export program for deployment without rewriter",
+        help="pt: spec + recipe + state dict, reloads without unpickling (default); pt2: a torch.export "
+        "program, onnx: an ONNX model, both for deployment without rewriter (a dynamic batch dimension, "
+        "checked against the model; the name must end in .pt2 or .onnx)",
     )
-    out.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument("--report", metavar="FILE.json", help="write the before/after report as JSON")
     out.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     out.add_argument(
         "--dry-run", action="store_true", help="print the plan of every step; write and measure nothing"
     )
     out.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
-    parser.set_defaults(run=run)
 
 
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -120,19 +124,20 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         strategy, dot, name = key.rpartition(".")
         if not sep or not dot or not strategy or not name:
-            raise RecipeError(f"--param expects STRATEGY.KEY=VALUE, got '{item}'")
-        params.setdefault(strategy, {})[name] = yaml.safe_load(value) if value else None
+            raise UsageError(f"--param expects STRATEGY.KEY=VALUE, got '{item}'")
+        try:
+            params.setdefault(strategy, {})[name] = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise UsageError(f"--param {item}: the value is not a YAML scalar") from None
     return params
 
 
 def build_recipe(args: argparse.Namespace) -> Recipe:
     if bool(args.strategy) == bool(args.recipe):
-        raise RecipeError("give either --strategy NAME (repeatable) or --recipe FILE.yaml")
+        raise UsageError("give either --strategy NAME (repeatable) or --recipe FILE.yaml")
     recipe = Recipe.from_yaml(args.recipe) if args.recipe else Recipe.from_strategies(args.strategy)
     recipe = recipe.with_overrides(
-        input_size=parse_size(args.input_size) if args.input_size else None,
-        num_classes=args.num_classes,
-        params=parse_params(args.param),
+        input_size=args.input_size, num_classes=args.num_classes, params=parse_params(args.param)
     )
     recipe.strategies()  # validate before any expensive work
     return recipe
@@ -140,20 +145,12 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
 
 def run(args: argparse.Namespace) -> int:
     recipe = build_recipe(args)
-    if not args.dry_run:  # refuse bad output paths before any work is done
-        if args.output:
-            check_target(args.output, args.force)
-        if args.report:
-            check_target(args.report, force=True)
+    if not args.dry_run:
+        _check_before_work(args, recipe)
     if recipe.input_size is None:  # a model file knows the size it was made for
-        recipe = recipe.with_overrides(input_size=resolve_input_size(args))
-    data = None
-    if args.data:
-        data = load_data(args.data, recipe.input_size, download=args.download)
-    if data is not None and recipe.num_classes is None:  # a model built by name gets the data's classes
-        model, spec = model_for_data(args, data)
-    else:
-        model, spec = load_from_args(args)
+        recipe = recipe.with_overrides(input_size=input_size_of(args))
+    data = load_data(args.data, recipe.input_size, download=args.download) if args.data else None
+    model, spec = _baseline(args, recipe, data)
     result = rewrite(
         model,
         recipe,
@@ -170,29 +167,59 @@ def run(args: argparse.Namespace) -> int:
         print("\n\n".join(plan.format() for plan in result.plans))
         print("\ndry run: nothing measured or written")
         return 0
-    if args.report:
-        write_json(args.report, result.report.to_json())
-        status(f"wrote {args.report}")
+    report = result.report.to_json()
     if args.output:
-        save(
-            result.model,
-            args.output,
-            spec=spec,
-            recipe=result.recipe,
-            input_size=result.recipe.input_size,
-            in_channels=args.in_channels,
-            leaf_modules=args.leaf_module,
-            report=result.report.to_json(),
-            fmt=args.format,
-            force=args.force,
-        )
-        status(f"wrote {args.output}")
-    if args.json:
-        print_json(result.report.to_json())
-    else:
-        print("\n\n".join(plan.format() for plan in result.plans))
-        print()
-        print(result.report.format())
-        if not args.output:
-            print("\nnot saved: give -o FILE.pt to write the model")
+        report["export"] = _write_model(args, result, spec)
+    write_report(args, report)
+    _print_result(args, result, report)
     return 0
+
+
+def _check_before_work(args: argparse.Namespace, recipe: Recipe) -> None:
+    """Refuse unwritable outputs, a name that does not fit the format, and an export that cannot work."""
+    check_outputs(args, {"-o": args.output, "--report": args.report})
+    if args.output:
+        check_format(args.output, args.format)
+        refusals = [getattr(type(s), "export_refusal", None) for s in recipe.strategies()]
+        check_exportable(args.format, reasons=refusals)
+
+
+def _baseline(args: argparse.Namespace, recipe: Recipe, data: Any) -> tuple[Any, ModelSpec]:
+    """The model to rewrite; built by name, its head has the recipe's num_classes (--num-classes wins),
+    else the data's classes."""
+    classes = None if Path(args.model).is_file() else recipe.num_classes
+    request = dataclasses.replace(request_of(args, num_classes=classes), input_size=recipe.input_size)
+    if data is not None and request.num_classes is None:
+        return model_for_data(request, data)
+    return request.load()
+
+
+def _write_model(args: argparse.Namespace, result: Result, spec: ModelSpec) -> dict[str, Any] | None:
+    """Save (pt) or export (pt2, onnx) the rewritten model; the export's check for the report."""
+    checked = None
+    if args.format == "pt":
+        save(
+            result.model, args.output, spec=spec, recipe=result.recipe, input_size=result.recipe.input_size,
+            in_channels=args.in_channels, leaf_modules=args.leaf_module, report=result.report.to_json(),
+            overwrite=args.force,
+        )  # fmt: skip
+    else:
+        exported = export(
+            result.model, args.output, args.format, input_size=result.recipe.input_size,
+            in_channels=args.in_channels, overwrite=args.force, latency=not args.no_latency,
+        )  # fmt: skip
+        status(exported.format())
+        checked = exported.to_json()
+    status(f"wrote {args.output}")
+    return checked
+
+
+def _print_result(args: argparse.Namespace, result: Result, report: dict[str, Any]) -> None:
+    if args.json:
+        print_json(report)
+        return
+    print("\n\n".join(plan.format() for plan in result.plans))
+    print()
+    print(result.report.format(skip_notes=[note for plan in result.plans for note in plan.notes]))
+    if not args.output:
+        print("\nnot saved: give -o FILE.pt to write the model")

@@ -7,20 +7,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from .._files import write_json
 from .._text import axes_text, render_table
 from ..lab.saturation import DELTA, SaturationReport, compute_saturation
-from ..lab.training import resolve_device
 from ..render.plots import plot_saturation
-from ._common import (
-    add_measuring_arguments,
-    add_output_arguments,
-    analysis_or_none,
-    command_parser,
-    prepare_measurement,
-    print_json,
-    status,
-)
+from ._common import analysis_or_none, loader_workers, prepare_measurement, print_json, status, write_report
+from ._parser import add_measuring_arguments, add_output_arguments, command_parser, integer, real
 
 DESCRIPTION = """\
 Measure the saturation of every conv and linear layer (delve's method, dissertation 2.2-2.3): the
@@ -52,7 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     )
     add_measuring_arguments(parser)
     parser.add_argument(
-        "--delta", type=float, default=DELTA, help="share of the variance to explain (default %(default)s)"
+        "--delta",
+        type=real(0, 1, low_open=True, high_open=True),
+        default=DELTA,
+        help="share of the variance to explain, between 0 and 1 (default %(default)s)",
     )
     parser.add_argument(
         "--split",
@@ -60,28 +54,24 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         default="train",
         help="which split to measure on (default train)",
     )
-    parser.add_argument("--batches", type=int, metavar="N", help="measure on the first N batches only")
+    parser.add_argument(
+        "--batches", type=integer(1), metavar="N", help="measure on the first N batches only (default: all)"
+    )
     add_output_arguments(parser, plot="saturation per layer with receptive fields and borders")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_device(args.device)  # a device this machine lacks fails before any work
-    if not 0 < args.delta < 1:
-        from .._errors import AnalysisError
-
-        raise AnalysisError(f"--delta must lie between 0 and 1, got {args.delta}")
-    data, model, size, device = prepare_measurement(args)
+    setup, device = prepare_measurement(args)
+    data, model, size = setup.data, setup.model, setup.input_size
     split = data.train_plain if args.split == "train" else data.test
-    loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=loader_workers(args))
     total = len(loader) if args.batches is None else min(args.batches, len(loader))
     batches = (batch for i, batch in enumerate(loader) if i < total)
     report = compute_saturation(model, batches, delta=args.delta, device=device, progress=True, total=total)
     analysis = analysis_or_none(model.cpu(), size, args)
     result = {"model": args.model, "data": data.name, "split": args.split, **report.to_json(analysis)}
-    if args.report:
-        write_json(args.report, result)
-        status(f"wrote {args.report}")
+    write_report(args, result)
     if args.plot:
         plot_saturation(
             report, analysis, args.plot, title=f"{args.model} on {data.name} at {size[0]}x{size[1]}"
@@ -99,10 +89,10 @@ def _print_table(report: SaturationReport, result: dict[str, Any], analysis: Any
     rows = []
     for layer, row in zip(report.layers, result["layers"], strict=True):
         productive = {True: "yes", False: "NO", None: "-"}[row.get("productive")]
-        field = axes_text(analysis.layer(layer.name).r_in_min) if "r_in_min" in row else "-"
-        rows.append([layer.name, layer.type, str(layer.features), str(layer.k), f"{layer.saturation:.1%}", field,
+        r_in = axes_text(analysis.layer(layer.name).r_in_min) if "r_in_min" in row else "-"
+        rows.append([layer.name, layer.type, str(layer.features), str(layer.k), f"{layer.saturation:.1%}", r_in,
                      productive, "tail" if layer.name in tails else ""])  # fmt: skip
-    headers = ["layer", "type", "filters", "k", "saturation", "r_in_min", "productive", ""]
+    headers = ["layer", "type", "filters", "k", "saturation", "r_in_min", "productive", "tail"]
     print(render_table(headers, rows, align="<<>>>><<"))
     print(
         f"\ns_mu {report.mean:.1%} over {len(report.layers)} layers, {report.samples} images, delta {delta}"

@@ -7,7 +7,8 @@ import dataclasses
 
 from ..engine.registry import get_strategy, list_strategies
 from ..engine.strategy import parameters, summary
-from ._common import command_parser, print_json
+from ._common import print_json
+from ._parser import command_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -33,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
         catalogue[name] = {
             "summary": summary(cls),
             "parameters": [
-                {"name": p.name, "type": p.type_text, "default": _default(p.default), "help": p.help}
+                {
+                    "name": p.name,
+                    "type": p.type_text,
+                    "default": _default(p.default),
+                    "help": p.help,
+                    "search": None if p.search is None else list(p.search),
+                }
                 for p in parameters(cls)
             ],
         }
@@ -46,5 +53,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {p['name']}: {p['type']} = {p['default']!r}")
             if p["help"]:
                 print(f"        {p['help']}")
+            if p["search"]:
+                print(f"        rewriter optimize tries: {', '.join(map(repr, p['search']))}")
         print()
     return 0

@@ -9,7 +9,8 @@ from ..lab.data import parse_data_spec
 from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_pareto
-from ._common import DATA_HELP, command_parser, parse_size, status
+from ._common import status
+from ._parser import DATA_HELP, command_parser, cores, data_spec, integer, real, size
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -65,29 +66,36 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
                       help="a model name, package.module:callable, or a model file (repeatable)")  # fmt: skip
     grid.add_argument("--recipe", action="append", required=True, metavar="RECIPE",
                       help="baseline, a strategy name, or a recipe YAML (repeatable)")  # fmt: skip
-    grid.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0 .. N-1 per cell (default 3)")
+    grid.add_argument("--seeds", type=integer(1, 1000), default=3, metavar="N",
+                      help="seeds 0 .. N-1 per cell (default 3)")  # fmt: skip
     _add_setup_arguments(parser.add_argument_group("the shared setup (recorded in OUT/study.json)"))
     _add_running_arguments(parser)
     parser.set_defaults(run=run_command)
 
 
 def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
-    setup.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
-    setup.add_argument("--input-size", default="32", metavar="SIZE", help="training resolution (default 32)")
+    setup.add_argument("--data", type=data_spec, required=True, metavar="SPEC", help=DATA_HELP)
+    setup.add_argument("--input-size", type=size, default=(32, 32), metavar="SIZE",
+                       help="training resolution (default 32)")  # fmt: skip
     defaults = TrainConfig()
-    setup.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
+    setup.add_argument("--epochs", type=integer(1, 100_000), default=defaults.epochs, metavar="N",
+                       help="default %(default)s")  # fmt: skip
     setup.add_argument(
         "--lr", type=_rate, default=defaults.lr,
-        help="a learning rate, or auto: a range test on the baselines (default %(default)s, paper 000)",
+        help="a learning rate in (0, 10], or auto: a range test on the baselines (default %(default)s, paper 000)",
     )  # fmt: skip
     setup.add_argument(
-        "--warmup-epochs", type=int, default=1, metavar="N",
+        "--warmup-epochs", type=integer(0, 100_000), default=1, metavar="N",
         help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
     )  # fmt: skip
-    setup.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N")
-    setup.add_argument("--momentum", type=float, default=defaults.momentum)
-    setup.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    setup.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick studies")
+    setup.add_argument("--batch-size", type=integer(1, 65_536), default=defaults.batch_size, metavar="N",
+                       help="default %(default)s")  # fmt: skip
+    setup.add_argument("--momentum", type=real(0, 1), default=defaults.momentum, help="default %(default)s")
+    setup.add_argument("--weight-decay", type=real(0, 1), default=defaults.weight_decay,
+                       help="default %(default)s")  # fmt: skip
+    setup.add_argument(
+        "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick studies"
+    )
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
 
@@ -105,44 +113,42 @@ def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--executor", choices=("serial", "processes", "ray"),
                      help="where cells run: here, in --workers processes, or as Ray tasks "
                      "(default: processes if --workers > 1, else serial)")  # fmt: skip
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="cells trained in parallel processes on this machine (default 1)")  # fmt: skip
+    run.add_argument("--workers", type=integer(1, 1024), default=1, metavar="N",
+                     help=f"cells trained in parallel processes on this machine, at most the {cores()} cores "
+                     "(default 1)")  # fmt: skip
     ray = parser.add_argument_group("Ray (--executor ray; pip install 'rewriter[ray]')")
     ray.add_argument("--address", metavar="ADDR",
                      help="the Ray cluster: auto (the one `ray start --head` started) or HOST:PORT "
                      "(default: a local instance started for the study)")  # fmt: skip
-    ray.add_argument(
-        "--cpus-per-cell", type=float, default=1.0, metavar="N", help="CPUs a cell's task takes (default 1)"
-    )
-    ray.add_argument(
-        "--gpus-per-cell", type=float, default=0.0, metavar="N", help="GPUs a cell's task takes (default 0)"
-    )
+    ray.add_argument("--cpus-per-cell", type=real(0, 1024, low_open=True), default=1.0, metavar="N",
+                     help="CPUs a cell's task takes (default 1)")  # fmt: skip
+    ray.add_argument("--gpus-per-cell", type=real(0, 64), default=0.0, metavar="N",
+                     help="GPUs a cell's task takes (default 0)")  # fmt: skip
+
+
+_LR = real(0, 10, low_open=True)
 
 
 def _rate(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a learning rate or 'auto', got '{text}'") from None
+    """An argparse type: a learning rate in (0, 10], or ``auto``."""
+    return text if text == "auto" else _LR(text)
 
 
 def run_command(args: argparse.Namespace) -> int:
     parse_data_spec(args.data)  # a malformed spec fails before anything runs
     variants = [parse_variant(text) for text in args.recipe]
     setup = StudySetup(
-        data=args.data, input_size=parse_size(args.input_size), epochs=args.epochs, lr=args.lr,
+        data=args.data, input_size=args.input_size, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
         max_batches=args.max_batches, finetune_head=args.finetune_head, warmup_epochs=args.warmup_epochs,
     )  # fmt: skip
     kind = args.executor or ("processes" if args.workers > 1 else "serial")
-    executor = Executor(kind, workers=args.workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
+    workers = args.workers
+    if kind == "processes" and workers > cores():
+        workers = cores()
+        status(f"note: --workers {args.workers} capped to the {workers} cores")
+    executor = Executor(kind, workers=workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
                         gpus_per_cell=args.gpus_per_cell)  # fmt: skip
-    if args.seeds < 1:
-        from ..lab.study import StudyError
-
-        raise StudyError(f"--seeds must be 1 or more, got {args.seeds}")
     study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
                   retry_failed=args.retry_failed, force=args.force)  # fmt: skip
     study.recorded()  # refuse a folder of another setup, or of other files, before anything runs

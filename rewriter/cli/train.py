@@ -9,37 +9,31 @@ from typing import Any
 
 import torch
 
-from .._files import check_target
+from .._errors import ModelFileError
+from .._files import check_targets, same_file
 from .._text import render_table
 from ..analysis.cost import count_params
+from ..engine.exporting import check_exportable, check_format, export
 from ..engine.recipe import Recipe
 from ..engine.saving import save
-from ..lab.training import TrainConfig, TrainError, distributed, init_distributed, resolve_device, train
-from ._common import (
-    add_measuring_arguments,
-    command_parser,
-    device_of,
-    epoch_reporter,
-    load_data_and_model,
-    print_json,
-    status,
-)
+from ..lab.setup import Setup, epoch_reporter
+from ..lab.training import TrainConfig, TrainError, TrainResult, distributed, init_distributed, train
+from ._common import check_outputs, device_of, loader_workers, print_json, setup_of, status
+from ._parser import add_measuring_arguments, command_parser, integer, real
 
 DESCRIPTION = """\
 Train a model with SGD on a data source and write a model file (the same format as `rewrite -o`, so
 `saturation`, `probe` and `rewrite` read it back). The defaults follow paper 000 III-B: SGD with learning
-rate 0.1 and momentum 0.9, divided by 10 at each third of the run, batch size 64, random crops and flips;
-the rate warms up linearly over the first epoch (`--warmup-epochs 0` is the paper's schedule exactly), and
-`--lr auto` finds the rate by a range test first. The same --seed gives the same weights. A checkpoint is
-written after every epoch; `--resume` continues from it with the configuration it was written with (another
-one is refused, naming the fields). Under `torchrun --nproc_per_node N` the same command trains with
-DistributedDataParallel (gloo on CPUs).
+rate 0.1 and momentum 0.9, divided by 10 at each third of the run, batch size 64, random crops and flips.
+A checkpoint is written after every epoch; `--resume` continues from it. Under
+`torchrun --nproc_per_node N` the same command trains with DistributedDataParallel (gloo on CPUs).
 """
 
 EPILOG = """\
 examples:
   rewriter train cifar_vgg16 --input-size 32 --data cifar10:~/data/cifar10 --epochs 30 -o vgg16.pt
   rewriter train resnet18 --data synthetic --epochs 3 -o resnet18-syn.pt
+  rewriter train relevance_cnn --data digits --epochs 5 --lr 0.01 -o cnn1.pt
   rewriter train vgg16-w.pt --data cifar10:~/data/cifar10 --epochs 30 -o vgg16-w-trained.pt
   rewriter train cifar_vgg16 --data cifar10:~/data/cifar10 --epochs 30 -o vgg16.pt --resume   # after a stop
   torchrun --nproc_per_node 2 -m rewriter train resnet18 --data synthetic --epochs 3 -o r18.pt
@@ -56,34 +50,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         epilog=EPILOG,
     )
     add_measuring_arguments(parser, pretrain=False)
-    defaults = TrainConfig()
-    hyper = parser.add_argument_group("schedule (defaults: paper 000 III-B)")
-    hyper.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="default %(default)s")
-    hyper.add_argument(
-        "--lr", type=_rate, default=defaults.lr,
-        help="initial learning rate, or auto: a range test picks it (default %(default)s)",
-    )  # fmt: skip
-    hyper.add_argument(
-        "--warmup-epochs", type=int, default=1, metavar="N",
-        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
-    )  # fmt: skip
-    hyper.add_argument("--momentum", type=float, default=defaults.momentum, help="default %(default)s")
-    hyper.add_argument(
-        "--weight-decay", type=float, default=defaults.weight_decay, help="default %(default)s"
-    )
-    hyper.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
-    hyper.add_argument(
-        "--step-every",
-        type=int,
-        metavar="N",
-        help="epochs between learning-rate steps (default: a third of the run)",
-    )
-    hyper.add_argument("--gamma", type=float, default=defaults.gamma, help="learning-rate factor per step")
-    hyper.add_argument("--seed", type=int, default=defaults.seed)
-    hyper.add_argument("--max-batches", type=int, metavar="N", help="batches per epoch, for quick runs")
+    _add_schedule(parser)
     out = parser.add_argument_group("output")
-    out.add_argument("-o", "--output", required=True, metavar="FILE.pt", help="write the trained model here")
-    out.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    out.add_argument("-o", "--output", required=True, metavar="FILE", help="write the trained model here")
+    out.add_argument(
+        "--format",
+        choices=("pt", "pt2", "onnx"),
+        default="pt",
+        help="pt: a model file (default); pt2 or onnx: an export for deployment, checked against the model "
+        "(checked to be exportable before training)",
+    )
+    out.add_argument("--force", action="store_true", help="overwrite an existing output file and checkpoint")
     out.add_argument(
         "--checkpoint", metavar="FILE", help="checkpoint written every epoch (default: OUTPUT.ckpt)"
     )
@@ -92,30 +69,62 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parser.set_defaults(run=run)
 
 
-def _rate(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a learning rate or 'auto', got '{text}'") from None
-
-
-def _config(args: argparse.Namespace, lr: float) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, optimizer=args.optimizer, step_every=args.step_every, gamma=args.gamma,
-        seed=args.seed, workers=args.workers, max_batches=args.max_batches, warmup_epochs=args.warmup_epochs,
+def _add_schedule(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    hyper = parser.add_argument_group("schedule (defaults: paper 000 III-B)")
+    hyper.add_argument(
+        "--epochs", type=integer(1, 100_000), default=defaults.epochs, metavar="N", help="default %(default)s"
+    )
+    hyper.add_argument(
+        "--lr", type=_rate, default=defaults.lr,
+        help="initial learning rate in (0, 10], or auto: a range test picks it (default %(default)s)",
     )  # fmt: skip
+    hyper.add_argument(
+        "--warmup-epochs", type=integer(0, 100_000), default=1, metavar="N",
+        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
+    )  # fmt: skip
+    hyper.add_argument("--momentum", type=real(0, 1), default=defaults.momentum, help="default %(default)s")
+    hyper.add_argument(
+        "--weight-decay", type=real(0, 1), default=defaults.weight_decay, help="default %(default)s"
+    )
+    hyper.add_argument(
+        "--optimizer", choices=("sgd", "adam"), default=defaults.optimizer, help="default %(default)s"
+    )
+    hyper.add_argument(
+        "--step-every",
+        type=integer(1, 100_000),
+        metavar="N",
+        help="epochs between learning-rate steps (default: a third of the run)",
+    )
+    hyper.add_argument(
+        "--gamma",
+        type=real(0, 10, low_open=True),
+        default=defaults.gamma,
+        help="learning-rate factor per step (default %(default)s)",
+    )
+    hyper.add_argument(
+        "--seed", type=integer(0, 2**32 - 1), default=defaults.seed, help="default %(default)s"
+    )
+    hyper.add_argument(
+        "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick runs (default: all)"
+    )
+
+
+_LR = real(0, 10, low_open=True)
+
+
+def _rate(text: str) -> float | str:
+    """An argparse type: a learning rate in (0, 10], or ``auto``."""
+    return text if text == "auto" else _LR(text)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_target(args.output, args.force)
-    _config(args, 0.1 if args.lr == "auto" else args.lr)  # a value out of range fails before any work
-    resolve_device(args.device)
+    checkpoint = _check_outputs(args)
+    _config(args, 0.1 if args.lr == "auto" else args.lr)  # a setting out of range fails before any work
+    device_of(args)
     joined = init_distributed()
     try:
-        return _train(args)
+        return _train(args, checkpoint)
     finally:
         if joined:
             import torch.distributed as dist
@@ -123,34 +132,64 @@ def run(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
 
 
-def _train(args: argparse.Namespace) -> int:
+def _check_outputs(args: argparse.Namespace) -> Path:
+    """Refuse the output and the checkpoint before any work; return the checkpoint's path. A checkpoint
+    that exists is only read (--resume) or replaced (--force): it may be the user's own file."""
+    checkpoint = Path(args.checkpoint or f"{args.output}.ckpt")
+    check_format(args.output, args.format)
+    check_exportable(args.format)
+    check_outputs(args, {"-o": args.output})
+    check_targets({"--checkpoint": checkpoint}, args.force or args.resume)
+    if same_file(args.output, checkpoint):
+        raise ModelFileError(f"-o and --checkpoint are the same file ({checkpoint}); give two names")
+    if args.resume and not checkpoint.is_file():
+        raise ModelFileError(f"cannot resume: no checkpoint at {checkpoint}")
+    return checkpoint
+
+
+def _config(args: argparse.Namespace, lr: float) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, step_every=args.step_every, gamma=args.gamma,
+        seed=args.seed, workers=loader_workers(args), max_batches=args.max_batches, warmup_epochs=args.warmup_epochs,
+    )  # fmt: skip
+
+
+def _train(args: argparse.Namespace, checkpoint: Path) -> int:
     rank, world = distributed()
     torch.manual_seed(args.seed)  # the model's initial weights come from the seed too
-    data, model, spec, size = load_data_and_model(args)
-    checkpoint = Path(args.checkpoint or f"{args.output}.ckpt")
-    lr = _learning_rate(args, model, data, checkpoint)
-    config = _config(args, lr)
+    setup = setup_of(args)
+    if args.format != "pt":  # a graph that cannot be exported fails now, not after the training
+        _trial_export(args, setup)
+    config = _config(args, _learning_rate(args, setup, checkpoint))
     if rank == 0:
+        size = setup.input_size
         status(
-            f"training {args.model} ({count_params(model) / 1e6:.2f} M params) on {data.name} at "
+            f"training {args.model} ({count_params(setup.model) / 1e6:.2f} M params) on {setup.data.name} at "
             f"{size[0]}x{size[1]} for {config.epochs} epochs, lr {config.lr:.3g}"
             + (f" on {world} processes" if world > 1 else "")
         )
-    result = train(model, data, config, checkpoint=checkpoint, resume=args.resume, device=device_of(args),
-                   on_epoch=epoch_reporter(config, data))  # fmt: skip
+    result = train(
+        setup.model, setup.data, config, checkpoint=checkpoint, resume=args.resume, device=device_of(args),
+        on_epoch=epoch_reporter(config, setup.data, status),
+    )  # fmt: skip
     if rank != 0:
         return 0
-    summary = {"model": args.model, "data": data.name, "input_size": list(size), "processes": world,
-               "config": asdict(config), "history": [asdict(h) for h in result.history],
-               "test_accuracy": result.test_accuracy}  # fmt: skip
-    save(result.model.cpu(), args.output, spec=spec, recipe=Recipe.empty(size), input_size=size,
-         in_channels=data.in_channels, report={"training": summary}, force=args.force)  # fmt: skip
+    summary = _summary(args, setup, config, result, world)
+    _write(args, setup, result, summary)
     status(f"wrote {args.output} (checkpoint {checkpoint})")
-    _print(args, summary, result.history)
+    if args.json:
+        print_json(summary)
+    else:
+        rows = [
+            [str(h.epoch + 1), f"{h.loss:.4f}", f"{h.accuracy:.2%}", f"{h.test_accuracy:.2%}", f"{h.lr:g}"]
+            for h in result.history
+        ]
+        print(render_table(["epoch", "loss", "train acc", "test acc", "lr"], rows, align=">>>>>"))
     return 0
 
 
-def _learning_rate(args: argparse.Namespace, model: Any, data: Any, checkpoint: Path) -> float:
+def _learning_rate(args: argparse.Namespace, setup: Setup, checkpoint: Path) -> float:
     """--lr, or for auto the rate of a range test (on a resumed run: the checkpoint's rate)."""
     if args.lr != "auto":
         return args.lr
@@ -161,15 +200,43 @@ def _learning_rate(args: argparse.Namespace, model: Any, data: Any, checkpoint: 
             raise TrainError(f"cannot resume from {checkpoint}: not a readable checkpoint") from err
     from ..lab.lr_range import find_lr
 
-    found = find_lr(model, data, _config(args, 0.1), device=device_of(args))
+    found = find_lr(setup.model, setup.data, _config(args, 0.1), device=device_of(args))
     status(f"--lr auto: a range test picked {found.lr:.3g}")
     return found.lr
 
 
-def _print(args: argparse.Namespace, summary: dict[str, Any], history: list[Any]) -> None:
-    if args.json:
-        print_json(summary)
+def _trial_export(args: argparse.Namespace, setup: Setup) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        trial = Path(folder) / f"trial{Path(args.output).suffix}"
+        export(setup.model, trial, args.format, input_size=setup.input_size, in_channels=setup.data.in_channels,
+               latency=False)  # fmt: skip
+
+
+def _summary(args: argparse.Namespace, setup: Setup, config: TrainConfig, result: TrainResult, world: int):
+    return {
+        "model": args.model,
+        "data": setup.data.name,
+        "input_size": list(setup.input_size),
+        "processes": world,
+        "config": asdict(config),
+        "history": [asdict(h) for h in result.history],
+        "test_accuracy": result.test_accuracy,
+    }
+
+
+def _write(args: argparse.Namespace, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
+    model = result.model.cpu()
+    if args.format == "pt":
+        save(
+            model, args.output, spec=setup.spec, recipe=Recipe.empty(setup.input_size), input_size=setup.input_size,
+            in_channels=setup.data.in_channels, report={"training": summary}, overwrite=args.force,
+        )  # fmt: skip
         return
-    rows = [[str(h.epoch + 1), f"{h.loss:.4f}", f"{h.accuracy:.2%}", f"{h.test_accuracy:.2%}", f"{h.lr:g}"]
-            for h in history]  # fmt: skip
-    print(render_table(["epoch", "loss", "train acc", "test acc", "lr"], rows, align=">>>>>"))
+    exported = export(
+        model, args.output, args.format, input_size=setup.input_size, in_channels=setup.data.in_channels,
+        overwrite=args.force,
+    )  # fmt: skip
+    summary["export"] = exported.to_json()
+    status(exported.format())

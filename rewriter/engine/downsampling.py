@@ -1,13 +1,14 @@
 """Edits that change where a network downsamples, shared by the strategies that remove or move it.
 
-Setting a conv's stride, replacing a pooling layer by Identity (or giving it a stride), and keeping a head
-that flattens a fixed-size map working when the maps change size. A layer must be a module that runs once:
-changing a shared module would change every call of it.
+Setting a conv's stride, replacing a pooling layer by Identity (or giving it a stride), inserting a pooling
+layer after a module, and keeping a head that flattens a fixed-size map working when the maps change
+size. A layer must be a module that runs once: changing a shared module would change every call of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -28,13 +29,63 @@ class StrideChange:
 
 
 @dataclass(frozen=True)
+class PoolSpec:
+    """A pooling layer as plain data (what a plan records and ``apply`` builds)."""
+
+    kind: Literal["max", "avg"]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] = (0, 0)
+    ceil_mode: bool = False
+
+    def build(self) -> nn.Module:
+        cls = nn.MaxPool2d if self.kind == "max" else nn.AvgPool2d
+        return cls(self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+
+    def text(self) -> str:
+        name = "MaxPool2d" if self.kind == "max" else "AvgPool2d"
+        pad = f", padding {'x'.join(map(str, self.padding))}" if any(self.padding) else ""
+        return (
+            f"{name}({'x'.join(map(str, self.kernel_size))}, stride {'x'.join(map(str, self.stride))}{pad})"
+        )
+
+    @classmethod
+    def of(cls, module: nn.Module) -> PoolSpec | None:
+        """The spec of a plain ``MaxPool2d`` or ``AvgPool2d`` (None for any other module)."""
+        if type(module) is nn.MaxPool2d and _pair(module.dilation) == (1, 1):
+            kind = "max"
+        elif type(module) is nn.AvgPool2d and module.count_include_pad and module.divisor_override is None:
+            kind = "avg"
+        else:
+            return None
+        return cls(
+            kind, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), module.ceil_mode
+        )
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """``pool`` runs right after the module at ``after``, which becomes ``Sequential(module, pool)``: the
+    module's tensors move from ``after.*`` to ``after.0.*`` (a plan declares that with ``Moved``)."""
+
+    after: str
+    pool: PoolSpec
+
+
+@dataclass(frozen=True)
 class DownsamplingEdits:
     """What ``apply_downsampling_edits`` changes: convs and pools whose stride is set, modules replaced by
-    Identity, and parameter-free modules followed by global average pooling (a flattening head's input)."""
+    Identity, parameter-free modules followed by global average pooling (a flattening head's input), and
+    pooling layers inserted after modules."""
 
     strides: tuple[StrideChange, ...] = ()
     identity: tuple[str, ...] = ()
     pool_after: tuple[str, ...] = ()
+    insertions: tuple[Insertion, ...] = ()
 
 
 def stride_text(node: LayerNode) -> str:
@@ -82,6 +133,13 @@ def head_pooling(model: nn.Module, analysis: Analysis) -> tuple[Edit, str] | Non
             "the head's input 1x1 when the maps grow",
         )  # fmt: skip
         return edit, node.target
+    shape = analysis.graph[linear].output_shape or ()
+    if len(shape) != 2:  # not a classifier: a layer that mixes tokens (MLP-Mixer's token MLP)
+        raise RewriteError(
+            f"the layer '{linear}' mixes a fixed number of positions ({'x'.join(map(str, size))} from "
+            f"'{source}'), as token-mixing layers do; changing the downsampling changes that number and would "
+            "break it"
+        )
     raise RewriteError(
         f"the head '{linear}' reads a flattened feature map of fixed size ({'x'.join(map(str, size))} from "
         f"'{source}'); changing the downsampling changes that size and would break it. Truncate first (it "
@@ -101,3 +159,9 @@ def apply_downsampling_edits(model: nn.Module, edits: DownsamplingEdits) -> None
         set_submodule(model, path, nn.Identity())
     for path in edits.pool_after:
         set_submodule(model, path, nn.Sequential(model.get_submodule(path), nn.AdaptiveAvgPool2d(1)))
+    for insertion in edits.insertions:
+        inner = model.get_submodule(insertion.after)
+        pool = insertion.pool.build()
+        reference = next(iter(inner.state_dict().values()), None)
+        pool = pool if reference is None else pool.to(reference.device)
+        set_submodule(model, insertion.after, nn.Sequential(inner, pool))

@@ -16,12 +16,14 @@ from typing import Any
 from torch import nn
 
 from .._errors import RewriteError
-from ..analysis.analyzer import Analysis, analyze, as_size, resolve_leaf_classes
+from ..analysis.analyzer import Analysis, resolve_leaf_classes
+from ..analysis.sizes import parse_size
+from ..analysis.traced import analyze
 from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
 from .strategy import Context, Strategy
-from .verify import check_step, check_unchanged, snapshot
+from .verify import check_no_dead_modules, check_step, check_unchanged, idle_parameters, snapshot
 
 
 @dataclass
@@ -93,7 +95,7 @@ def rewrite(
         ('features.22', Linear(in_features=256, out_features=10, bias=True))
     """
     recipe = as_recipe(recipe).with_overrides(
-        input_size=as_size(input_size) if input_size is not None else None, num_classes=num_classes
+        input_size=parse_size(input_size) if input_size is not None else None, num_classes=num_classes
     )
     if recipe.input_size is None:
         raise RewriteError("no input size: give input_size (--input-size) or put input_size in the recipe")
@@ -111,10 +113,21 @@ def rewrite(
             input_size=recipe.input_size, num_classes=classes, analysis=analysis, in_channels=in_channels,
             pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
-        plan, current = _step(strategy, current, context, f"steps[{i}] {strategy.name}", say)
+        idle = idle_parameters(
+            current, analysis.graph.graph_module, input_size=recipe.input_size, in_channels=in_channels
+        )
+        plan, current = _step(
+            strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
+        )
         plans.append(plan)
         measured.extend(context.notes)
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
+        if not plan.is_noop:  # invariant 5, on the trace the analysis of the new model made
+            try:
+                check_no_dead_modules(current, analysis.graph.graph_module, idle, plan, input_size=recipe.input_size,
+                                      in_channels=in_channels)  # fmt: skip
+            except RewriteError as err:
+                raise RewriteError(f"steps[{i}] {strategy.name}: {err}; nothing was written") from err
         rows.extend([row] if row else [])
     check_unchanged(model, before)
     if current is model:  # every step was a no-op: still return a copy, never the caller's object
@@ -128,9 +141,16 @@ def rewrite(
 
 
 def _step(
-    strategy: Strategy, current: nn.Module, context: Context, where: str, say: Callable[[str], None]
+    strategy: Strategy,
+    current: nn.Module,
+    context: Context,
+    where: str,
+    say: Callable[[str], None],
+    *,
+    loud: bool,
 ) -> tuple[Plan, nn.Module]:
-    """Plan one step; unless it is a no-op, apply it to a copy of ``current`` and verify the result."""
+    """Plan one step; unless it is a no-op, apply it to a copy of ``current`` and verify the result (said
+    only when ``loud``: a dry run verifies too, but only to plan the next step)."""
     say(f"{where}: planning")
     try:
         plan = strategy.plan(current, context)
@@ -138,7 +158,8 @@ def _step(
             return plan, current
         new = strategy.apply(copy.deepcopy(current), plan, context)
         new.train(current.training)
-        say(f"{where}: verifying")
+        if loud:
+            say(f"{where}: verifying")
         check_step(current, new, plan, input_size=context.input_size, in_channels=context.in_channels,
                    leaf_classes=context.leaf_classes)  # fmt: skip
     except RewriteError as err:

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from .._errors import RecipeError, close_matches
+from .._errors import InputSizeError, RecipeError, close_matches
+from ..analysis.sizes import parse_size
 from .strategy import Strategy, build_strategy
 
 TOP_LEVEL_KEYS = ("input_size", "num_classes", "steps")
@@ -158,15 +159,10 @@ def _parse_step(item: Any, where: str) -> Step:
 def _parse_size(value: Any, where: str) -> tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value, value
-    if (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        return value[0], value[1]
-    raise RecipeError(f"{where}: expected a positive int or [height, width], got {value!r}")
+    try:
+        return parse_size(value, where)
+    except InputSizeError as err:
+        raise RecipeError(str(err)) from None
 
 
 def _parse_classes(value: Any, where: str) -> int | None:

@@ -1,10 +1,10 @@
 """Saving and loading rewritten models so that loading never needs to trust a pickle.
 
 ``save`` writes the base model's spec, the resolved recipe and the state dict (the format is
-``rewriter.models.modelfile``); ``load`` rebuilds the base, replays the recipe, and loads the state dict
-with ``weights_only=True``, checking every key and shape. Importing this module registers model files as a
-kind of model source, so ``load_model("out.pt")`` rebuilds them too. ``--format pt2`` writes a
-``torch.export`` program that runs without this package.
+``rewriter.models.modelfile``); ``load`` validates the file, rebuilds the base, replays the recipe, checks
+every key and shape, and only then reads the state dict with ``weights_only=True``. Importing this module
+registers model files as a kind of model source, so ``load_model("out.pt")`` rebuilds them too.
+``fmt="pt2"`` and ``fmt="onnx"`` export for deployment instead (``rewriter.engine.exporting``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import ModelFileError, UntrustedPickleError
-from .._files import atomic_path, check_target
+from .._errors import ModelFileError, RecipeError, UntrustedPickleError
+from .._files import check_target
 from .._version import __version__
-from ..analysis.modes import eval_mode
+from ..analysis.sizes import parse_size
 from ..models import modelfile
 from ..models.sources import FileKind, ModelSpec, is_named_model, load_model, register_file_kind
 from ..models.weights import load_weights
+from .exporting import check_format, export
 from .pipeline import rewrite
 from .recipe import Recipe
 
@@ -63,15 +64,22 @@ def save(
     leaf_modules: Sequence[type | str] = (),
     report: dict[str, Any] | None = None,
     fmt: str = "pt",
+    overwrite: bool = False,
     force: bool = False,
 ) -> Path:
-    """Write ``model`` to ``path`` atomically; an existing file is only replaced with ``force``."""
-    target = Path(path)
-    check_target(target, force)
-    if fmt == "pt2":
-        return _save_exported(model, target, input_size, in_channels)
+    """Write ``model`` to ``path`` atomically; an existing file is only replaced with ``overwrite``
+    (``force`` is its older name), and one of the running command's inputs never.
+
+    ``fmt`` ``"pt"`` writes a model file (spec + recipe + state dict); ``"pt2"`` and ``"onnx"`` export it
+    for deployment (``rewriter.engine.exporting``, which also checks the export against the model).
+
+    Raises:
+        ModelFileError: the target exists, is an input, does not fit the format's suffix, or cannot be written.
+    """
+    check_format(path, fmt)
+    target = check_target(path, overwrite or force)
     if fmt != "pt":
-        raise ModelFileError(f"unknown format '{fmt}': use 'pt' or 'pt2'")
+        return export(model, target, fmt, input_size=input_size, in_channels=in_channels, overwrite=True).path
     payload: dict[str, Any] = {
         "rewriter": __version__,
         "torch": str(torch.__version__),
@@ -86,50 +94,46 @@ def save(
         payload["module"] = model  # the base cannot be rebuilt from a name: only a pickle can carry it
     else:
         payload["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return modelfile.write_payload(payload, target)
-
-
-def _save_exported(model: nn.Module, target: Path, input_size: tuple[int, int], in_channels: int) -> Path:
-    example = torch.zeros(1, in_channels, *input_size)
-    with eval_mode(model):
-        try:
-            program = torch.export.export(model, (example,))
-        except Exception as err:
-            raise ModelFileError(
-                f"torch.export cannot export the model: {' '.join(str(err).split()[:40])}"
-            ) from err
-    with atomic_path(target) as tmp:
-        torch.export.save(program, tmp)
-    return target
+    return modelfile.write_payload(payload, target, overwrite=overwrite or force)
 
 
 def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     """Read a file written by ``save``: rebuild the base, replay the recipe, load the weights.
 
+    The file's structure is read and validated first, with no tensor data; the rebuilt model's names
+    and shapes are compared with the file's before its tensors are read.
+
     Raises:
-        ModelFileError: the file is not a rewriter model file, or its weights do not fit the rebuilt model.
+        ModelFileError: the file does not exist, is empty or corrupt, is not a rewriter model file (or is of
+            a newer format version, or breaks its schema), or its weights do not fit the rebuilt model.
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
     data = modelfile.read_payload(path, trust_pickle=trust_pickle)
     spec = ModelSpec.from_json(data["base"])
-    recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
-    size = tuple(data["input_size"])
+    try:
+        recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
+    except RecipeError as err:
+        raise ModelFileError(f"{path} is not a valid model file: recipe: {err}") from err
+    size = parse_size(data["input_size"], "input_size")
     if "module" in data:
-        return LoadedModel(data["module"], spec, recipe, size, data)  # type: ignore[arg-type]
+        return LoadedModel(data["module"], spec, recipe, size, data)
     if not trust_pickle and not is_named_model(spec.source):
         raise UntrustedPickleError(
             f"{path} was built from '{spec.source}'; rebuilding it imports and runs the code that name points to. "
             "Pass --trust-pickle (trust_pickle=True) if you trust the file"
         )
-    model, _ = load_model(spec.source, num_classes=spec.num_classes, model_args=spec.model_args)
+    # the architecture only: the file's own weights follow (pretrained ones need not be in the cache)
+    args = {k: v for k, v in spec.model_args.items() if not (spec.kind == "timm" and k == "pretrained")}
+    model, _ = load_model(spec.source, num_classes=spec.num_classes, model_args=args, allow_file=False)
     steps = [
         *spec.history,
         {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},
     ]
     for step in steps:
         model = _replay(model, step, Path(path).name)
-    _load_checked(model, data["state_dict"], path)
-    return LoadedModel(model, spec, recipe, size, data)  # type: ignore[arg-type]
+    _check_shapes(model, data["state_dict"], path)  # meta tensors: no tensor data read yet
+    model.load_state_dict(modelfile.read_tensors(path, data), strict=True)
+    return LoadedModel(model, spec, recipe, size, data)
 
 
 def _replay(model: nn.Module, step: dict[str, Any], source: str) -> nn.Module:
@@ -140,7 +144,7 @@ def _replay(model: nn.Module, step: dict[str, Any], source: str) -> nn.Module:
     return rewrite(
         model,
         replay,
-        input_size=tuple(step["input_size"]),
+        input_size=parse_size(step["input_size"], "input_size"),
         in_channels=step.get("in_channels", 3),
         leaf_modules=tuple(step.get("leaf_modules", ())),
         measure_cost=False,
@@ -148,7 +152,7 @@ def _replay(model: nn.Module, step: dict[str, Any], source: str) -> nn.Module:
     ).model
 
 
-def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -159,7 +163,6 @@ def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
             f"{missing[:4]}, unexpected {unexpected[:4]}, shape mismatch {mismatched[:4]}); was it written by "
             "another version of torch, torchvision or rewriter?"
         )
-    model.load_state_dict(state, strict=True)
 
 
 def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:

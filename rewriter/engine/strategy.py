@@ -52,6 +52,12 @@ class Strategy:
     name: ClassVar[str] = ""
     #: the frozen dataclass a plan's ``payload`` is (what ``apply()`` needs), for plans read back from YAML
     payload_type: ClassVar[type | None] = None
+    #: why the model this strategy makes cannot be exported (ONNX, torch.export); None: it can be
+    export_refusal: ClassVar[str | None] = None
+    #: where the strategy goes in a composition that ``rewriter optimize`` builds (smaller runs first):
+    #: 10 the stem's downsampling, 20 downsampling elsewhere, 30 stages, 40 kernels, 50 truncation (it cuts
+    #: at the border of what the steps before it made), 60 width (depth first, then width: dissertation 11.3)
+    search_order: ClassVar[int] = 45
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
         raise NotImplementedError

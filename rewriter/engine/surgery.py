@@ -60,6 +60,7 @@ def extract_prefix(
     graph = gm.graph
     output = next(n for n in graph.nodes if n.op == "output")
     output.args = (by_name[cut],)
+    _drop_dead_checks(graph, output)
     graph.eliminate_dead_code()
     graph.lint()
     prefix = fx.GraphModule(model, graph, class_name=class_name)
@@ -68,6 +69,27 @@ def extract_prefix(
     _prune_unused(prefix, graph)
     prefix.recompile()
     return prefix
+
+
+def _is_check(node: fx.Node) -> bool:
+    """A call whose only purpose is checking (``torch._assert``, ``torch._check...``): it returns nothing."""
+    name = getattr(node.target, "__name__", "") if node.op == "call_function" else ""
+    return name.startswith(("_assert", "_check"))
+
+
+def _drop_dead_checks(graph: fx.Graph, output: fx.Node) -> None:
+    """Remove checks on values the cut output does not need. fx keeps calls with side effects, so an assert
+    on a removed block's tensor (SelectiveKernel's ``_assert(x.shape[1] == self.num_paths)``) would keep that
+    block alive in the prefix: dead code that still runs, and whose FLOPs the report would count."""
+    live, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+    for node in reversed(list(graph.nodes)):
+        if node not in live and _is_check(node) and not node.users:
+            graph.erase_node(node)
 
 
 class Inlined(nn.Module):

@@ -5,6 +5,9 @@
 2. Every kept layer's parameters and buffers equal the original's, bit for bit.
 3. For truncation: the kept prefix produces the same activation at the cut as the original model.
 4. The input model is unchanged (state and structure before and after).
+5. No dead modules: every parameter of the new model contributes to its output, unless it was already
+   idle in the input model (auxiliary heads used only in training). A module that still runs but whose
+   result nothing reads (a removed block kept alive by an assert on its shape) is dead too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
@@ -92,6 +96,96 @@ def check_step(
     _check_kept_tensors(old, new, plan)
     if plan.cut is not None:
         _check_prefix(old, new, plan.cut, x, leaf_classes)
+
+
+def idle_parameters(
+    model: nn.Module,
+    traced: fx.GraphModule,
+    *,
+    input_size: tuple[int, int] | None = None,
+    in_channels: int = 3,
+) -> set[str]:
+    """Parameters of ``model`` that its output does not depend on, read from ``traced`` (its fx trace in
+    eval mode, as the analysis made it).
+
+    A parameter is used when its module is called by a node the output depends on, or it is read directly.
+    A module the trace calls only for checks (or for nothing) is dead code. A module the trace never calls
+    may still run by control flow fx does not see (a router choosing which blocks run): with
+    ``input_size``, one eval forward with hooks tells; a module that does not run then is idle.
+    """
+    output = next(n for n in traced.graph.nodes if n.op == "output")
+    live, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+    called = {str(n.target) for n in live if n.op == "call_module"}
+    traced_calls = {str(n.target) for n in traced.graph.nodes if n.op == "call_module"}
+    read = {str(n.target) for n in live if n.op == "get_attr"}
+
+    def inside(owner: str, paths: set[str]) -> bool:
+        return any(owner == c or owner.startswith(c + ".") for c in paths)
+
+    idle, unseen = set(), {}
+    for name, _ in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if name in read or inside(owner, called):
+            continue
+        if inside(owner, traced_calls) or input_size is None:
+            idle.add(name)
+        else:
+            unseen[name] = owner
+    return idle | {
+        name
+        for name, owner in unseen.items()
+        if owner not in _run_modules(model, set(unseen.values()), input_size, in_channels)
+    }
+
+
+def _run_modules(
+    model: nn.Module, paths: set[str], input_size: tuple[int, int], in_channels: int
+) -> set[str]:
+    """Which of the modules at ``paths`` run in one eval forward of ``model``."""
+    ran: set[str] = set()
+    handles = [
+        model.get_submodule(path).register_forward_hook(lambda *_, path=path: ran.add(path))
+        for path in paths
+        if path
+    ]
+    try:
+        _forward(model, _example(model, input_size, in_channels)[:1])
+    except Exception:
+        return set(paths)  # it does not run at all: invariant 1 says so; nothing is blamed on idleness here
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran | ({""} if "" in paths else set())
+
+
+def check_no_dead_modules(
+    new: nn.Module,
+    traced: fx.GraphModule,
+    idle_before: set[str],
+    plan: Plan,
+    *,
+    input_size: tuple[int, int] | None = None,
+    in_channels: int = 3,
+) -> None:
+    """Invariant 5: the rewrite left no module behind that no longer contributes to the output.
+
+    ``traced`` is the new model's trace; ``idle_before`` the parameters of the input model that were idle
+    already (auxiliary heads used only in training), by their names in the input model.
+    """
+    idle = idle_parameters(new, traced, input_size=input_size, in_channels=in_channels)
+    dead = sorted(name for name in idle if plan.old_key(name) not in idle_before)
+    if dead:
+        modules = sorted({name.rpartition(".")[0] for name in dead})
+        count = sum(p.numel() for name, p in new.named_parameters() if name in dead)
+        raise RewriteError(
+            f"invariant 5 broken, the new model keeps {len(modules)} dead module(s) that no longer contribute "
+            f"to its output ({count} parameters): {', '.join(modules[:4])}{', ...' if len(modules) > 4 else ''}"
+        )
 
 
 def _runs_in_training(model: nn.Module, x: torch.Tensor) -> Exception | None:

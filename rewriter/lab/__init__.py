@@ -8,6 +8,7 @@ from .probes import ProbeReport, run_probes
 from .relevance import LabelUnit, Relevance, RelevanceError, compute_relevance, label_units
 from .routing import RoutedModel, Router, RoutingStats, gate_units, routing_stats
 from .saturation import SaturationReport, compute_saturation
+from .setup import ModelRequest, Setup, load_data_and_model, model_for_data, pretrain, resolve_input_size
 from .skipping import SkipTraining, fit_routed_model
 from .training import TrainConfig, TrainError, TrainResult, evaluate, train
 
@@ -15,6 +16,7 @@ __all__ = [
     "DataError",
     "DataSource",
     "LabelUnit",
+    "ModelRequest",
     "ProbeReport",
     "Relabelled",
     "Relevance",
@@ -23,6 +25,7 @@ __all__ = [
     "Router",
     "RoutingStats",
     "SaturationReport",
+    "Setup",
     "SkipTraining",
     "TrainConfig",
     "TrainError",
@@ -35,7 +38,11 @@ __all__ = [
     "gate_units",
     "label_units",
     "load_data",
+    "load_data_and_model",
+    "model_for_data",
     "parse_data_spec",
+    "pretrain",
+    "resolve_input_size",
     "routing_stats",
     "run_probes",
     "train",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .._files import atomic_path
+from .._text import one_line
 from .train_records import EpochRecord, TrainConfig, TrainError
 
 #: fields that may differ between a run and its resumption: they do not change what is computed
@@ -63,7 +64,7 @@ def restore(
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        raise TrainError(f"checkpoint {path} does not fit the model: {str(err).splitlines()[0]}") from err
+        raise TrainError(f"checkpoint {path} does not fit the model: {one_line(err, limit=300)}") from err
     _check_same_run(path, state, config, data)
     try:
         optimizer.load_state_dict(state["optimizer"])

@@ -99,6 +99,11 @@ class RoutedModel(nn.Module):
     the given labels (how the backbone is trained on the relevance labels)."""
 
     partial_forward = True  # a batch may leave gated units (and the router) without gradient: DDP must know
+    export_refusal = (
+        "the routed model picks per image which units run (data-dependent control flow); ONNX and "
+        "torch.export record one static graph, which would run every unit and compute something else: save "
+        "it as a .pt model file"
+    )
 
     def __init__(self, router: nn.Module, backbone: nn.Module, routes: _Routes, units: list[str]) -> None:
         super().__init__()

@@ -1,79 +1,260 @@
-"""The model-file format: plain data, read back with ``weights_only=True``.
+"""The model-file format: plain data, read back with ``weights_only=True`` and checked against a schema.
 
-A file holds how the base model was built (its ``ModelSpec``), the resolved recipe as a dict, the input
-size, the report, and the state dict; a base that cannot be rebuilt (a pickled model file) is stored as a
-whole pickled module instead, which then needs ``trust_pickle`` to load. This module reads and writes that
-payload; rebuilding the model from it (replaying the recipe) is the engine's (``rewriter.engine.saving``).
+A file (format ``rewriter-model``, version 1) holds how the base model was built (its ``ModelSpec``), the
+resolved recipe as a dict, the input size and channels, the report, and the state dict; a base that cannot
+be rebuilt (a pickled model file) is stored as a whole pickled module instead, which then needs
+``trust_pickle`` to load. Reading is in two steps: ``read_payload`` reads the structure with every tensor on
+the meta device and validates it (one clause per fault, an unknown future version refused), so that the
+engine can rebuild the model and compare shapes before ``read_tensors`` reads any tensor data. Rebuilding
+the model from the payload (replaying the recipe) is the engine's (``rewriter.engine.saving``).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from .._errors import ModelFileError, UntrustedPickleError
+from .._errors import InputSizeError, ModelFileError, UntrustedPickleError
 from .._files import atomic_path
+from ..analysis.sizes import check_channels, parse_size
+from . import filetypes
 
 FORMAT = "rewriter-model"
 VERSION = 1
+KINDS = ("torchvision", "builtin", "timm", "import", "file")
+_SLACK = 1 << 20  # bytes of tensor data beyond what the tensors need that a file may hold (alignment)
 
 
-def write_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+def write_payload(payload: dict[str, Any], path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write a model-file payload atomically (the caller checked the target first)."""
     target = Path(path)
-    with atomic_path(target) as tmp:
+    with atomic_path(target, overwrite=overwrite) as tmp:
         torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
     return target
 
 
 def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, Any]:
-    """Read a model file's payload; a pickled module inside is only unpickled with ``trust_pickle``.
+    """The validated payload of a model file; the tensors of its state dict are on the meta device (shapes
+    only: ``read_tensors`` reads the data). A pickled module inside is only unpickled with ``trust_pickle``.
 
     Raises:
-        ModelFileError: the file is not a rewriter model file.
+        ModelFileError: the file does not exist, is empty, corrupt, not a rewriter model file, of a newer
+            format version, or its fields do not follow the schema (each fault named).
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
+        data = filetypes.read_structure(path)
+    except UntrustedPickleError as err:
+        if not filetypes.contains_marker(path, FORMAT.encode()):
+            raise ModelFileError(
+                f"{path} is not a model file written by rewriter (it holds a pickle)"
+            ) from err
         if not trust_pickle:
             raise UntrustedPickleError(
                 f"{path} holds a pickled model (its base was itself a pickled file); loading it runs code from "
                 "the file. Pass --trust-pickle (trust_pickle=True) if you trust it"
             ) from err
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a model file written by rewriter")
-    return data
+        data = _load_trusted(path)
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a model file written by rewriter (no 'format: {FORMAT}')")
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise ModelFileError(
+            f"{path} has format version {version}, written by a newer rewriter ({_text(data.get('rewriter'))}); "
+            f"this one reads version {VERSION}: upgrade rewriter"
+        )
+    faults = validate(data)
+    if faults:
+        shown = "; ".join(faults[:6]) + (f"; and {len(faults) - 6} more" if len(faults) > 6 else "")
+        raise ModelFileError(f"{path} is not a valid model file: {shown}")
+    return dict(data)
+
+
+def read_tensors(path: str | os.PathLike, payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict's tensor data, read after the shapes were checked; refused if the file holds more
+    tensor data than its tensors need (a damaged or crafted file).
+
+    Raises:
+        ModelFileError: the file's tensor data does not match its declared tensors, or cannot be read.
+    """
+    state = payload["state_dict"]
+    needed = sum(t.numel() * t.element_size() for t in state.values())
+    declared = sum(t.untyped_storage().nbytes() for t in state.values())
+    stored = filetypes.tensor_bytes(path)
+    if declared > 2 * needed + _SLACK or stored > declared + _SLACK:
+        raise ModelFileError(
+            f"{path} holds {stored} bytes of tensor data for tensors that need {needed}; the file is damaged "
+            "or not what it claims"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({type(err).__name__})") from err
+    return dict(data["state_dict"])
 
 
 def is_model_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file written by ``rewriter.save`` (read with ``weights_only=True``)."""
+    """Whether ``path`` is a file written by ``rewriter.save`` (read without tensor data or unpickling)."""
+    if filetypes.sniff(path) != "torch":
+        return False
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return _is_pickled_model_file(path)
-    return isinstance(data, dict) and data.get("format") == FORMAT
+        data = filetypes.read_structure(path)
+    except UntrustedPickleError:
+        return filetypes.contains_marker(path, FORMAT.encode())
+    except ModelFileError:
+        return False
+    return isinstance(data, Mapping) and data.get("format") == FORMAT
 
 
 def recorded_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """The input size a model file was written for, or None (not a model file, or a pickled one)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+    """The input size a model file was written for, or None (not a model file, a pickled one, or invalid)."""
+    if filetypes.sniff(path) != "torch":
         return None
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        return tuple(data["input_size"])  # type: ignore[return-value]
+    try:
+        data = filetypes.read_structure(path)
+    except (ModelFileError, UntrustedPickleError):
+        return None
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT or _size_fault(data.get("input_size")):
+        return None
+    return parse_size(data["input_size"], "input_size")
+
+
+def _load_trusted(path: str | os.PathLike) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({type(err).__name__})") from err
+
+
+# ---- the schema of version 1 -------------------------------------------------------------------------
+
+
+def validate(data: Mapping[str, Any]) -> list[str]:
+    """Every fault of a payload against the schema, one clause each (empty: valid)."""
+    faults = [f"{key}: {fault}" for key, check in _TOP.items() for fault in _field(data, key, *check)]
+    faults += [f"unknown field {_text(key)}" for key in data if key not in _TOP]
+    if ("state_dict" in data) == ("module" in data):
+        faults.append("exactly one of 'state_dict' (the weights) and 'module' (a pickled base) is needed")
+    return faults
+
+
+def _field(
+    data: Mapping[str, Any], key: str, required: bool, check: Callable[[Any], str | None]
+) -> list[str]:
+    if key not in data:
+        return ["missing"] if required else []
+    fault = check(data[key])
+    return [fault] if fault else []
+
+
+def _text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def _expect(kind: str, ok: Callable[[Any], bool]) -> Callable[[Any], str | None]:
+    return lambda value: None if ok(value) else f"expected {kind}, got {_text(value)}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _size_fault(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)):
+        return f"expected [height, width], got {_text(value)}"
+    try:
+        parse_size(list(value), "input_size")
+    except InputSizeError as err:
+        return str(err).removeprefix("input_size: ")
     return None
 
 
-def _is_pickled_model_file(path: str | os.PathLike) -> bool:
+def _channels_fault(value: Any) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return FORMAT.encode() in handle.read(1 << 16)
-    except OSError:
-        return False
+        check_channels(value, "in_channels")
+    except InputSizeError as err:
+        return str(err).removeprefix("in_channels: ")
+    return None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _mapping_with_str_keys(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+
+
+def _recipe_fault(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"expected a mapping with 'steps', got {_text(value)}"
+    steps = value.get("steps")
+    if not isinstance(steps, list):
+        return f"expected 'steps' to be a list, got {_text(steps)}"
+    return None
+
+
+def _state_fault(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"expected a mapping from names to tensors, got {type(value).__name__}"
+    bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    return f"{len(bad)} entries are not name -> tensor (first {_text(bad[0])})" if bad else None
+
+
+def _history_fault(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)):
+        return f"expected a list of rewrites, got {_text(value)}"
+    for i, step in enumerate(value):
+        if not isinstance(step, Mapping):
+            return f"[{i}]: expected a mapping, got {_text(step)}"
+        for key, (required, check) in _STEP.items():
+            for fault in _field(step, key, required, check):
+                return f"[{i}].{key}: {fault}"
+        unknown = [k for k in step if k not in _STEP]
+        if unknown:
+            return f"[{i}]: unknown field {_text(unknown[0])}"
+    return None
+
+
+def _base_fault(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"expected a mapping (the model's spec), got {_text(value)}"
+    faults = [f"{key}: {fault}" for key, check in _BASE.items() for fault in _field(value, key, *check)]
+    faults += [f"unknown field {_text(key)}" for key in value if key not in _BASE]
+    return "; base.".join(faults) or None
+
+
+_STEP: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
+    "recipe": (True, _recipe_fault),
+    "input_size": (True, _size_fault),
+    "in_channels": (False, _channels_fault),
+    "leaf_modules": (False, _expect("a list of class names", _strings)),
+}
+_BASE: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
+    "source": (True, _expect("a model name or import spec", lambda v: isinstance(v, str) and bool(v))),
+    "kind": (True, _expect(f"one of {', '.join(KINDS)}", lambda v: v in KINDS)),
+    "num_classes": (False, _expect("null or a positive int", lambda v: v is None or (_is_int(v) and v > 0))),
+    "model_args": (False, _expect("a mapping of arguments", _mapping_with_str_keys)),
+    "weights": (False, _expect("null or a file name", lambda v: v is None or isinstance(v, str))),
+    "history": (False, _history_fault),
+}
+_TOP: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
+    "format": (True, _expect(repr(FORMAT), lambda v: v == FORMAT)),
+    "version": (True, _expect(f"an int from 1 to {VERSION}", lambda v: _is_int(v) and 1 <= v <= VERSION)),
+    "rewriter": (False, _expect("a version string", lambda v: isinstance(v, str))),
+    "torch": (False, _expect("a version string", lambda v: isinstance(v, str))),
+    "base": (True, _base_fault),
+    "recipe": (True, _recipe_fault),
+    "input_size": (True, _size_fault),
+    "in_channels": (False, _channels_fault),
+    "leaf_modules": (False, _expect("a list of class names", _strings)),
+    "report": (False, _expect("a mapping", lambda v: isinstance(v, Mapping))),
+    "state_dict": (False, _state_fault),
+    "module": (False, _expect("a torch.nn.Module", lambda v: isinstance(v, nn.Module))),
+}

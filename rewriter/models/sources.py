@@ -1,4 +1,5 @@
-"""Where models come from: torchvision names, the built-in zoo, ``package.module:callable``, and files.
+"""Where models come from: torchvision names, the built-in zoo, ``timm:NAME``, ``package.module:callable``,
+and files.
 
 ``load_model`` turns the MODEL argument of every command into an ``nn.Module`` plus a ``ModelSpec`` that
 records how it was built, so that a rewritten model can later be rebuilt from the spec without unpickling.
@@ -12,9 +13,8 @@ import copy
 import importlib
 import inspect
 import os
-import pickle
 import sys
-import zipfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +24,21 @@ import torch
 import torchvision
 from torch import nn
 
-from .._errors import ModelNotFoundError, UntrustedPickleError, WeightsError, close_matches
-from . import zoo
+from .._errors import (
+    ModelFileError,
+    ModelNotFoundError,
+    RewriterWarning,
+    UntrustedPickleError,
+    WeightsError,
+    close_matches,
+)
+from .._text import one_line
+from . import filetypes, zoo
+from .timm_source import PREFIX as TIMM_PREFIX
+from .timm_source import build_timm_model, is_timm_source
 from .weights import load_weights
 
-SourceKind = Literal["torchvision", "builtin", "import", "file"]
+SourceKind = Literal["torchvision", "builtin", "timm", "import", "file"]
 
 # Arguments torchvision would otherwise warn about on every build; users can still override them.
 _TORCHVISION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -70,8 +80,9 @@ def torchvision_models() -> list[str]:
 
 
 def is_named_model(source: str) -> bool:
-    """Whether ``source`` names a built-in or torchvision model (building it runs no code chosen by a file)."""
-    return zoo.is_model(source) or source in torchvision_models()
+    """Whether ``source`` names a built-in, torchvision or timm model (building it runs no code chosen by a
+    file)."""
+    return zoo.is_model(source) or source in torchvision_models() or is_timm_source(source)
 
 
 def available_models() -> list[str]:
@@ -101,12 +112,18 @@ def load_model(
     model_args: Mapping[str, Any] | None = None,
     weights: str | os.PathLike | None = None,
     trust_pickle: bool = False,
+    allow_file: bool = True,
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """Build the model named by ``source`` and optionally load a state dict into it.
 
-    ``source`` is, in this order of precedence: an existing file (a whole pickled module, only with
-    ``trust_pickle``), ``package.module:callable`` (called with ``model_args``), a built-in architecture
-    (``cifar_vgg16``), or a torchvision classification model (``resnet18``).
+    ``source`` is, in this order of precedence: an existing file (a model file, or a whole pickled module
+    only with ``trust_pickle``), ``timm:NAME`` (``timm.create_model`` with ``model_args``, random weights
+    unless ``pretrained=True`` is among them; built for ``input_size`` where the model has a fixed one),
+    ``package.module:callable`` (called with ``model_args``), a built-in architecture (``cifar_vgg16``), or a
+    torchvision classification model (``resnet18``). A file named like a built-in model is taken, with a
+    warning; ``allow_file=False`` never takes a file (how a model file's recorded base is rebuilt, so that a
+    file named like its own base cannot recurse).
 
     Raises:
         ModelNotFoundError: the name is unknown (close matches are listed) or the import fails.
@@ -116,21 +133,15 @@ def load_model(
     args = dict(model_args or {})
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ModelNotFoundError(f"num_classes must be a positive int, got {num_classes!r}")
-    if Path(source).is_file():
-        kind = _file_kind(source)
+    if allow_file and Path(source).is_file():
+        kind = _registered_kind(source, num_classes, args)
         if kind is not None:
-            if num_classes is not None or args:
-                raise ModelNotFoundError(
-                    f"{source} fixes its architecture; drop --num-classes and --model-arg"
-                )
             return kind.load(source, trust_pickle=trust_pickle, weights=weights)
-        if zipfile.is_zipfile(source) and _is_export_archive(source):
-            raise ModelNotFoundError(
-                f"{source} is a torch.export program (rewriter rewrite --format pt2), made for deployment: load it "
-                "with torch.export.load(path).module(); rewriter reads the .pt model files it writes"
-            )
         model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
         spec = ModelSpec(source, "file", num_classes, args)
+    elif source.startswith(TIMM_PREFIX):
+        model, built_with = build_timm_model(source, num_classes, args, input_size)
+        spec = ModelSpec(source, "timm", num_classes, built_with)
     elif ":" in source:
         model = _build_from_import(source, num_classes, args)
         spec = ModelSpec(source, "import", num_classes, args)
@@ -148,16 +159,72 @@ def load_model(
                 f"cannot build torchvision model '{source}' with {kwargs}: {err}"
             ) from err
         spec = ModelSpec(source, "torchvision", num_classes, args)
+    elif _looks_like_a_path(source):
+        check_source(source)
     else:
         hint = close_matches(source, available_models()) or "."
         raise ModelNotFoundError(
             f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
-            "architecture (`rewriter models` lists both), package.module:callable, or a model file"
+            "architecture (`rewriter models` lists both), timm:NAME (`rewriter models --timm`), "
+            "package.module:callable, or a model file"
         )
     if weights is not None:
         load_weights(model, weights)
         spec = ModelSpec(spec.source, spec.kind, spec.num_classes, spec.model_args, str(weights))
     return model, spec
+
+
+def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any]) -> FileKind | None:
+    """The registered kind of a model file (a rewriter model file), None for a pickled module; a file
+    that is neither (empty, corrupt, an export for deployment) is refused with what it is."""
+    if is_named_model(source) and os.sep not in source:
+        warnings.warn(
+            f"'{source}' names both a file in this folder and a built-in model; using the file (write "
+            f"./{source} to mean the file, or rename it to use the built-in model)",
+            RewriterWarning,
+            stacklevel=3,
+        )
+    kind = _file_kind(source)
+    if kind is not None:
+        if num_classes is not None or args:
+            raise ModelNotFoundError(f"{source} fixes its architecture; drop --num-classes and --model-arg")
+        return kind
+    found = filetypes.sniff(source)
+    if found in ("empty", "corrupt"):
+        raise ModelFileError(filetypes.describe(source, found))
+    if found in ("export", "onnx"):
+        raise ModelNotFoundError(filetypes.describe(source, found))
+    return None
+
+
+def check_source(source: str) -> None:
+    """Refuse, before any work, a MODEL that names a file that does not exist, is empty, or is corrupt.
+
+    Raises:
+        ModelNotFoundError: a path (it has a folder or a model file's suffix) that does not exist.
+        ModelFileError: an empty or corrupt file.
+    """
+    if Path(source).is_file():
+        found = filetypes.sniff(source)
+        if found in ("empty", "corrupt"):
+            raise ModelFileError(filetypes.describe(source, found))
+    elif _looks_like_a_path(source) and not is_named_model(source):
+        raise ModelNotFoundError(
+            f"{source} does not exist (no such file); MODEL is a model name (`rewriter models`), "
+            "package.module:callable, or an existing file"
+        )
+
+
+def _looks_like_a_path(source: str) -> bool:
+    return os.sep in source or Path(source).suffix in (
+        ".pt",
+        ".pth",
+        ".pt2",
+        ".onnx",
+        ".ckpt",
+        ".bin",
+        ".pkl",
+    )
 
 
 @dataclass(frozen=True)
@@ -239,18 +306,10 @@ def _accepts(fn: Any, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _is_export_archive(path: str) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any(
-            name.endswith(("serialized_exported_program.json", "archive_format"))
-            for name in archive.namelist()
-        )
-
-
 def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
+        obj = filetypes.read_structure(path)
+    except UntrustedPickleError as err:
         if not trust_pickle:
             raise UntrustedPickleError(
                 f"{path} holds a pickled Python object; unpickling it can run arbitrary code. Pass "
@@ -259,7 +318,7 @@ def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as inner:
-            raise WeightsError(f"cannot load {path}: {inner}") from inner
+            raise WeightsError(f"cannot load {path}: {one_line(inner, limit=200)}") from inner
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, Mapping):

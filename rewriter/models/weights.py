@@ -10,17 +10,23 @@ import torch
 from torch import nn
 
 from .._errors import WeightsError
+from .._text import one_line
+from . import filetypes
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``."""
+def read_state_dict(path: str | os.PathLike, *, meta: bool = False) -> dict[str, torch.Tensor]:
+    """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``.
+
+    With ``meta`` every tensor is on the meta device: the names and shapes, no data read.
+    """
+    kind = filetypes.sniff(path)
+    if kind in ("missing", "folder", "empty", "corrupt", "export", "onnx"):
+        raise WeightsError(f"weights file {filetypes.describe(path, kind)}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise WeightsError(f"weights file {path} does not exist") from err
+        obj = torch.load(path, map_location="meta" if meta else "cpu", weights_only=True)
     except Exception as err:
         raise WeightsError(
-            f"cannot read {path} as a state dict with weights_only=True ({' '.join(str(err).split()[:20])}); "
+            f"cannot read {path} as a state dict with weights_only=True ({one_line(err, limit=120)}); "
             "a whole pickled model goes in MODEL with --trust-pickle"
         ) from err
     for key in ("state_dict", "model_state_dict", "model"):
@@ -29,15 +35,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping from names to tensors)")
-    state = dict(obj)
+    state = {str(k): v for k, v in obj.items()}
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
     return state
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit."""
-    state = read_state_dict(path)
+    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit.
+
+    The names and shapes are compared first, with no tensor data read, so a file that does not fit is
+    refused before it costs memory.
+    """
+    check_fits(model, read_state_dict(path, meta=True), f"weights file {path}")
+    model.load_state_dict(read_state_dict(path), strict=True)
+
+
+def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse a state dict whose names or shapes differ from the model's, naming the keys.
+
+    Raises:
+        WeightsError: with the missing, unexpected and mismatched keys (four of each).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -54,5 +73,4 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
                 parts.append(f"{len(keys)} {label} ({shown})")
         head_mismatch = any(k.split(":")[0].endswith(("fc.weight", "classifier.weight")) for k in mismatched)
         hint = " (is --num-classes right?)" if head_mismatch else ""
-        raise WeightsError(f"weights file {path} does not match the model: " + "; ".join(parts) + hint)
-    model.load_state_dict(state, strict=True)
+        raise WeightsError(f"{what} does not match the model: " + "; ".join(parts) + hint)

@@ -6,9 +6,23 @@ import math
 import os
 
 from .._files import atomic_path
-from ..analysis.analyzer import Analysis
+from ..analysis.analyzer import Analysis, Layer
 
-_COLORS = {True: "#2a9d8f", False: "#e63946", None: "#9e9e9e"}
+#: the verdict of a layer, its colour, and its legend entry (``_verdict``)
+_VERDICTS = {
+    "within": ("#2a9d8f", "within the input: productive"),
+    "dip": ("#e9c46a", "exceeds the input before b_min: productive (skip-path zig-zag)"),
+    "tail": ("#e63946", "exceeds, in the tail from b_min: unproductive"),
+    "untested": ("#9e9e9e", "not tested (global, head, 1x1)"),
+}
+
+
+def _verdict(layer: Layer) -> str:
+    if layer.exceeds is None:
+        return "untested"
+    if layer.in_tail:
+        return "tail"
+    return "dip" if layer.exceeds else "within"
 
 
 def _pyplot():
@@ -34,11 +48,15 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
     """Write a PNG: r_min and r_max of each listed layer (log scale), the input size, b_min and b_max.
 
     The plotted receptive field is the one the border rule tests: the layer's input for ``"input"``,
-    its output for ``"output"``. Unbounded values (after global ops) are drawn at the top as triangles.
+    its output for ``"output"``. Each point is coloured by its verdict: within the input, exceeding it
+    before b_min (still productive), in the tail (unproductive), or not tested. Unbounded values (after
+    global ops) are drawn at the top as triangles. Layers of attention gates are left out, as in paper 000
+    Fig. 10.
     """
     plt = _pyplot()
 
-    layers = analysis.layers
+    layers = [layer for layer in analysis.layers if layer.role != "attention"]
+    omitted = len(analysis.layers) - len(layers)
     field_min = [lay.r_in_min if analysis.border_rule == "input" else lay.r_out_min for lay in layers]
     field_max = [lay.r_in_max if analysis.border_rule == "input" else lay.r_out_max for lay in layers]
     finite = [v for pair in field_min + field_max for v in pair if not math.isinf(v)]
@@ -58,30 +76,26 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
         ax.plot(x, r_min, style, color="#1d3557", linewidth=1.5, label=f"$r_{{min}}${suffix}")
         for xi, value, layer in zip(x, r_min, layers, strict=True):
             marker = "^" if value >= top else "o"
-            ax.scatter([xi], [value], color=_COLORS[layer.productive], marker=marker, s=22, zorder=3)
-        ax.axhline(
-            analysis.limit[axis],
-            color="black",
-            linestyle="--",
-            linewidth=1,
-            label=f"input {'x'.join(map(str, analysis.limit))}" if axis == 0 else None,
-        )
+            color = _VERDICTS[_verdict(layer)][0]
+            ax.scatter([xi], [value], color=color, marker=marker, s=22, zorder=3)
+    _input_lines(ax, analysis.limit, "feature size" if analysis.feature_size else "input")
     names = [layer.name for layer in layers]
-    for border, label, color in (
-        (analysis.border_layer_min, "$b_{min}$", "#e63946"),
-        (analysis.border_layer_max, "$b_{max}$", "#f4a261"),
-    ):
-        if border is not None:
-            ax.axvline(names.index(border) + 1, color=color, linewidth=2, alpha=0.8, label=label)
-    ax.scatter([], [], color=_COLORS[True], label="productive")
-    ax.scatter([], [], color=_COLORS[False], label="unproductive")
-    ax.scatter([], [], color=_COLORS[None], label="not tested (global, head, 1x1)")
+    _draw_borders(ax, _border_positions(names, analysis))
+    for color, label in _VERDICTS.values():
+        ax.scatter([], [], color=color, label=label)
+    if any(math.isinf(v) for pair in field_min for v in pair):
+        ax.scatter(
+            [], [], color="#9e9e9e", marker="^", label="unbounded (after a global op), drawn at the top"
+        )
     ax.set_yscale("log")
     ax.set_ylim(0.8, top * 1.5)
     ax.set_xlabel("layer (execution order)")
     tested = "input" if analysis.border_rule == "input" else "output"
     ax.set_ylabel(f"receptive field of the layer's {tested} [px]")
-    ax.set_title(f"{analysis.model} at {analysis.input_size[0]}x{analysis.input_size[1]}")
+    title = f"{analysis.model} at {analysis.input_size[0]}x{analysis.input_size[1]}"
+    if omitted:
+        title += f" ({omitted} attention-gate layers not drawn)"
+    ax.set_title(title)
     if len(layers) <= 60:
         ax.set_xticks(x, names, rotation=90, fontsize=6)
     ax.legend(fontsize=7, loc="upper left", ncols=2)
@@ -90,6 +104,25 @@ def plot_receptive_fields(analysis: Analysis, path: str | os.PathLike) -> None:
 
 def _square(fields: list) -> bool:
     return all(f[0] == f[1] for f in fields)
+
+
+def _input_lines(ax, limit: tuple[int, int], what: str) -> None:
+    """The size the fields are tested against: one dashed line, or one per axis (each in the legend)."""
+    if limit[0] == limit[1]:
+        ax.axhline(
+            limit[0], color="black", linestyle="--", linewidth=1, label=f"{what} {limit[0]}x{limit[1]}"
+        )
+        return
+    ax.axhline(limit[0], color="black", linestyle="--", linewidth=1, label=f"{what} height {limit[0]}")
+    ax.axhline(limit[1], color="black", linestyle="-.", linewidth=1, label=f"{what} width {limit[1]}")
+
+
+def _draw_borders(ax, positions: list[tuple[float, str, str]]) -> None:
+    """b_max as a wide pale line, b_min as a narrow dashed one on top: both visible where they coincide."""
+    for position, label, color in sorted(positions, key=lambda p: p[1] != "$b_{max}$"):
+        wide = label == "$b_{max}$"
+        ax.axvline(position, color=color, linewidth=4 if wide else 1.6, alpha=0.55 if wide else 0.95,
+                   linestyle="-" if wide else "--", label=label, zorder=2 if wide else 4)  # fmt: skip
 
 
 def _border_positions(names: list[str], analysis: Analysis | None) -> list[tuple[float, str, str]]:
@@ -162,21 +195,19 @@ def plot_saturation(report, analysis: Analysis | None, path: str | os.PathLike, 
     tail_names = {name for tail in report.tails for name in tail}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(names) + 3), 4.5), layout="constrained")
     x = range(1, len(names) + 1)
-    productive = [
-        analysis.layer(n).productive if analysis and n in set(analysis.layer_names()) else None for n in names
-    ]
+    listed = set(analysis.layer_names()) if analysis else set()
+    verdicts = [_verdict(analysis.layer(n)) if n in listed else "untested" for n in names]
     ax.bar(
         x,
         [100 * layer.saturation for layer in report.layers],
-        color=[_COLORS[p] for p in productive],
+        color=[_VERDICTS[v][0] for v in verdicts],
         hatch=["//" if n in tail_names else "" for n in names],
         edgecolor="white",
         label="saturation",
     )
     ax.axhline(100 * report.mean, color="#264653", linewidth=1, label=f"$s_\\mu$ = {report.mean:.1%}")
     ax.axhspan(20, 30, color="#2a9d8f", alpha=0.08, label="target band 20-30 %")
-    for position, label, color in _border_positions(names, analysis):
-        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    _draw_borders(ax, _border_positions(names, analysis))
     ax.set_ylim(0, 100)
     ax.set_ylabel(f"saturation [%] (delta = {report.delta})")
     ax.set_xlabel("conv / linear layer (execution order); hatched: tail")
@@ -205,8 +236,7 @@ def plot_probes(
     )
     ax.axhline(100 * probes.model_accuracy, color="black", linestyle="--", linewidth=1,
                label=f"model test accuracy {probes.model_accuracy:.1%}")  # fmt: skip
-    for position, label, color in _border_positions(names, analysis):
-        ax.axvline(position, color=color, linewidth=2, alpha=0.8, label=label)
+    _draw_borders(ax, _border_positions(names, analysis))
     ax.set_ylim(0, 102)
     ax.set_ylabel("accuracy / saturation [%]")
     ax.set_xlabel("conv / linear layer (execution order)")
@@ -247,13 +277,23 @@ def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "")
         ax.plot([], [], "s", color=colors(i % 10), label=model)
     for i, recipe in enumerate(recipes):
         ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=recipe)
-    ax.set_xscale("log")
+    _flops_axis(ax)
     ax.set_xlabel("FLOPs per image (fvcore, multiply-adds)")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(title or "accuracy against cost")
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right center", frameon=False)
     _save(fig, path)
+
+
+def _flops_axis(ax) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap."""
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=" "))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_relevance(relevance, analysis: Analysis | None, path: str | os.PathLike, *, title: str = "") -> None:

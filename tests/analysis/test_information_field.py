@@ -12,6 +12,8 @@ from rewriter.analysis.information_field import gain, stage_field
 from rewriter.analysis.stages import find_stages
 from rewriter.models import FactorizedConv, RollingPointwise
 
+from .. import nets
+
 
 def vgg11_stages():
     model, _ = rewriter.load_model("cifar_vgg11")
@@ -170,3 +172,56 @@ def test_the_analysis_json_has_stages_with_information_fields():
     stages = rewriter.analyze(model, 32, flops=False).to_json()["stages"]
     assert stages[2]["size"] == [8, 8] and stages[2]["in_channels"] == 128 and stages[2]["volume"] == 8192
     assert [u["if"] for u in stages[2]["units"]] == [1, 1152, 3200]
+
+
+def test_a_failing_information_field_is_a_warning_not_a_failed_analysis(monkeypatch):
+    """The Information Field is an optional part of the analysis: levit_128s and volo_d1_224 raised
+    ZeroDivisionError there, which took the whole analysis (and every rewrite) down."""
+    from rewriter.analysis import analyzer
+
+    def broken(stages, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(analyzer, "information_fields", broken)
+    result = rewriter.analyze(nets.Plain(), 32, flops=False)
+    assert result.layers and result.stages == ()
+    assert result.warnings == (
+        "the Information Field could not be computed (ZeroDivisionError: float division by zero); stages left out",
+    )
+
+
+class TokensToMap(nn.Module):
+    """A block that reads tokens [N, L, C] and returns a map [N, C, H/2, W/2] (LeViT's subsampling)."""
+
+    def __init__(self, dim: int, side: int) -> None:
+        super().__init__()
+        self.side = side
+        self.a, self.b = nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        n, _, c = tokens.shape
+        grid = self.b(self.a(tokens)).transpose(1, 2).reshape(n, c, self.side, self.side)
+        return grid[:, :, ::2, ::2]
+
+
+class LeViTLike(nn.Module):
+    """conv stem -> tokens -> two TokensToMap blocks (each starts a stage: smaller maps) -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, 4)
+        self.b1, self.b2 = TokensToMap(8, 8), TokensToMap(8, 4)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.b1(self.stem(x).flatten(2).transpose(1, 2))
+        x = self.b2(x.flatten(2).transpose(1, 2))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_stage_entered_by_tokens_is_left_out():
+    """A stage whose input is tokens, not a feature map, has no volume w0 x w0 x c0 for eq. (4): it was
+    given in_channels 0 and the gain divided by zero (levit_128s, volo_d1_224)."""
+    result = rewriter.analyze(LeViTLike(), 32, flops=False)
+    assert result.warnings == ()
+    assert [stage.stage.units[0].name for stage in result.stages] == ["stem"]  # b1 and b2 start no stage

@@ -79,21 +79,7 @@ def test_an_unused_module_is_not_in_the_graph():
     assert analysis.params == 3 * 4 * 9 + 4 * 4 * 9  # parameters still count
 
 
-def test_squeeze_and_excitation_leaves_r_min_unchanged():
-    # c1: 3. The SE branch pools globally, so the product's r_max is unbounded but r_min stays 3
-    # (paper 000 IV-D): c2 sees r_min 3 and gives 5.
-    layers = rows(nets.SqueezeExcite())
-    assert layers["c2"].r_in_min == (3, 3)
-    assert layers["c2"].r_in_max == (INF, INF)
-    assert layers["c2"].r_out_min == (5, 5)
-    assert layers["fc1"].productive is None and layers["fc2"].productive is None  # heads on a pooled tensor
-
-
-def test_cbam_spatial_attention_leaves_r_min_unchanged():
-    # c1: 3; the gate is a 7x7 conv on channel statistics: 3 + 6 = 9; the product has r_min 3, r_max 9.
-    layers = rows(nets.SpatialAttention())
-    assert layers["c2"].r_in_min == (3, 3)
-    assert layers["c2"].r_in_max == (9, 9)
+# squeeze-and-excitation and CBAM's spatial gate: test_gates.py
 
 
 def test_linear_on_channels_last_is_a_1x1_op():

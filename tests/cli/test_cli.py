@@ -15,7 +15,10 @@ from rewriter.cli import main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:  # argparse: a usage error (2) or --help (0)
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -115,8 +118,6 @@ def test_analyze_an_import_spec_with_model_args_and_a_non_square_size(capsys, tm
             ["analyze", "resnet19", "--input-size", "32"],
             "error: unknown model 'resnet19'; did you mean 'resnet18'",
         ),
-        (["analyze", "resnet18", "--input-size", "3a"], "error: --input-size expects a positive size"),
-        (["analyze", "resnet18", "--input-size", "0"], "error: --input-size expects a positive size"),
         (
             ["analyze", "alexnet", "--input-size", "32"],
             "error: the model does not run at 32x32: layer 'features.12' (MaxPool2d) failed on an input of shape "
@@ -132,6 +133,25 @@ def test_analyze_an_import_spec_with_model_args_and_a_non_square_size(capsys, tm
 def test_bad_input_gets_one_line_and_exit_code_1(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 1
+    assert out == ""
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["analyze", "resnet18", "--input-size", "3a"], "error: argument --input-size: expected a positive size"),
+        (["analyze", "resnet18", "--input-size", "0"], "error: argument --input-size: expected a positive size"),
+        (["rewrite", "resnet18", "--input-size", "32"], "give either --strategy NAME (repeatable) or --recipe"),
+        (["rewrite", "resnet18", "--input-size", "32", "--strategy", "truncate", "-p", "truncate"],
+         "--param expects STRATEGY.KEY=VALUE, got 'truncate'"),
+        (["analyze", "resnet18"], "give --input-size"),
+    ],
+)  # fmt: skip
+def test_usage_errors_get_one_line_and_exit_code_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
     assert out == ""
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -172,9 +192,9 @@ def test_debug_shows_the_traceback(capsys):
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["analyze", "resnet18"])  # --input-size is required
+        main(["analyze", "resnet18", "--border-rule", "sideways"])  # not one of the choices
     assert info.value.code == 2
-    assert "--input-size" in capsys.readouterr().err
+    assert "--border-rule" in capsys.readouterr().err
 
 
 def test_help_lists_the_commands_and_teaches_by_example(capsys):
@@ -280,7 +300,7 @@ def test_rewrite_refuses_to_overwrite_before_doing_any_work(capsys, tmp_path):
 
 def test_rewrite_needs_strategies_or_a_recipe(capsys):
     code, _, err = run(capsys, "rewrite", "resnet18", "--input-size", "32")
-    assert code == 1 and "give either --strategy NAME (repeatable) or --recipe FILE.yaml" in err
+    assert code == 2 and "give either --strategy NAME (repeatable) or --recipe FILE.yaml" in err
 
 
 def test_rewrite_an_unknown_strategy_lists_close_matches(capsys):
@@ -294,7 +314,10 @@ def test_strategies_lists_names_docs_and_parameters(capsys):
     assert code == 0
     assert data["truncate"]["summary"].startswith("Cut the border layer")
     rule = next(p for p in data["truncate"]["parameters"] if p["name"] == "rule")
-    assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"]}
+    assert rule == {"name": "rule", "type": "'input' | 'output'", "default": "input", "help": rule["help"],
+                    "search": None}  # fmt: skip
+    keep = next(p for p in data["truncate"]["parameters"] if p["name"] == "keep_blocks")
+    assert keep["search"] == [0, 1]  # what `rewriter optimize` tries
 
 
 @pytest.mark.parametrize(
@@ -306,13 +329,13 @@ def test_strategies_lists_names_docs_and_parameters(capsys):
             ["-p", "truncat.rule=output"],
             "a parameter is set for 'truncat', which no step of --strategy uses; did you mean 'truncate'?",
         ),
-        (["--num-classes", "-1"], "num_classes must be a positive int, got -1"),
+        (["--num-classes", "-1"], "argument --num-classes: expected an integer from 1 to 100000, got -1"),
     ],
 )
 def test_rewrite_refuses_bad_arguments_before_any_work(capsys, tmp_path, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     code, _, err = run(capsys, "rewrite", "resnet18", "--input-size", "32", "--strategy", "truncate", *argv)
-    assert code == 1 and message in err and "Traceback" not in err
+    assert code == (2 if "argument" in message else 1) and message in err and "Traceback" not in err
     assert "measuring" not in err
 
 

@@ -9,13 +9,16 @@ import pytest
 import torch
 
 import rewriter
+from rewriter.analysis import scaled
 from rewriter.cli import main
 from rewriter.engine.saving import load
-from strategies.scale_width import scaled
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:  # argparse: a usage error
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -89,10 +92,11 @@ def test_scale_width_from_data_writes_a_file_that_reloads_without_data(trained, 
     out_path = tmp_path / "vgg-w.pt"
     code, out, _ = run(
         capsys, "rewrite", str(trained), "--data", "synthetic:64", "--strategy", "scale-width",
-        "-p", "scale-width.batches=1", "-o", str(out_path), "--no-latency",
+        "-p", "scale-width.batches=1", "-p", "scale-width.untrained=true", "-o", str(out_path), "--no-latency",
     )  # fmt: skip
     assert code == 0
     assert "s_mu measured on 64 training images" in out
+    assert "is at chance" in out and "proceeding as asked (untrained=true)" in out  # two batches of training
     factor = load(out_path).recipe.steps[0].params["factor"]
     reloaded = rewriter.load(str(out_path))
     assert reloaded.features[0].out_channels == scaled(64, factor, 8)
@@ -110,14 +114,8 @@ def test_the_quick_training_of_saturation_needs_no_files(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["saturation", "cifar_vgg11", "--data", "cifar"], "unknown data source 'cifar'"),
         (["saturation", "cifar_vgg11", "--data", "cifar10:/no/such"], "no cifar10 batches"),
         (["probe", "cifar_vgg11", "--num-classes", "5", "--data", "synthetic:32"], "outputs 5 classes but"),
-        (
-            ["saturation", "cifar_vgg11", "--data", "synthetic:32", "--delta", "1.5"],
-            "--delta must lie between",
-        ),
-        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "give --input-size"),
         (
             ["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "--input-size", "32", "-o", "x.pt"],
             "is not a folder",
@@ -129,6 +127,24 @@ def test_data_errors_are_one_line(capsys, argv, message, tmp_path, monkeypatch):
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["saturation", "cifar_vgg11", "--data", "cifar"], "unknown data source 'cifar'"),
+        (
+            ["saturation", "cifar_vgg11", "--data", "synthetic:32", "--delta", "1.5"],
+            "argument --delta: expected a finite number in (0, 1), got 1.5",
+        ),
+        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "give --input-size"),
+    ],
+)
+def test_usage_errors_of_data_commands_exit_2(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_a_callable_without_num_classes_is_built_as_it_is_and_its_head_checked(capsys):

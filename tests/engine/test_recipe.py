@@ -43,7 +43,7 @@ MALFORMED = [
     ),
     (
         "input_size: big\nsteps: [truncate]\n",
-        "trim.yaml input_size: expected a positive int or [height, width], got 'big'",
+        "trim.yaml input_size: expected a positive size like 32, 64,48, 64x48 or [64, 48]; got 'big'",
     ),
     ("steps: [truncate\n", "trim.yaml: not valid YAML (line 2, column 1)"),
     ("- 3\n- 4\n", "trim.yaml steps[0]: expected '- strategy-name: {parameters}', got 3"),

@@ -17,6 +17,7 @@ from rewriter.lab.data import load_data
 CASES = {
     "truncate": ("cifar_vgg11", 32, {}),
     "remove-stem-downsampling": ("resnet18", 32, {}),
+    "reposition-downsampling": ("resnet18", 32, {"site": 1, "move": 1}),
     "reorganize-stages": ("cifar_vgg11", 32, {}),
     "decompose-kernels": ("cifar_vgg11", 32, {"block": "dw-rpw"}),
     "scale-width": ("resnet18", 32, {"factor": 0.5}),

@@ -78,10 +78,11 @@ def test_a_rewritten_model_file_rewritten_again_reloads(written, tmp_path):
     path, _ = written
     model, spec = rewriter.load_model(str(path))
     # feature size 16 px, output rule: layer4.0.conv1 has r_out_min 15 (ok), layer4.0.conv2 31 > 16 starts the
-    # final run, so the cut goes after layer3 (256 channels)
+    # final run; cut before layer4.0 the model would end with layer3.1.conv2 (23 > 16), before layer3.1 with
+    # layer3.0.conv2 (19); before layer3.0 with layer2.1.conv2 (15): the cut goes after layer2 (128 channels)
     recipe = {"steps": [{"truncate": {"rule": "output", "feature_size": 16}}]}
     result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
-    assert result.model.head.fc.in_features == 256
+    assert result.model.head.fc.in_features == 128
     target = tmp_path / "twice.pt"
     rewriter.save(result.model, target, spec=spec, recipe=result.recipe, input_size=(32, 32))
     reloaded = rewriter.load(target)

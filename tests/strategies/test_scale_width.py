@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 import rewriter
-from strategies.scale_width import scaled
+from rewriter.analysis import scaled
 
 from ..nets import conv
 
@@ -127,6 +127,15 @@ def test_growing_keeps_the_function_exactly():
         torch.testing.assert_close(grown(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+def _set_l1_norms(conv_layer: nn.Conv2d, norms: list[float]) -> None:
+    """Give filter i of ``conv_layer`` the L1 norm ``norms[i]`` (equal positive weights)."""
+    with torch.no_grad():
+        per_filter = conv_layer.weight[0].numel()
+        conv_layer.weight.copy_(
+            torch.tensor(norms).view(-1, 1, 1, 1).expand_as(conv_layer.weight) / per_filter
+        )
+
+
 def test_shrinking_keeps_the_channels_with_the_largest_l1_norm():
     class Net(nn.Module):
         def __init__(self):
@@ -137,20 +146,18 @@ def test_shrinking_keeps_the_channels_with_the_largest_l1_norm():
         def forward(self, x):
             return self.head(self.b(self.a(x)).mean((2, 3)))
 
-    torch.manual_seed(0)
     model = Net()
-    with torch.no_grad():
-        norms = (
-            torch.arange(16, dtype=torch.float32).roll(5) + 1
-        )  # channel i's filter has L1 norm proportional to this
-        model.a.weight.copy_(model.a.weight.sign() * norms.view(-1, 1, 1, 1))
+    _set_l1_norms(model.a, [3, 14, 1, 9, 16, 2, 11, 5, 8, 13, 4, 15, 6, 10, 7, 12])
+    _set_l1_norms(model.b, [5, 5, 9, 1, 9, 2, 5, 7, 3, 9, 1, 8, 5, 6, 9, 4])
     new = scale(model, factor=0.5).model
-    kept = sorted(torch.topk(norms, 8).indices.tolist())
+    # a keeps its 8 largest norms (16, 15, 14, 13, 12, 11, 10, 9), in channel order
+    kept_a = [1, 3, 4, 6, 9, 11, 13, 15]
+    # b: four filters of norm 9, then 8, 7, 6 (channels 11, 7, 13), then one of the four 5s: the lowest, 0
+    kept_b = [0, 2, 4, 7, 9, 11, 13, 14]
     assert new.a.weight.shape == (8, 3, 3, 3)
-    assert torch.equal(new.a.weight, model.a.weight[kept])
-    # b's outputs are chosen by the norms of b's own filters; its inputs are exactly a's kept channels
-    kept_b = sorted(torch.topk(model.b.weight.abs().flatten(1).sum(1), 8).indices.tolist())
-    assert torch.equal(new.b.weight, model.b.weight[kept_b][:, kept])
+    assert torch.equal(new.a.weight, model.a.weight[kept_a])
+    assert torch.equal(new.b.weight, model.b.weight[kept_b][:, kept_a])  # b reads exactly a's kept channels
+    assert torch.equal(new.head.weight, model.head.weight[:, kept_b])  # the head keeps its 2 outputs
 
 
 def test_grouped_convolutions_keep_their_groups_and_split_evenly():
@@ -166,28 +173,26 @@ def test_grouped_convolutions_keep_their_groups_and_split_evenly():
 
     torch.manual_seed(0)
     model = Grouped()
+    # the stem's 32 channels form g's 4 groups of 8: half of each group is kept, by norm within the group
+    blocks = [
+        [1, 8, 2, 7, 3, 6, 4, 5],
+        [8, 7, 6, 5, 4, 3, 2, 1],
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        [5, 5, 1, 1, 5, 5, 1, 1],
+    ]
+    _set_l1_norms(model.stem, [norm for block in blocks for norm in block])
+    kept_stem = [1, 3, 5, 7, 8, 9, 10, 11, 20, 21, 22, 23, 24, 25, 28, 29]  # ties (block 3): lower index
+    _set_l1_norms(model.g, list(range(1, 65)))  # rising: each group of 16 keeps its last 8
+    kept_g = [b * 16 + i for b in range(4) for i in range(8, 16)]
     new = scale(model, factor=0.5).model
     assert (new.g.in_channels, new.g.out_channels, new.g.groups) == (16, 32, 4)
     assert new.norm.num_channels == 32 and new.norm.num_groups == 4
-    # every group of g reads from its own block of the stem's channels: the kept stem channels per block
-    stem_norms = model.stem.weight.abs().flatten(1).sum(1)
-    kept = [
-        b * 8 + i
-        for b in range(4)
-        for i in sorted(torch.topk(stem_norms[b * 8 : b * 8 + 8], 4).indices.tolist())
-    ]
-    assert torch.equal(new.stem.weight, model.stem.weight[kept])
-    g_norms = model.g.weight.abs().flatten(1).sum(1)
-    kept_g = [
-        b * 16 + i
-        for b in range(4)
-        for i in sorted(torch.topk(g_norms[b * 16 : b * 16 + 16], 8).indices.tolist())
-    ]
-    local = [k - (k // 8) * 8 for k in kept]  # within-group input index of each kept stem channel
+    assert torch.equal(new.stem.weight, model.stem.weight[kept_stem])
     for block in range(4):
         rows = kept_g[block * 8 : block * 8 + 8]
-        columns = local[block * 4 : block * 4 + 4]
+        columns = [c - block * 8 for c in kept_stem[block * 4 : block * 4 + 4]]  # within-group input index
         assert torch.equal(new.g.weight[block * 8 : block * 8 + 8], model.g.weight[rows][:, columns])
+    assert torch.equal(new.norm.weight, model.norm.weight[kept_g])
     assert new(torch.randn(2, 3, 16, 16)).shape == (2, 3)
 
 
@@ -245,3 +250,102 @@ def test_widths_round_like_torchvision_make_divisible(channels, factor, expected
     from torchvision.models._utils import _make_divisible
 
     assert scaled(channels, factor, 8) == _make_divisible(channels * factor, 8) == expected
+
+
+def _data(num_classes: int, images: torch.Tensor, labels: torch.Tensor):
+    from torch.utils.data import TensorDataset
+
+    from rewriter.lab import DataSource
+
+    dataset = TensorDataset(images, labels)
+    return DataSource("hand-made", dataset, dataset, num_classes, dataset)
+
+
+class _BrightestChannel(nn.Module):
+    """Predicts the image's brightest colour channel (3 classes), or always class 0 when ``constant``."""
+
+    def __init__(self, constant: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.head = nn.Linear(8, 3)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for c in range(3):
+                self.conv.weight[c, c, 1, 1] = 1.0  # channel c copies colour c
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            if constant:
+                self.head.bias[0] = 1.0
+            else:
+                self.head.weight[:, :3] = torch.eye(3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def _brightest_channel_data(count: int = 90):
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(count) % 3
+    images = torch.rand(count, 3, 8, 8, generator=generator) * 0.1
+    images[torch.arange(count), labels] += 1.0
+    return _data(3, images, labels)
+
+
+def test_a_model_at_chance_is_refused_with_its_accuracy():
+    data = _brightest_channel_data()  # balanced: always answering class 0 scores 1/3
+    model = _BrightestChannel(constant=True)
+    with pytest.raises(rewriter.RewriteError, match=r"test accuracy 33\.3% on 90 images .* is at chance"):
+        rewriter.rewrite(model, ["scale-width"], input_size=8, data=data, latency=False)
+
+
+def test_a_model_at_chance_proceeds_with_a_warning_when_asked():
+    data = _brightest_channel_data()
+    model = _BrightestChannel(constant=True)
+    steps = [{"scale-width": {"untrained": True}}]
+    result = rewriter.rewrite(model, steps, input_size=8, data=data, latency=False)
+    assert any(n.startswith("warning: test accuracy 33.3%") for n in result.report.notes)
+
+
+def test_a_model_above_chance_is_measured():
+    data = _brightest_channel_data()
+    model = _BrightestChannel()  # reads the brightest channel: every image right
+    result = rewriter.rewrite(model, ["scale-width"], input_size=8, data=data, latency=False)
+    assert "s_mu measured on 90 training images of hand-made" in result.plans[0].notes[0]
+    assert not any("chance" in n for n in result.report.notes)
+
+
+@pytest.mark.parametrize("factor", [1 / 16, 0.3, 0.5, 1.5])
+def test_the_rounding_a_plan_names_is_the_one_it_applied(factor):
+    """``64 -> 5 outputs (rounded to a multiple of 8)`` claimed a multiple that 5 is not."""
+    model = nn.Sequential(
+        conv(3, 64), nn.ReLU(), conv(64, 40), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(40, 3)
+    )
+    plan = scale(model, factor=factor).plans[0]
+    for edit in plan.edits:
+        _, new = (int(v) for v in edit.detail.split(": ")[1].split(" outputs")[0].split(" -> "))
+        if "rounded to a multiple of" in edit.reason:
+            multiple = int(edit.reason.split("rounded to a multiple of ")[1].split()[0])
+            assert new % multiple == 0, edit.format()
+        if edit.target == "5":  # the head keeps its 3 classes
+            assert new == 3 and edit.reason.startswith("fixed")
+    first = plan.edits[0]
+    if factor == 1 / 16:  # 64 / 16 = 4 channels: 8 would be twice the factor, so 4, and the reason says so
+        assert first.detail == "Conv2d: 64 -> 4 outputs"
+        assert (
+            first.reason == "x 0.062 = 4, rounded to 4 (the divisor 8 would be more than the factor allows)"
+        )
+
+
+def test_prelu_passes_channels_on_and_a_per_channel_one_is_refused_by_name():
+    """The channel analysis reads the op table the receptive-field rules use, so ops the old second table of
+    scale-width lacked (PReLU, LayerNorm) are known; a PReLU with one slope per channel cannot be resized."""
+
+    def net(prelu: nn.Module) -> nn.Module:
+        return nn.Sequential(
+            conv(3, 16), prelu, conv(16, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)
+        )
+
+    new = scale(net(nn.PReLU()), factor=0.5).model
+    assert (new[0].out_channels, new[2].in_channels, new[2].out_channels) == (8, 8, 8)
+    with pytest.raises(rewriter.RewriteError, match=r"'1' \(PReLU\) holds per-channel parameters"):
+        scale(net(nn.PReLU(16)), factor=0.5)

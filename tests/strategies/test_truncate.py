@@ -27,33 +27,36 @@ def test_vgg16_keeps_convs_1_to_7_and_gets_a_256_channel_head():
 
 
 def test_resnet18_cuts_at_a_block_boundary_and_keeps_the_activation():
-    # Output rule: b_min = layer3.0.conv2 (conv 11), inside block layer3.0; the last point every path passes
-    # through before it is the output of block layer2.1, i.e. of the whole of layer2.
+    # Output rule, r_out_min of convs 1-11 (test_paper_oracles): 7, 19, 27, 19, 27, 19, 35, 27, 43, 27, 59.
+    # b_min = layer3.0.conv2 (conv 11). Cut before its block layer3.0, the kept model would end with
+    # layer2.1.conv2 (43 > 32), its own tail; before layer2.1 with layer2.0.conv2 (35); before layer2.0 with
+    # layer1.1.conv2 (27): within the input, so the cut goes after layer1.
     model, _ = rewriter.load_model("resnet18", num_classes=10)
     result = rewriter.rewrite(
         model, {"steps": [{"truncate": {"rule": "output"}}]}, input_size=32, latency=False
     )
     kept = {name for name, _ in result.model.features.named_children()}
-    assert kept == {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2"}
-    assert len(result.model.features.layer2) == 2  # whole blocks
+    assert kept == {"conv1", "bn1", "relu", "maxpool", "layer1"}
+    assert len(result.model.features.layer1) == 2  # whole blocks
     # the activation at the cut, taken independently from the original model with a forward hook
     captured = {}
-    model.eval().layer2.register_forward_hook(lambda _m, _i, out: captured.setdefault("layer2", out))
+    model.eval().layer1.register_forward_hook(lambda _m, _i, out: captured.setdefault("layer1", out))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         model(x)
-        assert torch.equal(result.model.eval().features(x), captured["layer2"])
-    assert result.model.head.fc.in_features == 128
+        assert torch.equal(result.model.eval().features(x), captured["layer1"])
+    assert result.model.head.fc.in_features == 64
     assert "b_min 'layer3.0.conv2' lies in block 'layer3.0'" in result.report.notes[0]
 
 
 def test_keep_blocks_cuts_later():
+    # one block more than the fixed point above (after layer1): the cut goes after layer2.0
     model, _ = rewriter.load_model("resnet18", num_classes=10)
     recipe = {"steps": [{"truncate": {"rule": "output", "keep_blocks": 1}}]}
     result = rewriter.rewrite(model, recipe, input_size=32, latency=False)
-    assert result.plans[0].cut.at == "layer3.0.relu_1"
-    assert len(result.model.features.layer3) == 1
-    assert result.model.head.fc.in_features == 256
+    assert result.plans[0].cut.at == "layer2.0.relu_1"
+    assert len(result.model.features.layer2) == 1
+    assert result.model.head.fc.in_features == 128
 
 
 def test_keep_blocks_past_the_last_block_is_refused():

@@ -13,19 +13,21 @@ Third parties can teach the analyzer their ops with ``register_module_rule`` and
 
 from __future__ import annotations
 
-from . import layout_ops, mixing, positionwise, spatial  # noqa: F401  (importing registers the rules)
+from . import layout_ops, mixing, positionwise, spatial, timm_leaves  # noqa: F401  (importing registers the rules)
 from ._base import (
     BORDER_CATEGORIES,
+    CHANNEL_ACTIONS,
     IDENTITY,
     LISTED_CATEGORIES,
     UNBOUNDED,
     AxisEffect,
     Category,
+    ChannelAction,
     OpContext,
     OpEffect,
     Several,
     TensorShape,
-    effect_of,
+    channel_action,
     elementwise,
     has_module_rule,
     is_layout,
@@ -34,20 +36,24 @@ from ._base import (
     register_module_rule,
     target_name,
 )
+from ._fallback import effect_of
 from .positionwise import SHAPE_PRESERVING_MODULES
 
 __all__ = [
     "BORDER_CATEGORIES",
+    "CHANNEL_ACTIONS",
     "IDENTITY",
     "LISTED_CATEGORIES",
     "SHAPE_PRESERVING_MODULES",
     "UNBOUNDED",
     "AxisEffect",
     "Category",
+    "ChannelAction",
     "OpContext",
     "OpEffect",
     "Several",
     "TensorShape",
+    "channel_action",
     "effect_of",
     "elementwise",
     "has_module_rule",

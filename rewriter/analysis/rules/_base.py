@@ -12,18 +12,20 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .. import layouts
-from ..layouts import AXES, Layout
+from .. import layouts, windowing
+from ..layouts import Layout
 
 Category = Literal[
-    "conv", "pool", "adaptive_pool", "linear", "attention", "window_attention", "reduction", "resample",
-    "slice", "elementwise", "layout", "unknown",
+    "conv", "pool", "adaptive_pool", "linear", "attention", "window_attention", "recurrent", "reduction",
+    "resample", "slice", "pad", "elementwise", "layout", "unknown",
 ]  # fmt: skip
 
 #: categories whose layers take part in the border test (paper 000 analyses the convolutional part)
 BORDER_CATEGORIES = frozenset({"conv", "pool", "adaptive_pool", "window_attention"})
 #: categories that are always listed in the per-layer table, even when they act as 1x1
-LISTED_CATEGORIES = frozenset({"conv", "pool", "adaptive_pool", "linear", "attention", "window_attention"})
+LISTED_CATEGORIES = frozenset(
+    {"conv", "pool", "adaptive_pool", "linear", "attention", "window_attention", "recurrent"}
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class OpEffect:
     dilation: tuple[int, ...] | None = None
     assumption: str | None = None
     unknown: bool = False
+    #: other paths through the op (the branches inside an opaque block): each path's effect, per axis; the
+    #: receptive fields of the op's output are those of ``axes`` and of every path together
+    paths: tuple[Axes, ...] = ()
 
     @property
     def is_global(self) -> bool:
@@ -114,6 +119,8 @@ def _merge(raw: Any, concrete: Any, env: Mapping[fx.Node, Any]) -> Any:
         return raw if raw in env or _holds_tensor(concrete) else concrete
     if isinstance(raw, (list, tuple)) and isinstance(concrete, (list, tuple)) and len(raw) == len(concrete):
         return type(raw)(_merge(r, c, env) for r, c in zip(raw, concrete, strict=True))
+    if isinstance(raw, slice) and isinstance(concrete, slice):  # x[:, :H] with H computed from a shape
+        return slice(*(_merge(getattr(raw, a), getattr(concrete, a), env) for a in ("start", "stop", "step")))
     return raw
 
 
@@ -164,15 +171,25 @@ class OpContext:
 
     def layouts_and_shapes(self, values: Iterable[Any] | None = None) -> list[tuple[Layout, tuple[int, ...]]]:
         """(layout, shape) of every image tensor among ``values`` (default: all inputs), tuples unpacked."""
-        out = []
+        out: list[tuple[Layout, tuple[int, ...]]] = []
         for value in self.node.all_input_nodes if values is None else values:
             layout = self.layout(value)
             if is_layout(layout):
                 out.append((layout, self.shape(value)))
             elif isinstance(layout, Several):
-                metas = value.meta.get("tensor_meta")
-                out.extend((part, meta.shape) for part, meta in zip(layout, metas, strict=True) if part)
+                out.extend(_parts(layout, value.meta.get("tensor_meta")))
         return out
+
+
+def _parts(layout: Several, metas: Any) -> list[tuple[Layout, tuple[int, ...]]]:
+    """(layout, shape) of each tensor of a tuple result, nested tuples (an LSTM's ``(h, c)``) unpacked."""
+    out = []
+    for part, meta in zip(layout, metas if isinstance(metas, (list, tuple)) else (), strict=False):
+        if isinstance(part, Several):
+            out.extend(_parts(part, meta))
+        elif part and isinstance(meta, TensorShape):
+            out.append((part, meta.shape))
+    return out
 
 
 def is_layout(value: Any) -> bool:
@@ -180,46 +197,68 @@ def is_layout(value: Any) -> bool:
 
 
 Rule = Callable[[OpContext], OpEffect]
-_MODULE_RULES: dict[type, Rule] = {}
-_MODULE_RULES_BY_NAME: dict[str, Rule] = {}
-_FUNCTION_RULES: dict[str, Rule] = {}
+
+#: How an op acts on the channels of an image tensor, declared beside its receptive-field rule (one table
+#: for both, read by ``rewriter.analysis.channels``): ``keep``: output channel i is input channel i
+#: (element-wise ops, norms, padding, pooling, resampling); ``mix``: new channels computed from the input's
+#: (convolutions, linear layers); ``join``: channels of several inputs side by side (concatenation);
+#: ``reshape``: the op moves data between dims (flatten, view, permute). None: not declared.
+ChannelAction = Literal["keep", "mix", "join", "reshape"]
+CHANNEL_ACTIONS = ("keep", "mix", "join", "reshape")
 
 
-def register_module_rule(*classes: type | str) -> Callable[[Rule], Rule]:
-    """Register a rule for modules of these classes (a class, or its ``module.QualName`` string).
+@dataclass(frozen=True)
+class _Entry:
+    rule: Rule
+    channels: ChannelAction | None
+
+
+_MODULE_RULES: dict[type, _Entry] = {}
+_MODULE_RULES_BY_NAME: dict[str, _Entry] = {}
+_FUNCTION_RULES: dict[str, _Entry] = {}
+
+
+def register_module_rule(
+    *classes: type | str, channels: ChannelAction | None = None
+) -> Callable[[Rule], Rule]:
+    """Register a rule for modules of these classes (a class, or its ``module.QualName`` string), and how
+    they act on channels (see ``ChannelAction``).
 
     A class registered here is also traced as a leaf: fx records one node for it instead of its insides.
     """
 
     def decorator(rule: Rule) -> Rule:
-        _check_rule(rule, classes)
+        _check_rule(rule, classes, channels)
         for cls in classes:
             if isinstance(cls, str):
-                _MODULE_RULES_BY_NAME[cls] = rule
+                _MODULE_RULES_BY_NAME[cls] = _Entry(rule, channels)
             else:
-                _MODULE_RULES[cls] = rule
+                _MODULE_RULES[cls] = _Entry(rule, channels)
         return rule
 
     return decorator
 
 
-def _check_rule(rule: Any, targets: Sequence[Any]) -> None:
+def _check_rule(rule: Any, targets: Sequence[Any], channels: Any = None) -> None:
     """A rule must be a callable taking an ``OpContext``: registering anything else (a module object that
     shadows the function of the same name, say) would only fail later, at analysis time, as a warning."""
+    names = ", ".join(t if isinstance(t, str) else t.__name__ for t in targets)
     if not callable(rule) or isinstance(rule, types.ModuleType):
-        names = ", ".join(t if isinstance(t, str) else t.__name__ for t in targets)
         raise TypeError(
             f"the rule registered for {names} must be a function taking an OpContext, got {rule!r}"
         )
+    if channels is not None and channels not in CHANNEL_ACTIONS:
+        raise TypeError(f"channels for {names} must be one of {', '.join(CHANNEL_ACTIONS)}, got {channels!r}")
 
 
-def register_function_rule(*names: str) -> Callable[[Rule], Rule]:
-    """Register a rule for functions and tensor methods with these ``__name__``s."""
+def register_function_rule(*names: str, channels: ChannelAction | None = None) -> Callable[[Rule], Rule]:
+    """Register a rule for functions and tensor methods with these ``__name__``s (and how they act on
+    channels, see ``ChannelAction``)."""
 
     def decorator(rule: Rule) -> Rule:
-        _check_rule(rule, names)
+        _check_rule(rule, names, channels)
         for name in names:
-            _FUNCTION_RULES[name] = rule
+            _FUNCTION_RULES[name] = _Entry(rule, channels)
         return rule
 
     return decorator
@@ -229,38 +268,33 @@ def qualified_class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _module_entry(module: nn.Module) -> _Entry | None:
+    for cls in type(module).__mro__:
+        entry = _MODULE_RULES.get(cls) or _MODULE_RULES_BY_NAME.get(qualified_class_name(cls))
+        if entry is not None:
+            return entry
+    return None
+
+
 def module_rule(module: nn.Module) -> Rule | None:
     """The rule for ``module``'s class (or a base class), or None if the table has none."""
-    for cls in type(module).__mro__:
-        rule = _MODULE_RULES.get(cls) or _MODULE_RULES_BY_NAME.get(qualified_class_name(cls))
-        if rule is not None:
-            return rule
-    return None
+    entry = _module_entry(module)
+    return entry.rule if entry is not None else None
 
 
 def has_module_rule(module: nn.Module) -> bool:
     return module_rule(module) is not None and not isinstance(module, nn.Sequential)
 
 
+def channel_action(module: nn.Module | None, node: fx.Node) -> ChannelAction | None:
+    """How the op of ``node`` (a call of ``module``, or a function) acts on channels, from the rule table."""
+    entry = _module_entry(module) if module is not None else _FUNCTION_RULES.get(target_name(node))
+    return entry.channels if entry is not None else None
+
+
 def target_name(node: fx.Node) -> str:
     target = node.target
     return target if isinstance(target, str) else getattr(target, "__name__", str(target))
-
-
-def effect_of(ctx: OpContext) -> OpEffect:
-    """Apply the table to one node; unknown ops, and rules that cannot read a node, get the 1x1 assumption."""
-    if ctx.module is not None:
-        rule = module_rule(ctx.module)
-        fallback = unknown_module
-    else:
-        rule = _FUNCTION_RULES.get(target_name(ctx.node))
-        fallback = unknown_function
-    if rule is None:
-        return fallback(ctx)
-    try:
-        return rule(ctx)
-    except Exception as err:  # a rule that meets an unexpected argument must not sink the analysis
-        return fallback(ctx, reason=f"its rule failed ({type(err).__name__}: {err})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,12 +317,25 @@ def per_axis(layout: Layout, dims: Sequence[int], effects: Sequence[AxisEffect])
     return out[0], out[1]
 
 
-def window_effects(layout: Layout, windows: Sequence[tuple[int, int]]) -> Axes:
-    """Effects of ops that combine ``k`` neighbours with stride ``s`` along the last ``len(windows)`` dims."""
-    n = len(windows)
-    return per_axis(
-        layout, range(len(layout) - n, len(layout)), [AxisEffect(k, Fraction(s)) for k, s in windows]
+def windowed(
+    ctx: OpContext, windows: Sequence[tuple[int, int]], *, group_size: int | Literal[False] | None = False
+) -> tuple[Axes, Layout, str | None]:
+    """Effects, output layout and (where the layout could not be followed exactly) the assumption made, of an
+    op that slides windows ``(effective kernel, stride)`` over the last ``len(windows)`` dims of its input
+    (see ``layouts.window``). ``group_size``: False for an op that keeps its channels (pooling); None for a
+    convolution that mixes all of them; the input channels one output reads for a grouped one."""
+    layout = ctx.layout(ctx.input)
+    out_shape = ctx.out_shape
+    channel_dim = None if group_size is False else len(layout) - len(windows) - 1
+    result = windowing.window(
+        layout, out_shape, windows, channel_dim=channel_dim, group_size=group_size or None
     )
+    axes = tuple(AxisEffect(m.span, Fraction(m.stride)) for m in result.mixes)
+    assumption = None if result.exact else (
+        f"'{target_name(ctx.node)}' slides its window over a dim that holds positions of several factors "
+        "(or groups that cut across them): the window is assumed to reach all of them"
+    )  # fmt: skip
+    return axes, result.layout, assumption  # type: ignore[return-value]
 
 
 def mixing(layout: Layout, dims: Iterable[int], out_layout: Layout) -> tuple[Axes, Layout]:
@@ -320,54 +367,4 @@ def reshaped(ctx: OpContext) -> OpEffect:
         f"'{target_name(ctx.node)}' regroups positions unevenly ({list(ctx.shape(x))} -> {list(ctx.out_shape)}): "
         "each resulting dim is assumed to carry all of them"
     )  # fmt: skip
-    return OpEffect("layout", layout=layout, assumption=assumption)
-
-
-def unknown_module(ctx: OpContext, *, reason: str = "") -> OpEffect:
-    """An opaque module: infer a stride from the shape change, assume kernel = stride (1x1 if unchanged)."""
-    name = type(ctx.module).__name__
-    why = f" ({reason})" if reason else ""
-    if not ctx.tensor_inputs or ctx.out_shape is None:
-        return OpEffect(
-            "unknown", layout=None, unknown=True, assumption=f"{name}: no tensor in or out; ignored{why}"
-        )
-    x = ctx.input
-    in_layout, in_shape, out_shape = ctx.layout(x), ctx.shape(x), ctx.out_shape
-    if len(in_shape) == len(out_shape):
-        out_layout = layouts.resized(in_layout, out_shape)
-    else:
-        out_layout = layouts.reshape(in_layout, in_shape, out_shape)[0]
-    before, after = layouts.spatial_size(in_layout, in_shape), layouts.spatial_size(out_layout, out_shape)
-    axes = []
-    for axis in AXES:
-        if before and after and after[axis] < before[axis] and before[axis] % after[axis] == 0:
-            factor = before[axis] // after[axis]
-            axes.append(AxisEffect(factor, Fraction(factor)))
-        else:
-            axes.append(IDENTITY)
-    if all(a.is_identity for a in axes):
-        assumption = f"unknown module {name}: treated as 1x1, stride 1 (no receptive-field growth){why}"
-    else:
-        ks = "x".join(str(a.kernel) for a in axes)
-        assumption = f"unknown module {name}: treated as a {ks} kernel with equal stride, inferred from its shapes{why}"
-    return OpEffect("unknown", axes=tuple(axes), layout=out_layout, assumption=assumption, unknown=True)
-
-
-def unknown_function(ctx: OpContext, *, reason: str = "") -> OpEffect:
-    name = target_name(ctx.node)
-    shape = ctx.out_shape
-    inputs = ctx.layouts_and_shapes()
-    if not inputs or shape is None:
-        return OpEffect("unknown", layout=None)  # no image data in or out: nothing to assume
-    first_layout, first_shape = inputs[0]
-    if len(first_shape) == len(shape):
-        layout = layouts.broadcast(inputs, shape)
-    else:
-        layout = layouts.reshape(first_layout, first_shape, shape)[0]
-    why = f" ({reason})" if reason else ""
-    return OpEffect(
-        "unknown",
-        layout=layout,
-        unknown=True,
-        assumption=f"unknown op '{name}': treated as 1x1, stride 1 (no receptive-field growth){why}",
-    )
+    return OpEffect("layout", layout=layout, assumption=assumption, unknown=not exact)

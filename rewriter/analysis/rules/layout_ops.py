@@ -23,26 +23,26 @@ from ._base import (
     register_module_rule,
     reshaped,
     target_name,
-    unknown_function,
 )
+from ._fallback import unknown_function
 
 
 def _moved(layout: Layout) -> OpEffect:
     return OpEffect("layout", layout=layout)
 
 
-@register_module_rule(nn.Flatten)
+@register_module_rule(nn.Flatten, channels="reshape")
 def _flatten_module(ctx: OpContext) -> OpEffect:
     m = ctx.module
     return _moved(layouts.flatten(ctx.layout(ctx.input), m.start_dim, m.end_dim))
 
 
-@register_module_rule(nn.Unflatten)
+@register_module_rule(nn.Unflatten, channels="reshape")
 def _unflatten_module(ctx: OpContext) -> OpEffect:
     return reshaped(ctx)
 
 
-@register_function_rule("cat", "concat", "concatenate")
+@register_function_rule("cat", "concat", "concatenate", channels="join")
 def _cat(ctx: OpContext) -> OpEffect:
     """Concatenation: the dims other than the joined one take the inputs' factors; the joined dim keeps the
     factors of its largest input (positions joined with class tokens stay positions)."""
@@ -72,12 +72,12 @@ def _stack(ctx: OpContext) -> OpEffect:
     return _moved(tuple(out))
 
 
-@register_function_rule("view", "reshape", "view_as", "reshape_as", "unflatten")
+@register_function_rule("view", "reshape", "view_as", "reshape_as", "unflatten", channels="reshape")
 def _reshape(ctx: OpContext) -> OpEffect:
     return reshaped(ctx)
 
 
-@register_function_rule("flatten")
+@register_function_rule("flatten", channels="reshape")
 def _flatten(ctx: OpContext) -> OpEffect:
     start, end = ctx.arg(1, "start_dim", 0), ctx.arg(2, "end_dim", -1)
     return _moved(layouts.flatten(ctx.layout(ctx.input), start, end))

@@ -26,8 +26,8 @@ from ._base import (
     register_function_rule,
     register_module_rule,
     target_name,
-    unknown_function,
 )
+from ._fallback import unknown_function
 
 
 def _combine(parts: Sequence[tuple[Layout, Sequence[int]]], out_layout: Layout) -> tuple[Axes, Layout]:
@@ -48,7 +48,8 @@ def _category(axes: Axes, mixing_category: str, otherwise: str) -> str:
     return mixing_category if any(not a.is_identity for a in axes) else otherwise
 
 
-@register_module_rule(nn.Linear, nn.Bilinear, nn.LazyLinear)
+@register_module_rule(nn.Linear, nn.LazyLinear, channels="mix")
+@register_module_rule(nn.Bilinear)
 def _linear_module(ctx: OpContext) -> OpEffect:
     return _linear(ctx)
 
@@ -82,10 +83,31 @@ def _transformer_module(ctx: OpContext) -> OpEffect:
     return OpEffect("attention", axes, out)
 
 
+@register_module_rule(nn.LSTM, nn.GRU, nn.RNN)
+def _recurrent_module(ctx: OpContext) -> OpEffect:
+    """A recurrent layer combines the whole sequence (and the features) of its input into each output: the
+    positions the sequence dim carries are all mixed (a row LSTM over ``[N*H, W, C]`` is global along the
+    width). It returns ``(output, h)`` (``(output, (h, c))`` for an LSTM); each gets its layout."""
+    layout, metas = ctx.layout(ctx.input), ctx.node.meta.get("tensor_meta")
+    if len(layout) != 3 or not isinstance(metas, (list, tuple)):
+        raise ValueError(f"expects a batched sequence [N, L, C] or [L, N, C], got {len(layout)} dims")
+    seq, batch = (1, 0) if ctx.module.batch_first else (0, 1)
+    output, state = metas
+    out = tuple(
+        layouts.plain(s) if d == 2 else dim
+        for d, (dim, s) in enumerate(zip(layout, output.shape, strict=True))
+    )
+    axes, out = mixing(layout, [seq, 2], out)
+    states = state if isinstance(state, (list, tuple)) else (state,)
+    state_layouts = [(layouts.plain(m.shape[0]), layout[batch], layouts.plain(m.shape[-1])) for m in states]
+    state_layout = Several(state_layouts) if isinstance(state, (list, tuple)) else state_layouts[0]
+    return OpEffect("recurrent", axes, Several((out, state_layout)))
+
+
 # Softmax normalises along a dim, like a layer norm, and is treated the same way: element-wise. In attention
 # the positions are combined by the product with the values that follows; counting the softmax as well would
 # count a window of non-overlapping partitions twice (softmax(q k^T) v mixes one window, not two).
-@register_module_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin)
+@register_module_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin, channels="keep")
 def _softmax_module(ctx: OpContext) -> OpEffect:
     return elementwise(ctx)
 
@@ -94,7 +116,7 @@ _REDUCTIONS = ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "norm"
                "nanmean", "median", "argmax", "argmin", "any", "all", "std_mean", "var_mean")  # fmt: skip
 
 
-@register_function_rule(*_REDUCTIONS)
+@register_function_rule(*_REDUCTIONS, channels="keep")
 def _reduction(ctx: OpContext) -> OpEffect:
     """Reducing dims that carry positions combines them (``x.mean((2, 3))`` is global pooling)."""
     name = target_name(ctx.node)
@@ -120,7 +142,7 @@ def _reduction(ctx: OpContext) -> OpEffect:
     return OpEffect(_category(axes, "reduction", "elementwise"), axes, out)
 
 
-@register_function_rule("softmax", "log_softmax", "softmin", "_softmax")
+@register_function_rule("softmax", "log_softmax", "softmin", "_softmax", channels="keep")
 def _softmax(ctx: OpContext) -> OpEffect:
     return elementwise(ctx)
 
@@ -182,6 +204,6 @@ def _sdpa(ctx: OpContext) -> OpEffect:
     return OpEffect("attention", axes, out)
 
 
-@register_function_rule("linear")
+@register_function_rule("linear", channels="mix")
 def _linear_function(ctx: OpContext) -> OpEffect:
     return _linear(ctx)

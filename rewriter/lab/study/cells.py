@@ -68,7 +68,7 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    model, _ = load_model_for_classes(cell.model, data.num_classes)
+    model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size)
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(
@@ -133,7 +133,7 @@ def run_cell(
 
 
 def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, latency: bool) -> CellRow:
-    from ...analysis.analyzer import analyze
+    from ...analysis.traced import analyze
 
     analysis = analyze(model, setup.input_size, name=cell.model)
     row = row.replace(params=analysis.params, flops=analysis.flops, flops_static=analysis.flops,

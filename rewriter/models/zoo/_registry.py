@@ -51,6 +51,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 def get_model_doc(name: str) -> str:
-    """The first line of the factory's docstring: what the architecture is and where it comes from."""
+    """The first paragraph of the factory's docstring, on one line: what the architecture is and where it
+    comes from."""
     doc = (_MODELS[name].__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n")[0].split()) if doc else ""

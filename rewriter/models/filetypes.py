@@ -1,0 +1,113 @@
+"""What a file on disk is, found without unpickling anything: empty, corrupt, a torch archive, a
+``torch.export`` program, an ONNX model, a bare pickle; and its structure read with every tensor on the
+``meta`` device, so that shapes can be checked before a byte of tensor data is read.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .._errors import ModelFileError, UntrustedPickleError
+
+FileType = Literal["missing", "folder", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"]
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker (the tensors are elsewhere)
+
+
+def sniff(path: str | os.PathLike) -> FileType:
+    """The kind of ``path``, from its first bytes and (for a zip) its table of contents."""
+    file = Path(path)
+    if not file.exists():
+        return "missing"
+    if file.is_dir():
+        return "folder"
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return "missing"
+    if not head:
+        return "empty"
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(file) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "corrupt"
+        if any(n.endswith(("serialized_exported_program.json", "archive_format")) for n in names):
+            return "export"
+        return "torch" if any(n.endswith("data.pkl") for n in names) else "unknown"
+    if head[0] == 0x80:  # a pickle (protocol 2 or later): the legacy torch.save format or a bare pickle
+        return "pickle"
+    if file.suffix == ".onnx" and head[0] == 0x08:  # protobuf field 1 (ir_version)
+        return "onnx"
+    return "unknown"
+
+
+def describe(path: str | os.PathLike, kind: FileType) -> str:
+    """One phrase for a file that is not what was expected."""
+    return {
+        "missing": f"{path} does not exist",
+        "folder": f"{path} is a folder, not a file",
+        "empty": f"{path} is empty (0 bytes): it is not a model file; was its writing interrupted?",
+        "corrupt": f"{path} is corrupt: a truncated or damaged archive (was its writing interrupted or its "
+        "download incomplete?)",
+        "export": f"{path} is a torch.export program (--format pt2), made for deployment: load it with "
+        "torch.export.load(path).module(); rewriter reads the .pt model files it writes",
+        "onnx": f"{path} is an ONNX model (--format onnx), made for deployment: run it with onnxruntime; "
+        "rewriter reads the .pt model files it writes",
+        "pickle": f"{path} is a bare pickle, not a torch archive",
+        "unknown": f"{path} is not a torch file (unknown format)",
+        "torch": f"{path} is a torch archive",
+    }[kind]
+
+
+def read_structure(path: str | os.PathLike) -> Any:
+    """``torch.load`` with ``weights_only=True`` and every tensor on the meta device: the file's structure
+    and shapes, no tensor data read.
+
+    Raises:
+        ModelFileError: the file is missing, empty, corrupt, or not a torch archive.
+        UntrustedPickleError: the file holds pickled Python objects (a whole module): ``weights_only``
+            refuses them and nothing was unpickled.
+    """
+    kind = sniff(path)
+    if kind not in ("torch", "pickle"):
+        raise ModelFileError(describe(path, kind))
+    try:
+        return torch.load(path, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err) or "global" in str(err):
+            raise UntrustedPickleError(f"{path} holds pickled Python objects") from err
+        raise ModelFileError(describe(path, "corrupt")) from err
+    except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
+        raise ModelFileError(describe(path, "corrupt")) from err
+
+
+def contains_marker(path: str | os.PathLike, marker: bytes) -> bool:
+    """Whether the pickle index of a torch archive (its ``data.pkl``) mentions ``marker``, read without
+    unpickling (how a model file holding a pickled module is told from any other pickle)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith("data.pkl") and info.file_size <= _PICKLE_INDEX_LIMIT:
+                    return marker in archive.read(info)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError):
+        return False
+    return False
+
+
+def tensor_bytes(path: str | os.PathLike) -> int:
+    """Bytes of tensor data a torch archive declares (the uncompressed sizes of its storage records)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(i.file_size for i in archive.infolist() if "/data/" in i.filename)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return 0

@@ -1,0 +1,72 @@
+"""The automated optimizer: from a baseline and a resolution to the best rewritten model, training-free.
+
+Compositions of the registered strategies (the search space their parameter declarations give) are
+evaluated one at a time on the meta device; the Pareto front over cost, unproductive layers and the final
+layer's fit to the input is computed, and the papers' heuristic chooses within the budget (paper 000 V,
+dissertation 9.4.2 and 11). ``sweep`` gives the border and the cost per resolution (strategy D3).
+Imports the layers below it (analysis, models, engine, lab), never render or the CLI.
+
+The package is callable: ``rewriter.optimize(model, input_size=64, max_flops=1.5e9)`` is
+``rewriter.optimize.optimize(...)``. (The package face ``rewriter`` exports this module, not the function:
+a face never exports a name that hides one of its submodules, and a callable module is both.)
+
+Example:
+    >>> import rewriter
+    >>> result = rewriter.optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
+    >>> result.chosen.label
+    'truncate(rule=input, keep_blocks=0)'
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from .choice import OBJECTIVES, Budget, Choice, Objective, choose, dominates, explain, pareto_front, rank_key
+from .errors import OptimizeError
+from .evaluation import Figures, figures_of, measure_candidate, meta_copy
+from .resolution import Sweep, SweepRow, parse_sizes, sweep
+from .runner import OptimizeResult, optimize
+from .search import Candidate, step_text
+from .space import StrategyChoices, composition_count, search_space
+from .validation import Validation, validate
+
+__all__ = [
+    "OBJECTIVES",
+    "Budget",
+    "Candidate",
+    "Choice",
+    "Figures",
+    "Objective",
+    "OptimizeError",
+    "OptimizeResult",
+    "StrategyChoices",
+    "Sweep",
+    "SweepRow",
+    "Validation",
+    "choose",
+    "composition_count",
+    "dominates",
+    "explain",
+    "figures_of",
+    "measure_candidate",
+    "meta_copy",
+    "optimize",
+    "pareto_front",
+    "parse_sizes",
+    "rank_key",
+    "search_space",
+    "step_text",
+    "sweep",
+    "validate",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as its ``optimize`` function."""
+
+    def __call__(self, *args, **kwargs) -> OptimizeResult:
+        return optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

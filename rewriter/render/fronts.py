@@ -1,0 +1,185 @@
+"""The optimizer's and the sweep's tables and plots: the Pareto front of candidates, and cost per resolution."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+
+from .._text import human, render_table
+from ..optimize import OptimizeResult, Sweep
+from ..optimize.choice import cost, cost_text
+from ..optimize.search import Candidate
+from .plots import _pyplot, _save
+
+
+def _fit(candidate: Candidate) -> str:
+    f = candidate.figures
+    if f is None or f.fit is None or f.final_r_min is None:
+        return "-"
+    return f"{f.final_r_min[0]:g}/{f.fit:.0%}"
+
+
+def _row(candidate: Candidate, result: OptimizeResult, marks: str) -> list[str]:
+    f = candidate.figures
+    assert f is not None
+    budget = "yes" if result.budget.meets(f) else "no"
+    latency = "-" if f.latency_ms is None else f"{f.latency_ms:.2f}"
+    return [
+        marks, str(candidate.index), candidate.label, human(f.params), human(f.flops), latency, str(f.unproductive),
+        f.border_layer_min or "none", _fit(candidate), budget, "yes" if candidate.verified else "-",
+    ]  # fmt: skip
+
+
+_HEADERS = [
+    "",
+    "#",
+    "candidate",
+    "params",
+    "FLOPs",
+    "ms",
+    "unprod.",
+    "b_min",
+    "r_min/fit",
+    "budget",
+    "verified",
+]
+
+
+def format_front(result: OptimizeResult, *, verbose: bool = False) -> str:
+    """The front as a table (the chosen one marked *, the baseline b), the counts, and with ``verbose``
+    every other candidate and every dropped one with its reason."""
+    chosen = result.chosen.index if result.chosen is not None else None
+    shown = list(result.front)
+    if result.baseline not in shown and result.baseline.ok:
+        shown.insert(0, result.baseline)
+    if result.chosen is not None and result.chosen not in shown:
+        shown.append(result.chosen)
+
+    def marks(c: Candidate) -> str:
+        return ("*" if c.index == chosen else "") + ("b" if c.index == 0 else "")
+
+    rows = [_row(c, result, marks(c)) for c in shown]
+    h, w = result.input_size
+    statuses = [c.status for c in result.candidates]
+    lines = [
+        f"{result.model_name} at {h}x{w}: {len(statuses)} candidates ({statuses.count('ok')} evaluated, "
+        f"{statuses.count('duplicate')} duplicates, {statuses.count('dropped')} dropped) in {result.seconds:.1f} s; "
+        f"objective {result.objective}; {result.budget.text()}",
+        "Pareto front over cost, unproductive layers and the last layer's r_min (r_min/fit: its r_min and "
+        "r_min / input):",
+        render_table(_HEADERS, rows, align="<><>>>><<<<"),
+    ]
+    if verbose:
+        others = [c for c in result.candidates if c.ok and c not in shown]
+        if others:
+            lines += ["", "other candidates:", render_table(_HEADERS, [_row(c, result, "") for c in others],
+                                                            align="<><>>>><<<<")]  # fmt: skip
+        for c in result.candidates:
+            if c.status == "dropped":
+                lines.append(f"dropped #{c.index} {c.label}: {c.reason}")
+            elif c.status == "duplicate":
+                lines.append(f"duplicate #{c.index} {c.label}: {c.reason}")
+    return "\n".join(lines)
+
+
+def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
+    """Write a PNG: every evaluated candidate's cost (log scale) against its unproductive layers, coloured by
+    how much of the input its last layer's r_min covers; the front as a staircase, the chosen one starred,
+    the baseline ringed, the budget on the objective as a line."""
+    plt = _pyplot()
+
+    objective = result.objective
+    pool = [c for c in result.candidates if c.ok and math.isfinite(cost(c.figures, objective))]
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    xs = [cost(c.figures, objective) for c in pool]
+    ys = [c.figures.unproductive for c in pool]
+    fits = [min(c.figures.fit or 0.0, 1.5) for c in pool]
+    points = ax.scatter(xs, ys, c=fits, cmap="viridis", vmin=0, vmax=1.5, s=28, edgecolors="none")
+    fig.colorbar(points, ax=ax, label="last layer's r_min / input (1 = sees the whole image)")
+    front = sorted(result.front, key=lambda c: cost(c.figures, objective))
+    ax.plot([cost(c.figures, objective) for c in front], [c.figures.unproductive for c in front], "--",
+            color="black", linewidth=1, drawstyle="steps-post", label="Pareto front")  # fmt: skip
+    base = result.baseline
+    if base.ok:
+        ax.plot(cost(base.figures, objective), base.figures.unproductive, "o", markersize=12, fillstyle="none",
+                color="#e63946", label=f"baseline ({cost_text(base.figures, objective)})")  # fmt: skip
+    if result.chosen is not None:
+        f = result.chosen.figures
+        ax.plot(cost(f, objective), f.unproductive, "*", markersize=16, color="#f4a261", markeredgecolor="black",
+                label=f"chosen: {result.chosen.label}")  # fmt: skip
+    limit = {"flops": result.budget.max_flops, "params": result.budget.max_params,
+             "latency": result.budget.max_latency_ms}[objective]  # fmt: skip
+    if limit is not None:
+        ax.axvline(limit, color="#e63946", linestyle=":", label=f"budget ({result.budget.text()})")
+    ax.set_xscale("log")
+    ax.set_xlabel(
+        {"flops": "FLOPs (fvcore, multiply-adds)", "params": "parameters", "latency": "latency [ms]"}[
+            objective
+        ]
+    )
+    ax.set_ylabel("unproductive layers")
+    h, w = result.input_size
+    ax.set_title(f"{result.model_name} at {h}x{w}: candidates and their Pareto front", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    _save(fig, path)
+
+
+def format_sweep(sweep: Sweep) -> str:
+    headers = ["size", "b_min", "b_max", "unprod.", "params", "FLOPs", "r_min/fit", "trunc. params", "trunc. FLOPs",
+               "advice"]  # fmt: skip
+    rows = []
+    for row in sweep.rows:
+        f, t = row.figures, row.truncated
+        if f is None:
+            rows.append([f"{row.size[0]}", *["-"] * 8, row.advice])
+            continue
+        fit = "-" if f.fit is None or f.final_r_min is None else f"{f.final_r_min[0]:g}/{f.fit:.0%}"
+        rows.append([
+            f"{row.size[0]}", f.border_layer_min or "none", row.border_layer_max or "none", str(f.unproductive),
+            human(f.params), human(f.flops), fit, human(t.params) if t else "-", human(t.flops) if t else "-",
+            row.advice,
+        ])  # fmt: skip
+    return "\n".join(
+        [f"{sweep.model}: border and cost per input size (border rule 'input')",
+         render_table(headers, rows, align="><<>>>>>><"), sweep.summary()]
+    )  # fmt: skip
+
+
+def plot_sweep(sweep: Sweep, path: str | os.PathLike) -> None:
+    """Write a PNG: unproductive layers per input size (bars) and FLOPs of the model and of its truncation
+    (lines, log scale), the advised size marked."""
+    plt = _pyplot()
+
+    rows = [row for row in sweep.rows if row.figures is not None]
+    sizes = [row.size[0] for row in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    ax.bar(sizes, [row.figures.unproductive for row in rows], width=max(1, 0.6 * _step(sizes)),
+           color="#e63946", alpha=0.6, label="unproductive layers")  # fmt: skip
+    ax.set_xlabel("input size [px]")
+    ax.set_ylabel("unproductive layers")
+    ax.set_ylim(0, max([row.figures.unproductive for row in rows] + [1]) + 1)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    cost_ax = ax.twinx()
+    cost_ax.plot(sizes, [row.figures.flops for row in rows], "-o", color="#1d3557", markersize=3,
+                 label="FLOPs")  # fmt: skip
+    truncated = [(row.size[0], row.truncated.flops) for row in rows if row.truncated is not None]
+    if truncated:
+        cost_ax.plot(
+            *zip(*truncated, strict=True), ":s", color="#2a9d8f", markersize=3, label="FLOPs truncated"
+        )
+    cost_ax.set_yscale("log")
+    cost_ax.set_ylabel("FLOPs (fvcore, multiply-adds)")
+    best = sweep.best
+    if best is not None:
+        ax.axvline(best.size[0], color="#f4a261", linewidth=2, label=f"closest fit: {best.size[0]} px")
+    ax.set_title(f"{sweep.model}: unproductive layers and cost per resolution", fontsize=10)
+    handles = ax.get_legend_handles_labels()
+    more = cost_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
+    _save(fig, path)
+
+
+def _step(sizes: list[int]) -> float:
+    return min((b - a for a, b in itertools.pairwise(sizes)), default=8)

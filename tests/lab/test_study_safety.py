@@ -48,19 +48,24 @@ def test_a_folder_of_other_files_is_refused_unless_forced(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--epochs", "-1"], "--epochs must be 1 or more, got -1"),
-     (["--max-batches", "0"], "--max-batches must be 1 or more, got 0"),
-     (["--lr", "-0.1"], "--lr must be above 0, got -0.1"), (["--lr", "nan"], "--lr must be a finite number"),
-     (["--seeds", "0"], "--seeds must be 1 or more, got 0"), (["--workers", "0"], "--workers must be 1 or more")],
+    [(["--epochs", "-1"], "argument --epochs: expected an integer from 1 to 100000, got -1"),
+     (["--max-batches", "0"], "argument --max-batches: expected an integer >= 1, got 0"),
+     (["--lr", "-0.1"], "argument --lr: expected a finite number in (0, 10], got -0.1"),
+     (["--lr", "nan"], "argument --lr: expected a finite number in (0, 10], got nan"),
+     (["--seeds", "0"], "argument --seeds: expected an integer from 1 to 1000, got 0"),
+     (["--workers", "0"], "argument --workers: expected an integer from 1 to 1024, got 0")],
 )  # fmt: skip
 def test_a_setting_outside_its_range_is_refused_before_any_work(tmp_path, capsys, flags, message):
+    """A usage error: exit code 2, the flag, its range and the value, and nothing written."""
     command = study_command(tmp_path / "s")
     if flags[0] in command:
         at = command.index(flags[0])
         command[at : at + 2] = flags
     else:
         command += flags
-    assert main(command) == 1
+    with pytest.raises(SystemExit) as stop:
+        main(command)
+    assert stop.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 

@@ -73,6 +73,28 @@ def size_of(dim: Dim) -> int:
     return math.prod(f.extent for f in dim)
 
 
+def positions(layout: Layout) -> dict[int, int]:
+    """How many positions of each axis a layout holds (the product of that axis's factors)."""
+    counts: dict[int, int] = {}
+    for dim in layout:
+        for factor in dim:
+            if factor.axis is not None:
+                counts[factor.axis] = counts.get(factor.axis, 1) * factor.extent
+    return counts
+
+
+def common_stride(out: list[Dim], axis: int) -> tuple[int, list[Dim]]:
+    """The stride every factor of ``axis`` left in ``out`` shares (their gcd), and ``out`` with it divided
+    out: what an op that mixes positions contributes to the jump of that axis."""
+    left = [f.stride for dim in out for f in dim if f.axis == axis]
+    stride = math.gcd(*left) if left else 1
+    if stride > 1:
+        out = [
+            tuple(replace(f, stride=f.stride // stride) if f.axis == axis else f for f in dim) for dim in out
+        ]
+    return stride, out
+
+
 def axes_of(dim: Dim) -> frozenset[int]:
     return frozenset(f.axis for f in dim if f.axis is not None)
 
@@ -294,12 +316,6 @@ def mix(in_layout: Layout, dims: Iterable[int], out_layout: Layout) -> tuple[tup
             effects.append(Mixing(unbounded=True))
             continue
         span = sum((f.extent - 1) * f.stride for f in mixed) + 1
-        left = [f.stride for dim in out for f in dim if f.axis == axis]
-        stride = math.gcd(*left) if left else 1
-        if stride > 1:
-            out = [
-                tuple(replace(f, stride=f.stride // stride) if f.axis == axis else f for f in dim)
-                for dim in out
-            ]
+        stride, out = common_stride(out, axis)
         effects.append(Mixing(span=span, stride=stride))
     return (effects[0], effects[1]), tuple(out)

@@ -3,11 +3,10 @@ for any layout: an image ``[N, C, H, W]``, or one whose positions were moved int
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .layouts import AXES, Dim, Factor, Layout, Mixing, axes_of, plain, size_of
+from .layouts import AXES, Dim, Factor, Layout, Mixing, axes_of, common_stride, plain, size_of
 
 
 def padded(layout: Layout, out_shape: Sequence[int]) -> tuple[Layout, bool]:
@@ -100,13 +99,7 @@ def window(
         )
     mixes = []
     for axis in AXES:
-        left = [f.stride for dim in out for f in dim if f.axis == axis]
-        stride = math.gcd(*left) if left else 1
-        if stride > 1:
-            out = [
-                tuple(replace(f, stride=f.stride // stride) if f.axis == axis else f for f in dim)
-                for dim in out
-            ]
+        stride, out = common_stride(out, axis)
         mixes.append(Mixing(span=offsets[axis] + 1, stride=stride))
     return Windowed((mixes[0], mixes[1]), tuple(out), exact)
 

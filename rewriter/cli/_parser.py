@@ -86,6 +86,26 @@ def real(
     return parse
 
 
+_RATE = real(0, 10, low_open=True)
+
+
+def learning_rate(text: str) -> float | str:
+    """An argparse type: a learning rate in (0, 10], or ``auto`` (a range test picks it)."""
+    return text if text == "auto" else _RATE(text)
+
+
+def add_rate_arguments(group: argparse._ActionsContainer, default: float, auto: str) -> None:
+    """--lr (a rate, or ``auto``: ``auto`` says what the range test runs on) and --warmup-epochs."""
+    group.add_argument(
+        "--lr", type=learning_rate, default=default,
+        help=f"initial learning rate in (0, 10], or auto: {auto} (default %(default)s, paper 000)",
+    )  # fmt: skip
+    group.add_argument(
+        "--warmup-epochs", type=integer(0, 100_000), default=1, metavar="N",
+        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
+    )  # fmt: skip
+
+
 def size(text: str) -> tuple[int, int]:
     """An argparse type: 32, 64,48 or 64x48, within the bound in force (``--allow-large`` lifts it)."""
     try:

@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 
 from .._errors import RecipeError, UsageError
-from .._files import write_json
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
@@ -21,7 +20,7 @@ from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import OptimizeResult, optimize, validate
 from ..render import format_front, plot_front, plot_pareto
-from ._common import check_outputs, print_json, request_of, status
+from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
     DATA_HELP,
     MAX_BATCH,
@@ -279,9 +278,7 @@ def _report(result: OptimizeResult, validation, final, args: argparse.Namespace)
     if validation is not None:
         payload["validation"] = validation.to_json()
     if not args.dry_run:
-        if args.report:
-            write_json(args.report, payload)
-            status(f"wrote {args.report}")
+        write_report(args, payload)
         if args.plot:
             plot_front(result, args.plot)
             status(f"wrote {args.plot}")

@@ -10,7 +10,7 @@ from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_pareto
 from ._common import status
-from ._parser import DATA_HELP, command_parser, cores, data_spec, integer, real, size
+from ._parser import DATA_HELP, add_rate_arguments, command_parser, cores, data_spec, integer, real, size
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -80,14 +80,7 @@ def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
     defaults = TrainConfig()
     setup.add_argument("--epochs", type=integer(1, 100_000), default=defaults.epochs, metavar="N",
                        help="default %(default)s")  # fmt: skip
-    setup.add_argument(
-        "--lr", type=_rate, default=defaults.lr,
-        help="a learning rate in (0, 10], or auto: a range test on the baselines (default %(default)s, paper 000)",
-    )  # fmt: skip
-    setup.add_argument(
-        "--warmup-epochs", type=integer(0, 100_000), default=1, metavar="N",
-        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
-    )  # fmt: skip
+    add_rate_arguments(setup, defaults.lr, "a range test on the baselines, the rate shared by every cell")
     setup.add_argument("--batch-size", type=integer(1, 65_536), default=defaults.batch_size, metavar="N",
                        help="default %(default)s")  # fmt: skip
     setup.add_argument("--momentum", type=real(0, 1), default=defaults.momentum, help="default %(default)s")
@@ -124,14 +117,6 @@ def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPUs a cell's task takes (default 1)")  # fmt: skip
     ray.add_argument("--gpus-per-cell", type=real(0, 64), default=0.0, metavar="N",
                      help="GPUs a cell's task takes (default 0)")  # fmt: skip
-
-
-_LR = real(0, 10, low_open=True)
-
-
-def _rate(text: str) -> float | str:
-    """An argparse type: a learning rate in (0, 10], or ``auto``."""
-    return text if text == "auto" else _LR(text)
 
 
 def run_command(args: argparse.Namespace) -> int:

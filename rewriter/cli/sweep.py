@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 
 from .._errors import RewriterError
-from .._files import write_json
 from ..analysis.sizes import parse_size
 from ..optimize import parse_sizes, sweep
 from ..render import format_sweep, plot_sweep
-from ._common import check_outputs, load_from_args, print_json, status
+from ._common import check_outputs, load_from_args, print_json, status, write_report
 from ._parser import add_model_arguments, channels, command_parser
 
 DESCRIPTION = """\
@@ -68,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
     result = sweep(
         model, args.input_size, in_channels=args.in_channels, leaf_modules=args.leaf_module, name=args.model
     )
-    if args.report:
-        write_json(args.report, result.to_json())
-        status(f"wrote {args.report}")
+    write_report(args, result.to_json())
     if args.plot:
         plot_sweep(result, args.plot)
         status(f"wrote {args.plot}")

@@ -19,7 +19,7 @@ from ..engine.saving import save
 from ..lab.setup import Setup, epoch_reporter
 from ..lab.training import TrainConfig, TrainError, TrainResult, distributed, init_distributed, train
 from ._common import check_outputs, device_of, loader_workers, print_json, setup_of, status
-from ._parser import add_measuring_arguments, command_parser, integer, real
+from ._parser import add_measuring_arguments, add_rate_arguments, command_parser, integer, real
 
 DESCRIPTION = """\
 Train a model with SGD on a data source and write a model file (the same format as `rewrite -o`, so
@@ -75,14 +75,7 @@ def _add_schedule(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument(
         "--epochs", type=integer(1, 100_000), default=defaults.epochs, metavar="N", help="default %(default)s"
     )
-    hyper.add_argument(
-        "--lr", type=_rate, default=defaults.lr,
-        help="initial learning rate in (0, 10], or auto: a range test picks it (default %(default)s)",
-    )  # fmt: skip
-    hyper.add_argument(
-        "--warmup-epochs", type=integer(0, 100_000), default=1, metavar="N",
-        help="epochs over which the rate rises linearly from 0 (default 1; 0: paper 000's schedule)",
-    )  # fmt: skip
+    add_rate_arguments(hyper, defaults.lr, "a range test on the model picks it")
     hyper.add_argument("--momentum", type=real(0, 1), default=defaults.momentum, help="default %(default)s")
     hyper.add_argument(
         "--weight-decay", type=real(0, 1), default=defaults.weight_decay, help="default %(default)s"
@@ -108,14 +101,6 @@ def _add_schedule(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument(
         "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick runs (default: all)"
     )
-
-
-_LR = real(0, 10, low_open=True)
-
-
-def _rate(text: str) -> float | str:
-    """An argparse type: a learning rate in (0, 10], or ``auto``."""
-    return text if text == "auto" else _LR(text)
 
 
 def run(args: argparse.Namespace) -> int:

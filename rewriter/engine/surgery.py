@@ -77,16 +77,22 @@ def _is_check(node: fx.Node) -> bool:
     return name.startswith(("_assert", "_check"))
 
 
-def _drop_dead_checks(graph: fx.Graph, output: fx.Node) -> None:
-    """Remove checks on values the cut output does not need. fx keeps calls with side effects, so an assert
-    on a removed block's tensor (SelectiveKernel's ``_assert(x.shape[1] == self.num_paths)``) would keep that
-    block alive in the prefix: dead code that still runs, and whose FLOPs the report would count."""
+def live_nodes(output: fx.Node) -> set[fx.Node]:
+    """The nodes ``output`` depends on, itself included."""
     live, stack = set(), [output]
     while stack:
         node = stack.pop()
         if node not in live:
             live.add(node)
             stack.extend(node.all_input_nodes)
+    return live
+
+
+def _drop_dead_checks(graph: fx.Graph, output: fx.Node) -> None:
+    """Remove checks on values the cut output does not need. fx keeps calls with side effects, so an assert
+    on a removed block's tensor (SelectiveKernel's ``_assert(x.shape[1] == self.num_paths)``) would keep that
+    block alive in the prefix: dead code that still runs, and whose FLOPs the report would count."""
+    live = live_nodes(output)
     for node in reversed(list(graph.nodes)):
         if node not in live and _is_check(node) and not node.users:
             graph.erase_node(node)

@@ -24,7 +24,7 @@ from .._errors import RewriteError
 from .._text import one_line
 from ..analysis.modes import eval_mode
 from .plan import Cut, Plan
-from .surgery import extract_prefix
+from .surgery import extract_prefix, live_nodes
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,7 @@ def idle_parameters(
     may still run by control flow fx does not see (a router choosing which blocks run): with
     ``input_size``, one eval forward with hooks tells; a module that does not run then is idle.
     """
-    output = next(n for n in traced.graph.nodes if n.op == "output")
-    live, stack = set(), [output]
-    while stack:
-        node = stack.pop()
-        if node not in live:
-            live.add(node)
-            stack.extend(node.all_input_nodes)
+    live = live_nodes(next(n for n in traced.graph.nodes if n.op == "output"))
     called = {str(n.target) for n in live if n.op == "call_module"}
     traced_calls = {str(n.target) for n in traced.graph.nodes if n.op == "call_module"}
     read = {str(n.target) for n in live if n.op == "get_attr"}

@@ -59,16 +59,6 @@ def _returns_tensors(ctx: OpContext) -> bool:
     return found
 
 
-def _positions(layout: Layout) -> dict[int, int]:
-    """How many positions of each axis a layout holds (the product of that axis's factors)."""
-    counts: dict[int, int] = {}
-    for dim in layout:
-        for factor in dim:
-            if factor.axis is not None:
-                counts[factor.axis] = counts.get(factor.axis, 1) * factor.extent
-    return counts
-
-
 def followed(ctx: OpContext, effect: OpEffect) -> OpEffect:
     """``effect``, flagged where the graph would otherwise lose track of positions without a word.
 
@@ -85,9 +75,9 @@ def followed(ctx: OpContext, effect: OpEffect) -> OpEffect:
         return effect
     before: dict[int, int] = {}
     for layout, _ in inputs:
-        for axis, count in _positions(layout).items():
+        for axis, count in layouts.positions(layout).items():
             before[axis] = max(before.get(axis, 1), count)
-    after = _positions(effect.layout)
+    after = layouts.positions(effect.layout)
     problems = []
     lost = [a for a in AXES if before.get(a, 1) > 1 and a not in after and not effect.axes[a].unbounded]
     if lost and effect.category == "layout" and _joined_with_others(inputs, lost):

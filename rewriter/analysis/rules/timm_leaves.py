@@ -25,19 +25,10 @@ from ._base import (
 )
 
 
-def _positions(layout: Layout) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for dim in layout:
-        for factor in dim:
-            if factor.axis is not None:
-                counts[factor.axis] = counts.get(factor.axis, 1) * factor.extent
-    return counts
-
-
 def _windows(layout: Layout, window: int, *, after: int = 1) -> Axes:
     """Attention in non-overlapping windows of ``window`` positions (a kernel of the window size, the
     convention of the Swin rule), then a ``after`` x ``after`` conv; global where one window covers an axis."""
-    counts = _positions(layout)
+    counts = layouts.positions(layout)
     effects = []
     for axis in AXES:
         n = counts.get(axis, 1)
@@ -55,7 +46,7 @@ def _conv_mlp(ctx: OpContext) -> OpEffect:
     by adaptive averaging, so the conv then covers all of it."""
     layout = ctx.layout(ctx.input)
     k = ctx.module.input_kernel_size
-    counts = _positions(layout)
+    counts = layouts.positions(layout)
     axes = tuple(UNBOUNDED if counts.get(a, 1) < k else AxisEffect(k, Fraction(1)) for a in AXES)
     out = layouts.resized(layout, ctx.out_shape)
     return OpEffect("conv", axes, out, kernel_size=(k, k), stride=(1, 1), dilation=(1, 1))  # type: ignore[arg-type]

@@ -53,7 +53,8 @@ READING = (
     "How to read it: every cell is trained from scratch on the whole digits set until its curve is flat, with one "
     "learning rate for all (a range test on the baselines); the `converged` column says for how many seeds that "
     "held, and no verdict is given against a baseline that did not converge. Chance is the share of the most "
-    "frequent test class (the summary gives it; the digits are nearly balanced). FLOPs are per image at 32 px; latency is CPU wall time, each model timed alone after training. "
+    "frequent test class (the summary gives it; the digits are nearly balanced). FLOPs are per image at 32 px; "
+    "latency is CPU wall time, each model timed alone after training. "
     "The limits: one small, easy data set (8x8 scans upsampled), 3 seeds, a short CPU schedule: read the "
     "accuracy differences within their spread, not as the architectures' best on harder data."
 )

@@ -13,14 +13,7 @@ import torch
 
 from rewriter.cli import main
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:  # argparse: a usage error (2) or --help (0)
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from ..cli_runner import run
 
 
 def test_analyze_prints_the_table_and_the_summary(capsys):

@@ -13,14 +13,7 @@ from rewriter.analysis import scaled
 from rewriter.cli import main
 from rewriter.engine.saving import load
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:  # argparse: a usage error
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from ..cli_runner import run
 
 
 @pytest.fixture(scope="module")

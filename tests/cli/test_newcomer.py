@@ -9,19 +9,11 @@ import pytest
 import torch
 
 import rewriter
-from rewriter.cli import main
 from rewriter.engine.recipe import Recipe
 
+from ..cli_runner import run
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_recipes_num_classes_sizes_the_baseline_the_weights_belong_to(capsys, tmp_path):

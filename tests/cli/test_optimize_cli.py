@@ -10,16 +10,9 @@ import torch
 import rewriter
 from rewriter.cli import main
 
+from ..cli_runner import run
+
 ONLY_TRUNCATE = ["--exclude", "remove-stem-downsampling", "--exclude", "reposition-downsampling"]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:  # a usage error: argparse exits with 2
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_teaches_the_objective_and_the_budget(capsys):

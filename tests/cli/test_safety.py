@@ -13,17 +13,10 @@ import time
 import pytest
 
 import rewriter
-from rewriter.cli import build_parser, main
+from rewriter.cli import build_parser
 from rewriter.engine.recipe import Recipe
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from ..cli_runner import run
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import torch
 
 import rewriter
 from rewriter import ModelFileError
-from rewriter.cli import main
 from rewriter.engine import ExportReport, export
+
+from ..cli_runner import run
 
 onnxruntime = pytest.importorskip("onnxruntime")
 TINY = {"width": 4, "input_size": 8}
@@ -23,15 +24,6 @@ TINY = {"width": 4, "input_size": 8}
 def tiny():
     model, _ = rewriter.load_model("relevance_cnn", model_args=TINY)
     return model.eval()
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_pt2_archive_has_a_dynamic_batch_and_is_written_without_a_warning(tmp_path, tiny, caplog):

@@ -59,8 +59,9 @@ def subset(dataset: Dataset, indices: Sequence[int]) -> Dataset:
 
 
 def holdout(labels: Sequence[int], count: int, *, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Split the indices of a split labelled ``labels`` into (kept for training, held out): ``count`` held out, stratified
-    by ``labels`` and seeded, as a validation split that selection reads instead of the test split."""
+    """Split the indices of a split labelled ``labels`` into (kept for training, held out): ``count`` held
+    out, stratified by label and seeded, as a validation split that selection reads instead of the test
+    split."""
     if not 1 <= count < len(labels):
         raise SamplingError(
             f"cannot hold out {count} of {len(labels)} training items: hold out 1 to {len(labels) - 1}"

@@ -35,7 +35,8 @@ import rewriter
 from rewriter._files import write_json
 from rewriter.lab import saturation as saturation_module
 from rewriter.lab.data import load_data
-from rewriter.lab.probes import _collect, fit_probe, run_probes, subset
+from rewriter.lab.probes import _collect, fit_probe, run_probes
+from rewriter.lab.sampling import sample as subset
 from rewriter.lab.saturation import compute_saturation, tracked_layers
 
 

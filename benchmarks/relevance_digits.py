@@ -35,9 +35,7 @@ SIZE = 28
 def run(seed: int, epochs: int, train_on: str, data) -> dict:
     torch.manual_seed(seed)
     model, _ = rewriter.load_model("relevance_cnn", model_args={"input_size": SIZE})
-    config = TrainConfig(
-        epochs=epochs, lr=0.001, optimizer="rmsprop", gamma=1.0, seed=seed, evaluate_every_epoch=False
-    )
+    config = TrainConfig(epochs=epochs, lr=0.001, optimizer="rmsprop", gamma=1.0, seed=seed, test_every=0)
     cnn1 = train(model, data, config, progress=False).test_accuracy
     step = {"skip-irrelevant-layers": {"epochs": epochs, "train_on": train_on, "seed": seed}}
     result = rewriter.rewrite(

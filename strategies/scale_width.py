@@ -35,7 +35,7 @@ from rewriter.analysis import (
 )
 from rewriter.engine import RESIZABLE, Context, Edit, Plan, Strategy, param, resize_module, set_submodule
 
-_EVAL_BATCHES = 16  # test batches of 64 images scored to tell a trained model from one at chance
+_EVAL_IMAGES = 1024  # test images (a stratified sample) scored to tell a trained model from one at chance
 
 
 @dataclass(frozen=True)
@@ -80,29 +80,26 @@ class ScaleWidth(Strategy):
             raise self.refuse(
                 "needs the saturation of the trained model: give --data (or factor, or saturation)"
             )
-        from torch.utils.data import DataLoader
-
         from rewriter.lab import compute_saturation
+        from rewriter.lab.batches import loader
+        from rewriter.lab.sampling import sample
 
         self._check_trained(model, context)
-        loader = DataLoader(
-            context.data.train_plain, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
-        )
-        batches = (batch for i, batch in enumerate(loader) if i < self.batches)
-        report = compute_saturation(model, batches)
+        images = sample(context.data.train_plain, 64 * self.batches)  # every class, in proportion
+        report = compute_saturation(model, loader(images, batch_size=64))
         return report.mean, f"s_mu measured on {report.samples} training images of {context.data.name}"
 
     def _check_trained(self, model: nn.Module, context: Context) -> None:
         """Refuse (or, with ``untrained``, note) a model whose test accuracy cannot be told from chance:
         within three standard errors of 1 / classes on the images scored."""
-        from torch.utils.data import DataLoader
-
         from rewriter.lab import evaluate
+        from rewriter.lab.sampling import sample
 
         data = context.data
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        accuracy = evaluate(model, DataLoader(data.test, batch_size=64), device, max_batches=_EVAL_BATCHES)
-        scored = min(len(data.test), 64 * _EVAL_BATCHES)
+        images = sample(data.test, _EVAL_IMAGES)  # stratified: a class-sorted split reads every class
+        accuracy = evaluate(model, images, device)
+        scored = len(images)
         chance = 1 / data.num_classes
         if accuracy > chance + 3 * math.sqrt(chance * (1 - chance) / max(scored, 1)):
             return

@@ -117,7 +117,7 @@ class SkipIrrelevantLayers(Strategy):
         if context.replay:  # the weights are loaded next
             return routed
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="rmsprop",
-                             gamma=1.0, seed=self.seed, evaluate_every_epoch=False)  # fmt: skip
+                             gamma=1.0, seed=self.seed, test_every=0)  # fmt: skip
         setup = SkipTraining(config, self.maps, self.top, self.train_on, self.train_backbone)
         fit_routed_model(
             model, routed, context.data, context.analysis, setup, pretrained=context.pretrained,

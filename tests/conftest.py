@@ -13,6 +13,13 @@ import torch
 import rewriter
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory) -> Iterator[None]:
+    """Decoded image folders are cached in a folder of the test run, never in the user's home."""
+    with mock.patch.dict("os.environ", {"REWRITER_CACHE": str(tmp_path_factory.mktemp("cache"))}):
+        yield
+
+
 @contextlib.contextmanager
 def skip_weight_init() -> Iterator[None]:
     """Build models without filling their weights (the analysis reads shapes, not values).

@@ -96,6 +96,7 @@ def prepare_measurement(args: argparse.Namespace) -> tuple[Setup, torch.device]:
         lr=args.lr,
         workers=loader_workers(args),
         device=device,
+        precision=args.precision,
         progress=status,
     )
     setup.model.to(device)
@@ -104,10 +105,21 @@ def prepare_measurement(args: argparse.Namespace) -> tuple[Setup, torch.device]:
 
 def setup_of(args: argparse.Namespace) -> Setup:
     """The data of --data and the model, at --input-size (else a model file's own, else the data's)."""
-    size = input_size_of(args, native_size(parse_data_spec(args.data)))
+    spec = parse_data_spec(args.data)
+    native = native_size(spec) if args.input_size is None else None
+    size = input_size_of(args, native)
+    if spec.kind == "imagefolder" and args.input_size is None and native == size:
+        status(f"input size {size[0]}x{size[1]}: every image of {spec.path} has that size")
     return load_data_and_model(
-        request_of(args), args.data, input_size=size, download=args.download, progress=status
-    )
+        request_of(args), args.data, input_size=size, download=args.download, progress=status,
+        **data_options(args),
+    )  # fmt: skip
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``load_data`` takes from --train-samples, --test-samples and --data-memory."""
+    return {"train_samples": args.train_samples, "test_samples": args.test_samples,
+            "memory_limit": args.data_memory * 2**30}  # fmt: skip
 
 
 def write_report(args: argparse.Namespace, result: Any) -> None:

@@ -22,7 +22,10 @@ MODEL_HELP = (
     "`rewriter models` lists all), timm:NAME (`rewriter models --timm`), package.module:callable, or a model "
     "file"
 )
-SIZE_NOTE = " (default: a model file's own, else the data's: 32 for CIFAR, synthetic and digits)"
+SIZE_NOTE = (
+    " (default: a model file's own, else the data's: 32 for CIFAR, synthetic and digits, an image folder's "
+    "own when all its images share one size)"
+)
 DATA_HELP = (
     "cifar10:DIR or cifar100:DIR (the python version of the batches), imagefolder:DIR (class folders, with "
     "train/ and test/ or split 80/20), synthetic[:N] (generated shapes, no files), digits[:N] (scikit-learn's "
@@ -208,6 +211,21 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
         help="images per batch (default 64)",
     )
     group.add_argument(
+        "--train-samples", type=integer(1, 100_000_000), metavar="N",
+        help="train on a stratified sample of N training images (every class in proportion, drawn with seed 0; "
+        "default: all)",
+    )  # fmt: skip
+    group.add_argument(
+        "--test-samples", type=integer(1, 100_000_000), metavar="N",
+        help="score a stratified sample of N test images (default: all)",
+    )  # fmt: skip
+    group.add_argument(
+        "--data-memory", type=real(0, 1024), default=2.0, metavar="GB",
+        help="an image folder whose images fit in this many GiB (as uint8) is decoded once, cached on disk "
+        "(in $REWRITER_CACHE, default ~/.cache/rewriter) and held in memory; a larger one is read from disk "
+        "every epoch (default 2)",
+    )  # fmt: skip
+    group.add_argument(
         "--loader-workers",
         type=integer(0, 1024),
         default=0,
@@ -220,6 +238,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
         metavar="DEVICE",
         help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)",
     )
+
+
+def add_precision_argument(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+        help="number format of training and evaluation: auto (default) takes bf16 + channels_last where the "
+        "device computes bf16 natively (AMX-BF16 or AVX512-BF16 CPUs, GPUs from Ampere on), fp16 with loss "
+        "scaling on other GPUs, else fp32; says which it took",
+    )  # fmt: skip
 
 
 def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +264,7 @@ def add_pretrain_argument(parser: argparse.ArgumentParser) -> None:
         default=0.1,
         help="learning rate of that training (default 0.1, paper 000)",
     )
+    add_precision_argument(group)
 
 
 def add_measuring_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from torch.utils.data import DataLoader
-
 from .._text import render_table
 from ..analysis.traced import analyze
+from ..lab.batches import loader
 from ..lab.relevance import compute_relevance
 from ..render.plots import plot_relevance
 from ._common import loader_workers, prepare_measurement, print_json, status, write_report
@@ -65,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         model, size, in_channels=args.in_channels, leaf_modules=args.leaf_module, flops=False, name=args.model
     )
     split = data.train_plain if args.split == "train" else data.test
-    loader = DataLoader(split, batch_size=max(args.batch_size, 128), num_workers=loader_workers(args))
-    relevance = compute_relevance(model, analysis, loader, maps=args.maps, top=args.top, device=device)
+    batches = loader(split, batch_size=max(args.batch_size, 128), workers=loader_workers(args))
+    relevance = compute_relevance(model, analysis, batches, maps=args.maps, top=args.top, device=device)
     result = {"model": args.model, "data": data.name, "split": args.split, **relevance.to_json(analysis)}
     write_report(args, result)
     if args.plot:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from torch.utils.data import DataLoader
-
 from .._text import axes_text, render_table
+from ..lab.batches import loader
+from ..lab.sampling import sample
 from ..lab.saturation import DELTA, SaturationReport, compute_saturation
 from ..render.plots import plot_saturation
 from ._common import analysis_or_none, loader_workers, prepare_measurement, print_json, status, write_report
@@ -55,7 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="which split to measure on (default train)",
     )
     parser.add_argument(
-        "--batches", type=integer(1), metavar="N", help="measure on the first N batches only (default: all)"
+        "--batches",
+        type=integer(1),
+        metavar="N",
+        help="measure on N batches of a stratified sample of the split (every class in proportion, seed 0; "
+        "default: the whole split)",
     )
     add_output_arguments(parser, plot="saturation per layer with receptive fields and borders")
     parser.set_defaults(run=run)
@@ -65,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     setup, device = prepare_measurement(args)
     data, model, size = setup.data, setup.model, setup.input_size
     split = data.train_plain if args.split == "train" else data.test
-    loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=loader_workers(args))
-    total = len(loader) if args.batches is None else min(args.batches, len(loader))
-    batches = (batch for i, batch in enumerate(loader) if i < total)
-    report = compute_saturation(model, batches, delta=args.delta, device=device, progress=True, total=total)
+    if args.batches is not None:
+        split = sample(split, args.batches * args.batch_size)
+    batches = loader(split, batch_size=args.batch_size, device=device, workers=loader_workers(args))
+    report = compute_saturation(
+        model, batches, delta=args.delta, device=device, progress=True, total=len(batches)
+    )
     analysis = analysis_or_none(model.cpu(), size, args)
     result = {"model": args.model, "data": data.name, "split": args.split, **report.to_json(analysis)}
     write_report(args, result)

@@ -10,7 +10,17 @@ from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_pareto
 from ._common import status
-from ._parser import DATA_HELP, add_rate_arguments, command_parser, cores, data_spec, integer, real, size
+from ._parser import (
+    DATA_HELP,
+    add_precision_argument,
+    add_rate_arguments,
+    command_parser,
+    cores,
+    data_spec,
+    integer,
+    real,
+    size,
+)  # fmt: skip
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -91,6 +101,14 @@ def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
     )
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
+    setup.add_argument("--train-samples", type=integer(1, 100_000_000), metavar="N",
+                       help="train every cell on the same stratified sample of N training images (seed 0)")  # fmt: skip
+    setup.add_argument("--test-samples", type=integer(1, 100_000_000), metavar="N",
+                       help="score a stratified sample of N test images (default: all)")  # fmt: skip
+    setup.add_argument("--test-every", type=integer(0, 100_000), default=1, metavar="K",
+                       help="score the test split every K epochs and after the last (0: only after the last; "
+                       "default 1); the convergence mark reads the scores there are")  # fmt: skip
+    add_precision_argument(setup)
 
 
 def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +144,8 @@ def run_command(args: argparse.Namespace) -> int:
         data=args.data, input_size=args.input_size, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
         max_batches=args.max_batches, finetune_head=args.finetune_head, warmup_epochs=args.warmup_epochs,
+        precision=args.precision, train_samples=args.train_samples, test_samples=args.test_samples,
+        test_every=args.test_every,
     )  # fmt: skip
     kind = args.executor or ("processes" if args.workers > 1 else "serial")
     workers = args.workers

@@ -16,10 +16,18 @@ from ..analysis.cost import count_params
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.recipe import Recipe
 from ..engine.saving import save
+from ..lab.precision import resolve_precision
 from ..lab.setup import Setup, epoch_reporter
 from ..lab.training import TrainConfig, TrainError, TrainResult, distributed, init_distributed, train
 from ._common import check_outputs, device_of, loader_workers, print_json, setup_of, status
-from ._parser import add_measuring_arguments, add_rate_arguments, command_parser, integer, real
+from ._parser import (
+    add_measuring_arguments,
+    add_precision_argument,
+    add_rate_arguments,
+    command_parser,
+    integer,
+    real,
+)
 
 DESCRIPTION = """\
 Train a model with SGD on a data source and write a model file (the same format as `rewrite -o`, so
@@ -101,6 +109,11 @@ def _add_schedule(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument(
         "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick runs (default: all)"
     )
+    hyper.add_argument(
+        "--test-every", type=integer(0, 100_000), default=1, metavar="K",
+        help="score the test split after every K-th epoch and after the last (0: only after the last; default 1)",
+    )  # fmt: skip
+    add_precision_argument(hyper)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +150,7 @@ def _config(args: argparse.Namespace, lr: float) -> TrainConfig:
         epochs=args.epochs, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
         weight_decay=args.weight_decay, optimizer=args.optimizer, step_every=args.step_every, gamma=args.gamma,
         seed=args.seed, workers=loader_workers(args), max_batches=args.max_batches, warmup_epochs=args.warmup_epochs,
+        test_every=args.test_every, precision=args.precision,
     )  # fmt: skip
 
 
@@ -149,10 +163,11 @@ def _train(args: argparse.Namespace, checkpoint: Path) -> int:
     config = _config(args, _learning_rate(args, setup, checkpoint))
     if rank == 0:
         size = setup.input_size
+        precision = resolve_precision(config.precision, device_of(args))
         status(
             f"training {args.model} ({count_params(setup.model) / 1e6:.2f} M params) on {setup.data.name} at "
-            f"{size[0]}x{size[1]} for {config.epochs} epochs, lr {config.lr:.3g}"
-            + (f" on {world} processes" if world > 1 else "")
+            f"{size[0]}x{size[1]} for {config.epochs} epochs, lr {config.lr:.3g}, {precision.label} "
+            f"({precision.reason})" + (f" on {world} processes" if world > 1 else "")
         )
     result = train(
         setup.model, setup.data, config, checkpoint=checkpoint, resume=args.resume, device=device_of(args),
@@ -208,7 +223,22 @@ def _summary(args: argparse.Namespace, setup: Setup, config: TrainConfig, result
         "config": asdict(config),
         "history": [asdict(h) for h in result.history],
         "test_accuracy": result.test_accuracy,
+        "precision": result.precision,
+        "subset": setup.data.subset,
+        **throughput(result.history),
     }
+
+
+def throughput(history: list) -> dict[str, float | None]:
+    """Median images/s over the epochs of training and of scoring the test split (None: none measured)."""
+    import statistics
+
+    def median(values: list[float]) -> float | None:
+        values = [v for v in values if v == v]
+        return round(statistics.median(values), 1) if values else None
+
+    return {"train_images_per_s": median([h.train_images_per_s for h in history]),
+            "test_images_per_s": median([h.test_images_per_s for h in history])}  # fmt: skip
 
 
 def _write(args: argparse.Namespace, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .._text import one_line
 from .train_records import EpochRecord, TrainConfig, TrainError
 
 #: fields that may differ between a run and its resumption: they do not change what is computed
-_FREE = frozenset({"workers"})
+_FREE = frozenset({"workers", "test_every"})  # how it is run, not what is trained
 
 
 def save_checkpoint(

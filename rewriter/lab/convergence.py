@@ -80,6 +80,10 @@ def judge(history: Sequence[Epoch], chance: float, rule: ConvergenceRule = Conve
         'converged'
         >>> judge([E(loss=2.3, test_accuracy=0.11), E(loss=2.3, test_accuracy=0.1)], chance=0.1)
         'not converged'
+        >>> nan = float("nan")  # scored every third epoch: rising 10 pp over the 3 epochs since the last score
+        >>> judge([E(loss=2.0, test_accuracy=nan)] * 2 + [E(loss=1.0, test_accuracy=0.5)]
+        ...       + [E(loss=0.9, test_accuracy=nan)] * 2 + [E(loss=0.8, test_accuracy=0.6)], chance=0.1)
+        'still improving'
     """
     if not history:
         raise TrainError("a run without epochs has no curve to judge")
@@ -88,12 +92,14 @@ def judge(history: Sequence[Epoch], chance: float, rule: ConvergenceRule = Conve
         return "diverged"
     accuracy = [chance] + [e.test_accuracy for e in history]
     if not math.isfinite(accuracy[-1]):
-        raise TrainError("the last epoch has no test accuracy to judge (train with evaluate_every_epoch)")
+        raise TrainError("the last epoch has no test accuracy to judge (train with test_every)")
     if accuracy[-1] <= rule.threshold(chance):
         return "not converged"
     window = rule.window(len(history))
-    start = accuracy[-1 - window]
-    if math.isfinite(start) and (accuracy[-1] - start) / window > rule.rise:
+    # a run scored every K epochs: the rise is measured from the last score at or before the window's start
+    # (the untrained model's chance level at the latest), over the epochs since
+    start = max(i for i in range(len(accuracy) - 1 - window + 1) if math.isfinite(accuracy[i]))
+    if (accuracy[-1] - accuracy[start]) / (len(accuracy) - 1 - start) > rule.rise:
         return "still improving"
     return "converged"
 

@@ -3,14 +3,17 @@
 ``cifar10:DIR`` and ``cifar100:DIR`` read the python version of the datasets (``data_batch_1`` ...,
 ``test_batch`` / ``train``, ``test``) from a folder, through an unpickler that only rebuilds arrays, lists
 and numbers, never arbitrary objects. ``imagefolder:DIR`` reads ``DIR/train`` and ``DIR/test`` (or ``val``),
-or splits one folder 80/20. ``synthetic`` generates shapes of several sizes (needs no files), ``digits`` is
-scikit-learn's bundled handwritten digits (real scans, 8x8, upsampled). Images are normalised with the
-ImageNet/AlexNet statistics and, for training, randomly cropped (padding 1/8 of the size) and flipped, as in
-paper 000 III-B.
+or splits one folder 80/20, decoded once and cached (``imagefolder.py``). ``synthetic`` generates shapes of
+several sizes (needs no files), ``digits`` is scikit-learn's bundled handwritten digits (real scans, 8x8,
+upsampled). Every source that fits in memory is held as uint8 and read in whole batches (``batches.py``):
+normalised with the ImageNet/AlexNet statistics and, for training, randomly cropped (padding 1/8 of the size)
+and flipped, as in paper 000 III-B. ``train_samples`` and ``test_samples`` take a stratified, seeded part of
+a split (``sampling.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
@@ -21,26 +24,31 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .._errors import RewriterError, close_matches
+from .batches import MEAN, STD, TensorImages
+from .imagefolder import FolderError, native_folder_size, read_folder, scan_folder
+from .sampling import SamplingError, dataset_labels, stratified_indices, subset
 from .synthetic import SHAPES, synthetic_images
 
 __all__ = [
+    "MEAN",
     "SHAPES",
+    "STD",
     "DataError",
     "DataSource",
     "DataSpec",
+    "TensorImages",
     "load_data",
     "parse_data_spec",
     "synthetic_images",
 ]
 
-MEAN = (0.485, 0.456, 0.406)  # the AlexNet/ImageNet statistics paper 000 normalises with
-STD = (0.229, 0.224, 0.225)
 KINDS = ("cifar10", "cifar100", "imagefolder", "synthetic", "digits")
 MAX_GENERATED = 100_000  # images of synthetic:N / digits:N (generated in memory: 3 KB each at 32 px)
+MEMORY_LIMIT = 2 * 2**30  # bytes of uint8 images a folder may take to be decoded once and held in memory
+Say = Callable[[str], None]
 
 
 class DataError(RewriterError, ValueError):
@@ -78,17 +86,26 @@ def parse_data_spec(text: str) -> DataSpec:
 
 
 def native_size(spec: DataSpec) -> tuple[int, int] | None:
-    """The resolution a source's images come in (digits: the 8x8 scans upsampled to CIFAR's 32); None for
-    image folders, whose files can be any size."""
-    return None if spec.kind == "imagefolder" else (32, 32)
+    """The resolution a source's images come in (digits: the 8x8 scans upsampled to CIFAR's 32); for an
+    image folder, the size all its images share (None when they differ)."""
+    if spec.kind != "imagefolder":
+        return (32, 32)
+    root = Path(spec.path)
+    try:
+        names = [root / n for n in ("train", "test", "val") if (root / n).is_dir()]
+        return native_folder_size([scan_folder(folder) for folder in (names or [root])])
+    except FolderError as err:
+        raise DataError(str(err)) from err
 
 
 @dataclass
 class DataSource:
-    """A train and a test split of one image-classification task, ready for a DataLoader.
+    """A train and a test split of one image-classification task.
 
     ``train`` is augmented (for training); ``train_plain`` holds the same images without augmentation, for
-    measurements (saturation, probes) that should not depend on random crops.
+    measurements (saturation, probes) that should not depend on random crops. In-memory splits are
+    ``TensorImages``, read in whole batches by ``batches.loader``; a folder too large for memory streams.
+    ``subset`` records the part of the source's splits these are (None: all of them).
     """
 
     name: str
@@ -97,59 +114,23 @@ class DataSource:
     num_classes: int
     train_plain: Dataset
     in_channels: int = 3
+    classes: tuple[str, ...] | None = None
+    subset: dict[str, Any] | None = None
 
 
 def _in_memory(
-    spec: DataSpec,
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    input_size: tuple[int, int],
-    classes: int,
+    spec: DataSpec, train, test, input_size: tuple[int, int], classes: int | tuple[str, ...]
 ) -> DataSource:
-    return DataSource(
-        str(spec),
-        TensorImages(*train, input_size, augment=True),
-        TensorImages(*test, input_size, augment=False),
-        classes,
-        TensorImages(*train, input_size, augment=False),
-    )
+    """A source of uint8 images ``(images [N, C, H, W], labels)`` per split (numpy or torch)."""
+    names = classes if isinstance(classes, tuple) else None
 
+    def images(split, augment: bool) -> TensorImages:
+        pixels, labels = (torch.as_tensor(np.ascontiguousarray(a)) for a in split)
+        return TensorImages(pixels, labels, input_size, augment=augment, classes=names)
 
-class TensorImages(Dataset):
-    """Images held in memory as uint8 ``[N, C, H, W]``, resized, normalised and (optionally) augmented."""
-
-    def __init__(
-        self, images: np.ndarray, labels: np.ndarray, input_size: tuple[int, int], *, augment: bool
-    ) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-        self.input_size = input_size
-        self.augment = augment
-        channels = self.images.shape[1]
-        self.mean = torch.tensor(MEAN[:channels] if channels == 3 else (0.5,) * channels).view(-1, 1, 1)
-        self.std = torch.tensor(STD[:channels] if channels == 3 else (0.25,) * channels).view(-1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index].float().div_(255)
-        if tuple(image.shape[-2:]) != self.input_size:
-            image = F.interpolate(image[None], size=self.input_size, mode="bilinear", align_corners=False)[0]
-        if self.augment:
-            image = _random_crop_flip(image)
-        return (image - self.mean) / self.std, int(self.labels[index])
-
-
-def _random_crop_flip(image: torch.Tensor) -> torch.Tensor:
-    """Random crop after zero padding by 1/8 of the size, and a horizontal flip with probability 0.5."""
-    h, w = image.shape[-2:]
-    ph, pw = max(1, h // 8), max(1, w // 8)
-    padded = F.pad(image, (pw, pw, ph, ph))
-    top = int(torch.randint(0, 2 * ph + 1, ()))
-    left = int(torch.randint(0, 2 * pw + 1, ()))
-    image = padded[:, top : top + h, left : left + w]
-    return image.flip(-1) if torch.rand(()) < 0.5 else image
+    count = len(names) if names is not None else classes
+    return DataSource(str(spec), images(train, True), images(test, False), count, images(train, False),
+                      classes=names)  # fmt: skip
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -254,75 +235,15 @@ def _has_cifar(folder: Path, kind: str) -> bool:
     return all((folder / name).is_file() for name in names)
 
 
-def _imagefolder(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
-    import torchvision
-    from torchvision import transforms
-
-    root = Path(spec.path)
-    if not root.is_dir():
-        raise DataError(f"imagefolder: {root} is not a folder")
-    normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
-    resize = transforms.Resize(input_size)
-    train_tf = transforms.Compose(
-        [
-            resize,
-            transforms.RandomCrop(input_size, padding=max(1, min(input_size) // 8)),
-            transforms.RandomHorizontalFlip(),
-            *normalise,
-        ]
-    )
-    test_tf = transforms.Compose([resize, transforms.CenterCrop(input_size), *normalise])
-    test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+def _imagefolder(spec: DataSpec, input_size: tuple[int, int], memory_limit: float, say: Say | None):
     try:
-        if (root / "train").is_dir() and test_dir is not None:
-            train = torchvision.datasets.ImageFolder(
-                str(root / "train"), transform=train_tf, loader=read_image
-            )
-            plain = torchvision.datasets.ImageFolder(
-                str(root / "train"), transform=test_tf, loader=read_image
-            )
-            test = torchvision.datasets.ImageFolder(str(test_dir), transform=test_tf, loader=read_image)
-            _map_classes(test, train.class_to_idx, test_dir)
-        else:
-            train_all = torchvision.datasets.ImageFolder(str(root), transform=train_tf, loader=read_image)
-            test_all = torchvision.datasets.ImageFolder(str(root), transform=test_tf, loader=read_image)
-            order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(0)).tolist()
-            cut = int(0.8 * len(order))
-            train = torch.utils.data.Subset(train_all, order[:cut])
-            plain = torch.utils.data.Subset(test_all, order[:cut])
-            test = torch.utils.data.Subset(test_all, order[cut:])
-            train.classes = train_all.classes  # type: ignore[attr-defined]
-    except (FileNotFoundError, RuntimeError) as err:
-        raise DataError(f"imagefolder: {err}") from err
-    classes = len(getattr(train, "classes", None) or train.dataset.classes)  # type: ignore[union-attr]
-    return DataSource(str(spec), train, test, classes, plain)
-
-
-def read_image(path: str) -> Any:
-    """An image file as RGB (the ImageFolder loader); a file that cannot be decoded raises ``DataError``
-    naming it, not the decoder's traceback."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as handle:
-            return Image.open(handle).convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
-
-
-def _map_classes(test: Any, classes: dict[str, int], folder: Path) -> None:
-    """Give the test split the training split's class numbers, by class name (a test folder may lack some
-    classes); refuse a test class that training does not have."""
-    unknown = sorted(set(test.class_to_idx) - set(classes))
-    if unknown:
-        raise DataError(
-            f"imagefolder: {folder} has classes the training split lacks ({', '.join(unknown)}); "
-            "every test class needs a folder of the same name in train/"
-        )
-    number = {index: classes[name] for name, index in test.class_to_idx.items()}
-    test.samples = test.imgs = [(path, number[index]) for path, index in test.samples]
-    test.targets = [index for _, index in test.samples]
-    test.class_to_idx, test.classes = dict(classes), sorted(classes, key=classes.get)
+        splits = read_folder(Path(spec.path), input_size, memory_limit=memory_limit, say=say)
+    except FolderError as err:
+        raise DataError(str(err)) from err
+    if splits.streamed is not None:
+        train, test, plain = splits.streamed
+        return DataSource(str(spec), train, test, len(splits.classes), plain, classes=splits.classes)
+    return _in_memory(spec, splits.train, splits.test, input_size, splits.classes)
 
 
 def _synthetic(spec: DataSpec, input_size: tuple[int, int]) -> DataSource:
@@ -362,38 +283,61 @@ class Relabelled(Dataset):
         return self.base[self.indices[i]][0], self.targets[i]
 
 
-def dataset_labels(dataset: Dataset) -> list[int]:
-    """The class of every item, read from the dataset's label list where it has one (no image is decoded)."""
-    if isinstance(dataset, TensorImages):
-        return dataset.labels.tolist()
-    if isinstance(dataset, torch.utils.data.Subset):
-        inner = dataset_labels(dataset.dataset)
-        return [inner[i] for i in dataset.indices]
-    targets = getattr(dataset, "targets", None)
-    if targets is not None:
-        return [int(t) for t in targets]
-    return [int(dataset[i][1]) for i in range(len(dataset))]
+def take_subset(
+    data: DataSource, *, train: int | None = None, test: int | None = None, seed: int = 0
+) -> DataSource:
+    """``data`` with a stratified, seeded part of its training split (``train`` images; ``train_plain``
+    the same ones) and of its test split (``test`` images); None keeps a split whole."""
+    if train is None and test is None:
+        return data
+    parts = {}
+    try:
+        if train is not None:
+            picked = stratified_indices(dataset_labels(data.train), train, seed=seed)
+            parts.update(train=subset(data.train, picked), train_plain=subset(data.train_plain, picked))
+        if test is not None:
+            parts["test"] = subset(data.test, stratified_indices(dataset_labels(data.test), test, seed=seed))
+    except SamplingError as err:
+        raise DataError(f"{data.name}: {err}") from err
+    described = {"train_samples": train, "test_samples": test, "seed": seed,
+                 "of": {"train": len(data.train), "test": len(data.test)}}  # fmt: skip
+    name = data.name + "".join(f" {k}={v}" for k, v in (("train", train), ("test", test)) if v is not None)
+    return dataclasses.replace(data, name=name, subset=described, **parts)
 
 
 _LOADERS: dict[str, Callable[..., DataSource]] = {
-    "synthetic": lambda spec, size, download: _synthetic(spec, size),
-    "digits": lambda spec, size, download: _digits(spec, size),
-    "imagefolder": lambda spec, size, download: _imagefolder(spec, size),
-    "cifar10": _cifar,
-    "cifar100": _cifar,
+    "synthetic": lambda spec, size, download, memory, say: _synthetic(spec, size),
+    "digits": lambda spec, size, download, memory, say: _digits(spec, size),
+    "imagefolder": lambda spec, size, download, memory, say: _imagefolder(spec, size, memory, say),
+    "cifar10": lambda spec, size, download, memory, say: _cifar(spec, size, download),
+    "cifar100": lambda spec, size, download, memory, say: _cifar(spec, size, download),
 }
 
 
 def load_data(
-    spec: str | DataSpec, input_size: int | tuple[int, int], *, download: bool = False
+    spec: str | DataSpec,
+    input_size: int | tuple[int, int],
+    *,
+    download: bool = False,
+    train_samples: int | None = None,
+    test_samples: int | None = None,
+    seed: int = 0,
+    memory_limit: float = MEMORY_LIMIT,
+    progress: Say | None = None,
 ) -> DataSource:
-    """The train and test splits of ``spec`` at ``input_size``.
+    """The train and test splits of ``spec`` at ``input_size``; ``train_samples`` / ``test_samples`` take a
+    stratified part of a split drawn with ``seed``; an image folder is decoded once when its images take at
+    most ``memory_limit`` bytes.
 
     Example:
         >>> data = load_data("synthetic:100", 32)
         >>> len(data.train), data.num_classes, tuple(data.train[0][0].shape)
         (100, 10, (3, 32, 32))
+        >>> part = load_data("synthetic:100", 32, train_samples=20, test_samples=10)
+        >>> len(part.train), len(part.test), part.name
+        (20, 10, 'synthetic:100 train=20 test=10')
     """
     spec = parse_data_spec(spec) if isinstance(spec, str) else spec
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    return _LOADERS[spec.kind](spec, size, download)
+    data = _LOADERS[spec.kind](spec, size, download, memory_limit, progress)
+    return take_subset(data, train=train_samples, test=test_samples, seed=seed)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ._ranges import bounded, check_ranges
+from .batches import loader as batch_loader
 from .data import DataSource
+from .precision import resolve_precision
 from .training import TrainConfig, TrainError, make_optimizer, plain_forward, resolve_device
 
 
@@ -71,12 +72,13 @@ def find_lr(
     """
     config = config or TrainConfig()
     device = resolve_device(device)
-    net = copy.deepcopy(model).to(device).train()
+    precision = resolve_precision(config.precision, device)
+    net = precision.prepare(copy.deepcopy(model).to(device).train())
     optimizer = make_optimizer(net, config)
     factor = (test.high / test.low) ** (1 / (test.steps - 1))
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator,
-                        drop_last=len(data.train) > config.batch_size)  # fmt: skip
+    loader = batch_loader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator,
+                          device=device, drop_last=len(data.train) > config.batch_size)  # fmt: skip
     rates, losses = [], []
     average = best = math.inf
     with torch.random.fork_rng(devices=[]):
@@ -85,8 +87,9 @@ def find_lr(
             lr = test.low * factor**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            out, y = plain_forward(net, batch, device)
-            loss = nn.functional.cross_entropy(out, y)
+            with precision.autocast(device):
+                out, y = plain_forward(net, (precision.inputs(batch[0]), batch[1]), device)
+                loss = nn.functional.cross_entropy(out.float(), y)
             if not torch.isfinite(loss):
                 break
             optimizer.zero_grad(set_to_none=True)
@@ -102,7 +105,7 @@ def find_lr(
     return _choose(rates, losses, test)
 
 
-def _cycle(loader: DataLoader, steps: int):
+def _cycle(loader, steps: int):
     """``steps`` batches of ``loader``, starting it again as often as needed."""
     done = 0
     while done < steps:

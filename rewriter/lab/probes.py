@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ..analysis.modes import observing
+from .batches import loader
+from .sampling import sample
 from .saturation import SaturationReport, borders_json, field_json, saturation_taps, tracked_layers
 
 if TYPE_CHECKING:
@@ -182,18 +184,10 @@ def _collect(model: nn.Module, names: list[str], loader: DataLoader, device: tor
     hooked = sorted(set(names) | set(taps or {}), key=list(modules).index)
     with observing(model, [(modules[name], hook(name)) for name in hooked]):
         for x, y in tqdm(loader, desc=desc, disable=not show, leave=False, unit="batch"):
-            out = model(x.to(device))
+            out, y = model(x.to(device)), y.cpu()
             seen.labels.append(y)
             seen.correct += int((out.argmax(1).cpu() == y).sum()) if out.dim() == 2 else 0
     return seen
-
-
-def subset(dataset: Dataset, limit: int | None) -> Dataset:
-    """``limit`` images of ``dataset`` drawn at random (seed 0), or all of them."""
-    if limit is None or limit >= len(dataset):
-        return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit]
-    return Subset(dataset, order.tolist())
 
 
 def _groups(names: list[str], sizes: dict[str, int], images: int, memory_mb: int) -> list[list[str]]:
@@ -224,15 +218,16 @@ def run_probes(
     reduce: bool = True,
 ) -> ProbeReport:
     """Probe every conv and linear layer of ``model``; both splits are capped at ``max_samples`` images (the
-    same random subset as ``subset(dataset, max_samples)``). Pass the training images without augmentation.
+    same stratified sample, seed 0, as ``sampling.sample(dataset, max_samples)``: every class in proportion).
+    Pass the training images without augmentation.
     With ``saturation``, the layers' saturation on the same training images comes from the same passes."""
     from tqdm import tqdm
 
     from .training import resolve_device
 
     device = resolve_device(device)
-    train, test = subset(train, max_samples), subset(test, max_samples)
-    loaders = [DataLoader(split, batch_size=batch_size, shuffle=False) for split in (train, test)]
+    train, test = sample(train, max_samples), sample(test, max_samples)
+    loaders = [loader(split, batch_size=batch_size, device=device) for split in (train, test)]
     layers = tracked_layers(model)
     groups = _groups(
         [n for n, _ in layers], _feature_sizes(model, train, device), len(train) + len(test), memory_mb

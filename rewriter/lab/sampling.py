@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Subset
 
 from .._errors import RewriterError
 
-__all__ = ["SamplingError", "holdout", "stratified_indices", "subset"]
+__all__ = ["SamplingError", "dataset_labels", "holdout", "sample", "stratified_indices", "subset"]
 
 
 class SamplingError(RewriterError, ValueError):
@@ -70,3 +71,25 @@ def holdout(labels: Sequence[int], count: int, *, seed: int = 0) -> tuple[list[i
     mask = np.ones(len(labels), dtype=bool)
     mask[held] = False
     return np.flatnonzero(mask).tolist(), held
+
+
+def dataset_labels(dataset: Dataset) -> list[int]:
+    """The class of every item, read from the dataset's label list where it has one (no image is decoded)."""
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, torch.Tensor):
+        return labels.tolist()
+    if isinstance(dataset, Subset):
+        inner = dataset_labels(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return [int(t) for t in targets]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def sample(dataset: Dataset, count: int | None, *, seed: int = 0) -> Dataset:
+    """``count`` items of ``dataset`` drawn stratified by class with ``seed`` (all of it for None or a count
+    at least its size): what a measurement on part of a split reads."""
+    if count is None or count >= len(dataset):
+        return dataset
+    return subset(dataset, stratified_indices(dataset_labels(dataset), count, seed=seed))

@@ -107,8 +107,10 @@ def load_data_and_model(
     input_size: Any = None,
     download: bool = False,
     progress: Say | None = None,
+    **data_options: Any,
 ) -> Setup:
-    """Read the data at the input size (given, a model file's own, or the data's) and build the model.
+    """Read the data at the input size (given, a model file's own, or the data's) and build the model;
+    ``data_options`` go to ``load_data`` (``train_samples``, ``test_samples``, ``memory_limit``).
 
     Raises:
         DataError: the model's outputs do not match the data's classes (with the way to fix it).
@@ -117,7 +119,7 @@ def load_data_and_model(
     spec = parse_data_spec(data_spec)
     size = resolve_input_size(input_size, request.source, native_size(spec))
     say(f"reading data {spec} at {size[0]}x{size[1]}")
-    data = load_data(spec, size, download=download)
+    data = load_data(spec, size, download=download, progress=say, **data_options)
     model, model_spec = model_for_data(
         dataclasses.replace(request, input_size=request.input_size or size), data
     )
@@ -160,6 +162,7 @@ def pretrain(
     lr: float = 0.1,
     workers: int = 0,
     device: torch.device | str = "cpu",
+    precision: str = "fp32",
     progress: Say | None = None,
 ) -> TrainResult | None:
     """Train ``model`` in place for ``epochs`` epochs with ``rewriter train``'s schedule (nothing is saved);
@@ -168,7 +171,7 @@ def pretrain(
         return None
     say = progress or _quiet
     say(f"training for {epochs} epochs first (use `rewriter train` to keep the result)")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, workers=workers)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, precision=precision)
     result = train(model, data, config, device=device, on_epoch=epoch_reporter(config, data, say))
     say(f"test accuracy after {epochs} epochs: {result.test_accuracy:.2%}")
     return result

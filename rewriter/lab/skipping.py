@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..analysis.analyzer import Analysis
+from .batches import loader
 from .data import DataSource, Relabelled, dataset_labels
 from .relevance import Relevance, compute_relevance
 from .routing import RoutedModel, RoutingStats, routing_stats
@@ -50,10 +50,10 @@ def fit_routed_model(
     if not pretrained:
         base = _train(model, data, setup.config, device, "CNN 1 (the input model)", progress)
         say(f"CNN 1 (the input model) trained for {setup.config.epochs} epochs: test accuracy {base:.1%}")
-    test_loader = DataLoader(data.test, batch_size=256)
+    test_loader = loader(data.test, batch_size=256)
     base_accuracy = evaluate(model, test_loader, device)
     relevance = {
-        split: compute_relevance(model, analysis, DataLoader(dataset, batch_size=256), maps=setup.maps,
+        split: compute_relevance(model, analysis, loader(dataset, batch_size=256), maps=setup.maps,
                                  top=setup.top, device=device)
         for split, dataset in (("train", data.train_plain), ("test", data.test))
     }  # fmt: skip
@@ -122,9 +122,9 @@ def _train_backbone(
     """CNN 3: the labelled images run up to their label; with ``all``, the others where the router says."""
     routes = labels.clone()
     if setup.train_on == "all":
-        loader = DataLoader(data.train_plain, batch_size=256)
+        batches = loader(data.train_plain, batch_size=256)
         with torch.no_grad():
-            predicted = torch.cat([routed.router.eval()(x.to(device)).argmax(1).cpu() for x, _ in loader])
+            predicted = torch.cat([routed.router.eval()(x.to(device)).argmax(1).cpu() for x, _ in batches])
         routes = torch.where(routes >= 0, routes, predicted)
     indices = [i for i in range(len(routes)) if routes[i] >= 0]
     classes = dataset_labels(data.train_plain)

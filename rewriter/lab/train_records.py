@@ -33,24 +33,32 @@ class TrainConfig:
     workers: int = bounded(0, low=0)
     max_batches: int | None = bounded(None, low=1)  # per epoch, for quick runs
     train_only: str | None = None  # a submodule path: only it is trained, the rest is frozen in eval mode
-    evaluate_every_epoch: bool = True  # else only after the last epoch (the others record NaN)
+    test_every: int = bounded(1, low=0)  # score the test split every K epochs (0: only after the last)
     warmup_epochs: int = bounded(0, low=0)  # the rate rises linearly over these first epochs
     on_divergence: Literal["raise", "stop"] = "raise"  # a non-finite loss: raise TrainError, or end the run
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # lab/precision.py; auto: by the hardware
 
     def __post_init__(self) -> None:
         check_ranges(self, TrainError, flags=FLAGS)
         for name, allowed in (
             ("optimizer", ("sgd", "adam", "rmsprop")),
             ("on_divergence", ("raise", "stop")),
+            ("precision", ("auto", "fp32", "bf16", "fp16")),
         ):
             if getattr(self, name) not in allowed:
                 raise TrainError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def tests_after(self, epoch: int) -> bool:
+        """Whether the test split is scored after ``epoch`` (0-based): every ``test_every`` epochs, and
+        always after the last."""
+        last = epoch == self.epochs - 1
+        return last or (self.test_every > 0 and (epoch + 1) % self.test_every == 0)
 
 
 #: the command-line option of each field, for error messages
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "epochs", "batch_size", "lr", "momentum", "weight_decay", "step_every", "gamma", "seed", "workers",
-    "max_batches", "warmup_epochs",
+    "max_batches", "warmup_epochs", "test_every",
 )}  # fmt: skip
 
 
@@ -66,12 +74,16 @@ class EpochRecord:
     lr: float
     test_loss: float = float("nan")
     diverged: bool = False  # the loss became NaN or infinite during this epoch (training ended there)
+    # throughput, measured, not a result: two runs that learned the same are equal whatever their speed
+    train_images_per_s: float = field(default=float("nan"), compare=False)  # steps and loading
+    test_images_per_s: float = field(default=float("nan"), compare=False)  # scoring after it (NaN: not)
 
 
 @dataclass
 class TrainResult:
     model: nn.Module
     history: list[EpochRecord] = field(default_factory=list)
+    precision: str = "fp32"  # what the run computed in (a resolved Precision's label)
 
     @property
     def test_accuracy(self) -> float:

@@ -5,13 +5,16 @@ Paper 000 trains every model for 60 epochs with SGD (learning rate 0.1, momentum
 (a step every third of the run); ``warmup_epochs`` raises the rate linearly from almost 0 over the first
 epochs (the CLI's default is one), which keeps a rate found by ``find_lr`` from blowing up the first steps.
 Run under ``torchrun --nproc_per_node N`` and the same code trains with DistributedDataParallel (gloo on the
-CPU, nccl on GPUs); only rank 0 writes checkpoints and shows progress.
+CPU, nccl on GPUs); only rank 0 writes checkpoints and shows progress. In-memory data is read in whole
+batches transformed on the training device (``batches.loader``); ``config.precision`` picks the number
+format (``precision.py``: bf16 autocast and channels_last where the hardware computes bf16 natively).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,10 +23,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
+from .batches import loader as batch_loader
 from .checkpoints import restore, save_checkpoint
 from .data import DataSource
+from .precision import Precision, resolve_precision
 from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult
 
 __all__ = [  # the records are defined in train_records and belong to this module's interface too
@@ -87,18 +92,26 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.o
 
 
 def evaluate_loss(
-    model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None = None
+    model: nn.Module,
+    data: Dataset | Any,
+    device: torch.device,
+    *,
+    precision: Precision | None = None,
+    batch_size: int = 256,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of ``model`` on ``loader`` (eval mode; training flags restored)."""
+    """(mean cross-entropy, top-1 accuracy) of ``model`` on ``data`` (a dataset, read whole in batches of
+    ``batch_size``, or a loader of (images, labels) batches); eval mode, training flags restored."""
+    batches = (
+        data if not isinstance(data, Dataset) else batch_loader(data, batch_size=batch_size, device=device)
+    )
+    precision = precision or Precision()
     flags = {m: m.training for m in model.modules()}
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, total
     try:
-        with torch.no_grad():
-            for i, (x, y) in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                out, y = model(x.to(device)), y.to(device)
+        with torch.no_grad(), precision.autocast(device):
+            for x, y in batches:
+                out, y = model(precision.inputs(x.to(device))), y.to(device)
                 loss = nn.functional.cross_entropy(out.float(), y, reduction="sum")
                 counts += torch.tensor([float(loss), float((out.argmax(1) == y).sum()), len(y)])
     finally:
@@ -113,10 +126,10 @@ def evaluate_loss(
 
 
 def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None = None
+    model: nn.Module, data: Dataset | Any, device: torch.device, *, precision: Precision | None = None
 ) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` (eval mode; training flags restored)."""
-    return evaluate_loss(model, loader, device, max_batches)[1]
+    """Top-1 accuracy of ``model`` on ``data`` (a dataset or a loader; eval mode, flags restored)."""
+    return evaluate_loss(model, data, device, precision=precision)[1]
 
 
 def train(
@@ -141,9 +154,10 @@ def train(
     """
     config = config or TrainConfig()
     device = resolve_device(device)
+    precision = resolve_precision(config.precision, device)
     rank, world = distributed()
     torch.manual_seed(config.seed + rank)
-    model.to(device)
+    precision.prepare(model.to(device))
     frozen = _freeze_all_but(model, config.train_only)
     optimizer = make_optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
@@ -156,16 +170,20 @@ def train(
         net = nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=getattr(model, "partial_forward", False)
         )
-    loader, sampler, generator, test_loader = _loaders(data, config, world)
+    loader, generator, test_loader = _loaders(data, config, device, (rank, world))
+    step = _Step(optimizer, precision, device, forward or plain_forward)
     try:
         for epoch in range(len(history), config.epochs):
             generator.manual_seed(config.seed + epoch)  # the same shuffle whether or not the run was resumed
-            if sampler is not None:
-                sampler.set_epoch(epoch)
+            if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+                loader.sampler.set_epoch(epoch)
             show = progress and rank == 0
-            record = _run_epoch(net, loader, optimizer, device, epoch, config, show, forward or plain_forward)
-            if config.evaluate_every_epoch or epoch == config.epochs - 1 or record.diverged:
-                record.test_loss, record.test_accuracy = evaluate_loss(model, test_loader, device)
+            record = _run_epoch(net, loader, step, epoch, config, show)
+            if config.tests_after(epoch) or record.diverged:
+                began = time.perf_counter()
+                record.test_loss, record.test_accuracy = evaluate_loss(model, test_loader, device,
+                                                                       precision=precision)  # fmt: skip
+                record.test_images_per_s = round(len(data.test) / (time.perf_counter() - began), 1)
             record.lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             history.append(record)
@@ -178,21 +196,43 @@ def train(
     finally:  # the caller's model keeps its own requires_grad flags
         for p in frozen:
             p.requires_grad_(True)
-    return TrainResult(model, history)
+    return TrainResult(model, history, precision=precision.label)
 
 
-def _loaders(data: DataSource, config: TrainConfig, world: int):
-    """The shuffled training loader (its sampler under DDP, and the generator that seeds its order) and the
-    test loader."""
-    sampler = DistributedSampler(data.train, seed=config.seed) if world > 1 else None
+def _loaders(data: DataSource, config: TrainConfig, device: torch.device, shard: tuple[int, int]):
+    """The shuffled training loader, the generator that seeds its order and augmentation, and the test
+    loader; each process of a distributed run reads its own share."""
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        data.train, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-        num_workers=config.workers, generator=generator, drop_last=len(data.train) > config.batch_size,
+    loader = batch_loader(
+        data.train, batch_size=config.batch_size, shuffle=True, generator=generator, device=device,
+        workers=config.workers, drop_last=len(data.train) > config.batch_size, shard=shard, seed=config.seed,
     )  # fmt: skip
-    test_sampler = DistributedSampler(data.test, shuffle=False) if world > 1 else None
-    test_loader = DataLoader(data.test, batch_size=256, sampler=test_sampler, num_workers=config.workers)
-    return loader, sampler, generator, test_loader
+    test = batch_loader(data.test, batch_size=256, device=device, workers=config.workers, shard=shard)
+    return loader, generator, test
+
+
+class _Step:
+    """One optimisation step in the run's precision: forward under autocast, fp16's loss scaling."""
+
+    def __init__(self, optimizer, precision: Precision, device: torch.device, forward: Forward) -> None:
+        self.optimizer, self.precision, self.device, self.forward = optimizer, precision, device, forward
+        self.scaler = precision.scaler(device)
+
+    def loss(self, net: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, *rest = batch
+        with self.precision.autocast(self.device):
+            out, y = self.forward(net, (self.precision.inputs(x.to(self.device)), *rest), self.device)
+            return nn.functional.cross_entropy(out.float(), y), out, y
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
 
 def _freeze_all_but(model: nn.Module, path: str | None) -> list[nn.Parameter]:
@@ -214,9 +254,7 @@ def warmup_factor(epoch: int, batch: int, batches: int, config: TrainConfig) -> 
     return (epoch * batches + batch + 1) / (config.warmup_epochs * batches)
 
 
-def _run_epoch(
-    net, loader, optimizer, device, epoch: int, config: TrainConfig, show: bool, forward: Forward
-) -> EpochRecord:
+def _run_epoch(net, loader, step: _Step, epoch: int, config: TrainConfig, show: bool) -> EpochRecord:
     from tqdm import tqdm
 
     net.train()
@@ -224,9 +262,11 @@ def _run_epoch(
         model = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
         model.eval()
         model.get_submodule(config.train_only).train()
+    optimizer = step.optimizer
     total_loss = correct = seen = 0.0
     batches = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
     scheduled = [group["lr"] for group in optimizer.param_groups]
+    began = time.perf_counter()
     record = EpochRecord(epoch, float("nan"), float("nan"), float("nan"), 0.0)
     bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
     try:
@@ -235,8 +275,7 @@ def _run_epoch(
                 break
             for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
                 group["lr"] = lr * warmup_factor(epoch, i, batches, config)
-            out, y = forward(net, batch, device)
-            loss = nn.functional.cross_entropy(out, y)
+            loss, out, y = step.loss(net, batch)
             if not torch.isfinite(loss):
                 if config.on_divergence == "stop":
                     record.diverged = True
@@ -244,9 +283,7 @@ def _run_epoch(
                 raise TrainError(
                     f"the loss diverged ({loss.item()}) in epoch {epoch + 1}; lower the learning rate (--lr)"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step.backward(loss)
             total_loss += loss.item() * len(y)
             correct += float((out.argmax(1) == y).sum())
             seen += len(y)
@@ -258,6 +295,7 @@ def _run_epoch(
         bar.close()
     if seen and not record.diverged:
         record.loss, record.accuracy = total_loss / seen, correct / seen
+        record.train_images_per_s = round(seen / (time.perf_counter() - began), 1)
     return record
 
 

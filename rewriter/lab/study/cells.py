@@ -21,17 +21,19 @@ from .record import CellRow, EpochPoint
 
 #: what a cell whose recipe changes nothing takes from its baseline
 _RESULTS = ("test_accuracy", "params", "flops", "flops_static", "latency_ms_b1", "latency_ms_b32", "train_s",
-            "border_layer_min", "convergence", "chance", "curve")  # fmt: skip
+            "border_layer_min", "convergence", "chance", "curve", "precision", "images_per_s")  # fmt: skip
 
 _DATA_CACHE: dict[tuple[str, tuple[int, int]], Any] = {}
 
 
-def _data(spec: str, size: tuple[int, int]) -> Any:
+def _data(setup: StudySetup) -> Any:
+    """The study's data (with its subsets), read once per process."""
     from ..data import load_data
 
-    key = (spec, size)
+    key = (setup.data, setup.input_size, setup.train_samples, setup.test_samples)
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_data(spec, size)
+        _DATA_CACHE[key] = load_data(setup.data, setup.input_size, train_samples=setup.train_samples,
+                                     test_samples=setup.test_samples)  # fmt: skip
     return _DATA_CACHE[key]
 
 
@@ -65,7 +67,7 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     from ...engine.pipeline import rewrite
     from ...models.sources import load_model_for_classes
 
-    data = _data(setup.data, setup.input_size)
+    data = _data(setup)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
     model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size)
@@ -144,8 +146,7 @@ def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, lat
 def _trained(
     row: CellRow, model, data, cell: Cell, setup: StudySetup, lr: float, device, progress
 ) -> CellRow:
-    from torch.utils.data import DataLoader
-
+    from ..batches import loader
     from ..convergence import chance_level, judge
     from ..data import dataset_labels
     from ..routing import RoutedModel, routing_stats
@@ -154,8 +155,8 @@ def _trained(
     config = TrainConfig(
         epochs=setup.epochs, batch_size=setup.batch_size, lr=lr, momentum=setup.momentum,
         weight_decay=setup.weight_decay, seed=cell.seed, max_batches=setup.max_batches,
-        train_only=head_name(model) if setup.finetune_head else None, evaluate_every_epoch=True,
-        warmup_epochs=setup.warmup_epochs, on_divergence="stop",
+        train_only=head_name(model) if setup.finetune_head else None, test_every=setup.test_every,
+        warmup_epochs=setup.warmup_epochs, on_divergence="stop", precision=setup.precision,
     )  # fmt: skip
     start = time.perf_counter()
     result = train(model, data, config, device=device, progress=progress)
@@ -164,14 +165,22 @@ def _trained(
     row = row.replace(
         train_s=round(time.perf_counter() - start, 2), test_accuracy=accuracy if accuracy == accuracy else None,
         curve=tuple(EpochPoint.of(h) for h in result.history), chance=round(chance, 6),
-        convergence=judge(result.history, chance),
+        convergence=judge(result.history, chance), precision=result.precision,
+        images_per_s=_median([h.train_images_per_s for h in result.history]),
     )  # fmt: skip
     if isinstance(model, RoutedModel):  # input-adaptive depth: FLOPs of the units each test image ran
         model = model.cpu()
-        stats = routing_stats(model, DataLoader(data.test, batch_size=256), setup.input_size,
+        stats = routing_stats(model, loader(data.test, batch_size=256), setup.input_size,
                               in_channels=data.in_channels)  # fmt: skip
         row = row.replace(flops=round(stats.mean_flops))
     return row
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    finite = [v for v in values if v == v]
+    return round(statistics.median(finite), 1) if finite else None
 
 
 def cell_error(err: BaseException, cell: Cell) -> str:

@@ -71,11 +71,17 @@ class StudySetup:
     finetune_head: bool = False
     latency_repeats: int = bounded(15, low=1)
     warmup_epochs: int = bounded(1, low=0)
+    precision: str = "fp32"  # auto, fp32, bf16 or fp16 (lab/precision.py); each cell records what it ran
+    train_samples: int | None = bounded(None, low=1)  # a stratified sample of the training split (seed 0)
+    test_samples: int | None = bounded(None, low=1)  # a stratified sample of the test split (seed 0)
+    test_every: int = bounded(1, low=0)  # score the test split every K epochs (0: only after the last)
 
     def __post_init__(self) -> None:
         check_ranges(self, StudyError, flags={k: "--" + k.replace("_", "-") for k in asdict(self)})
         if self.lr != "auto":
             check_ranges(_Rate(self.lr), StudyError, flags={"lr": "--lr"})
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise StudyError(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if len(self.input_size) != 2 or any(not isinstance(s, int) or s < 1 for s in self.input_size):
             raise StudyError(f"--input-size must be two positive sizes, got {self.input_size}")
 

@@ -62,8 +62,17 @@ def _setup_line(setup: StudySetup, lr: float | None) -> str:
         f"Data `{setup.data}` at {h}x{w}; {setup.epochs} epochs, SGD {rate}, momentum {setup.momentum}, "
         f"batch {setup.batch_size}" + (warmup if setup.warmup_epochs else "")
         + (f", at most {setup.max_batches} batches per epoch" if setup.max_batches else "")
-        + ("; only the head trained" if setup.finetune_head else "") + "."
+        + ("; only the head trained" if setup.finetune_head else "")
+        + f"; precision {setup.precision}" + _samples(setup) + "."
     )  # fmt: skip
+
+
+def _samples(setup: StudySetup) -> str:
+    parts = [f"a stratified sample of {n} {split} images (seed 0)"
+             for split, n in (("training", setup.train_samples), ("test", setup.test_samples)) if n]  # fmt: skip
+    every = {0: "; the test split scored after the last epoch only", 1: ""}
+    scored = every.get(setup.test_every, f"; the test split scored every {setup.test_every} epochs")
+    return ("; " + " and ".join(parts) if parts else "") + scored
 
 
 def marks_text(group: Group) -> str:

@@ -60,6 +60,8 @@ class CellRow:
     epochs: int | None = None
     lr: float | None = None
     device: str | None = None
+    precision: str | None = None  # what the cell trained in (e.g. "bf16 + channels_last")
+    images_per_s: float | None = None  # training throughput, the median over its epochs
     border_layer_min: str | None = None
     is_baseline: bool = False
     same_as_baseline: bool = False

@@ -1,0 +1,105 @@
+"""The CIFAR-10 trade-off study that ships with the project: does rewriting make resnet18 cheaper without losing
+accuracy on real images, and better than pruning its channels to the same FLOPs?
+
+torchvision's resnet18 (ImageNet stem) at 32 px with 10 classes, paper 000's CIFAR-10 setting, and:
+- ``baseline``; ``truncate`` (paper 000 Fig. 11: the unproductive tail cut at the border layer);
+- ``resnet18-32-cost-first``: what ``rewriter optimize resnet18 --input-size 32 --num-classes 10`` chooses by
+  default (no unproductive layer, then the fewest FLOPs); ``resnet18-32-fit-first``: its ``--prefer fit``
+  choice (the receptive field closest to the image, at any cost);
+- the peer, ``benchmarks.peers:resnet18_pruned``: Torch-Pruning's magnitude channel pruning of resnet18 to the
+  cost-first choice's FLOPs, trained from scratch with the same setup (a fair comparison of architectures).
+
+One setup for every cell, recorded in study.json: a stratified sample of the training split (every class in
+proportion, seed 0; the CPU budget does not fit all 50,000 for every cell), the whole test split, SGD with
+paper 000's rate and momentum, a warm-up epoch, the rate divided by 10 at each third, random crops and flips.
+Cells run seed by seed (every recipe gets seed 0 before any gets seed 1), so a stopped run has every recipe.
+Resumable: run it again after a stop. The data come from ``../shared/data/cifar10-jpeg.tar.gz``, unpacked
+once into ``$REWRITER_CACHE`` (default ``~/.cache/rewriter``).
+
+Usage:
+    python benchmarks/cifar10_study.py                       # the shipped study (about 2 h on 2 idle cores)
+    python benchmarks/cifar10_study.py --slice --out /tmp/c  # a check of the command (a few minutes)
+    python benchmarks/cifar10_study.py --retime              # time every cell again, one by one, at the end
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from _common import HERE, machine, stamp
+
+from rewriter.lab.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
+from rewriter.render import plot_pareto
+
+ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+RECIPES = ["baseline", "truncate", "examples/recipes/resnet18-32-cost-first.yaml",
+           "examples/recipes/resnet18-32-fit-first.yaml"]  # fmt: skip
+MODEL = "resnet18"
+PEER = "benchmarks.peers:resnet18_pruned"
+SEEDS = 3
+SETUP = dict(input_size=(32, 32), epochs=12, lr=0.1, batch_size=128, momentum=0.9, weight_decay=5e-4,
+             warmup_epochs=1, precision="fp32", train_samples=10_000, test_every=3)  # fmt: skip
+
+
+def unpacked(archive: Path = ARCHIVE) -> Path:
+    """The folder the archive unpacks to (train/ and test/), unpacked once into the cache."""
+    cache = Path(os.environ.get("REWRITER_CACHE") or Path.home() / ".cache" / "rewriter") / "cifar10-jpeg"
+    if not (cache / "train").is_dir() or not (cache / "test").is_dir():
+        if not archive.is_file():
+            sys.exit(f"no {archive}: the study reads the shared CIFAR-10 copy (see ../shared/data/README.md)")
+        print(f"unpacking {archive} into {cache}", flush=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(cache, filter="data")
+    return cache
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, help="an unpacked CIFAR-10 folder (default: the shared copy)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "tradeoff" / "cifar10")
+    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--workers", type=int, default=1, help="cells in parallel (one torch thread each)")
+    parser.add_argument("--slice", action="store_true", help="500 training images, 2 epochs, 1 seed")
+    parser.add_argument("--retime", action="store_true", help="only time every finished cell again")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
+    os.chdir(HERE.parent)  # recipe paths and the peer's import spec are relative to the project
+    sys.path.insert(0, str(HERE.parent))
+    setup = dict(SETUP)
+    if args.slice:
+        setup.update(epochs=2, train_samples=500, test_samples=500, test_every=1)
+        args.seeds = 1
+    data = f"imagefolder:{args.data or unpacked()}"
+    study_setup = StudySetup(data=data, **setup)
+    began = time.perf_counter()
+    for seed in range(0 if args.retime else args.seeds):  # seed by seed: a stopped run has every recipe
+        for models, recipes in (([MODEL], RECIPES), ([PEER], ["baseline"])):
+            study = Study(models, [parse_variant(r) for r in recipes], [seed], study_setup, args.out,
+                          retry_failed=True)  # fmt: skip
+            if study.pending():
+                print(f"seed {seed}: {len(study.pending())} cells of {models[0]}", flush=True)
+                run_study(study, workers=args.workers, plot=plot_pareto)
+    # the whole grid, for timing and tables: cells it names that were never run (the peer's rewrites) are skipped
+    whole = Study([MODEL, PEER], [parse_variant(r) for r in RECIPES], list(range(args.seeds)), study_setup,
+                  args.out)  # fmt: skip
+    if args.retime:
+        fill_latency(whole, print, again=True)
+    write_results(whole, whole.rows(), plot=plot_pareto)
+    print(
+        f"{stamp('cifar10_study', f' on {machine()}')} {(time.perf_counter() - began) / 60:.1f} min this run."
+    )
+
+
+if __name__ == "__main__":
+    main()

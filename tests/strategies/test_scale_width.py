@@ -349,3 +349,16 @@ def test_prelu_passes_channels_on_and_a_per_channel_one_is_refused_by_name():
     assert (new[0].out_channels, new[2].in_channels, new[2].out_channels) == (8, 8, 8)
     with pytest.raises(rewriter.RewriteError, match=r"'1' \(PReLU\) holds per-channel parameters"):
         scale(net(nn.PReLU(16)), factor=0.5)
+
+
+def test_the_accuracy_check_reads_every_class_of_a_class_sorted_split():
+    """Image folders and CIFAR's files are sorted by class: the first 1024 of these 1500 test images hold no
+    image of class 2, and a model that always answers class 0 scores 500/1024 = 48.8 % on them, seemingly
+    above chance. The check reads a stratified sample of 1024 instead (341 or 342 per class): 1/3, chance."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(1500) // 500
+    images = torch.rand(1500, 3, 8, 8, generator=generator) * 0.1
+    images[torch.arange(1500), labels] += 1.0
+    with pytest.raises(rewriter.RewriteError, match=r"test accuracy 33\.[34]% on 1024 images .* is at chance"):
+        rewriter.rewrite(_BrightestChannel(constant=True), ["scale-width"], input_size=8,
+                         data=_data(3, images, labels), latency=False)  # fmt: skip

@@ -22,7 +22,21 @@ from __future__ import annotations
 import sys
 import types
 
-from .choice import OBJECTIVES, Budget, Choice, Objective, choose, dominates, explain, pareto_front, rank_key
+from .choice import (
+    OBJECTIVES,
+    PREFERENCES,
+    Budget,
+    Choice,
+    Objective,
+    Prefer,
+    Ratio,
+    choose,
+    dominates,
+    explain,
+    pareto_front,
+    parse_limit,
+    rank_key,
+)
 from .errors import OptimizeError
 from .evaluation import Figures, figures_of, measure_candidate, meta_copy
 from .resolution import Sweep, SweepRow, parse_sizes, sweep
@@ -33,6 +47,7 @@ from .validation import Validation, validate
 
 __all__ = [
     "OBJECTIVES",
+    "PREFERENCES",
     "Budget",
     "Candidate",
     "Choice",
@@ -40,6 +55,8 @@ __all__ = [
     "Objective",
     "OptimizeError",
     "OptimizeResult",
+    "Prefer",
+    "Ratio",
     "StrategyChoices",
     "Sweep",
     "SweepRow",
@@ -53,6 +70,7 @@ __all__ = [
     "meta_copy",
     "optimize",
     "pareto_front",
+    "parse_limit",
     "parse_sizes",
     "rank_key",
     "search_space",

@@ -324,10 +324,10 @@ def _why(chosen: Candidate, runner_up: Candidate, objective: Objective, prefer: 
     order = ("cost", "gap") if prefer == "cost" else ("gap", "cost")
     for term in order:
         if term == "cost" and cost(f, objective) != cost(g, objective):
+            same = "unproductive layers" if prefer == "cost" else "unproductive layers and distance"
             return (
-                f"at the same unproductive layers it is cheaper in {objective}: "
+                f"at the same {same} it is the cheapest in {objective}: "
                 f"{cost_text(f, objective)} against {cost_text(g, objective)} for {runner_up.label}"
-                + ("" if prefer == "cost" else " at the same distance")
             )
         if term == "gap" and f.gap != g.gap:
             seen = "-" if g.fit is None else f"{g.fit:.0%}"

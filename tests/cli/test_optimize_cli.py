@@ -22,7 +22,7 @@ def test_help_teaches_the_objective_and_the_budget(capsys):
     for flag in ("--objective", "--max-flops", "--max-params", "--max-latency-ms", "--validate", "--dry-run"):
         assert flag in out
     assert "1.5G" in out and "examples:" in out and "Exit codes" in out
-    assert "the fewest unproductive layers" in out
+    assert "the fewest unproductive layers" in out and "--prefer" in out and "0.5x" in out
 
 
 def test_a_budget_below_every_candidate_exits_3_and_names_the_closest(capsys, tmp_path):
@@ -49,8 +49,11 @@ def test_the_chosen_model_is_written_and_reloads(capsys, tmp_path):
                          *ONLY_TRUNCATE, "-o", str(out_file), "--report", str(report_file),
                          "--plot", str(plot_file))  # fmt: skip
     assert code == 0, err
-    assert "chosen: truncate(rule=input, keep_blocks=0)" in out and "it won because" in out
+    # cost first (the default since issue 20): the fewest parameters with no unproductive layer, the output
+    # rule's cut (964_874 parameters, worked out in the test above); fit first it was the input rule's
+    assert "chosen: truncate(rule=output, keep_blocks=0)" in out and "it won because" in out
     report = json.loads(report_file.read_text())
+    assert report["candidates"][report["choice"]["chosen"]]["params"] == 964_874
     assert len(report["candidates"]) == 5  # the baseline and 2 rules x 2 keep_blocks
     assert {c["status"] for c in report["candidates"]} <= {"ok", "duplicate", "dropped"}
     chosen = report["candidates"][report["choice"]["chosen"]]

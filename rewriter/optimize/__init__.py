@@ -13,7 +13,9 @@ a face never exports a name that hides one of its submodules, and a callable mod
 Example:
     >>> import rewriter
     >>> result = rewriter.optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
-    >>> result.chosen.label
+    >>> result.chosen.label  # cost first: the fewest parameters with no unproductive layer
+    'truncate(rule=output, keep_blocks=0)'
+    >>> result.choices["fit"].chosen.label  # fit first: the last layer sees the whole 32 px
     'truncate(rule=input, keep_blocks=0)'
 """
 

@@ -119,8 +119,8 @@ def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
             color="black", linewidth=1, drawstyle="steps-post", label="Pareto front")  # fmt: skip
     base = result.baseline
     if base.ok:
-        ax.plot(cost(base.figures, objective), base.figures.unproductive, "o", markersize=12, fillstyle="none",
-                color="#e63946", label=f"baseline ({cost_text(base.figures, objective)})")  # fmt: skip
+        ax.plot(cost(base.figures, objective), base.figures.unproductive, "o", markersize=20, fillstyle="none",
+                color="#e63946", zorder=4, label=f"baseline ({cost_text(base.figures, objective)})")  # fmt: skip
     _mark_choices(ax, result)
     limit = {"flops": result.budget.max_flops, "params": result.budget.max_params,
              "latency": result.budget.max_latency_ms}[objective]  # fmt: skip
@@ -133,12 +133,12 @@ def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
         ]
     )
     ax.set_ylabel("unproductive layers")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_ylim(-0.5, max(ys, default=0) + 0.5)
     h, w = result.input_size
     ax.set_title(f"{result.model_name} at {h}x{w}: candidates and their Pareto front", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.legend(fontsize=7, loc="outside lower center", ncols=1, frameon=False)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=1, frameon=False, markerscale=0.6)
     _save(fig, path)
 
 

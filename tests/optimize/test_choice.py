@@ -147,3 +147,16 @@ def test_the_front_plot_marks_both_choices_with_integer_ticks_and_a_legend_off_t
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any(text.startswith("cost first: truncate(") for text in labels)
     assert any(text.startswith("fit first (chosen): reposition-downsampling(site=3") for text in labels)
+
+
+def test_a_front_with_no_unproductive_layer_has_the_one_tick_0(monkeypatch, tmp_path):
+    """tests.nets:Plain at 32 px: every candidate has 0 unproductive layers; the axis shows 0 alone, not a
+    range of fractions around it."""
+    from rewriter.render import fronts
+
+    figures = []
+    monkeypatch.setattr(fronts, "_save", lambda fig, path: figures.append(fig))
+    fronts.plot_front(rewriter.optimize("tests.nets:Plain", input_size=32, dry_run=True), tmp_path / "f.png")
+    ax = figures[0].axes[0]
+    low, high = ax.get_ylim()
+    assert [t for t in ax.get_yticks() if low <= t <= high] == [0]

@@ -1,9 +1,10 @@
 """What ``rewriter optimize`` chooses for the papers' and torchvision's models at 32 and 64 px.
 
 Every model is built with a 10-class head (CIFAR-sized problems), searched with the default space and no
-budget (objective FLOPs), and the chosen candidate rewritten for real. The table gives the choice and the
-cost before and after: params, FLOPs (fvcore's convention, counted on the meta device), unproductive
-layers, and the r_min of the last conv/pool layer against the input.
+budget (objective FLOPs), and the chosen candidate (cost first, the default) rewritten for real. The table
+gives the choice and the cost before and after: params, FLOPs (fvcore's convention, counted on the meta
+device), unproductive layers, and the r_min of the last conv/pool layer against the input; and what
+``--prefer fit`` would choose (the default before issue 20), with its FLOPs and fit.
 
 Usage:
     python benchmarks/optimize_choices.py
@@ -39,6 +40,7 @@ def choose(name: str, size: int) -> dict:
     except rewriter.RewriterError as err:
         return {"model": name, "input_size": size, "error": one_line(err, limit=160)}
     base, chosen = result.baseline.figures, result.chosen.figures if result.chosen else None
+    fit_first = result.choices["fit"].chosen
     return {
         "model": name,
         "input_size": size,
@@ -51,20 +53,29 @@ def choose(name: str, size: int) -> dict:
         "fit_before": _fit(base),
         "fit_after": _fit(chosen),
         "reason": result.choice.reason,
+        "fit_first": None if fit_first is None else fit_first.label,
+        "fit_first_after": None if fit_first is None else fit_first.figures.to_json(),
+        "fit_first_fit": _fit(None if fit_first is None else fit_first.figures),
     }
 
 
 def _line(row: dict) -> str:
     if "error" in row:
-        return f"| {row['model']} | {row['input_size']} | does not run: {row['error']} | | | | | |"
+        return f"| {row['model']} | {row['input_size']} | does not run: {row['error']} | | | | | | |"
     b, a = row["before"], row["after"] or {}
     choice = "kept (no unproductive layer)" if row["status"] == "baseline" else f"`{row['chosen']}`"
     return (
         f"| {row['model']} | {row['input_size']} | {choice} | {human(b['params'])} -> {human(a.get('params'))} | "
         f"{human(b['flops'])} -> {human(a.get('flops'))} | {b['unproductive_layers']} -> "
         f"{a.get('unproductive_layers', '-')} | {row['fit_before']} -> {row['fit_after']} | "
-        f"{row['candidates']} in {row['seconds']} s |"
+        f"{row['candidates']} in {row['seconds']} s | {_fit_first(row)} |"
     )
+
+
+def _fit_first(row: dict) -> str:
+    if row["fit_first"] is None or row["fit_first"] == row["chosen"]:
+        return "the same"
+    return f"`{row['fit_first']}`: {human(row['fit_first_after']['flops'])} FLOPs, {row['fit_first_fit']}"
 
 
 def _load(load: tuple[float, float, float]) -> str:
@@ -83,8 +94,9 @@ def main() -> None:
             print(_line(rows[-1]), flush=True)
     load = os.getloadavg()
     table = [
-        "| model | size | choice | params | FLOPs | unproductive | last layer r_min / fit | candidates |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | size | choice | params | FLOPs | unproductive | last layer r_min / fit | candidates "
+        "| fit first (`--prefer fit`) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(_line(row) for row in rows),
     ]
     body = "\n".join(
@@ -93,7 +105,8 @@ def main() -> None:
                 "optimize_choices", f" on {machine()}; load average {_load(load)} (times are under that load)"
             ),
             "",
-            "10-class heads, default search space, objective FLOPs, no budget; before -> after.",
+            "10-class heads, default search space, objective FLOPs, no budget, cost first (the default: never "
+            "above the baseline's FLOPs); before -> after; the last column is what `--prefer fit` chooses.",
             "",
             *table,
         ]

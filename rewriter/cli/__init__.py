@@ -20,7 +20,7 @@ from .._version import __version__
 
 SUBCOMMANDS = (
     "optimize", "analyze", "sweep", "rewrite", "train", "saturation", "probe", "relevance", "study", "compare",
-    "strategies", "models",
+    "strategies", "models", "export", "evaluate",
 )  # fmt: skip
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 from typing import Any
 
 import yaml
 
-from .._errors import RecipeError, UsageError
+from .._errors import RecipeError, RewriterError, UsageError
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
 from ..engine.saving import save
 from ..lab.data import load_data
 from ..lab.setup import model_for_data
-from ..optimize import OptimizeResult, optimize, validate
+from ..optimize import PREFERENCES, OptimizeResult, Ratio, optimize, parse_limit, validate
 from ..render import format_front, plot_front, plot_pareto
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
@@ -40,19 +39,23 @@ meta device and analyzed: params, FLOPs, the unproductive layers, the border, an
 conv/pool layer against the input. A candidate a strategy refuses is dropped with the reason (--verbose).
 
 The objective and the budget:
-  --objective flops|params|latency   the cost the Pareto front is drawn over and that breaks ties
+  --objective flops|params|latency   the cost the Pareto front is drawn over and the choice minimizes
                                      (default flops; latency times every candidate on the CPU)
-  --max-flops 1.5G  --max-params 5M  --max-latency-ms 8
+  --max-flops 1.5G  --max-params 5M  --max-latency-ms 8   (or ratios of the baseline: --max-flops 0.5x)
                                      limits; a candidate over any of them is never chosen (suffixes k, M, G)
 
 The choice (paper 000 V: put the border as close to the output as possible; dissertation 9.4.2: keep the
-resolution close to the receptive field of the final layer), among the candidates within the budget:
-  1. the fewest unproductive layers,  2. the last layer's r_min closest to the input (|1 - r_min / i|),
-  3. the lowest cost in the objective, then the other costs,  4. the fewest steps, then the name.
-The chosen candidate is rewritten for real (`rewriter rewrite`'s invariants, on the weights) and why it won
-is printed. A baseline with no unproductive layer that meets the budget is kept, and nothing is written
-unless -o asks for it. With --validate K --data SPEC the baseline and the K best candidates are trained as a
-study (OUT/, resumable) and the best accuracy within the budget wins; the summary says whether the trained
+resolution close to the receptive field of the final layer), among the candidates within the budget and,
+by default, no more expensive than the baseline in the objective:
+  1. the fewest unproductive layers,  2. the lowest cost in the objective,
+  3. the last layer's r_min closest to the input (|1 - r_min / i|),  4. the other costs,
+  5. the fewest steps, then the name.
+--prefer fit swaps 2 and 3 and lifts the baseline's cost as a limit: it buys accuracy with compute, after
+dissertation D2 (moving downsampling later often costs FLOPs). The front marks both choices (C cost first,
+F fit first). The chosen candidate is rewritten for real (`rewriter rewrite`'s invariants, on the weights)
+and why it won is printed. A baseline with no unproductive layer that meets the budget is kept, and nothing
+is written unless -o asks for it. With --validate K --data SPEC the baseline and the K best candidates are
+trained as a study (OUT/, resumable) and the best accuracy within the budget wins; the summary says whether the trained
 choice agrees with the training-free one.
 
 Exit codes: 0 a choice was made (and written with -o), 1 a handled error, 3 no candidate met the budget
@@ -62,6 +65,8 @@ Exit codes: 0 a choice was made (and written with -o), 1 a handled error, 3 no c
 EPILOG = """\
 examples:
   rewriter optimize cifar_vgg16 --input-size 32                       # best rewrite, training-free
+  rewriter optimize resnet18 --input-size 64 --prefer fit             # the closest fit, at any cost
+  rewriter optimize resnet18 --input-size 32 --max-flops 0.5x --format onnx -o r18.onnx
   rewriter optimize resnet50 --input-size 64 --max-flops 1.5G -o r50-64.pt --report r50-64.json --plot front.png
   rewriter optimize cifar_vgg16 --input-size 32 --objective params    # smallest model with no unproductive layer
   rewriter optimize mypkg.nets:build --input-size 96,128 --max-latency-ms 8 --dry-run
@@ -73,16 +78,14 @@ examples:
 the search space per strategy is printed with --dry-run --verbose and written to the --report JSON.
 """
 
-_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kKmMgGtT]?)\s*$")
-_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
-
-def amount(text: str) -> float:
-    """An argparse type: ``"1.5G"`` -> 1.5e9; ``"300M"``, ``"2k"``, ``"1e9"``, positive and finite."""
-    match = _AMOUNT.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number like 1.5G, 300M or 2e6, got '{text}'")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+def amount(text: str) -> float | Ratio:
+    """An argparse type: ``"1.5G"`` -> 1.5e9; ``"300M"``, ``"2k"``, ``"1e9"``, positive and finite; or a
+    ratio of the baseline's cost, ``"0.5x"`` -> ``Ratio(0.5)``."""
+    try:
+        return parse_limit(text)
+    except RewriterError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("limit: ")) from None
 
 
 def parse_search(items: list[str]) -> dict[str, dict[str, list[Any]]]:
@@ -126,19 +129,23 @@ def _add_goal_arguments(parser: argparse.ArgumentParser) -> None:
     goal = parser.add_argument_group("objective and budget")
     add = goal.add_argument
     add("--objective", choices=("flops", "params", "latency"), default="flops",
-        help="the cost of the front and of ties (default flops)")  # fmt: skip
+        help="the cost of the front and of the choice (default flops)")  # fmt: skip
+    add("--prefer", choices=PREFERENCES, default="cost",
+        help="cost (default): the cheapest with the fewest unproductive layers, never above the baseline; "
+        "fit: the last layer's r_min closest to the input first, at any cost (buys accuracy with compute, "
+        "after dissertation D2)")  # fmt: skip
     add(
         "--max-flops",
         type=amount,
         metavar="N",
-        help="FLOPs budget per image, e.g. 1.5G (fvcore's multiply-adds)",
+        help="FLOPs budget per image, e.g. 1.5G (fvcore's multiply-adds) or 0.5x (of the baseline's)",
     )
-    add("--max-params", type=amount, metavar="N", help="parameter budget, e.g. 5M")
+    add("--max-params", type=amount, metavar="N", help="parameter budget, e.g. 5M or 0.25x")
     add(
         "--max-latency-ms",
         type=amount,
         metavar="MS",
-        help="CPU latency budget at batch 1 (times every candidate)",
+        help="CPU latency budget at batch 1, e.g. 8 or 0.5x (times every candidate)",
     )
     add("--latency", action="store_true", help="time every candidate on the CPU (batch 1)")
 
@@ -187,7 +194,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE.pt", help="write the chosen rewritten model here")
     out.add_argument(
-        "--format", choices=("pt", "pt2"), default="pt", help="as `rewriter rewrite` (default pt)"
+        "--format", choices=("pt", "pt2", "onnx"), default="pt", help="as `rewriter rewrite` (default pt)"
     )
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument(
@@ -223,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     search = parse_search(args.search)
     _check_outputs(args)
     model, spec, data = _load(args)
+    args.num_classes = args.num_classes or spec.num_classes  # the recipe records the head it was built with
     pretrained = spec.weights is not None or spec.kind == "file"
     status(f"searching the rewrites of {args.model} at {size[0]}x{size[1]} ...")
     with _progress() as progress:
@@ -255,7 +263,7 @@ def _progress():
 
 def _search(args, model, size, budget, search, pretrained, data, progress) -> OptimizeResult:
     return optimize(
-        model, input_size=size, objective=args.objective, **budget, latency=args.latency,
+        model, input_size=size, objective=args.objective, prefer=args.prefer, **budget, latency=args.latency,
         include=args.include, exclude=args.exclude, search=search, width_factors=args.width_factor,
         max_steps=args.max_steps, max_candidates=args.max_candidates, num_classes=args.num_classes,
         in_channels=args.in_channels, leaf_modules=args.leaf_module, pretrained=pretrained, verify=args.verify,
@@ -268,7 +276,7 @@ def _final(result: OptimizeResult, validation, model, args):
     if validation is None or validation.trained_choice in (None, validation.heuristic_choice) or args.dry_run:
         return result.rewrite
     candidate = result.candidates[validation.trained_choice]
-    recipe = Recipe(candidate.steps, result.input_size, args.num_classes, source="--validate")
+    recipe = Recipe(candidate.steps, result.input_size, result.num_classes, source="--validate")
     return rewrite(model, recipe, in_channels=args.in_channels, leaf_modules=args.leaf_module, name=args.model,
                    latency=args.latency)  # fmt: skip
 

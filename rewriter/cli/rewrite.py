@@ -135,7 +135,12 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
 def build_recipe(args: argparse.Namespace) -> Recipe:
     if bool(args.strategy) == bool(args.recipe):
         raise UsageError("give either --strategy NAME (repeatable) or --recipe FILE.yaml")
-    recipe = Recipe.from_yaml(args.recipe) if args.recipe else Recipe.from_strategies(args.strategy)
+    # a recipe of `steps: []` is the model unchanged, as in `study`
+    recipe = (
+        Recipe.from_yaml(args.recipe, allow_empty=True)
+        if args.recipe
+        else Recipe.from_strategies(args.strategy)
+    )
     recipe = recipe.with_overrides(
         input_size=args.input_size, num_classes=args.num_classes, params=parse_params(args.param)
     )
@@ -218,7 +223,10 @@ def _print_result(args: argparse.Namespace, result: Result, report: dict[str, An
     if args.json:
         print_json(report)
         return
-    print("\n\n".join(plan.format() for plan in result.plans))
+    print(
+        "\n\n".join(plan.format() for plan in result.plans)
+        or "the recipe has no steps: the model is unchanged"
+    )
     print()
     print(result.report.format(skip_notes=[note for plan in result.plans for note in plan.notes]))
     if not args.output:

@@ -40,12 +40,13 @@ RecipeLike = Recipe | Mapping[str, Any] | Sequence[Any] | str | os.PathLike
 
 
 def as_recipe(recipe: RecipeLike) -> Recipe:
-    """A Recipe from a Recipe, a YAML path, a dict (the YAML's content) or a list of steps."""
+    """A Recipe from a Recipe, a YAML path, a dict (the YAML's content) or a list of steps; no steps is the
+    model unchanged."""
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, (str, os.PathLike)):
-        return Recipe.from_yaml(recipe)
-    return Recipe.from_dict(recipe)
+        return Recipe.from_yaml(recipe, allow_empty=True)
+    return Recipe.from_dict(recipe, allow_empty=True)
 
 
 def _output_classes(analysis: Analysis) -> int:

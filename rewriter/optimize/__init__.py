@@ -13,7 +13,9 @@ a face never exports a name that hides one of its submodules, and a callable mod
 Example:
     >>> import rewriter
     >>> result = rewriter.optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
-    >>> result.chosen.label
+    >>> result.chosen.label  # cost first: the fewest parameters with no unproductive layer
+    'truncate(rule=output, keep_blocks=0)'
+    >>> result.choices["fit"].chosen.label  # fit first: the last layer sees the whole 32 px
     'truncate(rule=input, keep_blocks=0)'
 """
 
@@ -22,7 +24,21 @@ from __future__ import annotations
 import sys
 import types
 
-from .choice import OBJECTIVES, Budget, Choice, Objective, choose, dominates, explain, pareto_front, rank_key
+from .choice import (
+    OBJECTIVES,
+    PREFERENCES,
+    Budget,
+    Choice,
+    Objective,
+    Prefer,
+    Ratio,
+    choose,
+    dominates,
+    explain,
+    pareto_front,
+    parse_limit,
+    rank_key,
+)
 from .errors import OptimizeError
 from .evaluation import Figures, figures_of, measure_candidate, meta_copy
 from .resolution import Sweep, SweepRow, parse_sizes, sweep
@@ -33,6 +49,7 @@ from .validation import Validation, validate
 
 __all__ = [
     "OBJECTIVES",
+    "PREFERENCES",
     "Budget",
     "Candidate",
     "Choice",
@@ -40,6 +57,8 @@ __all__ = [
     "Objective",
     "OptimizeError",
     "OptimizeResult",
+    "Prefer",
+    "Ratio",
     "StrategyChoices",
     "Sweep",
     "SweepRow",
@@ -53,6 +72,7 @@ __all__ = [
     "meta_copy",
     "optimize",
     "pareto_front",
+    "parse_limit",
     "parse_sizes",
     "rank_key",
     "search_space",

@@ -10,7 +10,6 @@ is taken.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,18 @@ from ..engine.recipe import Recipe
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context
 from ..models.sources import load_model
-from .choice import OBJECTIVES, Budget, Choice, Objective, choose, pareto_front
+from .choice import (
+    OBJECTIVES,
+    PREFERENCES,
+    Budget,
+    Choice,
+    Objective,
+    Prefer,
+    Ratio,
+    choose,
+    pareto_front,
+    parse_limit,
+)
 from .errors import OptimizeError
 from .evaluation import measure_candidate, meta_copy, output_classes
 from .search import Candidate, SearchSettings, run_search
@@ -52,6 +62,16 @@ class OptimizeResult:
     rewrite: Result | None
     seconds: float
     notes: tuple[str, ...] = ()
+    num_classes: int | None = None  # the head's classes, recorded in the recipe
+    alternative: Choice | None = None  # the choice the other preference (cost or fit first) makes
+
+    @property
+    def choices(self) -> dict[Prefer, Choice]:
+        """The cost-first and the fit-first choice (the one made, and the other)."""
+        both = {self.choice.prefer: self.choice}
+        if self.alternative is not None:
+            both[self.alternative.prefer] = self.alternative
+        return both
 
     @property
     def chosen(self) -> Candidate | None:
@@ -66,7 +86,7 @@ class OptimizeResult:
         """The chosen candidate's recipe (None when nothing met the budget)."""
         if self.chosen is None:
             return None
-        return Recipe(self.chosen.steps, self.input_size, source="rewriter optimize")
+        return Recipe(self.chosen.steps, self.input_size, self.num_classes, source="rewriter optimize")
 
     @property
     def model(self) -> nn.Module | None:
@@ -88,6 +108,10 @@ class OptimizeResult:
             "border_rule": "input",
             "search_space": [c.to_json() for c in self.space],
             "choice": self.choice.to_json(),
+            "choices": {
+                prefer: None if c.chosen is None else c.chosen.index
+                for prefer, c in sorted(self.choices.items())
+            },
             "chosen": None if self.chosen is None else self.chosen.to_json(),
             "recipe": None if self.recipe is None else self.recipe.to_dict(),
             "front": [c.index for c in self.front],
@@ -98,17 +122,12 @@ class OptimizeResult:
         }
 
 
-def _budget(max_flops, max_params, max_latency_ms) -> Budget:
-    for flag, value in (
-        ("max_flops", max_flops),
-        ("max_params", max_params),
-        ("max_latency_ms", max_latency_ms),
-    ):
-        if value is not None and (
-            not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
-        ):
-            raise OptimizeError(f"{flag}: expected a positive number, got {value!r}")
-    return Budget(max_flops, max_params, max_latency_ms)
+def _check_limits(limits: Mapping[str, float | str | Ratio | None]) -> None:
+    """Refuse a bad limit before any work (``Budget.of`` makes the ratios absolute once the baseline is
+    measured)."""
+    for flag, value in limits.items():
+        if value is not None:
+            parse_limit(value, flag)
 
 
 def optimize(
@@ -116,9 +135,10 @@ def optimize(
     *,
     input_size: int | Sequence[int],
     objective: Objective = "flops",
-    max_flops: float | None = None,
-    max_params: float | None = None,
-    max_latency_ms: float | None = None,
+    prefer: Prefer = "cost",
+    max_flops: float | str | Ratio | None = None,
+    max_params: float | str | Ratio | None = None,
+    max_latency_ms: float | str | Ratio | None = None,
     latency: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -139,10 +159,17 @@ def optimize(
     """Search the compositions of the registered strategies for ``model`` at ``input_size``, choose one by
     the papers' heuristic within the budget, and rewrite the model with it.
 
+    By default (``prefer="cost"``) the choice is never more expensive than the baseline in the objective:
+    the fewest unproductive layers, then the lowest cost, the receptive-field fit breaking ties.
+    ``prefer="fit"`` puts the fit before the cost and lifts the baseline's cost as a limit: it buys accuracy
+    with compute (after dissertation D2). ``rewriter.optimize.choice`` gives the order in full.
+
     Args:
         model: the baseline (never modified), or a name ``rewriter.load_model`` knows.
-        objective: the cost the front and the ties use: ``"flops"``, ``"params"`` or ``"latency"``.
-        max_flops, max_params, max_latency_ms: the budget; a candidate above any limit is not chosen.
+        objective: the cost the front and the choice use: ``"flops"``, ``"params"`` or ``"latency"``.
+        prefer: ``"cost"`` (default) or ``"fit"``: which comes first after the unproductive layers.
+        max_flops, max_params, max_latency_ms: the budget; a candidate above any limit is not chosen. Each
+            is a number (``1.5e9``, ``"1.5G"``) or a multiple of the baseline's cost (``"0.5x"``, ``Ratio``).
         latency: time every candidate on the CPU (implied by the latency objective or budget).
         include, exclude, search: what the search space holds (``rewriter.optimize.search_space``).
         width_factors: widths to try with ``scale-width`` (the last step of a composition).
@@ -167,7 +194,10 @@ def optimize(
         raise OptimizeError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if verify not in ("chosen", "front", "all"):
         raise OptimizeError(f"verify must be chosen, front or all, got {verify!r}")
-    budget = _budget(max_flops, max_params, max_latency_ms)
+    if prefer not in PREFERENCES:
+        raise OptimizeError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+    limits = {"max_flops": max_flops, "max_params": max_params, "max_latency_ms": max_latency_ms}
+    _check_limits(limits)
     if isinstance(model, str):
         name = name or model
         model, _ = load_model(model, num_classes=num_classes)
@@ -180,6 +210,7 @@ def optimize(
     classes = num_classes or output_classes(analysis)
     if classes is None:
         raise OptimizeError("the model does not return [batch, classes]; give num_classes (--num-classes)")
+    budget = Budget.of(figures, **limits)
     notes: list[str] = []
     if data is not None and not width_factors and "scale-width" not in exclude:
         factor, note = _width_from_saturation(model, data, analysis, size, classes, pretrained, in_channels)
@@ -195,10 +226,15 @@ def optimize(
     settings = SearchSettings(size, in_channels, leaf_classes, pretrained, timed, max_steps, progress)
     candidates = run_search(model, (analysis, figures), space, settings, classes)
     rewriting = _Rewriter(model, size, classes, in_channels, leaf_classes, pretrained, timed, name)
-    candidates, choice, result = _choose_verified(candidates, objective, budget, verify, rewriting, dry_run)
+    goal = _Goal(objective, budget, prefer)
+    candidates, choice, result = _choose_verified(candidates, goal, verify, rewriting, dry_run)
+    other = choose(
+        candidates, objective=objective, budget=budget, prefer="fit" if prefer == "cost" else "cost"
+    )
     return OptimizeResult(
         name or type(model).__name__, size, objective, budget, space, tuple(candidates),
         tuple(pareto_front(candidates, objective)), choice, result, time.perf_counter() - start, tuple(notes),
+        classes, other,
     )  # fmt: skip
 
 
@@ -272,13 +308,26 @@ def _disagreement(candidate: Candidate, result: Result) -> str | None:
     return "; ".join(wrong) or None
 
 
-def _choose_verified(candidates, objective, budget, verify: Verify, rewriting: _Rewriter, dry_run: bool):
+@dataclass(frozen=True)
+class _Goal:
+    """What the choice is made for: the objective, the budget and the preference."""
+
+    objective: Objective
+    budget: Budget
+    prefer: Prefer
+
+    def choose(self, candidates: Sequence[Candidate]) -> Choice:
+        return choose(candidates, objective=self.objective, budget=self.budget, prefer=self.prefer)
+
+
+def _choose_verified(candidates, goal: _Goal, verify: Verify, rewriting: _Rewriter, dry_run: bool):
     """Choose, rewrite what ``verify`` asks for (the chosen one always, measured, unless a dry run), drop
     what fails and choose again, until the choice holds."""
     candidates = list(candidates)
     results: dict[int, Result] = {}
+    objective = goal.objective
     while True:
-        choice = choose(candidates, objective=objective, budget=budget)
+        choice = goal.choose(candidates)
         if dry_run:
             return candidates, choice, None
         targets = [] if choice.chosen is None else [choice.chosen]
@@ -303,5 +352,5 @@ def _choose_verified(candidates, objective, budget, verify: Verify, rewriting: _
                 candidates[target.index] = dataclasses.replace(target, status="dropped", reason=problem)
                 failed = True
         if not failed:
-            final = choose(candidates, objective=objective, budget=budget)
+            final = goal.choose(candidates)
             return candidates, final, None if final.chosen is None else results[final.chosen.index]

@@ -46,18 +46,32 @@ _HEADERS = [
 ]
 
 
+_MARKS = "marks: * chosen, C the cost-first choice (default), F the fit-first choice (--prefer fit), b the baseline"
+
+
+def _picks(result: OptimizeResult) -> dict[str, Candidate]:
+    """The cost-first (C) and fit-first (F) choices that were made."""
+    return {
+        prefer[0].upper(): c.chosen for prefer, c in sorted(result.choices.items()) if c.chosen is not None
+    }
+
+
 def format_front(result: OptimizeResult, *, verbose: bool = False) -> str:
-    """The front as a table (the chosen one marked *, the baseline b), the counts, and with ``verbose``
-    every other candidate and every dropped one with its reason."""
+    """The front as a table (the chosen one marked *, the cost-first choice C, the fit-first choice F, the
+    baseline b), the counts, and with ``verbose`` every other candidate and every dropped one with its
+    reason."""
     chosen = result.chosen.index if result.chosen is not None else None
+    picks = _picks(result)
     shown = list(result.front)
     if result.baseline not in shown and result.baseline.ok:
         shown.insert(0, result.baseline)
-    if result.chosen is not None and result.chosen not in shown:
-        shown.append(result.chosen)
+    for pick in picks.values():
+        if pick not in shown:
+            shown.append(pick)
 
     def marks(c: Candidate) -> str:
-        return ("*" if c.index == chosen else "") + ("b" if c.index == 0 else "")
+        letters = "".join(letter for letter, pick in picks.items() if pick.index == c.index)
+        return ("*" if c.index == chosen else "") + letters + ("b" if c.index == 0 else "")
 
     rows = [_row(c, result, marks(c)) for c in shown]
     h, w = result.input_size
@@ -69,6 +83,7 @@ def format_front(result: OptimizeResult, *, verbose: bool = False) -> str:
         "Pareto front over cost, unproductive layers and the last layer's r_min (r_min/fit: its r_min and "
         "r_min / input):",
         render_table(_HEADERS, rows, align="<><>>>><<<<"),
+        _MARKS,
     ]
     if verbose:
         others = [c for c in result.candidates if c.ok and c not in shown]
@@ -84,14 +99,16 @@ def format_front(result: OptimizeResult, *, verbose: bool = False) -> str:
 
 
 def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
-    """Write a PNG: every evaluated candidate's cost (log scale) against its unproductive layers, coloured by
-    how much of the input its last layer's r_min covers; the front as a staircase, the chosen one starred,
-    the baseline ringed, the budget on the objective as a line."""
+    """Write a PNG: every evaluated candidate's cost (log scale) against its unproductive layers (integer
+    ticks), coloured by how much of the input its last layer's r_min covers; the front as a staircase, the
+    cost-first choice starred and the fit-first one a diamond, the baseline ringed, the budget on the
+    objective as a line. The legend sits below the axes, so it covers no point."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     objective = result.objective
     pool = [c for c in result.candidates if c.ok and math.isfinite(cost(c.figures, objective))]
-    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.5, 6), layout="constrained")
     xs = [cost(c.figures, objective) for c in pool]
     ys = [c.figures.unproductive for c in pool]
     fits = [min(c.figures.fit or 0.0, 1.5) for c in pool]
@@ -102,12 +119,9 @@ def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
             color="black", linewidth=1, drawstyle="steps-post", label="Pareto front")  # fmt: skip
     base = result.baseline
     if base.ok:
-        ax.plot(cost(base.figures, objective), base.figures.unproductive, "o", markersize=12, fillstyle="none",
-                color="#e63946", label=f"baseline ({cost_text(base.figures, objective)})")  # fmt: skip
-    if result.chosen is not None:
-        f = result.chosen.figures
-        ax.plot(cost(f, objective), f.unproductive, "*", markersize=16, color="#f4a261", markeredgecolor="black",
-                label=f"chosen: {result.chosen.label}")  # fmt: skip
+        ax.plot(cost(base.figures, objective), base.figures.unproductive, "o", markersize=20, fillstyle="none",
+                color="#e63946", zorder=4, label=f"baseline ({cost_text(base.figures, objective)})")  # fmt: skip
+    _mark_choices(ax, result)
     limit = {"flops": result.budget.max_flops, "params": result.budget.max_params,
              "latency": result.budget.max_latency_ms}[objective]  # fmt: skip
     if limit is not None:
@@ -119,11 +133,29 @@ def plot_front(result: OptimizeResult, path: str | os.PathLike) -> None:
         ]
     )
     ax.set_ylabel("unproductive layers")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_ylim(-0.5, max(ys, default=0) + 0.5)
     h, w = result.input_size
     ax.set_title(f"{result.model_name} at {h}x{w}: candidates and their Pareto front", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=1, frameon=False, markerscale=0.6)
     _save(fig, path)
+
+
+_CHOICE_STYLES = {"F": ("D", 11, "#d62891", "fit first"), "C": ("*", 16, "#f4a261", "cost first")}
+
+
+def _mark_choices(ax, result: OptimizeResult) -> None:
+    """The fit-first choice as a diamond, the cost-first one as a star over it (where they coincide)."""
+    picks = _picks(result)
+    chosen = None if result.chosen is None else result.chosen.index
+    for letter in ("F", "C"):
+        if letter not in picks:
+            continue
+        pick, (marker, size, colour, what) = picks[letter], _CHOICE_STYLES[letter]
+        made = " (chosen)" if pick.index == chosen else ""
+        ax.plot(cost(pick.figures, result.objective), pick.figures.unproductive, marker, markersize=size,
+                color=colour, markeredgecolor="black", label=f"{what}{made}: {pick.label}")  # fmt: skip
 
 
 def format_sweep(sweep: Sweep) -> str:

@@ -22,7 +22,7 @@ def test_help_teaches_the_objective_and_the_budget(capsys):
     for flag in ("--objective", "--max-flops", "--max-params", "--max-latency-ms", "--validate", "--dry-run"):
         assert flag in out
     assert "1.5G" in out and "examples:" in out and "Exit codes" in out
-    assert "the fewest unproductive layers" in out
+    assert "the fewest unproductive layers" in out and "--prefer" in out and "0.5x" in out
 
 
 def test_a_budget_below_every_candidate_exits_3_and_names_the_closest(capsys, tmp_path):
@@ -49,8 +49,11 @@ def test_the_chosen_model_is_written_and_reloads(capsys, tmp_path):
                          *ONLY_TRUNCATE, "-o", str(out_file), "--report", str(report_file),
                          "--plot", str(plot_file))  # fmt: skip
     assert code == 0, err
-    assert "chosen: truncate(rule=input, keep_blocks=0)" in out and "it won because" in out
+    # cost first (the default since issue 20): the fewest parameters with no unproductive layer, the output
+    # rule's cut (964_874 parameters, worked out in the test above); fit first it was the input rule's
+    assert "chosen: truncate(rule=output, keep_blocks=0)" in out and "it won because" in out
     report = json.loads(report_file.read_text())
+    assert report["candidates"][report["choice"]["chosen"]]["params"] == 964_874
     assert len(report["candidates"]) == 5  # the baseline and 2 rules x 2 keep_blocks
     assert {c["status"] for c in report["candidates"]} <= {"ok", "duplicate", "dropped"}
     chosen = report["candidates"][report["choice"]["chosen"]]
@@ -59,6 +62,33 @@ def test_the_chosen_model_is_written_and_reloads(capsys, tmp_path):
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     assert sum(p.numel() for p in model.parameters()) == chosen["params"]
     assert plot_file.stat().st_size > 10_000
+
+
+def test_a_budget_as_a_ratio_is_of_the_baseline_and_prefer_fit_is_reported(capsys):
+    """cifar_vgg11 at 32 px, truncation only: the input rule's cut (96.43 M FLOPs, the fit-first choice
+    with no budget) is within 0.7x of the baseline's 153.07 M; at 0.5x nothing is (the output rule's cut
+    costs 77.54 M)."""
+    argv = [
+        "optimize",
+        "cifar_vgg11",
+        "--input-size",
+        "32",
+        *ONLY_TRUNCATE,
+        "--prefer",
+        "fit",
+        "--dry-run",
+        "--json",
+    ]
+    code, out, _ = run(capsys, *argv, "--max-flops", "0.7x")
+    assert code == 0
+    report = json.loads(out)
+    base = report["candidates"][0]["flops"]
+    assert report["budget"]["max_flops"] == pytest.approx(0.7 * base) and report["budget"]["ratios"] == {
+        "flops": 0.7
+    }
+    assert report["choice"]["prefer"] == "fit" and set(report["choices"]) == {"cost", "fit"}
+    assert report["candidates"][report["choice"]["chosen"]]["label"] == "truncate(rule=input, keep_blocks=0)"
+    assert run(capsys, *argv, "--max-flops", "0.5x")[0] == 3
 
 
 def test_outputs_are_refused_before_any_work_and_a_dry_run_writes_nothing(capsys, tmp_path):
@@ -90,6 +120,8 @@ def test_a_baseline_without_unproductive_layers_is_kept_and_nothing_written(caps
     [
         (["--max-flops", "lots"], 2, "argument --max-flops: expected a positive number like 1.5G"),
         (["--max-steps", "-1"], 2, "argument --max-steps: expected an integer from 0 to 64, got -1"),
+        (["--max-params", "0x"], 2, "argument --max-params: expected a ratio in (0, 1000], got 0.0"),
+        (["--prefer", "speed"], 2, "argument --prefer: invalid choice: 'speed'"),
         (["--width-factor", "100"], 2, "argument --width-factor: expected factors from 1/64 to 16"),
         (["--validate", "2"], 2, "--validate K needs --data SPEC"),
         (["--search", "truncate.keep_blocks"], 1, "--search expects STRATEGY.PARAM=VALUE"),

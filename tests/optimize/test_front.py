@@ -71,16 +71,22 @@ def test_the_front_is_the_brute_force_front(case):
 
 
 def test_the_choice_is_the_brute_force_best(case):
-    """The best by (unproductive layers, distance, FLOPs) among all compositions, and the cheapest within a
-    FLOPs budget that excludes it."""
+    """Cost first (the default): the best by (unproductive layers, FLOPs, distance) among the compositions
+    no more expensive than the baseline; fit first: by (unproductive layers, distance, FLOPs) among all; and
+    each within a FLOPs budget that excludes the fit-first best."""
     result, points = case
-    best = min(points.values(), key=lambda p: (p[1], p[2], p[0]))
+    base = points[()]
+    affordable = [p for p in points.values() if p[0] <= base[0]]
     f = result.chosen.figures
-    assert (f.flops, f.unproductive, f.gap) == best
+    assert (f.flops, f.unproductive, f.gap) == min(affordable, key=lambda p: (p[1], p[0], p[2]))
+    best = min(points.values(), key=lambda p: (p[1], p[2], p[0]))
+    g = result.choices["fit"].chosen.figures
+    assert (g.flops, g.unproductive, g.gap) == best
     limit = best[0] - 1
     within = [p for p in points.values() if p[0] <= limit]
-    choice = choose(result.candidates, objective="flops", budget=Budget(max_flops=limit))
-    expected = min(within, key=lambda p: (p[1], p[2], p[0]))
-    g = choice.chosen.figures
-    assert (g.flops, g.unproductive, g.gap) == expected
+    for prefer, order in (("fit", lambda p: (p[1], p[2], p[0])), ("cost", lambda p: (p[1], p[0], p[2]))):
+        choice = choose(result.candidates, objective="flops", budget=Budget(max_flops=limit), prefer=prefer)
+        expected = min((p for p in within if prefer == "fit" or p[0] <= base[0]), key=order)
+        h = choice.chosen.figures
+        assert (h.flops, h.unproductive, h.gap) == expected, prefer
     assert all(c in pareto_front(result.candidates, "flops") for c in result.front)

@@ -81,11 +81,9 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "optimize":  # the optimizer package, callable as its ``optimize`` function
-        importlib.import_module(".engine", __name__)
         return importlib.import_module(".optimize", __name__)
     if name not in _LAZY:
         raise AttributeError(f"module 'rewriter' has no attribute '{name}'")
-    importlib.import_module(".engine", __name__)  # registers model files as a model source
     value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     globals()[name] = value
     return value

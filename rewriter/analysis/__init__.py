@@ -32,7 +32,7 @@ from .sites import Site, downsampling_sites, module_ending_at
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .traced import TracedModel, analyze, trace_model
-from .tracing import trace
+from .tracing import ModuleUse, is_traced, is_traced_module, live_nodes, module_use, trace, traced_code
 from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "LayerGraph",
     "LayerNode",
     "Limits",
+    "ModuleUse",
     "OpContext",
     "OpEffect",
     "ReceptiveField",
@@ -93,8 +94,12 @@ __all__ = [
     "flops_by_module",
     "information_fields",
     "is_downsampling",
+    "is_traced",
+    "is_traced_module",
     "limits",
+    "live_nodes",
     "module_ending_at",
+    "module_use",
     "new_width",
     "observing",
     "organize",
@@ -112,6 +117,7 @@ __all__ = [
     "stem",
     "trace",
     "trace_model",
+    "traced_code",
     "unbounded",
     "unit_count",
     "width_cost",

@@ -16,11 +16,12 @@ from .._text import one_line
 from . import rules
 from .flops import FlopCounter
 from .meta import CachedInterpreter, OnMeta
-from .rules import TensorShape
+from .rules import Recorded, TensorShape
 
 
 class _ShapeRecorder(CachedInterpreter):
-    """Runs the traced model once and stores each node's output shape(s) in ``node.meta["tensor_meta"]``.
+    """Runs the traced model once and records each node's output shape(s) and plain argument values in
+    ``self.recorded`` (beside the graph: the GraphModule is shared by analyses at other sizes).
 
     Like fx's ShapeProp, but a failure names the node by its LayerGraph name and prints nothing.
     """
@@ -38,12 +39,13 @@ class _ShapeRecorder(CachedInterpreter):
         self.input_size = input_size
         self.counter = counter
         self.failure = ""  # the failing node's message (fx appends its own notes to the exception)
+        self.recorded = Recorded()
 
     def run_node(self, n: fx.Node) -> Any:
         try:
             if n.op in ("call_function", "call_method", "call_module"):
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
-                n.meta["arg_values"] = fx.node.map_aggregate(
+                self.recorded.arguments[n] = fx.node.map_aggregate(
                     (args, kwargs), lambda v: None if isinstance(v, torch.Tensor) else v
                 )
                 result = self._run_counted(n, args, kwargs) if self.counter else super().run_node(n)
@@ -63,7 +65,7 @@ class _ShapeRecorder(CachedInterpreter):
 
         meta = fx.node.map_aggregate(result, record)
         if found:
-            n.meta["tensor_meta"] = meta
+            self.recorded.outputs[n] = meta
         return result
 
     def _run_counted(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -86,11 +88,8 @@ class _ShapeRecorder(CachedInterpreter):
         kind = type(self.fetch_attr(n.target)).__name__ if n.op == "call_module" else rules.target_name(n)
         reason = one_line(err)
         h, w = self.input_size
-        shapes = [
-            a.meta["tensor_meta"].shape
-            for a in n.all_input_nodes
-            if isinstance(a.meta.get("tensor_meta"), TensorShape)
-        ]
+        found = (self.recorded.outputs.get(a) for a in n.all_input_nodes)
+        shapes = [meta.shape for meta in found if isinstance(meta, TensorShape)]
         got = f" on an input of shape {list(shapes[0])}" if shapes else ""
         return f"the model does not run at {h}x{w}: layer '{name}' ({kind}) failed{got}: {reason}"
 
@@ -106,12 +105,12 @@ def record_shapes(
     size: tuple[int, int],
     counter_factory: Callable[[], FlopCounter] | None = None,
     modules: Mapping[str, nn.Module] | None = None,
-) -> FlopCounter | None:
-    """Fill ``node.meta["tensor_meta"]``, on the meta device if the model allows, else with a real forward.
+) -> tuple[Recorded, FlopCounter | None]:
+    """Record every node's output shape(s), on the meta device if the model allows, else with a real forward.
 
     ``example`` is the input's (shape, dtype, device); the real forward, if needed, gets seeded random
-    values. With ``counter_factory``, FLOPs are counted in the same pass; the counter that ran to the end
-    is returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
+    values. With ``counter_factory``, FLOPs are counted in the same pass; the record and the counter that ran
+    to the end are returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
     on the meta device for a reason of its own (a feature map collapses, a size is asserted) fails the
     same way for real: that is reported without a real forward.
     """
@@ -121,7 +120,7 @@ def record_shapes(
         recorder = _MetaShapeRecorder(gm, names, size, counter, modules)
         try:
             recorder.run(torch.empty(shape, dtype=dtype, device="meta"))
-            return counter
+            return recorder.recorded, counter
         except Exception as err:  # the model fails at this size, or the meta device cannot run an op
             if recorder.failure and not _meta_cannot_tell(err.__cause__ or err):
                 raise InputSizeError(recorder.failure + _working_size_hint(gm, example, size, modules)) from (
@@ -136,7 +135,7 @@ def record_shapes(
         except InputSizeError as err:
             hint = _working_size_hint(gm, example, size, modules)
             raise InputSizeError(recorder.failure + hint) from err.__cause__
-        return counter
+        return recorder.recorded, counter
 
 
 def _meta_cannot_tell(err: BaseException) -> bool:

@@ -114,7 +114,7 @@ def rewrite(
             pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
         idle = idle_parameters(
-            current, analysis.graph.graph_module, input_size=recipe.input_size, in_channels=in_channels
+            current, analysis.graph.module_use(), input_size=recipe.input_size, in_channels=in_channels
         )
         plan, current = _step(
             strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
@@ -124,7 +124,7 @@ def rewrite(
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
         if not plan.is_noop:  # invariant 5, on the trace the analysis of the new model made
             try:
-                check_no_dead_modules(current, analysis.graph.graph_module, idle, plan, input_size=recipe.input_size,
+                check_no_dead_modules(current, analysis.graph.module_use(), idle, plan, input_size=recipe.input_size,
                                       in_channels=in_channels)  # fmt: skip
             except RewriteError as err:
                 raise RewriteError(f"steps[{i}] {strategy.name}: {err}; nothing was written") from err

@@ -124,13 +124,27 @@ def _merge(raw: Any, concrete: Any, env: Mapping[fx.Node, Any]) -> Any:
     return raw
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What the shape pass recorded of each node at one input size, kept beside the graph (never in fx's
+    ``node.meta``, which every analysis of one trace shares): ``outputs``, the ``TensorShape`` of what a node
+    returns (nested tuples of them for tuple results; absent for a node returning no tensor), and
+    ``arguments``, the ``(args, kwargs)`` a node was called with, tensors replaced by None (how a rule reads
+    ``x.size(3)`` as the number it was at this size)."""
+
+    outputs: dict[fx.Node, Any] = field(default_factory=dict)
+    arguments: dict[fx.Node, tuple[tuple, dict]] = field(default_factory=dict)
+
+
 @dataclass
 class OpContext:
-    """What a rule may look at: the node, its module (for ``call_module``), and input layouts/shapes."""
+    """What a rule may look at: the node, its module (for ``call_module``), the input layouts (``env``) and
+    what the shape pass recorded at this size (``recorded``): a rule reads the graph through it only."""
 
     node: fx.Node
     module: nn.Module | None
     env: Mapping[fx.Node, Any] = field(repr=False)
+    recorded: Recorded = field(default_factory=Recorded, repr=False)
 
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
         """Argument by position, else by keyword, else ``default``.
@@ -140,7 +154,7 @@ class OpContext:
         """
         in_args = index < len(self.node.args)
         raw = self.node.args[index] if in_args else self.node.kwargs.get(name, default) if name else default
-        values = self.node.meta.get("arg_values")
+        values = self.recorded.arguments.get(self.node)
         if values is None:
             return raw
         args, kwargs = values
@@ -148,12 +162,16 @@ class OpContext:
         # tensors stay nodes; plain values computed from shapes become their numbers
         return _merge(raw, concrete, self.env)
 
+    def outputs(self, value: Any = None) -> Any:
+        """The recorded ``TensorShape``(s) of what ``value`` (default: this node) returns, None if no tensor."""
+        value = self.node if value is None else value
+        return self.recorded.outputs.get(value) if isinstance(value, fx.Node) else None
+
     def layout(self, value: Any) -> Any:
         return self.env.get(value) if isinstance(value, fx.Node) else None
 
-    @staticmethod
-    def shape(value: Any) -> tuple[int, ...] | None:
-        meta = value.meta.get("tensor_meta") if isinstance(value, fx.Node) else None
+    def shape(self, value: Any) -> tuple[int, ...] | None:
+        meta = self.outputs(value)
         return meta.shape if isinstance(meta, TensorShape) else None
 
     @property
@@ -177,7 +195,7 @@ class OpContext:
             if is_layout(layout):
                 out.append((layout, self.shape(value)))
             elif isinstance(layout, Several):
-                out.extend(_parts(layout, value.meta.get("tensor_meta")))
+                out.extend(_parts(layout, self.outputs(value)))
         return out
 
 

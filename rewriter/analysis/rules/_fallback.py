@@ -55,7 +55,7 @@ def _returns_tensors(ctx: OpContext) -> bool:
 
     import torch.fx as fx
 
-    fx.node.map_aggregate(ctx.node.meta.get("tensor_meta"), visit)
+    fx.node.map_aggregate(ctx.outputs(), visit)
     return found
 
 
@@ -120,7 +120,7 @@ def unknown_module(ctx: OpContext, *, reason: str = "") -> OpEffect:
     """
     name = type(ctx.module).__name__
     why = f" ({reason})" if reason else ""
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     if not ctx.tensor_inputs or metas is None:
         return OpEffect(
             "unknown", layout=None, unknown=True, assumption=f"{name}: no tensor in or out; ignored{why}"
@@ -188,7 +188,7 @@ def unknown_function(ctx: OpContext, *, reason: str = "") -> OpEffect:
         return OpEffect("unknown", layout=None)  # no image data in: nothing to assume
     first_layout, first_shape = inputs[0]
     if shape is None:
-        metas = ctx.node.meta.get("tensor_meta")
+        metas = ctx.outputs()
         if not isinstance(metas, (list, tuple)):
             return OpEffect("unknown", layout=None)  # no tensor out (shape arithmetic): nothing to assume
         layout = _unknown_layouts(first_layout, first_shape, metas)

@@ -124,7 +124,7 @@ def _resize_dims(ctx: OpContext) -> OpEffect:
 def _split(ctx: OpContext) -> OpEffect:
     x = ctx.input
     layout = ctx.layout(x)
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     return OpEffect("layout", layout=Several(_resize_split(layout, ctx.shape(x), m.shape) for m in metas))
 
 
@@ -139,7 +139,7 @@ def _resize_split(layout: Layout, in_shape: tuple[int, ...], out_shape: tuple[in
 def _unbind(ctx: OpContext) -> OpEffect:
     layout = ctx.layout(ctx.input)
     dim = ctx.arg(1, "dim", 0) % len(layout)
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     return OpEffect("layout", layout=Several([layouts.drop(layout, [dim])] * len(metas)))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._errors import InputSizeError
 from .._text import one_line
@@ -118,11 +119,13 @@ def record_shapes(
     with torch.no_grad():
         counter = counter_factory() if counter_factory else None
         recorder = _MetaShapeRecorder(gm, names, size, counter, modules)
+        on_meta = torch.empty(shape, dtype=dtype, device="meta")
         try:
-            recorder.run(torch.empty(shape, dtype=dtype, device="meta"))
+            recorder.run(on_meta)
             return recorder.recorded, counter
         except Exception as err:  # the model fails at this size, or the meta device cannot run an op
-            if recorder.failure and not _meta_cannot_tell(err.__cause__ or err):
+            cannot_tell = _meta_cannot_tell(err.__cause__ or err, lambda: OnMeta(gm, modules).run(on_meta))
+            if recorder.failure and not cannot_tell:
                 raise InputSizeError(recorder.failure + _working_size_hint(gm, example, size, modules)) from (
                     err.__cause__
                 )
@@ -138,11 +141,34 @@ def record_shapes(
         return recorder.recorded, counter
 
 
-def _meta_cannot_tell(err: BaseException) -> bool:
-    """Whether a failure on the meta device may be the device's own (an op without a meta kernel, code
-    that reads values) rather than the model's at this size: then a real forward decides."""
-    message = str(err).split("\n\nWhile executing")[0]  # fx appends the node, whose name may say "meta"
-    return isinstance(err, NotImplementedError) or "meta" in message.lower()
+class _ValueRead(NotImplementedError):
+    """Code asked a meta tensor for its value (``.item()``, ``bool(x)``, ``int(x)``): it has none."""
+
+
+class _FlagValueReads(TorchDispatchMode):
+    """Raises ``_ValueRead`` where a meta tensor's value is read (torch raises a plain RuntimeError)."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise _ValueRead(f"{func} reads a value the meta device does not have")
+        return func(*args, **(kwargs or {}))
+
+
+def _meta_cannot_tell(err: BaseException, run_on_meta: Callable[[], Any]) -> bool:
+    """Whether a failure on the meta device may be the device's own rather than the model's at this size:
+    an op without a meta kernel (``NotImplementedError``), or code that reads a tensor's value, found by
+    running on meta again with value reads flagged (only after a failure: the flag costs time on every op).
+    Then a real forward decides."""
+    if isinstance(err, NotImplementedError):
+        return True
+    try:
+        with _FlagValueReads():
+            run_on_meta()
+    except _ValueRead:
+        return True
+    except Exception:  # the same failure: the model's own
+        return False
+    return True  # it ran this time: the failure was not the model's at this size
 
 
 _COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384, 512)
@@ -155,11 +181,12 @@ def _runs_at(
     device cannot tell. Unlike gm(x), an Interpreter prints nothing when the forward fails."""
     shape, dtype, device = example
     full = (*shape[:2], size, size)
+    on_meta = torch.empty(full, dtype=dtype, device="meta")
     try:
-        OnMeta(gm, modules).run(torch.empty(full, dtype=dtype, device="meta"))
+        OnMeta(gm, modules).run(on_meta)
         return True
     except Exception as err:
-        if not _meta_cannot_tell(err):
+        if not _meta_cannot_tell(err, lambda: OnMeta(gm, modules).run(on_meta)):
             return False
     try:
         fx.Interpreter(gm).run(torch.zeros(full, dtype=dtype, device=device))

@@ -191,7 +191,7 @@ def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any])
             raise ModelNotFoundError(f"{source} fixes its architecture; drop --num-classes and --model-arg")
         return kind
     found = filetypes.sniff(source)
-    if found in ("empty", "corrupt"):
+    if found in ("unreadable", "empty", "corrupt"):
         raise ModelFileError(filetypes.describe(source, found))
     if found in ("export", "onnx"):
         raise ModelNotFoundError(filetypes.describe(source, found))
@@ -203,11 +203,11 @@ def check_source(source: str) -> None:
 
     Raises:
         ModelNotFoundError: a path (it has a folder or a model file's suffix) that does not exist.
-        ModelFileError: an empty or corrupt file.
+        ModelFileError: a file that cannot be read (the reason is given), is empty, or is corrupt.
     """
     if Path(source).is_file():
         found = filetypes.sniff(source)
-        if found in ("empty", "corrupt"):
+        if found in ("unreadable", "empty", "corrupt"):
             raise ModelFileError(filetypes.describe(source, found))
     elif _looks_like_a_path(source) and not is_named_model(source):
         raise ModelNotFoundError(

@@ -216,6 +216,13 @@ def is_layout(value: Any) -> bool:
 
 Rule = Callable[[OpContext], OpEffect]
 
+
+class RuleRefusal(Exception):
+    """Raised by a rule for a node it knows it does not read (an unbatched sequence, ``Tensor.unfold``): the
+    node then gets the fallback's assumption and the reason is an analysis warning. Any other exception
+    inside a rule is a bug of the rule and stops the analysis (``AnalysisError``, the rule's error chained)."""
+
+
 #: How an op acts on the channels of an image tensor, declared beside its receptive-field rule (one table
 #: for both, read by ``rewriter.analysis.channels``): ``keep``: output channel i is input channel i
 #: (element-wise ops, norms, padding, pooling, resampling); ``mix``: new channels computed from the input's

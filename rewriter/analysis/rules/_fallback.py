@@ -8,6 +8,8 @@ from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
+from ..._errors import AnalysisError
+from ..._text import one_line
 from .. import layouts
 from ..layouts import AXES, Layout
 from ._base import (
@@ -16,6 +18,7 @@ from ._base import (
     AxisEffect,
     OpContext,
     OpEffect,
+    RuleRefusal,
     Several,
     TensorShape,
     is_layout,
@@ -25,8 +28,12 @@ from ._base import (
 
 
 def effect_of(ctx: OpContext) -> OpEffect:
-    """Apply the table to one node; unknown ops, and rules that cannot read a node, get the 1x1 assumption,
-    and a result that drops or resizes the positions without saying why is flagged (``followed``)."""
+    """Apply the table to one node; unknown ops, and rules that refuse a node (``RuleRefusal``), get the 1x1
+    assumption, and a result that drops or resizes the positions without saying why is flagged (``followed``).
+
+    Raises:
+        AnalysisError: a rule failed otherwise: a bug in the rule, which must not pass as an assumption.
+    """
     if ctx.module is not None:
         rule = module_rule(ctx.module)
         fallback = unknown_module
@@ -38,8 +45,14 @@ def effect_of(ctx: OpContext) -> OpEffect:
         return fallback(ctx)
     try:
         effect = rule(ctx)
-    except Exception as err:  # a rule that meets an unexpected argument must not sink the analysis
-        return fallback(ctx, reason=f"its rule failed ({type(err).__name__}: {err})")
+    except RuleRefusal as err:
+        return fallback(ctx, reason=f"its rule does not read it: {err}")
+    except Exception as err:
+        what = type(ctx.module).__name__ if ctx.module is not None else f"'{target_name(ctx.node)}'"
+        raise AnalysisError(
+            f"the receptive-field rule of {what} failed on node '{ctx.node.name}' ({type(err).__name__}: "
+            f"{one_line(err, limit=200)}): a bug in the rule; please report it with the traceback (--debug)"
+        ) from err
     if effect.layout is None and _returns_tensors(ctx) and ctx.layouts_and_shapes():
         return fallback(ctx, reason="its rule gave no layout for the tensors it returns")
     return followed(ctx, effect)

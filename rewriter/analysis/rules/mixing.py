@@ -20,6 +20,7 @@ from ._base import (
     AxisEffect,
     OpContext,
     OpEffect,
+    RuleRefusal,
     Several,
     elementwise,
     mixing,
@@ -90,7 +91,7 @@ def _recurrent_module(ctx: OpContext) -> OpEffect:
     width). It returns ``(output, h)`` (``(output, (h, c))`` for an LSTM); each gets its layout."""
     layout, metas = ctx.layout(ctx.input), ctx.outputs()
     if len(layout) != 3 or not isinstance(metas, (list, tuple)):
-        raise ValueError(f"expects a batched sequence [N, L, C] or [L, N, C], got {len(layout)} dims")
+        raise RuleRefusal(f"expects a batched sequence [N, L, C] or [L, N, C], got {len(layout)} dims")
     seq, batch = (1, 0) if ctx.module.batch_first else (0, 1)
     output, state = metas
     out = tuple(

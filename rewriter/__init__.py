@@ -33,7 +33,8 @@ from ._version import __version__
 _LAZY = {
     **dict.fromkeys(
         ("Analysis", "Layer", "LayerGraph", "LayerNode", "TracedModel", "analyze", "build_layer_graph",
-         "count_flops", "count_params", "register_function_rule", "register_module_rule", "trace_model"),
+         "count_flops", "count_params", "register_function_rule", "register_layer", "register_module_rule",
+         "trace_model"),
         ".analysis",
     ),
     **dict.fromkeys(
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         count_flops,
         count_params,
         register_function_rule,
+        register_layer,
         register_module_rule,
         trace_model,
     )
@@ -144,6 +146,7 @@ __all__ = [
     "load_weights",
     "optimize",
     "register_function_rule",
+    "register_layer",
     "register_module_rule",
     "register_strategy",
     "rewrite",

@@ -10,6 +10,7 @@ from .._text import axes_text
 from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
 from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
 from .cost import Cost, count_flops, count_params, flops_by_module
+from .custom_layers import FlopFormula, register_layer, sliding_window_rule
 from .cuts import block_name, cut_points
 from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
@@ -50,6 +51,7 @@ __all__ = [
     "Cost",
     "FieldPass",
     "FlopCount",
+    "FlopFormula",
     "Iteration",
     "Layer",
     "LayerField",
@@ -107,11 +109,13 @@ __all__ = [
     "pointwise_reads",
     "receptive_fields",
     "register_function_rule",
+    "register_layer",
     "register_module_rule",
     "resized_nodes",
     "resolve_leaf_classes",
     "scaled",
     "selection",
+    "sliding_window_rule",
     "stage_field",
     "stage_states",
     "stem",

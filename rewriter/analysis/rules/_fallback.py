@@ -13,7 +13,6 @@ from ..._text import one_line
 from .. import layouts
 from ..layouts import AXES, Layout
 from ._base import (
-    _FUNCTION_RULES,
     IDENTITY,
     AxisEffect,
     OpContext,
@@ -21,6 +20,7 @@ from ._base import (
     RuleRefusal,
     Several,
     TensorShape,
+    function_rule,
     is_layout,
     module_rule,
     target_name,
@@ -38,7 +38,7 @@ def effect_of(ctx: OpContext) -> OpEffect:
         rule = module_rule(ctx.module)
         fallback = unknown_module
     else:
-        entry = _FUNCTION_RULES.get(target_name(ctx.node))
+        entry = function_rule(ctx.node)
         rule = entry.rule if entry is not None else None
         fallback = unknown_function
     if rule is None:

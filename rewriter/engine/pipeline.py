@@ -2,7 +2,7 @@
 
 The one place where plans are applied: for every step the pipeline analyzes the current model, asks the
 strategy for a plan, deep-copies the model, lets the strategy change the copy, and verifies the result
-(``rewriter.verify``). A failing step stops the run with the reason. The input model is never modified.
+(``rewriter.engine.verify``). A failing step stops the run with the reason. The input model is never modified.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def rewrite(
         model: the baseline; it is never modified.
         recipe: a ``Recipe``, a YAML path, the YAML's content as a dict, or a list of steps.
         pretrained: the baseline's weights are trained (a freshly attached head is then flagged as untrained).
-        data: a ``rewriter.data.DataSource`` for strategies that measure or train the model.
+        data: a ``rewriter.lab.DataSource`` for strategies that measure or train the model.
         replay: the model is being rebuilt to load saved weights into: strategies build, but do not train.
         measure_cost: measure params, FLOPs, b_min (and latency) of the baseline and after each step; off
             for a dry run.

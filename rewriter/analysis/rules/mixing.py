@@ -1,7 +1,7 @@
 """Ops that combine values along whole dims: linear layers, attention, matmul and einsum, softmax, reductions.
 
 Whether such an op is a 1x1 op, a local window or a global op depends only on which factors of the image's
-positions the combined dims carry (``rewriter.layouts.mix``): a Linear over channels is 1x1, over a patch's
+positions the combined dims carry (``rewriter.analysis.layouts.mix``): a Linear over channels is 1x1, over a patch's
 pixels a patch-sized kernel, over flattened positions global.
 """
 

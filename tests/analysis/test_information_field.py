@@ -47,9 +47,9 @@ def test_table_2_gain_of_the_inserted_layer(stage, expected):
 )
 def test_the_gain_of_table_1(before, after, printed):
     # paper 003 Table 1 (Variant-3: the third stage's input is 8 x 8 x 128, V0 = 8192, alpha = 3): IF_k 1152,
-    # 3200, 6272 give gains 1.17 and 0.29 (truncated to two decimals); an IF that does not grow gains 0 (Table 2)
+    # 3200, 6272 give gains 1.17 and 0.29 (1.166 and 0.2974 to the table's two decimals); an IF that does not
+    # grow gains 0 (Table 2, Variants 4 and 5)
     assert gain(before, after, 8192) == pytest.approx(printed, abs=0.01)
-    assert gain(before, after, 8192) >= printed
 
 
 def organize(name: str) -> rewriter.Result:

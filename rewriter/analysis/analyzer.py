@@ -120,7 +120,7 @@ class Analysis:
         except Exception as err:
             raise AnalysisError(
                 f"the Information Field failed ({type(err).__name__}: {one_line(err, limit=200)}): a bug; "
-                "please report it with the traceback (--debug)"
+                "please report it with its traceback"
             ) from err
 
     @property

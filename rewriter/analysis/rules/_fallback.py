@@ -51,7 +51,7 @@ def effect_of(ctx: OpContext) -> OpEffect:
         what = type(ctx.module).__name__ if ctx.module is not None else f"'{target_name(ctx.node)}'"
         raise AnalysisError(
             f"the receptive-field rule of {what} failed on node '{ctx.node.name}' ({type(err).__name__}: "
-            f"{one_line(err, limit=200)}): a bug in the rule; please report it with the traceback (--debug)"
+            f"{one_line(err, limit=200)}): a bug in the rule; please report it with its traceback"
         ) from err
     if effect.layout is None and _returns_tensors(ctx) and ctx.layouts_and_shapes():
         return fallback(ctx, reason="its rule gave no layout for the tensors it returns")

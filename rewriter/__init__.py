@@ -33,7 +33,8 @@ from ._version import __version__
 _LAZY = {
     **dict.fromkeys(
         ("Analysis", "Layer", "LayerGraph", "LayerNode", "TracedModel", "analyze", "build_layer_graph",
-         "count_flops", "count_params", "register_function_rule", "register_module_rule", "trace_model"),
+         "count_flops", "count_params", "register_function_rule", "register_layer", "register_module_rule",
+         "trace_model"),
         ".analysis",
     ),
     **dict.fromkeys(
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         count_flops,
         count_params,
         register_function_rule,
+        register_layer,
         register_module_rule,
         trace_model,
     )
@@ -81,11 +83,9 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "optimize":  # the optimizer package, callable as its ``optimize`` function
-        importlib.import_module(".engine", __name__)
         return importlib.import_module(".optimize", __name__)
     if name not in _LAZY:
         raise AttributeError(f"module 'rewriter' has no attribute '{name}'")
-    importlib.import_module(".engine", __name__)  # registers model files as a model source
     value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     globals()[name] = value
     return value
@@ -146,6 +146,7 @@ __all__ = [
     "load_weights",
     "optimize",
     "register_function_rule",
+    "register_layer",
     "register_module_rule",
     "register_strategy",
     "rewrite",

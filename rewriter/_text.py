@@ -29,6 +29,16 @@ def one_line(err: BaseException, *, limit: int | None = None, where: bool = Fals
     return f"{type(err).__name__}: {text}{place}"
 
 
+def root_cause(err: BaseException, *, limit: int | None = 200) -> str:
+    """The innermost error behind ``err`` (its chain of causes and contexts), on one line, with its type: what
+    went wrong where a library wraps the reason in advice (torch.load's ``weights_only`` message)."""
+    seen = {id(err)}
+    while (inner := err.__cause__ or err.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        err = inner
+    return f"{type(err).__name__}: {one_line(err, limit=limit)}"
+
+
 def human(value: float | None, unit: str = "") -> str:
     """``37118464`` -> ``37.12 M``: three significant decimals with an SI prefix."""
     if value is None:

@@ -10,6 +10,7 @@ from .._text import axes_text
 from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
 from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
 from .cost import Cost, count_flops, count_params, flops_by_module
+from .custom_layers import FlopFormula, register_layer, sliding_window_rule
 from .cuts import block_name, cut_points
 from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
@@ -32,7 +33,7 @@ from .sites import Site, downsampling_sites, module_ending_at
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
 from .traced import TracedModel, analyze, trace_model
-from .tracing import trace
+from .tracing import ModuleUse, is_traced, is_traced_module, live_nodes, module_use, trace, traced_code
 from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
@@ -50,12 +51,14 @@ __all__ = [
     "Cost",
     "FieldPass",
     "FlopCount",
+    "FlopFormula",
     "Iteration",
     "Layer",
     "LayerField",
     "LayerGraph",
     "LayerNode",
     "Limits",
+    "ModuleUse",
     "OpContext",
     "OpEffect",
     "ReceptiveField",
@@ -93,8 +96,12 @@ __all__ = [
     "flops_by_module",
     "information_fields",
     "is_downsampling",
+    "is_traced",
+    "is_traced_module",
     "limits",
+    "live_nodes",
     "module_ending_at",
+    "module_use",
     "new_width",
     "observing",
     "organize",
@@ -102,16 +109,19 @@ __all__ = [
     "pointwise_reads",
     "receptive_fields",
     "register_function_rule",
+    "register_layer",
     "register_module_rule",
     "resized_nodes",
     "resolve_leaf_classes",
     "scaled",
     "selection",
+    "sliding_window_rule",
     "stage_field",
     "stage_states",
     "stem",
     "trace",
     "trace_model",
+    "traced_code",
     "unbounded",
     "unit_count",
     "width_cost",

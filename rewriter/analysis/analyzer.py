@@ -107,15 +107,21 @@ class Analysis:
 
     @functools.cached_property
     def _stage_result(self) -> tuple[tuple[StageField, ...], tuple[str, ...]]:
-        # an optional part of the analysis: a failure is a warning, not the end of the analysis (and of
-        # every rewrite that needs it)
+        # an optional part of the analysis: a refusal (channels that do not split into the groups the paper's
+        # formula needs) is a warning, not the end of the analysis and of every rewrite that needs it; any
+        # other failure is a bug and surfaces
         if self.stages_of is None:
             return (), ()
         try:
             return tuple(self.stages_of()), ()
-        except Exception as err:
-            reason = f"{type(err).__name__}: {one_line(err, limit=200)}"
+        except AnalysisError as err:
+            reason = one_line(err, limit=200)
             return (), (f"the Information Field could not be computed ({reason}); stages left out",)
+        except Exception as err:
+            raise AnalysisError(
+                f"the Information Field failed ({type(err).__name__}: {one_line(err, limit=200)}): a bug; "
+                "please report it with its traceback"
+            ) from err
 
     @property
     def all_warnings(self) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """fvcore's FLOP formulas (``fvcore/nn/jit_handles.py``), applied to tensors instead of jit values.
 
-One handler per op fvcore has a formula for, looked up by function name (``FUNCTIONS``) or module class
-(``module_handler``); each returns ``(operator, flops)`` as fvcore's ``by_operator()`` names it, a list of
-them, or None for an op the convention counts as zero. ``flops.FlopCounter`` applies them.
+One handler per op fvcore has a formula for, looked up by the op's key (``op_keys.op_key``: torch's ops by
+name, any other function by itself; ``function_handler``) or by module class (``module_handler``); each
+returns ``(operator, flops)`` as fvcore's ``by_operator()`` names it, a list of them, or None for an op the
+convention counts as zero. ``flops.FlopCounter`` applies them; ``register_flop_formula`` adds one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .op_keys import OpKey, describe, op_key
 
 Count = tuple[str, int]  # (operator name as fvcore's by_operator() names it, flops)
 
@@ -150,7 +153,7 @@ def _grid_sample(func: Any, name: str, args: tuple, kwargs: dict, out: Any) -> C
     return "grid_sampler", 4 * _numel(out)
 
 
-FUNCTIONS: dict[str, FunctionHandler] = {
+FUNCTIONS: dict[OpKey, FunctionHandler] = {
     **dict.fromkeys(
         ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"),
         _conv_function,
@@ -343,6 +346,29 @@ _MODULES: dict[type, ModuleHandler] = {
     nn.AdaptiveAvgPool2d: _adaptive_avg_pool2d_module,
     nn.MultiheadAttention: _mha_module,
 }
+
+
+def function_handler(func: Any, name: str) -> FunctionHandler | None:
+    """The formula for ``func`` (or, for a tensor method, called by ``name``), or None."""
+    return FUNCTIONS.get(op_key(func) if func is not None else name)
+
+
+def has_flop_formula(op: type | Any) -> bool:
+    """Whether a module class or a function has a FLOP formula of its own."""
+    return op in _MODULES if isinstance(op, type) else op_key(op) in FUNCTIONS
+
+
+def register_flop_formula(
+    op: type | Any, handler: ModuleHandler | FunctionHandler, *, replace: bool = False
+) -> None:
+    """Register ``handler`` as the FLOP formula of a module class or a function (see ``op_keys.op_key``);
+    an op that has one already is refused unless ``replace``."""
+    table: dict[Any, Any] = _MODULES if isinstance(op, type) else FUNCTIONS
+    key = op if isinstance(op, type) else op_key(op)
+    if key in table and not replace:
+        what = f"{op.__module__}.{op.__qualname__}" if isinstance(op, type) else describe(key)
+        raise ValueError(f"{what} has a FLOP formula already; pass replace=True to replace it")
+    table[key] = handler
 
 
 def module_handler(module: nn.Module) -> ModuleHandler | None:

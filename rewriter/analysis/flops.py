@@ -27,7 +27,7 @@ from typing import Any
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .flop_formulas import FUNCTIONS, Count, module_handler
+from .flop_formulas import Count, function_handler, module_handler
 from .rules import SHAPE_PRESERVING_MODULES
 
 FLOP_CONVENTION = "fvcore: one fused multiply-add counts as one flop"
@@ -97,7 +97,7 @@ class FlopCounter:
 
     def add_function(self, node: str, func: Any, name: str, args: tuple, kwargs: dict, out: Any) -> None:
         """Count a function (``func``; for a tensor method, its name) called with ``args`` -> ``out``."""
-        handler = FUNCTIONS.get(name)
+        handler = function_handler(func, name)
         self._add(node, handler(func, name, args, kwargs, out) if handler else None, name)
 
     def needs_mode(self, module: nn.Module | None, func: Any) -> bool:
@@ -109,7 +109,7 @@ class FlopCounter:
         module_name = getattr(func, "__module__", None) or ""
         return (
             callable(func)
-            and name not in FUNCTIONS
+            and function_handler(func, name) is None
             and not module_name.startswith(("torch", "_operator", "operator", "builtins"))
             and hasattr(func, "__code__")
         )

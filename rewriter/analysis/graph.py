@@ -3,8 +3,8 @@
 Every op of the traced model becomes a node named by its dotted module path (``layer1.0.conv1``; functional
 ops inside a module get the module path plus the op, ``layer1.0.add``; a second call gets ``_1``), carrying
 what the analyses need: the op's effect on positions (kernel, stride, dilation per axis, from
-``rewriter.layers``), input and output shapes at the target size (fx shape propagation), channels, groups,
-and the parameters it owns. Edges are the image's data flow; constants and shape arithmetic are left out.
+``rewriter.analysis.rules``), input and output shapes at the target size (shape propagation), channels,
+groups, and the parameters it owns. Edges are the image's data flow; constants and shape arithmetic are left out.
 Nothing downstream re-walks the nn.Module.
 """
 
@@ -22,10 +22,10 @@ from torch import nn
 from . import layouts, rules
 from .flops import FlopCount, FlopCounter
 from .modes import eval_mode
-from .rules import OpContext, OpEffect, TensorShape
+from .rules import OpContext, OpEffect, Recorded, TensorShape
 from .rules.channel_ops import module_channels
 from .shapes import record_shapes
-from .tracing import trace
+from .tracing import ModuleUse, module_use, trace
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class LayerGraph:
 
     def __iter__(self) -> Iterator[LayerNode]:
         return iter(self.nodes)
+
+    def module_use(self) -> ModuleUse:
+        """Which submodules the traced forward calls and reads, and which of them its output depends on."""
+        return module_use(self.graph_module)
 
     def __len__(self) -> int:
         return self.graph.number_of_nodes()
@@ -127,21 +131,22 @@ def graph_at(
 ) -> tuple[LayerGraph, FlopCount | None]:
     """The LayerGraph of a traced model at ``input_size`` (and its FLOPs, counted in the same shape pass).
 
-    Shape propagation writes into the nodes of ``gm`` (``node.meta``): one size at a time per GraphModule.
-    The caller puts the model in the mode it is to be analyzed in (eval). ``modules``
-    (``dict(gm.named_modules())``) and ``module_info`` (filled here: each module's parameter names and
-    channels) spare a caller that analyzes one trace at many sizes walking the module tree each time.
+    What shape propagation records at this size is kept beside ``gm`` (``rules.Recorded``), not in its
+    nodes, so analyses of one trace at different sizes share nothing but the trace. The caller puts the
+    model in the mode it is to be analyzed in (eval). ``modules`` (``dict(gm.named_modules())``) and
+    ``module_info`` (filled here: each module's parameter names and channels) spare a caller that analyzes
+    one trace at many sizes walking the module tree each time.
     """
     modules = modules if modules is not None else dict(gm.named_modules())
     param = next(gm.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     shape = (1, in_channels, *input_size)
-    counter = record_shapes(
+    recorded, counter = record_shapes(
         gm, names, (shape, dtype, device), input_size, FlopCounter if count_flops else None, modules
     )
     info = module_info if module_info is not None else {}
-    graph = _to_layer_graph(gm, names, input_size, modules, info)
+    graph = _to_layer_graph(gm, names, input_size, modules, info, recorded)
     return graph, counter.result() if counter is not None else None
 
 
@@ -151,6 +156,7 @@ def _to_layer_graph(
     input_size: tuple[int, int],
     modules: dict[str, nn.Module],
     info: dict[str, dict[str, Any]],
+    recorded: Recorded,
 ) -> LayerGraph:
     graph = nx.DiGraph()
     env: dict[fx.Node, Any] = {}
@@ -160,7 +166,7 @@ def _to_layer_graph(
         if node.op == "placeholder":
             if input_name:
                 continue  # extra placeholders are optional arguments, not image data
-            env[node] = layouts.image_layout(_shape(node))
+            env[node] = layouts.image_layout(_shape(node, recorded))
             effect = OpEffect("layout", layout=env[node])
             input_name = names[node]
         elif node.op == "get_attr":
@@ -171,7 +177,7 @@ def _to_layer_graph(
             names[node] = output_name
         else:
             module = modules[node.target] if node.op == "call_module" else None
-            ctx = OpContext(node, module, env)
+            ctx = OpContext(node, module, env, recorded)
             if not _depends_on_image(node, env):
                 continue
             effect = rules.effect_of(ctx)
@@ -181,7 +187,8 @@ def _to_layer_graph(
         name = names[node]
         fx_names[name] = node
         inputs = tuple(names[a] for a in node.all_input_nodes if a in env)
-        graph.add_node(name, layer=_layer_node(node, name, index, effect, inputs, env, modules, info))
+        layer = _layer_node(node, name, index, effect, inputs, env, modules, info, recorded)
+        graph.add_node(name, layer=layer)
         graph.add_edges_from((source, name) for source in inputs)
     return LayerGraph(graph, input_size, input_name, output_name, gm, fx_names)
 
@@ -190,8 +197,8 @@ def _depends_on_image(node: fx.Node, env: dict[fx.Node, Any]) -> bool:
     return any(a in env for a in node.all_input_nodes)
 
 
-def _shape(node: fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
+def _shape(node: fx.Node, recorded: Recorded) -> tuple[int, ...] | None:
+    meta = recorded.outputs.get(node)
     if isinstance(meta, (list, tuple)):
         meta = next((m for m in meta if isinstance(m, TensorShape)), None)
     return meta.shape if isinstance(meta, TensorShape) else None
@@ -215,10 +222,11 @@ def _layer_node(
     env: dict[fx.Node, Any],
     modules: dict[str, nn.Module],
     info: dict[str, dict[str, Any]],
+    recorded: Recorded,
 ) -> LayerNode:
     first_input = next((a for a in node.all_input_nodes if a in env), None)
-    input_shape = _shape(first_input) if first_input is not None else None
-    output_shape = _shape(node)
+    input_shape = _shape(first_input, recorded) if first_input is not None else None
+    output_shape = _shape(node, recorded)
     known: dict[str, Any] = {}
     module = None
     if node.op == "call_module":

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import AnalysisError
 from .channels import ChannelOp
 from .stages import Stage, Unit
 
@@ -127,19 +128,19 @@ def rolling_windows(
     consecutive channels, windows start every ``step = window * (1 - overlap)`` channels and roll around.
 
     Raises:
-        ValueError: the channels do not divide into such windows.
+        AnalysisError: (a ValueError) the channels do not divide into such windows.
     """
     if groups < 1 or in_channels % groups:
-        raise ValueError(f"in_channels {in_channels} is not divisible into {groups} groups")
+        raise AnalysisError(f"in_channels {in_channels} is not divisible into {groups} groups")
     if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        raise AnalysisError(f"overlap must be in [0, 1), got {overlap}")
     window = in_channels // groups
     step = round(window * (1 - overlap))
     if step < 1 or in_channels % step:
-        raise ValueError(f"a step of {step} channels does not tile {in_channels} channels")
+        raise AnalysisError(f"a step of {step} channels does not tile {in_channels} channels")
     windows = in_channels // step
     if out_channels % windows:
-        raise ValueError(f"out_channels {out_channels} is not a multiple of the {windows} windows")
+        raise AnalysisError(f"out_channels {out_channels} is not a multiple of the {windows} windows")
     return window, step, windows
 
 
@@ -151,7 +152,7 @@ def pointwise_reads(
         return [list(range(cin))] * cout
     if kind == "dw-gpw":
         if cin % groups or cout % groups:
-            raise ValueError(f"{cin} -> {cout} channels are not divisible into {groups} groups")
+            raise AnalysisError(f"{cin} -> {cout} channels are not divisible into {groups} groups")
         per_in, per_out = cin // groups, cout // groups
         return [list(range((f // per_out) * per_in, (f // per_out + 1) * per_in)) for f in range(cout)]
     window, step, windows = rolling_windows(cin, cout, groups=groups, overlap=overlap)

@@ -10,17 +10,19 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._errors import InputSizeError
 from .._text import one_line
 from . import rules
 from .flops import FlopCounter
 from .meta import CachedInterpreter, OnMeta
-from .rules import TensorShape
+from .rules import Recorded, TensorShape
 
 
 class _ShapeRecorder(CachedInterpreter):
-    """Runs the traced model once and stores each node's output shape(s) in ``node.meta["tensor_meta"]``.
+    """Runs the traced model once and records each node's output shape(s) and plain argument values in
+    ``self.recorded`` (beside the graph: the GraphModule is shared by analyses at other sizes).
 
     Like fx's ShapeProp, but a failure names the node by its LayerGraph name and prints nothing.
     """
@@ -38,12 +40,13 @@ class _ShapeRecorder(CachedInterpreter):
         self.input_size = input_size
         self.counter = counter
         self.failure = ""  # the failing node's message (fx appends its own notes to the exception)
+        self.recorded = Recorded()
 
     def run_node(self, n: fx.Node) -> Any:
         try:
             if n.op in ("call_function", "call_method", "call_module"):
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
-                n.meta["arg_values"] = fx.node.map_aggregate(
+                self.recorded.arguments[n] = fx.node.map_aggregate(
                     (args, kwargs), lambda v: None if isinstance(v, torch.Tensor) else v
                 )
                 result = self._run_counted(n, args, kwargs) if self.counter else super().run_node(n)
@@ -63,7 +66,7 @@ class _ShapeRecorder(CachedInterpreter):
 
         meta = fx.node.map_aggregate(result, record)
         if found:
-            n.meta["tensor_meta"] = meta
+            self.recorded.outputs[n] = meta
         return result
 
     def _run_counted(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -86,11 +89,8 @@ class _ShapeRecorder(CachedInterpreter):
         kind = type(self.fetch_attr(n.target)).__name__ if n.op == "call_module" else rules.target_name(n)
         reason = one_line(err)
         h, w = self.input_size
-        shapes = [
-            a.meta["tensor_meta"].shape
-            for a in n.all_input_nodes
-            if isinstance(a.meta.get("tensor_meta"), TensorShape)
-        ]
+        found = (self.recorded.outputs.get(a) for a in n.all_input_nodes)
+        shapes = [meta.shape for meta in found if isinstance(meta, TensorShape)]
         got = f" on an input of shape {list(shapes[0])}" if shapes else ""
         return f"the model does not run at {h}x{w}: layer '{name}' ({kind}) failed{got}: {reason}"
 
@@ -106,12 +106,12 @@ def record_shapes(
     size: tuple[int, int],
     counter_factory: Callable[[], FlopCounter] | None = None,
     modules: Mapping[str, nn.Module] | None = None,
-) -> FlopCounter | None:
-    """Fill ``node.meta["tensor_meta"]``, on the meta device if the model allows, else with a real forward.
+) -> tuple[Recorded, FlopCounter | None]:
+    """Record every node's output shape(s), on the meta device if the model allows, else with a real forward.
 
     ``example`` is the input's (shape, dtype, device); the real forward, if needed, gets seeded random
-    values. With ``counter_factory``, FLOPs are counted in the same pass; the counter that ran to the end
-    is returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
+    values. With ``counter_factory``, FLOPs are counted in the same pass; the record and the counter that ran
+    to the end are returned (a fresh one for the real forward, if the meta pass failed part-way). A model that fails
     on the meta device for a reason of its own (a feature map collapses, a size is asserted) fails the
     same way for real: that is reported without a real forward.
     """
@@ -119,11 +119,13 @@ def record_shapes(
     with torch.no_grad():
         counter = counter_factory() if counter_factory else None
         recorder = _MetaShapeRecorder(gm, names, size, counter, modules)
+        on_meta = torch.empty(shape, dtype=dtype, device="meta")
         try:
-            recorder.run(torch.empty(shape, dtype=dtype, device="meta"))
-            return counter
+            recorder.run(on_meta)
+            return recorder.recorded, counter
         except Exception as err:  # the model fails at this size, or the meta device cannot run an op
-            if recorder.failure and not _meta_cannot_tell(err.__cause__ or err):
+            cannot_tell = _meta_cannot_tell(err.__cause__ or err, lambda: OnMeta(gm, modules).run(on_meta))
+            if recorder.failure and not cannot_tell:
                 raise InputSizeError(recorder.failure + _working_size_hint(gm, example, size, modules)) from (
                     err.__cause__
                 )
@@ -136,14 +138,37 @@ def record_shapes(
         except InputSizeError as err:
             hint = _working_size_hint(gm, example, size, modules)
             raise InputSizeError(recorder.failure + hint) from err.__cause__
-        return counter
+        return recorder.recorded, counter
 
 
-def _meta_cannot_tell(err: BaseException) -> bool:
-    """Whether a failure on the meta device may be the device's own (an op without a meta kernel, code
-    that reads values) rather than the model's at this size: then a real forward decides."""
-    message = str(err).split("\n\nWhile executing")[0]  # fx appends the node, whose name may say "meta"
-    return isinstance(err, NotImplementedError) or "meta" in message.lower()
+class _ValueRead(NotImplementedError):
+    """Code asked a meta tensor for its value (``.item()``, ``bool(x)``, ``int(x)``): it has none."""
+
+
+class _FlagValueReads(TorchDispatchMode):
+    """Raises ``_ValueRead`` where a meta tensor's value is read (torch raises a plain RuntimeError)."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise _ValueRead(f"{func} reads a value the meta device does not have")
+        return func(*args, **(kwargs or {}))
+
+
+def _meta_cannot_tell(err: BaseException, run_on_meta: Callable[[], Any]) -> bool:
+    """Whether a failure on the meta device may be the device's own rather than the model's at this size:
+    an op without a meta kernel (``NotImplementedError``), or code that reads a tensor's value, found by
+    running on meta again with value reads flagged (only after a failure: the flag costs time on every op).
+    Then a real forward decides."""
+    if isinstance(err, NotImplementedError):
+        return True
+    try:
+        with _FlagValueReads():
+            run_on_meta()
+    except _ValueRead:
+        return True
+    except Exception:  # the same failure: the model's own
+        return False
+    return True  # it ran this time: the failure was not the model's at this size
 
 
 _COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384, 512)
@@ -156,11 +181,12 @@ def _runs_at(
     device cannot tell. Unlike gm(x), an Interpreter prints nothing when the forward fails."""
     shape, dtype, device = example
     full = (*shape[:2], size, size)
+    on_meta = torch.empty(full, dtype=dtype, device="meta")
     try:
-        OnMeta(gm, modules).run(torch.empty(full, dtype=dtype, device="meta"))
+        OnMeta(gm, modules).run(on_meta)
         return True
     except Exception as err:
-        if not _meta_cannot_tell(err):
+        if not _meta_cannot_tell(err, lambda: OnMeta(gm, modules).run(on_meta)):
             return False
     try:
         fx.Interpreter(gm).run(torch.zeros(full, dtype=dtype, device=device))

@@ -33,9 +33,10 @@ class TracedModel:
     """A model traced once by torch.fx, ready to be analyzed at any input size.
 
     ``graph_module`` is the traced graph (its submodules are the model's own); ``names`` maps each fx node
-    to its LayerGraph name. Analyses of one TracedModel run one at a time (shape propagation writes into
-    the graph's nodes); a lock enforces it. Each ``Analysis`` holds its own values; only the fx nodes its
-    ``graph.fx_names`` points to are shared, and their ``node.meta`` describes the size analyzed last.
+    to its LayerGraph name. Analyses of one TracedModel run one at a time (the interpreter that propagates
+    shapes walks the shared graph); a lock enforces it. Each ``Analysis`` holds its own values, what the shape
+    pass recorded at its size included (beside the graph, never in the fx nodes' ``meta``); only the fx nodes
+    its ``graph.fx_names`` points to are shared.
     """
 
     graph_module: fx.GraphModule = field(repr=False)

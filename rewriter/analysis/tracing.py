@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch.fx as fx
@@ -128,4 +129,53 @@ def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Excepti
         f"torch.fx cannot trace module '{path}' ({cls.__name__}): {reason}. Remedy: pass --leaf-module "
         f"{cls.__name__} to treat it as opaque (its receptive-field effect is then inferred from its shapes "
         "and reported as an assumption)"
+    )
+
+
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a placeholder of a trace in progress (the analysis tracing a model), not data: a
+    module whose forward branches on data (a router) takes its static path then. Uses fx's public ``Proxy``."""
+    return isinstance(value, fx.Proxy)
+
+
+def is_traced_module(module: nn.Module) -> bool:
+    """Whether ``module`` is a traced one (a GraphModule: its forward is a graph a rewrite may edit)."""
+    return isinstance(module, fx.GraphModule)
+
+
+def traced_code(model: nn.Module) -> list[str]:
+    """The generated forward code of every traced part of ``model`` (the GraphModules a rewrite left in it),
+    in module order: part of a model's identity that ``repr`` does not show."""
+    return [m.code for m in model.modules() if is_traced_module(m)]
+
+
+def live_nodes(output: fx.Node) -> set[fx.Node]:
+    """The nodes ``output`` depends on, itself included."""
+    live, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+    return live
+
+
+@dataclass(frozen=True)
+class ModuleUse:
+    """Which submodules a traced forward calls (``called``), and of those the ones its output depends on
+    (``live_calls``); the attributes it reads directly that the output depends on (``live_reads``). Dotted
+    module paths, as ``named_modules`` gives them."""
+
+    called: frozenset[str]
+    live_calls: frozenset[str]
+    live_reads: frozenset[str]
+
+
+def module_use(traced: fx.GraphModule) -> ModuleUse:
+    """What ``traced`` (a trace made by ``trace``) calls and reads, and what of it reaches the output."""
+    live = live_nodes(next(n for n in traced.graph.nodes if n.op == "output"))
+    return ModuleUse(
+        called=frozenset(str(n.target) for n in traced.graph.nodes if n.op == "call_module"),
+        live_calls=frozenset(str(n.target) for n in live if n.op == "call_module"),
+        live_reads=frozenset(str(n.target) for n in live if n.op == "get_attr"),
     )

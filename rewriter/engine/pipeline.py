@@ -2,7 +2,7 @@
 
 The one place where plans are applied: for every step the pipeline analyzes the current model, asks the
 strategy for a plan, deep-copies the model, lets the strategy change the copy, and verifies the result
-(``rewriter.verify``). A failing step stops the run with the reason. The input model is never modified.
+(``rewriter.engine.verify``). A failing step stops the run with the reason. The input model is never modified.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def rewrite(
         model: the baseline; it is never modified.
         recipe: a ``Recipe``, a YAML path, the YAML's content as a dict, or a list of steps.
         pretrained: the baseline's weights are trained (a freshly attached head is then flagged as untrained).
-        data: a ``rewriter.data.DataSource`` for strategies that measure or train the model.
+        data: a ``rewriter.lab.DataSource`` for strategies that measure or train the model.
         replay: the model is being rebuilt to load saved weights into: strategies build, but do not train.
         measure_cost: measure params, FLOPs, b_min (and latency) of the baseline and after each step; off
             for a dry run.
@@ -115,7 +115,7 @@ def rewrite(
             pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
         )  # fmt: skip
         idle = idle_parameters(
-            current, analysis.graph.graph_module, input_size=recipe.input_size, in_channels=in_channels
+            current, analysis.graph.module_use(), input_size=recipe.input_size, in_channels=in_channels
         )
         plan, current = _step(
             strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
@@ -125,7 +125,7 @@ def rewrite(
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
         if not plan.is_noop:  # invariant 5, on the trace the analysis of the new model made
             try:
-                check_no_dead_modules(current, analysis.graph.graph_module, idle, plan, input_size=recipe.input_size,
+                check_no_dead_modules(current, analysis.graph.module_use(), idle, plan, input_size=recipe.input_size,
                                       in_channels=in_channels)  # fmt: skip
             except RewriteError as err:
                 raise RewriteError(f"steps[{i}] {strategy.name}: {err}; nothing was written") from err

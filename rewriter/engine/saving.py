@@ -2,8 +2,8 @@
 
 ``save`` writes the base model's spec, the resolved recipe and the state dict (the format is
 ``rewriter.models.modelfile``); ``load`` validates the file, rebuilds the base, replays the recipe, checks
-every key and shape, and only then reads the state dict with ``weights_only=True``. Importing this module
-registers model files as a kind of model source, so ``load_model("out.pt")`` rebuilds them too.
+every key and shape, and only then reads the state dict with ``weights_only=True``. ``load_as_source`` is how
+``rewriter.models.load_model("out.pt")`` rebuilds a model file (its table of file kinds names it).
 ``fmt="pt2"`` and ``fmt="onnx"`` export for deployment instead (``rewriter.engine.exporting``).
 """
 
@@ -23,7 +23,7 @@ from .._files import check_target
 from .._version import __version__
 from ..analysis.sizes import parse_size
 from ..models import modelfile
-from ..models.sources import FileKind, ModelSpec, is_named_model, load_model, register_file_kind
+from ..models.sources import ModelSpec, is_named_model, load_model
 from ..models.weights import load_weights
 from .exporting import check_format, export
 from .pipeline import rewrite
@@ -165,7 +165,7 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
         )
 
 
-def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
+def load_as_source(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
     """A model file as a model source: rebuilt from its spec and recipe, then its weights; the spec records
     the file's rewrite as one more step of its history, so that a file made from it can be replayed."""
     loaded = load(source, trust_pickle=trust_pickle)
@@ -186,6 +186,3 @@ def _from_model_file(source: str, *, trust_pickle: bool, weights: Any) -> tuple[
         (*loaded.spec.history, step),
     )
     return loaded.model, spec
-
-
-register_file_kind(FileKind("rewriter model file", modelfile.is_model_file, _from_model_file))

@@ -40,7 +40,7 @@ class Context:
     in_channels: int = 3
     pretrained: bool = False  # the model's weights were loaded (a new head will be untrained)
     leaf_classes: tuple[type, ...] = ()  # modules to trace as opaque
-    data: Any = None  # a rewriter.data.DataSource, for strategies that measure the model on data
+    data: Any = None  # a rewriter.lab.DataSource, for strategies that measure the model on data
     replay: bool = False  # rebuilding a saved model whose weights are loaded next: build, do not train
     notes: list[str] = field(default_factory=list)  # what ``apply`` measured, for the report
     progress: Callable[[str], None] = _quiet  # a status line for long work (training), shown by the CLI

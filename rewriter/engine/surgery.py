@@ -14,7 +14,7 @@ from torch import nn
 
 from .._errors import RewriteError
 from ..analysis.modes import eval_mode
-from ..analysis.tracing import trace
+from ..analysis.tracing import live_nodes, trace
 from .plan import Moved
 
 
@@ -75,17 +75,6 @@ def _is_check(node: fx.Node) -> bool:
     """A call whose only purpose is checking (``torch._assert``, ``torch._check...``): it returns nothing."""
     name = getattr(node.target, "__name__", "") if node.op == "call_function" else ""
     return name.startswith(("_assert", "_check"))
-
-
-def live_nodes(output: fx.Node) -> set[fx.Node]:
-    """The nodes ``output`` depends on, itself included."""
-    live, stack = set(), [output]
-    while stack:
-        node = stack.pop()
-        if node not in live:
-            live.add(node)
-            stack.extend(node.all_input_nodes)
-    return live
 
 
 def _drop_dead_checks(graph: fx.Graph, output: fx.Node) -> None:

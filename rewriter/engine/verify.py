@@ -1,4 +1,4 @@
-"""The invariants every rewrite keeps (design.md), checked after each step; a violation stops the run.
+"""The invariants every rewrite keeps, checked after each step; a violation stops the run.
 
 1. The new model runs forward at the target size and gives the expected output shape; it also runs in
    training mode if the input model did (auxiliary heads, dropout paths).
@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
 from .._text import one_line
 from ..analysis.modes import eval_mode
+from ..analysis.tracing import ModuleUse
 from .plan import Cut, Plan
-from .surgery import extract_prefix, live_nodes
+from .surgery import extract_prefix
 
 
 @dataclass(frozen=True)
@@ -100,23 +100,20 @@ def check_step(
 
 def idle_parameters(
     model: nn.Module,
-    traced: fx.GraphModule,
+    use: ModuleUse,
     *,
     input_size: tuple[int, int] | None = None,
     in_channels: int = 3,
 ) -> set[str]:
-    """Parameters of ``model`` that its output does not depend on, read from ``traced`` (its fx trace in
-    eval mode, as the analysis made it).
+    """Parameters of ``model`` that its output does not depend on, read from ``use`` (what its trace in eval
+    mode calls and reads, as the analysis made it: ``LayerGraph.module_use``).
 
     A parameter is used when its module is called by a node the output depends on, or it is read directly.
     A module the trace calls only for checks (or for nothing) is dead code. A module the trace never calls
     may still run by control flow fx does not see (a router choosing which blocks run): with
     ``input_size``, one eval forward with hooks tells; a module that does not run then is idle.
     """
-    live = live_nodes(next(n for n in traced.graph.nodes if n.op == "output"))
-    called = {str(n.target) for n in live if n.op == "call_module"}
-    traced_calls = {str(n.target) for n in traced.graph.nodes if n.op == "call_module"}
-    read = {str(n.target) for n in live if n.op == "get_attr"}
+    called, traced_calls, read = use.live_calls, use.called, use.live_reads
 
     def inside(owner: str, paths: set[str]) -> bool:
         return any(owner == c or owner.startswith(c + ".") for c in paths)
@@ -159,7 +156,7 @@ def _run_modules(
 
 def check_no_dead_modules(
     new: nn.Module,
-    traced: fx.GraphModule,
+    use: ModuleUse,
     idle_before: set[str],
     plan: Plan,
     *,
@@ -168,10 +165,10 @@ def check_no_dead_modules(
 ) -> None:
     """Invariant 5: the rewrite left no module behind that no longer contributes to the output.
 
-    ``traced`` is the new model's trace; ``idle_before`` the parameters of the input model that were idle
-    already (auxiliary heads used only in training), by their names in the input model.
+    ``use`` is what the new model's trace calls and reads; ``idle_before`` the parameters of the input model
+    that were idle already (auxiliary heads used only in training), by their names in the input model.
     """
-    idle = idle_parameters(new, traced, input_size=input_size, in_channels=in_channels)
+    idle = idle_parameters(new, use, input_size=input_size, in_channels=in_channels)
     dead = sorted(name for name in idle if plan.old_key(name) not in idle_before)
     if dead:
         modules = sorted({name.rpartition(".")[0] for name in dead})

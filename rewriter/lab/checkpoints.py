@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._files import atomic_path
-from .._text import one_line
+from .._text import one_line, root_cause
 from .train_records import EpochRecord, TrainConfig, TrainError
 
 #: fields that may differ between a run and its resumption: they do not change what is computed
@@ -54,9 +54,7 @@ def restore(
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a truncated or foreign file: name it, never unpickle it
-        raise TrainError(
-            f"cannot resume from {path}: not a readable checkpoint ({type(err).__name__})"
-        ) from err
+        raise TrainError(f"cannot resume from {path}: not a readable checkpoint ({root_cause(err)})") from err
     if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "history", "epoch"} <= set(
         state
     ):

@@ -21,20 +21,13 @@ import torch
 from torch import nn
 
 from ..analysis.modes import eval_mode
+from ..analysis.tracing import is_traced
 from ..engine.surgery import set_submodule
 
 
-def _fx_tracing() -> bool:
-    """Inside torch.fx.symbolic_trace (newer torch names it apart from torch.export, and warns on the old name)."""
-    check = (
-        getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", None)
-        or torch.fx._symbolic_trace.is_fx_tracing
-    )
-    return check()
-
-
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or _fx_tracing()
+def _tracing(x: torch.Tensor) -> bool:
+    """Whether ``x`` is not data but a trace in progress: the analysis's (torch.fx) or fvcore's (torch.jit)."""
+    return torch.jit.is_tracing() or is_traced(x)
 
 
 class _Routes:
@@ -56,7 +49,7 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         route = self._routes.route
-        if route is None or _tracing():
+        if route is None or _tracing(x):
             return self.body(x)
         run = route >= self.index
         self._routes.ran[self.index] += int(run.sum())
@@ -116,7 +109,7 @@ class RoutedModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, route: torch.Tensor | None = None) -> torch.Tensor:
-        if _fx_tracing():  # the analysis sees the static backbone
+        if is_traced(x):  # the analysis sees the static backbone
             return self.backbone(x)
         if route is None:
             with torch.no_grad():

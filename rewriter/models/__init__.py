@@ -1,6 +1,6 @@
 """Where models come from and how their weights are read: torchvision names, the built-in zoo of the
-papers' architectures, ``package.module:callable``, and files (kinds of files registered by the layers
-above, such as the engine's model files). Imports only ``rewriter.analysis`` and the foundation."""
+papers' architectures, ``package.module:callable``, and files (a model file is rebuilt by the engine's
+loader, which the table of file kinds names). Imports only ``rewriter.analysis`` and the foundation."""
 
 from __future__ import annotations
 

@@ -14,8 +14,11 @@ from typing import Any, Literal
 import torch
 
 from .._errors import ModelFileError, UntrustedPickleError
+from .._text import root_cause
 
-FileType = Literal["missing", "folder", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"]
+FileType = Literal[
+    "missing", "folder", "unreadable", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"
+]  # fmt: skip
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker (the tensors are elsewhere)
@@ -31,8 +34,10 @@ def sniff(path: str | os.PathLike) -> FileType:
     try:
         with open(file, "rb") as handle:
             head = handle.read(8)
+    except FileNotFoundError:
+        return "missing"  # removed between the two looks
     except OSError:
-        return "missing"
+        return "unreadable"  # permission denied, an I/O error: ``describe`` says which
     if not head:
         return "empty"
     if head.startswith(_ZIP_MAGIC):
@@ -53,6 +58,8 @@ def sniff(path: str | os.PathLike) -> FileType:
 
 def describe(path: str | os.PathLike, kind: FileType) -> str:
     """One phrase for a file that is not what was expected."""
+    if kind == "unreadable":
+        return f"{path} cannot be read: {_open_error(path)}"
     return {
         "missing": f"{path} does not exist",
         "folder": f"{path} is a folder, not a file",
@@ -67,6 +74,15 @@ def describe(path: str | os.PathLike, kind: FileType) -> str:
         "unknown": f"{path} is not a torch file (unknown format)",
         "torch": f"{path} is a torch archive",
     }[kind]
+
+
+def _open_error(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened for reading, in the system's words (``Permission denied``)."""
+    try:
+        with open(path, "rb"):
+            return "it could be read when looked at again"
+    except OSError as err:
+        return err.strerror or type(err).__name__
 
 
 def read_structure(path: str | os.PathLike) -> Any:
@@ -84,11 +100,23 @@ def read_structure(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="meta", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "GLOBAL" in str(err) or "global" in str(err):
-            raise UntrustedPickleError(f"{path} holds pickled Python objects") from err
-        raise ModelFileError(describe(path, "corrupt")) from err
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise UntrustedPickleError(
+                f"{path} holds pickled Python objects ({', '.join(unsafe[:3])})"
+            ) from err
+        raise ModelFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
     except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
-        raise ModelFileError(describe(path, "corrupt")) from err
+        raise ModelFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
+
+
+def _unsafe_globals(path: str | os.PathLike) -> list[str]:
+    """The classes and functions a torch archive's pickle names that ``weights_only`` refuses (torch's own
+    reading of the pickle's opcodes: nothing is unpickled); empty if there are none or the pickle is damaged."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a damaged pickle names no class: the caller reports the damage
+        return []
 
 
 def contains_marker(path: str | os.PathLike, marker: bytes) -> bool:

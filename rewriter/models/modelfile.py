@@ -21,6 +21,7 @@ from torch import nn
 
 from .._errors import InputSizeError, ModelFileError, UntrustedPickleError
 from .._files import atomic_path
+from .._text import root_cause
 from ..analysis.sizes import check_channels, parse_size
 from . import filetypes
 
@@ -94,7 +95,7 @@ def read_tensors(path: str | os.PathLike, payload: Mapping[str, Any]) -> dict[st
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({type(err).__name__})") from err
+        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
     return dict(data["state_dict"])
 
 
@@ -128,7 +129,7 @@ def _load_trusted(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({type(err).__name__})") from err
+        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
 
 
 # ---- the schema of version 1 -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import copy
 import importlib
 import inspect
 import os
+import pkgutil
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,7 +34,7 @@ from .._errors import (
     close_matches,
 )
 from .._text import one_line
-from . import filetypes, zoo
+from . import filetypes, modelfile, zoo
 from .timm_source import PREFIX as TIMM_PREFIX
 from .timm_source import build_timm_model, is_timm_source
 from .weights import load_weights
@@ -136,7 +137,7 @@ def load_model(
     if allow_file and Path(source).is_file():
         kind = _registered_kind(source, num_classes, args)
         if kind is not None:
-            return kind.load(source, trust_pickle=trust_pickle, weights=weights)
+            return kind.build(source, trust_pickle=trust_pickle, weights=weights)
         model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
         spec = ModelSpec(source, "file", num_classes, args)
     elif source.startswith(TIMM_PREFIX):
@@ -190,7 +191,7 @@ def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any])
             raise ModelNotFoundError(f"{source} fixes its architecture; drop --num-classes and --model-arg")
         return kind
     found = filetypes.sniff(source)
-    if found in ("empty", "corrupt"):
+    if found in ("unreadable", "empty", "corrupt"):
         raise ModelFileError(filetypes.describe(source, found))
     if found in ("export", "onnx"):
         raise ModelNotFoundError(filetypes.describe(source, found))
@@ -202,11 +203,11 @@ def check_source(source: str) -> None:
 
     Raises:
         ModelNotFoundError: a path (it has a folder or a model file's suffix) that does not exist.
-        ModelFileError: an empty or corrupt file.
+        ModelFileError: a file that cannot be read (the reason is given), is empty, or is corrupt.
     """
     if Path(source).is_file():
         found = filetypes.sniff(source)
-        if found in ("empty", "corrupt"):
+        if found in ("unreadable", "empty", "corrupt"):
             raise ModelFileError(filetypes.describe(source, found))
     elif _looks_like_a_path(source) and not is_named_model(source):
         raise ModelNotFoundError(
@@ -229,15 +230,25 @@ def _looks_like_a_path(source: str) -> bool:
 
 @dataclass(frozen=True)
 class FileKind:
-    """A kind of model file that a layer above registers (``rewriter.engine`` registers its model files):
-    ``matches(path)`` says whether a file is one, ``load(path, trust_pickle=..., weights=...)`` builds it."""
+    """A kind of model file: ``matches(path)`` says whether a file is one, ``load(path, trust_pickle=...,
+    weights=...)`` builds it. ``load`` may be a ``"package.module:function"`` reference, resolved when a file of
+    the kind is first loaded: how ``models`` names a loader of a layer above it (the engine replays a model
+    file's recipe) without importing it, as the strategy registry names strategies by entry point."""
 
     name: str
     matches: Callable[[str], bool]
-    load: Callable[..., tuple[nn.Module, ModelSpec]]
+    load: Callable[..., tuple[nn.Module, ModelSpec]] | str
+
+    def build(self, path: str, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
+        loader = pkgutil.resolve_name(self.load) if isinstance(self.load, str) else self.load
+        return loader(path, **kwargs)
 
 
-_FILE_KINDS: list[FileKind] = []
+#: the kinds ``load_model`` knows, in the order they are tried; filled here, not by importing a layer above,
+#: so that loading does not depend on what was imported first
+_FILE_KINDS: list[FileKind] = [
+    FileKind("rewriter model file", modelfile.is_model_file, "rewriter.engine.saving:load_as_source"),
+]
 
 
 def register_file_kind(kind: FileKind) -> FileKind:

@@ -67,10 +67,12 @@ def build_timm_model(
     try:
         try:
             model = _create(timm, name, {**recorded, **extra}, num_classes)
-        except TypeError as err:
-            if not extra or "img_size" not in str(err):
+        except TypeError:
+            if not extra:
                 raise
-            extra = {}  # the builder takes no img_size after all: build it as it is
+            # the builder may take no img_size after all: build it as it is (a TypeError of another cause
+            # comes back from this call too, and is reported)
+            extra = {}
             model = _create(timm, name, recorded, num_classes)
     except (WeightsError, ModelNotFoundError):
         raise

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
 from ..analysis import Analysis, analyze
 from ..analysis.cost import count_flops
+from ..analysis.tracing import is_traced_module
 from ..engine.plan import Plan
 from ..engine.report import measure_latency
 
@@ -112,7 +112,7 @@ def clone_structure(model: nn.Module) -> nn.Module:
     or set it holds) is new, so setting a stride or replacing a submodule in the copy leaves ``model`` as it
     was; parameters and buffers are shared, which costs nothing on the meta device, where they hold no
     data. Traced modules (GraphModules, whose graph a strategy may rewrite) are deep-copied."""
-    if isinstance(model, fx.GraphModule):
+    if is_traced_module(model):
         return copy.deepcopy(model)
     clone = model.__class__.__new__(model.__class__)
     state = {}

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch.fx as fx
 from torch import nn
 
 from .._errors import RecipeError, RewriteError, RewriterError
 from .._text import one_line
 from ..analysis.analyzer import Analysis
+from ..analysis.tracing import traced_code
 from ..engine.recipe import Step
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context, build_strategy
@@ -218,8 +218,7 @@ def _applied(strategy, parent: nn.Module, plan, context: Context) -> nn.Module:
 def _fingerprint(model: nn.Module, tensors: dict[str, TensorInfo]) -> str:
     """The identity of a candidate model: its structure (the code of traced parts included) and where each
     of its tensors comes from in the baseline."""
-    codes = [m.code for m in model.modules() if isinstance(m, fx.GraphModule)]
-    text = repr(model) + repr(codes) + repr(sorted((k, v[0], v[2]) for k, v in tensors.items()))
+    text = repr(model) + repr(traced_code(model)) + repr(sorted((k, v[0], v[2]) for k, v in tensors.items()))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -107,7 +107,7 @@ class Cropped(nn.Module):
 def test_an_elementwise_rule_that_resizes_the_map_is_reported():
     """Make the class of the padding fault impossible: an op whose rule says element-wise but whose output
     has another number of positions gets a warning naming it."""
-    register_function_rule("crop_border")(elementwise_rule)
+    register_function_rule(crop_border)(elementwise_rule)  # the function itself, not its name
     analysis = rewriter.analyze(Cropped(), 32, flops=False)
     assert len(analysis.warnings) == 1
     assert analysis.warnings[0].startswith("'crop_border': its result no longer holds the height and width")
@@ -133,7 +133,7 @@ torch.fx.wrap("lose_positions")
 
 
 def test_an_elementwise_rule_that_drops_the_axes_is_reported():
-    register_function_rule("lose_positions")(elementwise_rule)
+    register_function_rule(lose_positions)(elementwise_rule)
     analysis = rewriter.analyze(Flattened(), 16, flops=False)
     assert any(
         w.startswith("'lose_positions': its result no longer holds the height and width")

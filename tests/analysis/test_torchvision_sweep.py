@@ -36,6 +36,8 @@ def test_every_torchvision_model_analyzes_at_224(name):
     analysis = rewriter.analyze(_build(name), 224, name=name)
     assert analysis.flops > 0
     assert analysis.warnings == ()  # every op in torchvision's classifiers has a rule
+    assert analysis.stages, "paper 003's stages and Information Fields are computed"
+    assert analysis.all_warnings == ()  # ... and the Information Field refuses none of them
     tested = [layer for layer in analysis.layers if layer.productive is not None]
     assert tested, "at least the stem convolution takes part in the border test"
     assert analysis.layers[0].r_in_min == (1, 1)

@@ -9,6 +9,7 @@ from torch import nn
 
 import rewriter
 from rewriter.analysis import trace
+from rewriter.analysis.tracing import module_use
 from rewriter.engine import Plan, surgery
 from rewriter.engine.verify import check_no_dead_modules, idle_parameters
 
@@ -85,8 +86,8 @@ class NeverCalled(Both):
 
 
 def check(old: nn.Module, new: nn.Module) -> None:
-    idle = idle_parameters(old, trace(old)[0])
-    check_no_dead_modules(new, trace(new)[0], idle, Plan("test", {}, ()))
+    idle = idle_parameters(old, module_use(trace(old)[0]))
+    check_no_dead_modules(new, module_use(trace(new)[0]), idle, Plan("test", {}, ()))
 
 
 @pytest.mark.parametrize("new", [OnlyChecked, NeverCalled])

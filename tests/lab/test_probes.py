@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from rewriter.lab.probes import compact, fit_probe, pooled, run_probes
+from rewriter.lab.probes import _groups, compact, fit_probe, pooled, run_probes
 from rewriter.lab.saturation import compute_saturation
 
 CLASSES = 4
@@ -62,10 +62,36 @@ def test_feature_maps_are_pooled_to_at_most_4x4():
     assert pooled(torch.randn(2, 9)).shape == (2, 9)
 
 
-def test_layers_are_probed_in_groups_when_memory_is_tight():
-    torch.manual_seed(0)
-    tight = run_probes(SignalAndNoise(), dataset(100, 1), dataset(100, 2), CLASSES, memory_mb=0)
-    assert [layer.name for layer in tight.layers] == ["signal", "noise", "head"]
+class Deterministic(nn.Module):
+    """Two convolutions and a head, no randomness: a probe of any layer is the same in any pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.b(torch.relu(self.a(x))).mean((2, 3)))
+
+
+def test_layers_probed_in_groups_when_memory_is_tight_give_the_probes_of_one_pass():
+    # the second method is the roomy run: every layer's features in one pass
+    model, train, test = Deterministic(), dataset(100, 1), dataset(100, 2)
+    tight = run_probes(model, train, test, CLASSES, memory_mb=0)
+    roomy = run_probes(model, train, test, CLASSES)
+    assert [layer.name for layer in tight.layers] == ["a", "b", "head"]
+    assert tight == roomy
+    assert tight.layers[0].features == 8 * 16  # a 4x4 map of 8 channels, not pooled below 4x4
+
+
+def test_consecutive_layers_share_a_pass_while_their_features_fit():
+    # 256 images x 1024 features x 4 bytes = 1 MiB for a and for b, 4 KiB for c (4 features): in 1 MiB each
+    # needs its own pass; in 2 MiB a and b fill one and c starts the next; with no layer over the limit, one
+    sizes = {"a": 1024, "b": 1024, "c": 4}
+    assert _groups(["a", "b", "c"], sizes, 256, 1) == [["a"], ["b"], ["c"]]
+    assert _groups(["a", "b", "c"], sizes, 256, 2) == [["a", "b"], ["c"]]
+    assert _groups(["a", "b", "c"], sizes, 256, 3) == [["a", "b", "c"]]
 
 
 def test_a_wide_layer_fitted_on_its_compact_representation_gives_the_same_probe():

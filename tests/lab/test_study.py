@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rewriter import RecipeError
+from rewriter._files import write_json
 from rewriter.cli import main
 from rewriter.lab.study import (
     Cell,
@@ -231,17 +232,36 @@ def test_retry_failed_runs_only_the_failed_cells(finished):
     assert [cell.variant.label for cell in again.pending()] == ["stem0"]
 
 
-def test_latency_can_be_timed_again_for_every_finished_cell(finished, monkeypatch, tmp_path):
+def test_latency_is_timed_where_it_is_missing_and_again_for_every_finished_cell(
+    finished, monkeypatch, tmp_path
+):
     shutil.copytree(finished[0].out, tmp_path / "copy")
     study = Study(finished[0].models, finished[0].variants, [0], SETUP, tmp_path / "copy")
-    monkeypatch.setattr("rewriter.lab.study.cells.latencies", lambda model, setup: {"latency_ms_b1": -1.0,
-                                                                                 "latency_ms_b32": -2.0})  # fmt: skip
-    fill_latency(study)  # every finished cell has a latency: nothing is timed
-    assert all(r.latency_ms_b1 != -1.0 for r in study.rows())
-    fill_latency(study, again=True)
-    timed = {r.recipe: r.latency_ms_b1 for r in study.rows()}
-    assert timed == {"baseline": -1.0, "truncate": -1.0, "stem0": None}  # the failed cell has no model
+    measured = {r.recipe: r.latency_ms_b1 for r in study.rows()}
+    truncate = next(cell for cell in study.cells if cell.variant.label == "truncate")
+    row = study.read_cell(truncate)
+    write_json(study.cell_path(truncate), row.replace(latency_ms_b1=None, latency_ms_b32=None).to_json())
+    calls = []
+
+    def fake(model, setup):
+        calls.append(model)
+        return {"latency_ms_b1": -1.0, "latency_ms_b32": -2.0}
+
+    monkeypatch.setattr("rewriter.lab.study.cells.latencies", fake)
+
+    def latencies() -> dict[str, tuple]:
+        return {r.recipe: (r.latency_ms_b1, r.latency_ms_b32) for r in study.rows()}
+
+    fill_latency(study)  # only the cell without a latency is timed
+    assert len(calls) == 1 and latencies()["truncate"] == (-1.0, -2.0)
+    assert latencies()["baseline"][0] == measured["baseline"] > 0
+    fill_latency(study, again=True)  # every finished cell; the failed one has no model
+    assert len(calls) == 3
+    expected = {"baseline": (-1.0, -2.0), "truncate": (-1.0, -2.0), "stem0": (None, None)}
+    assert latencies() == expected
     write_results(study, study.rows())
+    saved = json.loads((study.out / "results.json").read_text())["rows"]
+    assert {r["recipe"]: (r["latency_ms_b1"], r["latency_ms_b32"]) for r in saved} == expected
 
 
 def test_another_recipe_under_a_recorded_label_is_refused(finished, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -171,3 +174,21 @@ def test_written_files_get_the_usual_permissions(written):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_load_model_rebuilds_a_model_file_in_a_fresh_process_that_imported_only_models(written):
+    """Loading does not depend on what was imported before: a fresh interpreter that imports only
+    ``rewriter.models`` rebuilds the file (the truncated model, not a refusal to unpickle it), and never
+    imported the engine before it was asked to."""
+    path, _ = written
+    script = (
+        "import sys, torch\n"
+        "from rewriter.models import load_model\n"
+        "assert 'rewriter.engine' not in sys.modules\n"
+        f"model, spec = load_model({str(path)!r})\n"
+        "x = torch.zeros(1, 3, 32, 32)\n"
+        "print(type(model).__name__, spec.source, list(model.eval()(x).shape))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Truncated", "resnet18", "[1,", "10]"]

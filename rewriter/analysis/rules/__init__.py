@@ -7,8 +7,9 @@ positions alone (activations, norms, additions, reshapes) have rules too, so tha
 table is *reported* with the assumption made, never silently treated as harmless (fvcore's approach to
 FLOP handlers, applied to receptive fields).
 
-Third parties can teach the analyzer their ops with ``register_module_rule`` and
-``register_function_rule``.
+Third parties teach the analyzer a layer of their own with ``rewriter.analysis.register_layer`` (its rule,
+channel action and FLOP formula together); ``register_module_rule`` and ``register_function_rule`` fill
+this table alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from ._base import (
     ChannelAction,
     OpContext,
     OpEffect,
+    Recorded,
+    Rule,
+    RuleRefusal,
     Several,
     TensorShape,
     channel_action,
@@ -35,6 +39,7 @@ from ._base import (
     register_function_rule,
     register_module_rule,
     target_name,
+    windowed,
 )
 from ._fallback import effect_of
 from .positionwise import SHAPE_PRESERVING_MODULES
@@ -51,6 +56,9 @@ __all__ = [
     "ChannelAction",
     "OpContext",
     "OpEffect",
+    "Recorded",
+    "Rule",
+    "RuleRefusal",
     "Several",
     "TensorShape",
     "channel_action",
@@ -62,4 +70,5 @@ __all__ = [
     "register_function_rule",
     "register_module_rule",
     "target_name",
+    "windowed",
 ]

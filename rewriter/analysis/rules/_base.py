@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import layouts, windowing
 from ..layouts import Layout
+from ..op_keys import OpKey, describe, op_key
 
 Category = Literal[
     "conv", "pool", "adaptive_pool", "linear", "attention", "window_attention", "recurrent", "reduction",
@@ -124,13 +125,27 @@ def _merge(raw: Any, concrete: Any, env: Mapping[fx.Node, Any]) -> Any:
     return raw
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What the shape pass recorded of each node at one input size, kept beside the graph (never in fx's
+    ``node.meta``, which every analysis of one trace shares): ``outputs``, the ``TensorShape`` of what a node
+    returns (nested tuples of them for tuple results; absent for a node returning no tensor), and
+    ``arguments``, the ``(args, kwargs)`` a node was called with, tensors replaced by None (how a rule reads
+    ``x.size(3)`` as the number it was at this size)."""
+
+    outputs: dict[fx.Node, Any] = field(default_factory=dict)
+    arguments: dict[fx.Node, tuple[tuple, dict]] = field(default_factory=dict)
+
+
 @dataclass
 class OpContext:
-    """What a rule may look at: the node, its module (for ``call_module``), and input layouts/shapes."""
+    """What a rule may look at: the node, its module (for ``call_module``), the input layouts (``env``) and
+    what the shape pass recorded at this size (``recorded``): a rule reads the graph through it only."""
 
     node: fx.Node
     module: nn.Module | None
     env: Mapping[fx.Node, Any] = field(repr=False)
+    recorded: Recorded = field(default_factory=Recorded, repr=False)
 
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
         """Argument by position, else by keyword, else ``default``.
@@ -140,7 +155,7 @@ class OpContext:
         """
         in_args = index < len(self.node.args)
         raw = self.node.args[index] if in_args else self.node.kwargs.get(name, default) if name else default
-        values = self.node.meta.get("arg_values")
+        values = self.recorded.arguments.get(self.node)
         if values is None:
             return raw
         args, kwargs = values
@@ -148,12 +163,16 @@ class OpContext:
         # tensors stay nodes; plain values computed from shapes become their numbers
         return _merge(raw, concrete, self.env)
 
+    def outputs(self, value: Any = None) -> Any:
+        """The recorded ``TensorShape``(s) of what ``value`` (default: this node) returns, None if no tensor."""
+        value = self.node if value is None else value
+        return self.recorded.outputs.get(value) if isinstance(value, fx.Node) else None
+
     def layout(self, value: Any) -> Any:
         return self.env.get(value) if isinstance(value, fx.Node) else None
 
-    @staticmethod
-    def shape(value: Any) -> tuple[int, ...] | None:
-        meta = value.meta.get("tensor_meta") if isinstance(value, fx.Node) else None
+    def shape(self, value: Any) -> tuple[int, ...] | None:
+        meta = self.outputs(value)
         return meta.shape if isinstance(meta, TensorShape) else None
 
     @property
@@ -177,7 +196,7 @@ class OpContext:
             if is_layout(layout):
                 out.append((layout, self.shape(value)))
             elif isinstance(layout, Several):
-                out.extend(_parts(layout, value.meta.get("tensor_meta")))
+                out.extend(_parts(layout, self.outputs(value)))
         return out
 
 
@@ -198,6 +217,13 @@ def is_layout(value: Any) -> bool:
 
 Rule = Callable[[OpContext], OpEffect]
 
+
+class RuleRefusal(Exception):
+    """Raised by a rule for a node it knows it does not read (an unbatched sequence, ``Tensor.unfold``): the
+    node then gets the fallback's assumption and the reason is an analysis warning. Any other exception
+    inside a rule is a bug of the rule and stops the analysis (``AnalysisError``, the rule's error chained)."""
+
+
 #: How an op acts on the channels of an image tensor, declared beside its receptive-field rule (one table
 #: for both, read by ``rewriter.analysis.channels``): ``keep``: output channel i is input channel i
 #: (element-wise ops, norms, padding, pooling, resampling); ``mix``: new channels computed from the input's
@@ -215,14 +241,15 @@ class _Entry:
 
 _MODULE_RULES: dict[type, _Entry] = {}
 _MODULE_RULES_BY_NAME: dict[str, _Entry] = {}
-_FUNCTION_RULES: dict[str, _Entry] = {}
+_FUNCTION_RULES: dict[OpKey, _Entry] = {}  # keyed by ``op_keys.op_key``: the callable, or torch's op name
 
 
 def register_module_rule(
-    *classes: type | str, channels: ChannelAction | None = None
+    *classes: type | str, channels: ChannelAction | None = None, replace: bool = False
 ) -> Callable[[Rule], Rule]:
     """Register a rule for modules of these classes (a class, or its ``module.QualName`` string), and how
-    they act on channels (see ``ChannelAction``).
+    they act on channels (see ``ChannelAction``); a class that has a rule already is refused unless
+    ``replace``. ``rewriter.analysis.register_layer`` registers a FLOP formula with it.
 
     A class registered here is also traced as a leaf: fx records one node for it instead of its insides.
     """
@@ -230,19 +257,29 @@ def register_module_rule(
     def decorator(rule: Rule) -> Rule:
         _check_rule(rule, classes, channels)
         for cls in classes:
-            if isinstance(cls, str):
-                _MODULE_RULES_BY_NAME[cls] = _Entry(rule, channels)
-            else:
-                _MODULE_RULES[cls] = _Entry(rule, channels)
+            table, key = (_MODULE_RULES_BY_NAME, cls) if isinstance(cls, str) else (_MODULE_RULES, cls)
+            _refuse_second(table, key, cls if isinstance(cls, str) else qualified_class_name(cls), replace)
+        for cls in classes:
+            table = _MODULE_RULES_BY_NAME if isinstance(cls, str) else _MODULE_RULES
+            table[cls] = _Entry(rule, channels)
         return rule
 
     return decorator
 
 
+def _refuse_second(table: Mapping[Any, _Entry], key: Any, what: str, replace: bool) -> None:
+    existing = table.get(key)
+    if existing is not None and not replace:
+        raise ValueError(
+            f"{what} has a receptive-field rule already ({getattr(existing.rule, '__qualname__', existing.rule)}); "
+            "pass replace=True to replace it"
+        )
+
+
 def _check_rule(rule: Any, targets: Sequence[Any], channels: Any = None) -> None:
     """A rule must be a callable taking an ``OpContext``: registering anything else (a module object that
     shadows the function of the same name, say) would only fail later, at analysis time, as a warning."""
-    names = ", ".join(t if isinstance(t, str) else t.__name__ for t in targets)
+    names = ", ".join(t if isinstance(t, str) else getattr(t, "__name__", repr(t)) for t in targets)
     if not callable(rule) or isinstance(rule, types.ModuleType):
         raise TypeError(
             f"the rule registered for {names} must be a function taking an OpContext, got {rule!r}"
@@ -251,17 +288,29 @@ def _check_rule(rule: Any, targets: Sequence[Any], channels: Any = None) -> None
         raise TypeError(f"channels for {names} must be one of {', '.join(CHANNEL_ACTIONS)}, got {channels!r}")
 
 
-def register_function_rule(*names: str, channels: ChannelAction | None = None) -> Callable[[Rule], Rule]:
-    """Register a rule for functions and tensor methods with these ``__name__``s (and how they act on
-    channels, see ``ChannelAction``)."""
+def register_function_rule(
+    *ops: Callable[..., Any] | str, channels: ChannelAction | None = None, replace: bool = False
+) -> Callable[[Rule], Rule]:
+    """Register a rule for these functions (the callables themselves) or tensor methods and torch's ops (by
+    name: ``"cat"`` is ``torch.cat`` and ``Tensor.cat``), and how they act on channels (see
+    ``ChannelAction``); an op that has a rule already is refused unless ``replace``. A function of your own
+    is known by itself, never by its name: registering ``mylib.linear`` leaves ``F.linear`` alone."""
 
     def decorator(rule: Rule) -> Rule:
-        _check_rule(rule, names, channels)
-        for name in names:
-            _FUNCTION_RULES[name] = _Entry(rule, channels)
+        _check_rule(rule, ops, channels)
+        keys = [op_key(op) for op in ops]
+        for key in keys:
+            _refuse_second(_FUNCTION_RULES, key, describe(key), replace)
+        for key in keys:
+            _FUNCTION_RULES[key] = _Entry(rule, channels)
         return rule
 
     return decorator
+
+
+def function_rule(node: fx.Node) -> _Entry | None:
+    """The table's entry for the function or tensor method that ``node`` calls, or None."""
+    return _FUNCTION_RULES.get(op_key(node.target))
 
 
 def qualified_class_name(cls: type) -> str:
@@ -288,7 +337,7 @@ def has_module_rule(module: nn.Module) -> bool:
 
 def channel_action(module: nn.Module | None, node: fx.Node) -> ChannelAction | None:
     """How the op of ``node`` (a call of ``module``, or a function) acts on channels, from the rule table."""
-    entry = _module_entry(module) if module is not None else _FUNCTION_RULES.get(target_name(node))
+    entry = _module_entry(module) if module is not None else function_rule(node)
     return entry.channels if entry is not None else None
 
 

@@ -8,16 +8,19 @@ from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
+from ..._errors import AnalysisError
+from ..._text import one_line
 from .. import layouts
 from ..layouts import AXES, Layout
 from ._base import (
-    _FUNCTION_RULES,
     IDENTITY,
     AxisEffect,
     OpContext,
     OpEffect,
+    RuleRefusal,
     Several,
     TensorShape,
+    function_rule,
     is_layout,
     module_rule,
     target_name,
@@ -25,21 +28,31 @@ from ._base import (
 
 
 def effect_of(ctx: OpContext) -> OpEffect:
-    """Apply the table to one node; unknown ops, and rules that cannot read a node, get the 1x1 assumption,
-    and a result that drops or resizes the positions without saying why is flagged (``followed``)."""
+    """Apply the table to one node; unknown ops, and rules that refuse a node (``RuleRefusal``), get the 1x1
+    assumption, and a result that drops or resizes the positions without saying why is flagged (``followed``).
+
+    Raises:
+        AnalysisError: a rule failed otherwise: a bug in the rule, which must not pass as an assumption.
+    """
     if ctx.module is not None:
         rule = module_rule(ctx.module)
         fallback = unknown_module
     else:
-        entry = _FUNCTION_RULES.get(target_name(ctx.node))
+        entry = function_rule(ctx.node)
         rule = entry.rule if entry is not None else None
         fallback = unknown_function
     if rule is None:
         return fallback(ctx)
     try:
         effect = rule(ctx)
-    except Exception as err:  # a rule that meets an unexpected argument must not sink the analysis
-        return fallback(ctx, reason=f"its rule failed ({type(err).__name__}: {err})")
+    except RuleRefusal as err:
+        return fallback(ctx, reason=f"its rule does not read it: {err}")
+    except Exception as err:
+        what = type(ctx.module).__name__ if ctx.module is not None else f"'{target_name(ctx.node)}'"
+        raise AnalysisError(
+            f"the receptive-field rule of {what} failed on node '{ctx.node.name}' ({type(err).__name__}: "
+            f"{one_line(err, limit=200)}): a bug in the rule; please report it with its traceback"
+        ) from err
     if effect.layout is None and _returns_tensors(ctx) and ctx.layouts_and_shapes():
         return fallback(ctx, reason="its rule gave no layout for the tensors it returns")
     return followed(ctx, effect)
@@ -55,7 +68,7 @@ def _returns_tensors(ctx: OpContext) -> bool:
 
     import torch.fx as fx
 
-    fx.node.map_aggregate(ctx.node.meta.get("tensor_meta"), visit)
+    fx.node.map_aggregate(ctx.outputs(), visit)
     return found
 
 
@@ -120,7 +133,7 @@ def unknown_module(ctx: OpContext, *, reason: str = "") -> OpEffect:
     """
     name = type(ctx.module).__name__
     why = f" ({reason})" if reason else ""
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     if not ctx.tensor_inputs or metas is None:
         return OpEffect(
             "unknown", layout=None, unknown=True, assumption=f"{name}: no tensor in or out; ignored{why}"
@@ -188,7 +201,7 @@ def unknown_function(ctx: OpContext, *, reason: str = "") -> OpEffect:
         return OpEffect("unknown", layout=None)  # no image data in: nothing to assume
     first_layout, first_shape = inputs[0]
     if shape is None:
-        metas = ctx.node.meta.get("tensor_meta")
+        metas = ctx.outputs()
         if not isinstance(metas, (list, tuple)):
             return OpEffect("unknown", layout=None)  # no tensor out (shape arithmetic): nothing to assume
         layout = _unknown_layouts(first_layout, first_shape, metas)

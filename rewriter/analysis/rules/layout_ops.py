@@ -124,7 +124,7 @@ def _resize_dims(ctx: OpContext) -> OpEffect:
 def _split(ctx: OpContext) -> OpEffect:
     x = ctx.input
     layout = ctx.layout(x)
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     return OpEffect("layout", layout=Several(_resize_split(layout, ctx.shape(x), m.shape) for m in metas))
 
 
@@ -139,7 +139,7 @@ def _resize_split(layout: Layout, in_shape: tuple[int, ...], out_shape: tuple[in
 def _unbind(ctx: OpContext) -> OpEffect:
     layout = ctx.layout(ctx.input)
     dim = ctx.arg(1, "dim", 0) % len(layout)
-    metas = ctx.node.meta.get("tensor_meta")
+    metas = ctx.outputs()
     return OpEffect("layout", layout=Several([layouts.drop(layout, [dim])] * len(metas)))
 
 
@@ -192,11 +192,21 @@ def _index_tensor(ctx: OpContext, layout: Layout, index: Any) -> OpEffect:
     return OpEffect(category, (effects[0], effects[1]), tuple(out))
 
 
-@register_function_rule("select", "narrow")
+@register_function_rule("select")
 def _select(ctx: OpContext) -> OpEffect:
     x = ctx.input
-    in_shape, out_shape = ctx.shape(x), ctx.out_shape
-    if len(out_shape) == len(in_shape):
-        return _moved(_resize_split(ctx.layout(x), in_shape, out_shape))
-    dim = ctx.arg(1, "dim") % len(in_shape)
+    dim = ctx.arg(1, "dim") % len(ctx.shape(x))
     return _moved(layouts.drop(ctx.layout(x), [dim]))
+
+
+@register_function_rule("narrow")
+def _narrow(ctx: OpContext) -> OpEffect:
+    """``x.narrow(dim, start, length)`` is ``x[..., start:start + length]`` along ``dim``: a crop, which keeps
+    the positions of a spatial dim (as a slice does) and makes any other dim a plain one."""
+    x = ctx.input
+    in_shape = ctx.shape(x)
+    dim, start, length = ctx.arg(1, "dim") % len(in_shape), ctx.arg(2, "start"), ctx.arg(3, "length")
+    if not isinstance(start, int) or not isinstance(length, int):  # a tensor start: where is not known
+        return _moved(_resize_split(ctx.layout(x), in_shape, ctx.out_shape))
+    start %= in_shape[dim]
+    return _index_tensor(ctx, ctx.layout(x), (*[slice(None)] * dim, slice(start, start + length)))

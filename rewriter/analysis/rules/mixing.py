@@ -1,7 +1,7 @@
 """Ops that combine values along whole dims: linear layers, attention, matmul and einsum, softmax, reductions.
 
 Whether such an op is a 1x1 op, a local window or a global op depends only on which factors of the image's
-positions the combined dims carry (``rewriter.layouts.mix``): a Linear over channels is 1x1, over a patch's
+positions the combined dims carry (``rewriter.analysis.layouts.mix``): a Linear over channels is 1x1, over a patch's
 pixels a patch-sized kernel, over flattened positions global.
 """
 
@@ -20,6 +20,7 @@ from ._base import (
     AxisEffect,
     OpContext,
     OpEffect,
+    RuleRefusal,
     Several,
     elementwise,
     mixing,
@@ -88,9 +89,9 @@ def _recurrent_module(ctx: OpContext) -> OpEffect:
     """A recurrent layer combines the whole sequence (and the features) of its input into each output: the
     positions the sequence dim carries are all mixed (a row LSTM over ``[N*H, W, C]`` is global along the
     width). It returns ``(output, h)`` (``(output, (h, c))`` for an LSTM); each gets its layout."""
-    layout, metas = ctx.layout(ctx.input), ctx.node.meta.get("tensor_meta")
+    layout, metas = ctx.layout(ctx.input), ctx.outputs()
     if len(layout) != 3 or not isinstance(metas, (list, tuple)):
-        raise ValueError(f"expects a batched sequence [N, L, C] or [L, N, C], got {len(layout)} dims")
+        raise RuleRefusal(f"expects a batched sequence [N, L, C] or [L, N, C], got {len(layout)} dims")
     seq, batch = (1, 0) if ctx.module.batch_first else (0, 1)
     output, state = metas
     out = tuple(
@@ -128,7 +129,7 @@ def _reduction(ctx: OpContext) -> OpEffect:
     if name in ("amax", "amin") and dims in ((), []):
         dims = None
     reduced = layouts.normalize_dims(dims if not isinstance(dims, (float, str)) else None, len(in_shape))
-    meta = ctx.node.meta.get("tensor_meta")
+    meta = ctx.outputs()
     first = meta[0] if isinstance(meta, (list, tuple)) else meta
     keepdim = first is not None and len(first.shape) == len(in_shape) and len(reduced) > 0
     out = (

@@ -15,6 +15,7 @@ from ._base import (
     Category,
     OpContext,
     OpEffect,
+    RuleRefusal,
     as_tuple,
     per_axis,
     register_function_rule,
@@ -298,7 +299,7 @@ def _unfold_module(ctx: OpContext) -> OpEffect:
 @register_function_rule("unfold")
 def _unfold_function(ctx: OpContext) -> OpEffect:
     if ctx.node.op == "call_method":  # Tensor.unfold(dim, size, step): another op
-        raise ValueError("Tensor.unfold windows are not read")
+        raise RuleRefusal("Tensor.unfold windows are not read")
     return _unfold(ctx, ctx.arg(1, "kernel_size"), ctx.arg(2, "dilation", 1), ctx.arg(3, "padding", 0),
                    ctx.arg(4, "stride", 1))  # fmt: skip
 

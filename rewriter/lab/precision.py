@@ -60,15 +60,15 @@ class Precision:
 
 
 @functools.cache
-def native_bf16(device_type: str = "cpu") -> bool:
+def native_bf16(device_type: str = "cpu", cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the device computes in bf16 natively: a CUDA device that reports bf16 support, or a CPU
-    whose flags (Linux's /proc/cpuinfo) list AMX-BF16 or AVX512-BF16."""
+    whose flags (Linux's ``cpuinfo``) list AMX-BF16 or AVX512-BF16."""
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        flags = Path(cpuinfo).read_text().split()
     except OSError:
         return False
     return any(flag in flags for flag in CPU_BF16_FLAGS)

@@ -1,7 +1,7 @@
 """Scoring a model on the test split of a data source: accuracy, loss, accuracy per class, images per second.
 
-What ``rewriter evaluate`` prints. The test split is read by one plain DataLoader (``test_loader``, the one
-place to change when the data path changes), in order, without augmentation.
+What ``rewriter evaluate`` prints. The test split is read in order, without augmentation, by the batch
+loader every measurement uses (``batches.loader``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..analysis.modes import eval_mode
+from .batches import loader
 from .data import DataError, DataSource
 
 
@@ -63,9 +63,9 @@ class Score:
         return "\n".join(lines)
 
 
-def test_loader(data: DataSource, *, batch_size: int, workers: int = 0) -> DataLoader:
-    """The test split in order, as batches."""
-    return DataLoader(data.test, batch_size=batch_size, shuffle=False, num_workers=workers)
+def test_loader(data: DataSource, *, batch_size: int, workers: int = 0, device: torch.device | str = "cpu"):
+    """The test split in order, as batches (cut from memory on ``device`` where the split is held there)."""
+    return loader(data.test, batch_size=batch_size, workers=workers, device=device)
 
 
 test_loader.__test__ = False  # type: ignore[attr-defined]  # a loader, not a pytest test
@@ -73,8 +73,10 @@ test_loader.__test__ = False  # type: ignore[attr-defined]  # a loader, not a py
 
 def class_names(data: DataSource) -> tuple[str, ...]:
     """The data's class names where it has them (an image folder), else the class numbers."""
-    names = getattr(data.test, "classes", None) or getattr(
-        getattr(data.test, "dataset", None), "classes", None
+    names = (
+        data.classes
+        or getattr(data.test, "classes", None)
+        or getattr(getattr(data.test, "dataset", None), "classes", None)
     )
     if names and len(names) == data.num_classes:
         return tuple(str(n) for n in names)
@@ -102,8 +104,8 @@ def score(
     )
     start = time.perf_counter()
     with eval_mode(model), torch.no_grad():
-        for x, y in test_loader(data, batch_size=batch_size, workers=workers):
-            out = model(x.to(device)).float().cpu()
+        for x, y in test_loader(data, batch_size=batch_size, workers=workers, device=device):
+            out, y = model(x.to(device)).float().cpu(), y.cpu()
             if out.ndim != 2 or out.shape[1] != classes:
                 raise DataError(
                     f"the model returns {list(out.shape)}, the data {data.name} has {classes} classes: give a model "

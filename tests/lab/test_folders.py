@@ -23,7 +23,9 @@ def class_sorted(folder, counts: dict[str, int], size=(12, 12)) -> None:
     for k, (name, count) in enumerate(counts.items()):
         (folder / name).mkdir(parents=True)
         for i in range(count):
-            Image.fromarray(np.full((size[0], size[1], 3), 40 * k, dtype=np.uint8)).save(folder / name / f"{i}.png")
+            Image.fromarray(np.full((size[0], size[1], 3), 40 * k, dtype=np.uint8)).save(
+                folder / name / f"{i}.png"
+            )
 
 
 @pytest.fixture

@@ -34,17 +34,12 @@ def test_auto_falls_back_to_fp32_where_bf16_is_not_native(bf16_native):
     assert "no native bf16" in chosen.reason
 
 
-def test_native_bf16_reads_the_cpu_flags(tmp_path, monkeypatch):
-    flags = {"amx_bf16": True, "avx512_bf16": True, "avx512f": False}
-    for flag, native in flags.items():
-        cpuinfo = tmp_path / f"cpuinfo-{flag}"
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flag}\n")
-        original = precision_module.Path
-        monkeypatch.setattr(precision_module, "Path", lambda _p, f=cpuinfo: original(f))
-        precision_module.native_bf16.cache_clear()
-        assert precision_module.native_bf16("cpu") is native
-        monkeypatch.setattr(precision_module, "Path", original)
-    precision_module.native_bf16.cache_clear()
+@pytest.mark.parametrize(("flag", "native"), [("amx_bf16", True), ("avx512_bf16", True), ("avx512f", False)])
+def test_native_bf16_reads_the_cpu_flags(tmp_path, flag, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flag}\n")
+    assert precision_module.native_bf16("cpu", str(cpuinfo)) is native
+    assert precision_module.native_bf16("cpu", str(tmp_path / "none")) is False  # no cpuinfo: not native
 
 
 def test_fp16_on_a_cpu_is_refused_and_an_unknown_name_too():

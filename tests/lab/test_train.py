@@ -129,7 +129,8 @@ def test_training_only_the_head_leaves_the_rest_untouched(data):
 
 def train_command(tmp_path: Path, *extra: str, name: str = "m.pt") -> list[str]:
     return ["train", "tests.nets:tiny_cnn", "--data", "synthetic:64", "--epochs", "1", "--max-batches", "2",
-            "--batch-size", "16", "--lr", "0.05", "--precision", "fp32", "-o", str(tmp_path / name), *extra]  # fmt: skip
+            "--batch-size", "16", "--lr", "0.05", "--precision", "fp32", "-o", str(tmp_path / name),
+            *extra]  # fmt: skip
 
 
 def test_the_same_seed_gives_the_same_weights(tmp_path, capsys):

@@ -359,6 +359,8 @@ def test_the_accuracy_check_reads_every_class_of_a_class_sorted_split():
     labels = torch.arange(1500) // 500
     images = torch.rand(1500, 3, 8, 8, generator=generator) * 0.1
     images[torch.arange(1500), labels] += 1.0
-    with pytest.raises(rewriter.RewriteError, match=r"test accuracy 33\.[34]% on 1024 images .* is at chance"):
+    with pytest.raises(
+        rewriter.RewriteError, match=r"test accuracy 33\.[34]% on 1024 images .* is at chance"
+    ):
         rewriter.rewrite(_BrightestChannel(constant=True), ["scale-width"], input_size=8,
                          data=_data(3, images, labels), latency=False)  # fmt: skip

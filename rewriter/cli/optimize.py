@@ -19,7 +19,7 @@ from ..engine.saving import save
 from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import OptimizeResult, optimize, validate
-from ..render import format_front, plot_front, plot_pareto
+from ..render import format_front, plot_curves, plot_front, plot_pareto
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
     DATA_HELP,
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         validation = validate(
             result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
-            workers=args.workers, plot=plot_pareto,
+            workers=args.workers, plot=plot_pareto, curves=plot_curves,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)

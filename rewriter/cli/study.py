@@ -8,7 +8,7 @@ from pathlib import Path
 from ..lab.data import parse_data_spec
 from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
-from ..render import plot_pareto
+from ..render import plot_curves, plot_pareto
 from ._common import status
 from ._parser import DATA_HELP, add_rate_arguments, command_parser, cores, data_spec, integer, real, size
 
@@ -27,7 +27,8 @@ learning rate for every cell by a range test on the baselines (recorded in OUT/s
 epoch warms the rate up (`--warmup-epochs 0 --lr 0.1` is paper 000's schedule exactly).
 
 OUT gets results.csv and results.json (one row per cell), summary.md (mean and spread per model x recipe,
-deltas against the model's baseline, which variants are on the Pareto front) and pareto.png.
+deltas against the model's baseline, which variants are on the Pareto front), pareto.png and curves.png
+(every cell's training curve).
 Exit codes: 0 every cell succeeded, 3 the study finished but some cells failed, 1 it could not run.
 """
 
@@ -145,7 +146,9 @@ def run_command(args: argparse.Namespace) -> int:
             f"study of {len(study.cells)} cells in {args.out}: {len(study.cells) - pending} done, {pending} to run"
         )
 
-        rows = run_study(study, executor=executor, device=device, on_cell=_report, plot=plot_pareto)
+        rows = run_study(
+            study, executor=executor, device=device, on_cell=_report, plot=plot_pareto, curves=plot_curves
+        )
         rank, _ = distributed()
     finally:
         if joined:
@@ -158,7 +161,11 @@ def run_command(args: argparse.Namespace) -> int:
     failed = [r for r in rows if (r.model, r.source, r.recipe, r.seed) in mine and not r.ok]
     out = Path(args.out)
     print((out / "summary.md").read_text())
-    status(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}, {out / 'pareto.png'}")
+    plots = ", ".join(str(out / name) for name in ("pareto.png", "curves.png") if (out / name).is_file())
+    status(
+        f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}"
+        + (f", {plots}" if plots else "")
+    )
     if failed:
         status(f"{len(failed)} of {len(study.cells)} cells failed; their errors are in summary.md")
         return 3

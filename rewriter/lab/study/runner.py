@@ -113,7 +113,9 @@ def run_study(
         bar.close()
     if rank == 0:
         fill_latency(study)
-        write_results(study, study.rows(), plot=plot, curves=curves, lr=job.lr if study.setup.auto_lr else None)
+        write_results(
+            study, study.rows(), plot=plot, curves=curves, lr=job.lr if study.setup.auto_lr else None
+        )
     return study.rows()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import sys
 from typing import Any
 
 import yaml
@@ -206,7 +205,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         return
     check_outputs(args, {"-o": args.output, "--report": args.report, "--plot": args.plot})
     if args.output:
-        check_format(args.output, args.format)
+        check_format(args.output, args.format, strict=True)
 
 
 def _load(args: argparse.Namespace):
@@ -244,9 +243,9 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _progress():
     """A progress bar on stderr (candidates so far) when stderr is a terminal."""
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
-    bar = tqdm(desc="candidates", unit="cand", disable=not sys.stderr.isatty(), leave=False)
+    bar = progress_bar(desc="candidates", unit="cand", leave=False)
     try:
         yield lambda candidate: bar.update()
     finally:

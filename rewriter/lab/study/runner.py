@@ -85,8 +85,7 @@ def run_study(
     the training curves. ``executor`` says where the cells run (default:
     ``workers`` processes if more than one, else here); ``device`` is what they train on (None: cuda where
     there is one). Returns all rows."""
-    from tqdm import tqdm
-
+    from ..._progress import progress_bar
     from ..training import distributed
 
     executor = executor or Executor("processes" if workers > 1 else "serial", workers=workers)
@@ -97,8 +96,8 @@ def run_study(
         torch.distributed.barrier()
     job = CellJob(study.setup, _study_lr(study, device, rank), device)
     pending = study.pending()
-    bar = tqdm(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study", unit="cell",
-               disable=not progress or rank != 0)  # fmt: skip
+    bar = progress_bar(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study",
+                       unit="cell", show=progress and rank == 0)  # fmt: skip
 
     def finish(cell: Cell, row: CellRow) -> None:
         if rank == 0:

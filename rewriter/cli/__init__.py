@@ -73,7 +73,9 @@ def _main(argv: list[str]) -> int:
     from ._common import inputs_of
 
     with unbounded() if "--allow-large" in argv else contextlib.nullcontext():
-        args = build_parser().parse_args(argv)  # sizes are checked against the bounds while parsing
+        args, unknown = build_parser().parse_known_args(argv)  # sizes are checked while parsing
+        if unknown:  # refused by the subcommand's parser: its --help is the page to read
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         with logging_to_stderr(quiet=args.quiet, as_json=args.log_json, command=_command(argv)):
             try:
                 with _warnings_as_lines(), protected_inputs(inputs_of(args)):

@@ -143,11 +143,14 @@ def command_parser(
     description: str,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help keeps the line breaks of its description and examples."""
-    return subparsers.add_parser(
+    """A subcommand whose --help keeps the line breaks of its description and examples (and which its
+    namespace names, so that an argument it does not know is refused pointing at its own --help)."""
+    parser = subparsers.add_parser(
         name, parents=parents, help=help, description=description, epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    parser.set_defaults(command_parser=parser)
+    return parser
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str = MODEL_HELP) -> None:

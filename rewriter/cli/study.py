@@ -10,7 +10,17 @@ from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_curves, plot_pareto
 from ._common import status
-from ._parser import DATA_HELP, add_rate_arguments, command_parser, cores, data_spec, integer, real, size
+from ._parser import (
+    DATA_HELP,
+    MAX_CLASSES,
+    add_rate_arguments,
+    command_parser,
+    cores,
+    data_spec,
+    integer,
+    real,
+    size,
+)
 
 DESCRIPTION = """\
 Answer "is the rewritten model as good as the baseline, and how much cheaper is it?" the way paper 000 V
@@ -90,6 +100,8 @@ def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
     setup.add_argument(
         "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick studies"
     )
+    setup.add_argument("--num-classes", type=integer(1, MAX_CLASSES), metavar="N",
+                       help="classes of the head, as in train (default: the data's)")  # fmt: skip
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
 
@@ -127,6 +139,7 @@ def run_command(args: argparse.Namespace) -> int:
         data=args.data, input_size=args.input_size, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.weight_decay,
         max_batches=args.max_batches, finetune_head=args.finetune_head, warmup_epochs=args.warmup_epochs,
+        num_classes=args.num_classes,
     )  # fmt: skip
     kind = args.executor or ("processes" if args.workers > 1 else "serial")
     workers = args.workers

@@ -8,6 +8,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from .._text import axes_text, render_table
+from ..lab.convergence import at_chance
 from ..lab.saturation import DELTA, SaturationReport, compute_saturation
 from ..render.plots import plot_saturation
 from ._common import analysis_or_none, loader_workers, prepare_measurement, print_json, status, write_report
@@ -64,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 def run(args: argparse.Namespace) -> int:
     setup, device = prepare_measurement(args)
     data, model, size = setup.data, setup.model, setup.input_size
+    untrained = at_chance(model, data, device)
+    if untrained:
+        status(f"warning: {untrained}")
     split = data.train_plain if args.split == "train" else data.test
     loader = DataLoader(split, batch_size=args.batch_size, shuffle=False, num_workers=loader_workers(args))
     total = len(loader) if args.batches is None else min(args.batches, len(loader))

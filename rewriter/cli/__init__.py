@@ -72,19 +72,20 @@ def _main(argv: list[str]) -> int:
     from ..analysis.sizes import unbounded
     from ._common import inputs_of
 
-    with unbounded() if "--allow-large" in argv else contextlib.nullcontext():
+    # the log is set up before parsing, so that a usage error is a JSON line too with --log-json
+    logging = logging_to_stderr(quiet="--quiet" in argv, as_json="--log-json" in argv, command=_command(argv))
+    with unbounded() if "--allow-large" in argv else contextlib.nullcontext(), logging:
         args, unknown = build_parser().parse_known_args(argv)  # sizes are checked while parsing
         if unknown:  # refused by the subcommand's parser: its --help is the page to read
             args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        with logging_to_stderr(quiet=args.quiet, as_json=args.log_json, command=_command(argv)):
-            try:
-                with _warnings_as_lines(), protected_inputs(inputs_of(args)):
-                    return args.run(args)
-            except RewriterError as err:
-                if args.debug:
-                    raise
-                log(one_line(err), "error")
-                return 2 if isinstance(err, UsageError) else 1
+        try:
+            with _warnings_as_lines(), protected_inputs(inputs_of(args)):
+                return args.run(args)
+        except RewriterError as err:
+            if args.debug:
+                raise
+            log(one_line(err), "error")
+            return 2 if isinstance(err, UsageError) else 1
 
 
 def _command(argv: list[str]) -> str:

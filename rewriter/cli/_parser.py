@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from .._errors import RewriterError
 from ..analysis.sizes import check_channels, parse_size
+from ._log import log
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
@@ -36,7 +37,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit code 2), pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        log(f"{message} (see `{self.prog} --help`)", "error")
         sys.exit(2)
 
 

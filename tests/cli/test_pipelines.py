@@ -68,3 +68,9 @@ def test_a_model_file_must_be_named_pt(capsys, tmp_path, name):
                        str(target), "--no-latency")  # fmt: skip
     assert code == 1 and "a model file" in err and f"give {target.with_suffix('.pt')}" in err
     assert not target.exists()
+
+
+def test_a_usage_error_is_a_json_line_too(capsys):
+    code, _, err = run(capsys, "analyze", "resnet18", "--log-json", "--input-size", "0")
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert code == 2 and record["level"] == "error" and record["message"].startswith("argument --input-size")

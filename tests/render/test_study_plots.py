@@ -23,10 +23,11 @@ def captured(monkeypatch):
 
 
 def cell(model: str, recipe: str, seed: int, *, converged: bool = True) -> CellRow:
-    """Four epochs; the test accuracy scored after epochs 2 and 4 only (NaN elsewhere), 0.5 and 0.8 + seed/100."""
-    scored = {2: 0.5 + seed / 100, 4: 0.8 + seed / 100}
-    curve = tuple(EpochPoint(e, 2.0 / e, 0.2 * e, 1.0, scored.get(e, NAN), 0.1) for e in range(1, 5))
-    return CellRow(model=model, recipe=recipe, seed=seed, status="ok", test_accuracy=scored[4], chance=0.1,
+    """Four epochs (recorded as 0 .. 3, drawn as 1 .. 4); the loss 2 / epoch drawn; the test accuracy scored
+    after the 2nd and 4th only (NaN elsewhere), 0.5 and 0.8 + seed/100."""
+    scored = {1: 0.5 + seed / 100, 3: 0.8 + seed / 100}
+    curve = tuple(EpochPoint(e, 2.0 / (e + 1), 0.2, 1.0, scored.get(e, NAN), 0.1) for e in range(4))
+    return CellRow(model=model, recipe=recipe, seed=seed, status="ok", test_accuracy=scored[3], chance=0.1,
                    convergence="converged" if converged else "still improving", curve=curve)  # fmt: skip
 
 

@@ -22,12 +22,12 @@ _command = ""
 
 @contextlib.contextmanager
 def logging_to_stderr(*, quiet: bool, as_json: bool, command: str) -> Iterator[None]:
-    """Within: lines as asked, and no progress bar if either flag is set (else bars when stderr is a
-    terminal); restored after, so that a caller of ``main`` in-process keeps its own settings."""
+    """Within: lines as asked, and progress bars only when stderr is a terminal and neither flag is set;
+    restored after, so that a caller of ``main`` in-process keeps its own settings."""
     global _quiet, _as_json, _command
     saved = (_quiet, _as_json, _command)
     _quiet, _as_json, _command = quiet, as_json, command
-    set_progress(False if quiet or as_json else None)
+    set_progress(False if quiet or as_json else sys.stderr.isatty())
     try:
         yield
     finally:

@@ -54,7 +54,9 @@ def plot_curves(rows: Sequence[CellRow], path: str | os.PathLike, *, title: str 
 def _panel(ax, twin, cells: Sequence[CellRow], model: str, recipe: str) -> None:
     """One model x recipe: every seed's loss and accuracy, the chance level, the convergence count."""
     for row in cells:
-        epochs = [p.epoch + 1 for p in row.curve]  # recorded from 0; drawn as the epochs done, as train prints
+        epochs = [
+            p.epoch + 1 for p in row.curve
+        ]  # recorded from 0; drawn as the epochs done, as train prints
         losses = [p.loss if math.isfinite(p.loss) and p.loss > 0 else math.nan for p in row.curve]
         ax.plot(epochs, losses, color=_LOSS, linewidth=0.8, alpha=0.8)
         scored = [(p.epoch + 1, 100 * p.test_accuracy) for p in row.curve if math.isfinite(p.test_accuracy)]

@@ -51,10 +51,13 @@ class _Terminal:
         return len(text)
 
 
-def test_progress_bars_are_shown_only_on_a_terminal_and_never_with_quiet_or_log_json(monkeypatch):
-    assert not progress_shown()  # pytest's captured stderr is no terminal
+def test_the_command_line_shows_bars_only_on_a_terminal_and_never_with_quiet_or_log_json(monkeypatch):
+    assert progress_shown()  # the library: as each caller asks (a notebook's stderr is no terminal)
+    with logging_to_stderr(quiet=False, as_json=False, command="x"):
+        assert not progress_shown()  # pytest's captured stderr is no terminal
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    assert progress_shown()
+    with logging_to_stderr(quiet=False, as_json=False, command="x"):
+        assert progress_shown()
     for quiet, as_json in ((True, False), (False, True)):
         with logging_to_stderr(quiet=quiet, as_json=as_json, command="x"):
             assert not progress_shown()

@@ -282,7 +282,7 @@ def plot_pareto(
                 linewidth=1 if label else 0.8, alpha=1 if label else 0.6, drawstyle="steps-post",
                 label=label)  # fmt: skip
     _pareto_legend(ax, models, recipe_labels, recipes or {}, colors, hollow=len(settled) < len(points))
-    _flops_axis(ax)
+    _flops_axis(ax, [g["flops"] for g in points])
     ax.set_xlabel("FLOPs per image (fvcore, multiply-adds)")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(title or "accuracy against cost")
@@ -318,12 +318,16 @@ def _pareto_legend(ax, models, labels, recipes: dict[str, str], colors, *, hollo
                 "(no verdict; left out of the fronts)")  # fmt: skip
 
 
-def _flops_axis(ax) -> None:
-    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap."""
+def _flops_axis(ax, values: list[float]) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap; over
+    less than a factor of 3 (where that would leave one label or none), evenly spaced labels instead."""
     from matplotlib import ticker
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    narrow = bool(values) and min(values) > 0 and max(values) / min(values) < 3
+    ax.xaxis.set_major_locator(
+        ticker.MaxNLocator(nbins=5) if narrow else ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0))
+    )
     ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=" "))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 

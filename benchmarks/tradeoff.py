@@ -32,7 +32,7 @@ from _common import HERE, machine, stamp, write_section
 
 from rewriter._files import write_json
 from rewriter.lab.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
-from rewriter.render import plot_pareto
+from rewriter.render import plot_curves, plot_pareto
 
 MODELS = ["cifar_vgg11", "resnet18"]
 RECIPES = ["baseline", "truncate", "reorganize-stages"]  # remove-stem-downsampling: 3-4x the cost, --recipe
@@ -187,10 +187,10 @@ def main() -> None:
     print(f"{len(study.cells)} cells, {len(study.pending())} to run; the full default study: about {full:.0f} min "
           f"on an idle 2-core machine{grid}")  # fmt: skip
     pending, began = len(study.pending()), time.perf_counter()
-    run_study(study, workers=args.workers, plot=plot_pareto)
+    run_study(study, workers=args.workers, plot=plot_pareto, curves=plot_curves)
     if args.retime:
         fill_latency(study, print, again=True)
-        write_results(study, study.rows(), plot=plot_pareto)
+        write_results(study, study.rows(), plot=plot_pareto, curves=plot_curves)
     minutes = _record_time(out, pending, began)
     summary = (out / "summary.md").read_text().replace("# Study summary", f"### `{args.data}`")
     wall = f"Wall time {minutes:.1f} min for the cells run. Plot: `results/tradeoff/{out.name}/pareto.png`."

@@ -19,6 +19,7 @@ from torch import nn
 from .._errors import AnalysisError, close_matches
 from .._text import one_line
 from . import cost as metrics
+from .breakdown import flops_by_module, params_by_module
 from .flops import FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph
 from .information_field import StageField, information_fields
@@ -94,6 +95,10 @@ class Analysis:
     flops_skipped_ops: tuple[tuple[str, int], ...] = ()
     flops_backend: str | None = None  # "meta" (the shape pass) or "fvcore"; None when not counted
     flops_by_operator: tuple[tuple[str, int], ...] = ()
+    # fvcore's by_module convention (``breakdown``): a module's cost includes its children's, "" the model's
+    flops_by_module: tuple[tuple[str, int], ...] = ()
+    params_by_module: tuple[tuple[str, int], ...] = ()
+    flops_by_node: tuple[tuple[str, int], ...] = ()  # each op's own FLOPs (the meta backend counts them)
     warnings: tuple[str, ...] = ()
     # paper 003: stages, their units and each unit's Information Field; computed when first read
     stages_of: Callable[[], tuple[StageField, ...]] | None = field(default=None, repr=False, compare=False)
@@ -145,6 +150,18 @@ class Analysis:
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
+    def layer_cost(self, name: str) -> tuple[int | None, int | None]:
+        """The parameters and FLOPs of the layer ``name``: for a module, its own (children included, as
+        fvcore's by_module); for a function, its FLOPs and no parameters (None). FLOPs None: not counted."""
+        node = self.graph[name] if self.graph is not None and name in self.graph else None
+        module = node.target if node is not None and node.is_module else None
+        params = None if module is None else dict(self.params_by_module).get(module, 0)
+        if self.flops is None:
+            return params, None
+        if self.flops_by_node:  # the meta backend: every op's own count
+            return params, dict(self.flops_by_node).get(name, 0)
+        return params, None if module is None else dict(self.flops_by_module).get(module, 0)
+
     @property
     def unproductive_layers(self) -> list[Layer]:
         """The tail: the layers from b_min on, each exceeding the input (the ones truncation removes)."""
@@ -168,12 +185,23 @@ class Analysis:
             "flops_by_operator": dict(self.flops_by_operator),
             "flops_skipped_ops": dict(self.flops_skipped_ops),
             "params": self.params,
-            "layers": [layer.to_json() for layer in self.layers],
+            "flops_by_module": dict(self.flops_by_module),
+            "params_by_module": dict(self.params_by_module),
+            "layers": [{**layer.to_json(), **self._cost_json(layer.name)} for layer in self.layers],
             "border_layer_min": self.border_layer_min,
             "border_layer_max": self.border_layer_max,
             "min_productive_input_size": _rf_json(self.min_productive_input_size),
             "stages": [stage.to_json() for stage in self.stages],
             "warnings": list(self.all_warnings),
+        }
+
+    def _cost_json(self, name: str) -> dict[str, Any]:
+        params, flops = self.layer_cost(name)
+        return {
+            "params": params,
+            "params_share": None if params is None or not self.params else params / self.params,
+            "flops": flops,
+            "flops_share": None if flops is None or not self.flops else flops / self.flops,
         }
 
 
@@ -227,6 +255,7 @@ def build_analysis(
 ) -> Analysis:
     """The per-layer rows, the border layers and the figures of one model at one size."""
     size = graph.input_size
+    modules = {name for name, _ in model.named_modules()}
     rows = _rows(graph, passed, feature_size or size, border_rule)
     tested = [r for r in rows if r.exceeds is not None]
     b_min = final_run_start((r.name, not r.exceeds) for r in tested)
@@ -247,6 +276,9 @@ def build_analysis(
         flops_skipped_ops=flops.skipped_ops if flops else (),
         flops_backend="meta" if flops else None,
         flops_by_operator=flops.by_operator if flops else (),
+        flops_by_module=tuple(flops_by_module(graph, flops.by_node, modules).items()) if flops else (),
+        params_by_module=tuple(params_by_module(model).items()),
+        flops_by_node=flops.by_node if flops else (),
         warnings=_warnings(graph),
         stages_of=lambda: tuple(information_fields(find_stages(model, graph))),
         graph=graph,

@@ -32,6 +32,7 @@ class Cost:
     params: int
     skipped_ops: tuple[tuple[str, int], ...] = ()  # ops fvcore counted as zero, with how often they ran
     by_operator: tuple[tuple[str, int], ...] = ()  # fvcore's ``by_operator()``
+    by_module: tuple[tuple[str, int], ...] = ()  # fvcore's ``by_module()``: children included, "" the total
 
     @property
     def skipped_summary(self) -> str:
@@ -58,17 +59,22 @@ def count_flops(model: nn.Module, input_size: tuple[int, int], *, in_channels: i
     Raises:
         InputSizeError: the model does not run at this size.
     """
-    (flops, by_operator), skipped = _flop_count(
+    (flops, by_operator, by_module), skipped = _flop_count(
         model,
         input_size,
         in_channels,
-        lambda analysis: (int(analysis.total()), {k: int(v) for k, v in analysis.by_operator().items()}),
+        lambda analysis: (
+            int(analysis.total()),
+            {k: int(v) for k, v in analysis.by_operator().items()},
+            {k: int(v) for k, v in analysis.by_module().items()},
+        ),
     )
     return Cost(
         flops=flops,
         params=count_params(model),
         skipped_ops=skipped,
         by_operator=tuple(sorted(by_operator.items())),
+        by_module=tuple(by_module.items()),
     )
 
 

@@ -172,4 +172,6 @@ def analyze(
         flops_skipped_ops=cost.skipped_ops,
         flops_backend="fvcore",
         flops_by_operator=cost.by_operator,
+        flops_by_module=cost.by_module,
+        flops_by_node=(),
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from .._errors import RewriterError, RewriterWarning, UsageError
 from .._text import one_line
 from .._version import __version__
+from ._log import log, logging_to_stderr
 
 SUBCOMMANDS = (
     "optimize", "analyze", "sweep", "rewrite", "train", "saturation", "probe", "relevance", "study", "compare",
@@ -29,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common.add_argument(
+        "--quiet", action="store_true", help="no progress bars and no status lines (warnings and errors stay)"
+    )
+    common.add_argument(
+        "--log-json",
+        action="store_true",
+        help="stderr as JSON lines (time, command, level, message), no bars",
+    )
     common.add_argument(
         "--allow-large",
         action="store_true",
@@ -56,20 +65,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["--version"]:  # before the parser, whose subcommands import torch (seconds)
+        print(f"rewriter {__version__}")
+        return 0
     from .._files import protected_inputs
     from ..analysis.sizes import unbounded
     from ._common import inputs_of
 
-    with unbounded() if "--allow-large" in argv else contextlib.nullcontext():
-        args = build_parser().parse_args(argv)  # sizes are checked against the bounds while parsing
+    # the log is set up before parsing, so that a usage error is a JSON line too with --log-json
+    logging = logging_to_stderr(quiet="--quiet" in argv, as_json="--log-json" in argv, command=_command(argv))
+    with unbounded() if "--allow-large" in argv else contextlib.nullcontext(), logging:
+        args, unknown = build_parser().parse_known_args(argv)  # sizes are checked while parsing
+        if unknown:  # refused by the subcommand's parser: its --help is the page to read
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         try:
             with _warnings_as_lines(), protected_inputs(inputs_of(args)):
                 return args.run(args)
         except RewriterError as err:
             if args.debug:
                 raise
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            log(one_line(err), "error")
             return 2 if isinstance(err, UsageError) else 1
+
+
+def _command(argv: list[str]) -> str:
+    return next((a for a in argv if a in SUBCOMMANDS), "")
 
 
 @contextlib.contextmanager
@@ -81,7 +101,7 @@ def _warnings_as_lines() -> Iterator[None]:
 
         def show(message, category, filename, lineno, file=None, line=None) -> None:
             if issubclass(category, RewriterWarning):
-                print(f"warning: {message}", file=sys.stderr)
+                log(str(message), "warning")
             else:
                 shown(message, category, filename, lineno, file, line)
 

@@ -19,6 +19,7 @@ from ..lab.data import native_size, parse_data_spec
 from ..lab.setup import ModelRequest, Setup, load_data_and_model, pretrain, resolve_input_size
 from ..lab.training import resolve_device
 from ..models.sources import ModelSpec, parse_model_args
+from ._log import log
 from ._parser import cores
 
 
@@ -28,8 +29,9 @@ def print_json(data: Any) -> None:
 
 
 def status(message: str) -> None:
-    """Progress and notes go to stderr so that stdout stays clean for --json."""
-    print(message, file=sys.stderr)
+    """Progress and notes go to stderr so that stdout stays clean for --json (as text or JSON lines, none
+    with --quiet: ``rewriter.cli._log``)."""
+    log(message)
 
 
 def request_of(args: argparse.Namespace, *, num_classes: int | None = None) -> ModelRequest:

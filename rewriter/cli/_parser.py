@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from .._errors import RewriterError
 from ..analysis.sizes import check_channels, parse_size
+from ._log import log
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
@@ -39,7 +40,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit code 2), pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        log(f"{message} (see `{self.prog} --help`)", "error")
         sys.exit(2)
 
 
@@ -146,11 +147,14 @@ def command_parser(
     description: str,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help keeps the line breaks of its description and examples."""
-    return subparsers.add_parser(
+    """A subcommand whose --help keeps the line breaks of its description and examples (and which its
+    namespace names, so that an argument it does not know is refused pointing at its own --help)."""
+    parser = subparsers.add_parser(
         name, parents=parents, help=help, description=description, epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    parser.set_defaults(command_parser=parser)
+    return parser
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str = MODEL_HELP) -> None:

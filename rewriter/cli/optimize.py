@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from typing import Any
 
 import yaml
@@ -18,7 +17,7 @@ from ..engine.saving import save
 from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import PREFERENCES, OptimizeResult, Ratio, optimize, parse_limit, validate
-from ..render import format_front, plot_front, plot_pareto
+from ..render import format_front, plot_curves, plot_front, plot_pareto
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
     DATA_HELP,
@@ -213,7 +212,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         return
     check_outputs(args, {"-o": args.output, "--report": args.report, "--plot": args.plot})
     if args.output:
-        check_format(args.output, args.format)
+        check_format(args.output, args.format, strict=True)
 
 
 def _load(args: argparse.Namespace):
@@ -240,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         validation = validate(
             result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
-            workers=args.workers, plot=plot_pareto,
+            workers=args.workers, plot=plot_pareto, curves=plot_curves,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)
@@ -252,9 +251,9 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _progress():
     """A progress bar on stderr (candidates so far) when stderr is a terminal."""
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
-    bar = tqdm(desc="candidates", unit="cand", disable=not sys.stderr.isatty(), leave=False)
+    bar = progress_bar(desc="candidates", unit="cand", leave=False)
     try:
         yield lambda candidate: bar.update()
     finally:

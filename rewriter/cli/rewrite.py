@@ -184,7 +184,7 @@ def _check_before_work(args: argparse.Namespace, recipe: Recipe) -> None:
     """Refuse unwritable outputs, a name that does not fit the format, and an export that cannot work."""
     check_outputs(args, {"-o": args.output, "--report": args.report})
     if args.output:
-        check_format(args.output, args.format)
+        check_format(args.output, args.format, strict=True)
         refusals = [getattr(type(s), "export_refusal", None) for s in recipe.strategies()]
         check_exportable(args.format, reasons=refusals)
 

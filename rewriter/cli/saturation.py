@@ -7,6 +7,7 @@ from typing import Any
 
 from .._text import axes_text, render_table
 from ..lab.batches import loader
+from ..lab.convergence import at_chance
 from ..lab.sampling import sample
 from ..lab.saturation import DELTA, SaturationReport, compute_saturation
 from ..render.plots import plot_saturation
@@ -68,6 +69,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 def run(args: argparse.Namespace) -> int:
     setup, device = prepare_measurement(args)
     data, model, size = setup.data, setup.model, setup.input_size
+    untrained = at_chance(model, data, device)
+    if untrained:
+        status(f"warning: {untrained}")
     split = data.train_plain if args.split == "train" else data.test
     if args.batches is not None:
         split = sample(split, args.batches * args.batch_size)

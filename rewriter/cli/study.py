@@ -8,10 +8,11 @@ from pathlib import Path
 from ..lab.data import parse_data_spec
 from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
-from ..render import plot_pareto
+from ..render import plot_curves, plot_pareto
 from ._common import status
 from ._parser import (
     DATA_HELP,
+    MAX_CLASSES,
     add_precision_argument,
     add_rate_arguments,
     command_parser,
@@ -37,7 +38,8 @@ learning rate for every cell by a range test on the baselines (recorded in OUT/s
 epoch warms the rate up (`--warmup-epochs 0 --lr 0.1` is paper 000's schedule exactly).
 
 OUT gets results.csv and results.json (one row per cell), summary.md (mean and spread per model x recipe,
-deltas against the model's baseline, which variants are on the Pareto front) and pareto.png.
+deltas against the model's baseline, which variants are on the Pareto front), pareto.png and curves.png
+(every cell's training curve).
 Exit codes: 0 every cell succeeded, 3 the study finished but some cells failed, 1 it could not run.
 """
 
@@ -99,6 +101,8 @@ def _add_setup_arguments(setup: argparse._ArgumentGroup) -> None:
     setup.add_argument(
         "--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick studies"
     )
+    setup.add_argument("--num-classes", type=integer(1, MAX_CLASSES), metavar="N",
+                       help="classes of the head, as in train (default: the data's)")  # fmt: skip
     setup.add_argument("--finetune-head", action="store_true",
                        help="train only the last layer (for trained baselines given as model files)")  # fmt: skip
     setup.add_argument("--train-samples", type=integer(1, 100_000_000), metavar="N",
@@ -146,6 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
         max_batches=args.max_batches, finetune_head=args.finetune_head, warmup_epochs=args.warmup_epochs,
         precision=args.precision, train_samples=args.train_samples, test_samples=args.test_samples,
         test_every=args.test_every,
+        num_classes=args.num_classes,
     )  # fmt: skip
     kind = args.executor or ("processes" if args.workers > 1 else "serial")
     workers = args.workers
@@ -165,7 +170,9 @@ def run_command(args: argparse.Namespace) -> int:
             f"study of {len(study.cells)} cells in {args.out}: {len(study.cells) - pending} done, {pending} to run"
         )
 
-        rows = run_study(study, executor=executor, device=device, on_cell=_report, plot=plot_pareto)
+        rows = run_study(
+            study, executor=executor, device=device, on_cell=_report, plot=plot_pareto, curves=plot_curves
+        )
         rank, _ = distributed()
     finally:
         if joined:
@@ -178,7 +185,11 @@ def run_command(args: argparse.Namespace) -> int:
     failed = [r for r in rows if (r.model, r.source, r.recipe, r.seed) in mine and not r.ok]
     out = Path(args.out)
     print((out / "summary.md").read_text())
-    status(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}, {out / 'pareto.png'}")
+    plots = ", ".join(str(out / name) for name in ("pareto.png", "curves.png") if (out / name).is_file())
+    status(
+        f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.md'}"
+        + (f", {plots}" if plots else "")
+    )
     if failed:
         status(f"{len(failed)} of {len(study.cells)} cells failed; their errors are in summary.md")
         return 3

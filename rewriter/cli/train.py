@@ -134,7 +134,7 @@ def _check_outputs(args: argparse.Namespace) -> Path:
     """Refuse the output and the checkpoint before any work; return the checkpoint's path. A checkpoint
     that exists is only read (--resume) or replaced (--force): it may be the user's own file."""
     checkpoint = Path(args.checkpoint or f"{args.output}.ckpt")
-    check_format(args.output, args.format)
+    check_format(args.output, args.format, strict=True)
     check_exportable(args.format)
     check_outputs(args, {"-o": args.output})
     check_targets({"--checkpoint": checkpoint}, args.force or args.resume)

@@ -80,9 +80,10 @@ class ExportReport:
         )
 
 
-def check_format(path: str | os.PathLike, fmt: str) -> None:
+def check_format(path: str | os.PathLike, fmt: str, *, strict: bool = False) -> None:
     """Refuse a name that does not fit the format: a ``.pt2`` archive must end in .pt2 (torch.export.load
-    reads nothing else), an ONNX model in .onnx, and a model file must not take either suffix.
+    reads nothing else), an ONNX model in .onnx, and a model file must not take either suffix; with
+    ``strict`` (the command line's ``-o``) it must end in .pt (``x.txt`` would be taken for text).
 
     Raises:
         ModelFileError: with the name to give instead.
@@ -99,6 +100,12 @@ def check_format(path: str | os.PathLike, fmt: str) -> None:
         fmt_of = next(f for f, suffix in SUFFIXES.items() if suffix == target.suffix)
         raise ModelFileError(
             f"{target} is named like a {fmt_of} export; pass --format {fmt_of}, or name it .pt"
+        )
+    if strict and wanted is None and target.suffix != ".pt":
+        raise ModelFileError(
+            f"{target}: a model file (what `rewriter rewrite`, `analyze` and `rewriter.load` read back) is "
+            f"named .pt, not {target.suffix or 'without a suffix'}; give {target.with_suffix('.pt')}, or "
+            "--format pt2 or onnx for an export"
         )
 
 

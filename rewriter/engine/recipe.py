@@ -142,6 +142,14 @@ class Recipe:
             "steps": [{s.strategy: dict(s.params)} for s in self.steps],
         }
 
+    def text(self) -> str:
+        """The steps on one line, ``truncate + scale-width(factor=0.5)``; ``baseline`` for no steps."""
+        steps = [
+            s.strategy + (f"({', '.join(f'{k}={v}' for k, v in s.params.items())})" if s.params else "")
+            for s in self.steps
+        ]
+        return " + ".join(steps) or "baseline"
+
 
 def _parse_step(item: Any, where: str) -> Step:
     if isinstance(item, str):

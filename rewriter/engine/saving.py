@@ -123,7 +123,8 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
             "Pass --trust-pickle (trust_pickle=True) if you trust the file"
         )
     # the architecture only: the file's own weights follow (pretrained ones need not be in the cache)
-    args = {k: v for k, v in spec.model_args.items() if not (spec.kind == "timm" and k == "pretrained")}
+    pretrained = {"timm": "pretrained", "torchvision": "weights"}.get(spec.kind)
+    args = {k: v for k, v in spec.model_args.items() if k != pretrained}
     model, _ = load_model(spec.source, num_classes=spec.num_classes, model_args=args, allow_file=False)
     steps = [
         *spec.history,

@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ._ranges import bounded, check_ranges
 from .training import TrainError
@@ -112,3 +112,28 @@ def advice(mark: Mark) -> str:
         "not converged": "train for more epochs (--epochs), or let the rate be found (--lr auto)",
         "diverged": "lower the learning rate (--lr, or --lr auto)",
     }[mark]
+
+
+def at_chance(model: Any, data: Any, device: Any, *, batches: int = 16, batch_size: int = 64) -> str | None:
+    """Why the model's measurements say little, if its test accuracy on the first ``batches`` batches cannot
+    be told from chance (within three standard errors of the chance level on the images scored); else None.
+
+    What ``saturation`` warns about: the saturation of an untrained or diverged model is no property of
+    the architecture (scale-width refuses such a model for the same reason).
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from .data import dataset_labels
+    from .training import evaluate
+
+    scored = min(len(data.test), batches * batch_size)
+    subset = Subset(data.test, range(scored))
+    accuracy = evaluate(model, DataLoader(subset, batch_size=batch_size), device)
+    chance = chance_level(dataset_labels(subset))
+    if accuracy > chance + 3 * math.sqrt(chance * (1 - chance) / max(scored, 1)):
+        return None
+    return (
+        f"test accuracy {accuracy:.1%} on {scored} images of {data.name} is at chance ({chance:.1%}): the "
+        "saturation of an untrained or diverged model says little about the architecture; train it first "
+        "(rewriter train ... -o model.pt, or --epochs N here)"
+    )

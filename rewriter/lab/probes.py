@@ -167,7 +167,7 @@ def _collect(model: nn.Module, names: list[str], loader: DataLoader, device: tor
              taps: dict[str, Callable] | None = None, desc: str = "", show: bool = False) -> _Pass:  # fmt: skip
     """One forward pass over ``loader``: the pooled outputs of ``names`` (float32, on the CPU), the labels,
     the model's correct answers, and every output handed to ``taps`` (layer -> callable) as well."""
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
     modules = dict(model.named_modules())
     seen = _Pass({name: [] for name in names}, [])
@@ -183,7 +183,7 @@ def _collect(model: nn.Module, names: list[str], loader: DataLoader, device: tor
 
     hooked = sorted(set(names) | set(taps or {}), key=list(modules).index)
     with observing(model, [(modules[name], hook(name)) for name in hooked]):
-        for x, y in tqdm(loader, desc=desc, disable=not show, leave=False, unit="batch"):
+        for x, y in progress_bar(loader, desc=desc, show=show, leave=False, unit="batch"):
             out, y = model(x.to(device)), y.cpu()
             seen.labels.append(y)
             seen.correct += int((out.argmax(1).cpu() == y).sum()) if out.dim() == 2 else 0
@@ -221,8 +221,7 @@ def run_probes(
     same stratified sample, seed 0, as ``sampling.sample(dataset, max_samples)``: every class in proportion).
     Pass the training images without augmentation.
     With ``saturation``, the layers' saturation on the same training images comes from the same passes."""
-    from tqdm import tqdm
-
+    from .._progress import progress_bar
     from .training import resolve_device
 
     device = resolve_device(device)
@@ -235,7 +234,7 @@ def run_probes(
     taps, finish = saturation_taps(model, device=device) if saturation else ({}, None)
     kinds = {name: type(module).__name__ for name, module in layers}
     results, correct = [], 0
-    bar = tqdm(total=len(layers), desc="probes", disable=not progress, unit="layer")
+    bar = progress_bar(total=len(layers), desc="probes", show=progress, unit="layer")
     for i, names in enumerate(groups):
         part = f" ({i + 1}/{len(groups)})" if len(groups) > 1 else ""
         fitted = _collect(model, names, loaders[0], device, taps=taps if i == 0 else None,

@@ -210,10 +210,12 @@ def saturation_taps(
     kinds = {name: type(module).__name__ for name, module in layers}
 
     def finish(images: int) -> SaturationReport:
-        from tqdm import tqdm
+        from .._progress import progress_bar
 
         results = []
-        for name in tqdm(order, desc="saturation per layer", disable=not progress, leave=False, unit="layer"):
+        for name in progress_bar(
+            order, desc="saturation per layer", show=progress, leave=False, unit="layer"
+        ):
             k, value = saturation_of(accumulators[name].covariance(), delta)
             results.append(LayerSaturation(name, kinds[name], accumulators[name].total.numel(), k, value))
         tails = find_tails([r.saturation for r in results])
@@ -234,15 +236,15 @@ def compute_saturation(
     total: int | None = None,
 ) -> SaturationReport:
     """Saturation of every conv and linear layer of ``model`` over ``batches`` (eval mode, no gradients)."""
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
     modules = dict(model.named_modules())
     taps, finish = saturation_taps(model, delta=delta, device=device, progress=progress)
     hooks = [(modules[name], lambda _m, _i, out, tap=tap: tap(out)) for name, tap in taps.items()]
     images = 0
     with observing(model, hooks):
-        for x, _ in tqdm(
-            batches, total=total, desc="saturation", disable=not progress, leave=False, unit="batch"
+        for x, _ in progress_bar(
+            batches, total=total, desc="saturation", show=progress, leave=False, unit="batch"
         ):
             model(x.to(device))
             images += len(x)

@@ -255,7 +255,7 @@ def warmup_factor(epoch: int, batch: int, batches: int, config: TrainConfig) -> 
 
 
 def _run_epoch(net, loader, step: _Step, epoch: int, config: TrainConfig, show: bool) -> EpochRecord:
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
     net.train()
     if config.train_only is not None:  # frozen layers keep their batch-norm statistics and dropout off
@@ -268,7 +268,7 @@ def _run_epoch(net, loader, step: _Step, epoch: int, config: TrainConfig, show: 
     scheduled = [group["lr"] for group in optimizer.param_groups]
     began = time.perf_counter()
     record = EpochRecord(epoch, float("nan"), float("nan"), float("nan"), 0.0)
-    bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
+    bar = progress_bar(total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", show=show, leave=False)
     try:
         for i, batch in enumerate(loader):
             if i >= batches:

@@ -37,15 +37,10 @@ from .._text import one_line
 from . import filetypes, modelfile, zoo
 from .timm_source import PREFIX as TIMM_PREFIX
 from .timm_source import build_timm_model, is_timm_source
+from .torchvision_source import build_torchvision_model
 from .weights import load_weights
 
 SourceKind = Literal["torchvision", "builtin", "timm", "import", "file"]
-
-# Arguments torchvision would otherwise warn about on every build; users can still override them.
-_TORCHVISION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "googlenet": {"init_weights": False},
-    "inception_v3": {"init_weights": False},
-}
 
 
 @dataclass(frozen=True)
@@ -122,7 +117,8 @@ def load_model(
     only with ``trust_pickle``), ``timm:NAME`` (``timm.create_model`` with ``model_args``, random weights
     unless ``pretrained=True`` is among them; built for ``input_size`` where the model has a fixed one),
     ``package.module:callable`` (called with ``model_args``), a built-in architecture (``cifar_vgg16``), or a
-    torchvision classification model (``resnet18``). A file named like a built-in model is taken, with a
+    torchvision classification model (``resnet18``; pretrained with ``weights=DEFAULT`` or a weights name
+    among ``model_args``, from the user's cache only). A file named like a built-in model is taken, with a
     warning; ``allow_file=False`` never takes a file (how a model file's recorded base is rebuilt, so that a
     file named like its own base cannot recurse).
 
@@ -150,16 +146,8 @@ def load_model(
         model = _call_factory(source, _zoo_factory(source), num_classes, args)
         spec = ModelSpec(source, "builtin", num_classes, args)
     elif source in torchvision_models():
-        kwargs = {**_TORCHVISION_DEFAULTS.get(source, {}), **args}
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        try:
-            model = torchvision.models.get_model(source, weights=None, **kwargs)
-        except Exception as err:
-            raise ModelNotFoundError(
-                f"cannot build torchvision model '{source}' with {kwargs}: {err}"
-            ) from err
-        spec = ModelSpec(source, "torchvision", num_classes, args)
+        model, built_with = build_torchvision_model(source, num_classes, args)
+        spec = ModelSpec(source, "torchvision", num_classes, built_with)
     elif _looks_like_a_path(source):
         check_source(source)
     else:

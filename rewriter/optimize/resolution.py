@@ -8,6 +8,7 @@ its result, evaluated on the meta device like the optimizer's candidates), and a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +59,14 @@ class SweepRow:
     truncated: Figures | None  # None: nothing to cut, or truncation refused (``truncate_note`` says)
     truncate_note: str
     advice: str
+    unproductive_output: int | None = None  # unproductive layers under the border rule 'output'
 
     def to_json(self) -> dict[str, Any]:
         return {
             "input_size": list(self.size),
             "runs": self.figures is not None,
             **(self.figures.to_json() if self.figures is not None else {}),
+            "unproductive_output_rule": self.unproductive_output,
             "border_layer_max": self.border_layer_max,
             "truncated": None if self.truncated is None else self.truncated.to_json(),
             "truncate_note": self.truncate_note,
@@ -87,15 +90,34 @@ class Sweep:
         return max(fine, key=lambda row: (row.figures.fit, -row.size[0]), default=None)
 
     def summary(self) -> str:
-        best = self.best
+        """What to do: the size to train at (or why there is none), and what the output rule says where the
+        input rule finds nothing to cut anywhere in the range."""
+        best, ran = self.best, [r for r in self.rows if r.figures is not None]
         if best is None:
             return (
                 "no size in the range leaves every layer productive: try larger sizes, or rewrite the model"
             )
-        return (
+        text = (
             f"at {best.size[0]} px every layer is productive and the last layer's r_min covers "
             f"{best.figures.fit:.0%} of the input: the closest fit in the range (dissertation 9.4.2)"
         )
+        if any(r.figures.unproductive for r in ran):
+            return text + "; train there, or truncate the model for the size you need"
+        low, high = ran[0].size[0], ran[-1].size[0]
+        text = (
+            f"under the input rule no layer is unproductive at any size from {low} to {high} px: nothing to cut; "
+            + text
+        )
+        by_output = [(r.size[0], r.unproductive_output) for r in ran if r.unproductive_output]
+        if by_output:
+            (small, most), (large, least) = by_output[0], by_output[-1]
+            text += (
+                f". The output rule (a layer's own output field) finds {most} unproductive at {small} px"
+                + (f" to {least} at {large} px" if large != small else "")
+                + f"; to cut those: rewriter rewrite {self.model} --input-size {small} --strategy truncate "
+                "-p truncate.rule=output"
+            )
+        return text
 
     def to_json(self) -> dict[str, Any]:
         best = self.best
@@ -108,15 +130,33 @@ class Sweep:
         }
 
 
-def _advice(f: Figures, truncated: Figures | None) -> str:
-    if f.unproductive:
-        keep = f", truncation keeps {human(truncated.params)} params" if truncated else ""
-        return f"{f.unproductive} unproductive from {f.border_layer_min}{keep}; or a larger input, or slower growth"
-    if f.fit is not None and f.fit < 0.5:
-        return (
-            f"all productive, but the last layer sees {f.fit:.0%} of the input: a smaller input fits closer"
-        )
-    return "all productive: a close fit" if f.fit is not None else "no conv/pool layer in the border test"
+def _advise(rows: list[SweepRow], best: SweepRow | None) -> list[SweepRow]:
+    """Each row's advice, knowing the whole range: truncate or train at the next size without a tail; the
+    closest fit; or the size that fits closer."""
+    advised = []
+    for row in rows:
+        f = row.figures
+        if f is None:
+            advised.append(row)
+            continue
+        if f.unproductive:
+            keep = f"truncate (keeps {human(row.truncated.params)} params)" if row.truncated else "truncate"
+            larger = next(
+                (r.size[0] for r in rows if r.size > row.size and r.figures and not r.figures.unproductive),
+                None,
+            )
+            other = f"train at {larger} px" if larger else "a larger input than the range, or slower growth"
+            text = f"{f.unproductive} unproductive from {f.border_layer_min}: {keep}, or {other}"
+        elif f.fit is None:
+            text = "no conv/pool layer in the border test"
+        elif row is best:
+            text = f"all productive; the closest fit in the range (last layer sees {f.fit:.0%})"
+        else:
+            text = f"all productive; the last layer sees {f.fit:.0%}: {best.size[0]} px fits closer"
+        if not f.unproductive and row.unproductive_output:
+            text += f"; {row.unproductive_output} unproductive by the output rule"
+        advised.append(dataclasses.replace(row, advice=text))
+    return advised
 
 
 def _truncated(
@@ -171,9 +211,9 @@ def sweep(
         figures = figures_of(analysis)
         classes = output_classes(analysis) or 1
         truncated, note = _truncated(meta, analysis, size, classes, in_channels, leaf_classes)
-        rows.append(
-            SweepRow(size, figures, analysis.border_layer_max, truncated, note, _advice(figures, truncated))
-        )
+        by_output = len(analyze(size, border_rule="output", flops=False).unproductive_layers)
+        rows.append(SweepRow(size, figures, analysis.border_layer_max, truncated, note, "", by_output))
     if all(row.figures is None for row in rows):
         raise OptimizeError(f"the model runs at none of the sizes: {rows[0].advice}")
-    return Sweep(name or type(model).__name__, tuple(rows))
+    result = Sweep(name or type(model).__name__, tuple(rows))
+    return dataclasses.replace(result, rows=tuple(_advise(rows, result.best)))

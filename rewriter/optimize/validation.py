@@ -53,10 +53,13 @@ class Validation:
         }
 
 
-def _variants(baseline: Candidate, best: Sequence[Candidate], size: tuple[int, int]) -> dict[str, Candidate]:
+def _variants(baseline: Candidate, best: Sequence[Candidate]) -> dict[str, Candidate]:
+    """The study's labels: ``baseline`` and each candidate's strategies joined by ``+`` (with its index
+    where two candidates use the same strategies); summary.md and the plot give each label's parameters."""
     variants = {"baseline": baseline}
-    for rank, candidate in enumerate(best, start=1):
-        variants[f"rank{rank}"] = candidate
+    for candidate in best:
+        label = "+".join(step.strategy for step in candidate.steps)
+        variants[label if label not in variants else f"{label}-{candidate.index}"] = candidate
     return variants
 
 
@@ -75,6 +78,7 @@ def validate(
     workers: int = 1,
     latency_repeats: int = 15,
     plot: Callable[..., None] | None = None,
+    curves: Callable[..., None] | None = None,
     progress: bool = True,
 ) -> Validation:
     """Train the baseline and the ``k`` best candidates of ``result`` (an ``OptimizeResult``) on ``data``.
@@ -93,7 +97,7 @@ def validate(
         raise OptimizeError(
             "no rewritten candidate meets the budget: nothing to validate against the baseline"
         )
-    variants = _variants(result.baseline, ranked[:k], result.input_size)
+    variants = _variants(result.baseline, ranked[:k])
     grid = [Variant(label, Recipe(c.steps, source=label)) for label, c in variants.items()]
     setup = StudySetup(
         data=data,
@@ -104,7 +108,7 @@ def validate(
         max_batches=max_batches,
     )
     study = Study([model], grid, list(range(seeds)), setup, Path(out))
-    rows = run_study(study, workers=workers, plot=plot, progress=progress)
+    rows = run_study(study, workers=workers, plot=plot, curves=curves, progress=progress)
     accuracy, spread = {}, {}
     for label in variants:
         values = [
@@ -133,7 +137,7 @@ def _judge(result, variants: dict[str, Candidate], accuracy, spread, out: str) -
     agrees = trained.index == heuristic
     verdict = "agrees with" if agrees else "differs from"
     shown = ", ".join(
-        (label if label == "baseline" else f"{label} {variants[label].label}")
+        variants[label].label
         + f": {accuracy[label]:.2%}"
         + (f" ± {spread[label]:.2%}" if spread[label] else "")
         for label in variants

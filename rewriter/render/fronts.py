@@ -159,23 +159,23 @@ def _mark_choices(ax, result: OptimizeResult) -> None:
 
 
 def format_sweep(sweep: Sweep) -> str:
-    headers = ["size", "b_min", "b_max", "unprod.", "params", "FLOPs", "r_min/fit", "trunc. params", "trunc. FLOPs",
-               "advice"]  # fmt: skip
+    headers = ["size", "b_min", "b_max", "unprod.", "(output rule)", "params", "FLOPs", "r_min/fit",
+               "trunc. params", "trunc. FLOPs", "advice"]  # fmt: skip
     rows = []
     for row in sweep.rows:
         f, t = row.figures, row.truncated
         if f is None:
-            rows.append([f"{row.size[0]}", *["-"] * 8, row.advice])
+            rows.append([f"{row.size[0]}", *["-"] * 9, row.advice])
             continue
         fit = "-" if f.fit is None or f.final_r_min is None else f"{f.final_r_min[0]:g}/{f.fit:.0%}"
         rows.append([
             f"{row.size[0]}", f.border_layer_min or "none", row.border_layer_max or "none", str(f.unproductive),
-            human(f.params), human(f.flops), fit, human(t.params) if t else "-", human(t.flops) if t else "-",
-            row.advice,
+            "-" if row.unproductive_output is None else str(row.unproductive_output), human(f.params),
+            human(f.flops), fit, human(t.params) if t else "-", human(t.flops) if t else "-", row.advice,
         ])  # fmt: skip
     return "\n".join(
         [f"{sweep.model}: border and cost per input size (border rule 'input')",
-         render_table(headers, rows, align="><<>>>>>><"), sweep.summary()]
+         render_table(headers, rows, align="><<>>>>>>><"), sweep.summary()]
     )  # fmt: skip
 
 

@@ -247,51 +247,87 @@ def plot_probes(
 _MARKERS = "osD^vP*Xh<>p"
 
 
-def plot_pareto(groups: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
+def plot_pareto(
+    groups: list[dict], path: str | os.PathLike, *, title: str = "", recipes: dict[str, str] | None = None
+) -> None:
     """Write a PNG: test accuracy against FLOPs (log scale), one marker per model x recipe (colour = model,
     shape = recipe), error bars of one standard deviation over seeds, each model's Pareto front (dashed, its
-    colour) and the study's (black, black-edged markers)."""
+    colour) and the study's (black, black-edged markers). A variant not every seed of which converged is
+    drawn hollow and left out of the fronts (no front is drawn over a run that had not finished learning).
+    ``recipes`` (label -> steps) spells out each label in the legend."""
     plt = _pyplot()
 
     points = [g for g in groups if g["n"] and not g["same_as_baseline"]]
+    settled = [g for g in points if g.get("converged", True)]
     models = list(dict.fromkeys(g["model"] for g in points))
-    recipes = list(dict.fromkeys(g["recipe"] for g in points))
+    recipe_labels = list(dict.fromkeys(g["recipe"] for g in points))
     colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    for g in points:
-        marker = _MARKERS[recipes.index(g["recipe"]) % len(_MARKERS)]
-        ax.errorbar(
-            g["flops"], 100 * g["accuracy"], yerr=100 * g["accuracy_std"], fmt=marker, markersize=8, capsize=3,
-            color=colors(models.index(g["model"]) % 10),
-            markeredgecolor="black" if g.get("pareto_all", g["pareto"]) else "none",
-        )  # fmt: skip
-    fronts = [(colors(i % 10), [g for g in points if g["model"] == m and g["pareto"]], None)
+    fronts = [(colors(i % 10), _front([g for g in settled if g["model"] == m]), None)
               for i, m in enumerate(models)]  # fmt: skip
-    fronts.append(("black", [g for g in points if g.get("pareto_all", g["pareto"])], "Pareto front (all)"))
+    fronts.append(("black", _front(settled), "Pareto front (all; converged variants)" if settled else None))
+    on_front = {id(g) for g in fronts[-1][1]}
+    fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
+    for g in points:
+        color = colors(models.index(g["model"]) % 10)
+        hollow = not g.get("converged", True)
+        ax.errorbar(
+            g["flops"], 100 * g["accuracy"], yerr=100 * g["accuracy_std"], capsize=3, markersize=8,
+            fmt=_MARKERS[recipe_labels.index(g["recipe"]) % len(_MARKERS)], color=color, alpha=0.6 if hollow else 1,
+            markerfacecolor="white" if hollow else color, linestyle="none",
+            markeredgecolor=color if hollow else "black" if id(g) in on_front else "none",
+        )  # fmt: skip
     for color, front, label in fronts:
         front = sorted(front, key=lambda g: g["flops"])
         ax.plot([g["flops"] for g in front], [100 * g["accuracy"] for g in front], "--", color=color,
                 linewidth=1 if label else 0.8, alpha=1 if label else 0.6, drawstyle="steps-post",
                 label=label)  # fmt: skip
-    for i, model in enumerate(models):
-        ax.plot([], [], "s", color=colors(i % 10), label=model)
-    for i, recipe in enumerate(recipes):
-        ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=recipe)
-    _flops_axis(ax)
+    _pareto_legend(ax, models, recipe_labels, recipes or {}, colors, hollow=len(settled) < len(points))
+    _flops_axis(ax, [g["flops"] for g in points])
     ax.set_xlabel("FLOPs per image (fvcore, multiply-adds)")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(title or "accuracy against cost")
     ax.grid(alpha=0.3)
-    fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2, frameon=False)
     _save(fig, path)
 
 
-def _flops_axis(ax) -> None:
-    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap."""
+def _front(points: list[dict]) -> list[dict]:
+    """The points no other one dominates (as cheap or cheaper and as accurate or more, better in one):
+    the rule of ``rewriter.lab.study.summary``, applied to the points drawn."""
+
+    def dominates(a: dict, b: dict, tol: float = 1e-9) -> bool:
+        as_good = a["flops"] <= b["flops"] and a["accuracy"] >= b["accuracy"] - tol
+        return as_good and (a["flops"] < b["flops"] or a["accuracy"] > b["accuracy"] + tol)
+
+    return [g for g in points if not any(dominates(o, g) for o in points if o is not g)]
+
+
+def _pareto_legend(ax, models, labels, recipes: dict[str, str], colors, *, hollow: bool) -> None:
+    """Legend entries: a model as a coloured line (a square would read as a recipe's marker), a recipe as
+    its grey marker with its steps where the label does not spell them, and the hollow marker if used."""
+    import textwrap
+
+    for i, model in enumerate(models):
+        ax.plot([], [], "-", linewidth=4, color=colors(i % 10), label=model)
+    for i, label in enumerate(labels):
+        steps = recipes.get(label, label)
+        text = label if steps == label else f"{label}: " + "\n  ".join(textwrap.wrap(steps, 48))
+        ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=text)
+    if hollow:
+        ax.plot([], [], "o", color="gray", markerfacecolor="white", label="hollow: not every seed converged\n"
+                "(no verdict; left out of the fronts)")  # fmt: skip
+
+
+def _flops_axis(ax, values: list[float]) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade with SI prefixes: no minor labels to overlap; over
+    less than a factor of 3 (where that would leave one label or none), evenly spaced labels instead."""
     from matplotlib import ticker
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    narrow = bool(values) and min(values) > 0 and max(values) / min(values) < 3
+    ax.xaxis.set_major_locator(
+        ticker.MaxNLocator(nbins=5) if narrow else ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0))
+    )
     ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=" "))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 

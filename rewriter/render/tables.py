@@ -21,14 +21,19 @@ def _test_header(analysis: Analysis) -> str:
 def format_analysis(analysis: Analysis) -> str:
     """The per-layer table followed by the border layers, sizes and cost.
 
+    Each layer's parameters and FLOPs are its module's (fvcore's by_module convention), or a function's
+    own FLOPs; FLOPs % is its share of the model's.
+
     Two verdict columns: the layer's own test (its tested r_min exceeds the input on every axis) and
     whether it is in the tail, the final run of exceeding layers that b_min starts (its unproductive
     layers). A layer can exceed and still be productive, before b_min (the zig-zag of skip connections).
     """
-    headers = ["#", "layer", "type", "kernel", "stride", "dil", "out size", "r_in min", "r_in max", "r_out min",
-               "r_out max", _test_header(analysis), "in tail", "border"]  # fmt: skip
+    headers = ["#", "layer", "type", "kernel", "stride", "dil", "out size", "params", "FLOPs", "FLOPs %",
+               "r_in min", "r_in max", "r_out min", "r_out max", _test_header(analysis), "in tail",
+               "border"]  # fmt: skip
     rows = []
     for i, layer in enumerate(analysis.layers, start=1):
+        params, flops = analysis.layer_cost(layer.name)
         marks = []
         if layer.name == analysis.border_layer_min:
             marks.append("<- b_min")
@@ -45,6 +50,9 @@ def format_analysis(analysis: Analysis) -> str:
                 axes_text(layer.stride),
                 axes_text(layer.dilation),
                 axes_text(layer.output_size),
+                "-" if params is None else human(params),
+                "-" if flops is None else human(flops),
+                "-" if flops is None or not analysis.flops else f"{100 * flops / analysis.flops:.1f}",
                 axes_text(layer.r_in_min),
                 axes_text(layer.r_in_max),
                 axes_text(layer.r_out_min),
@@ -54,7 +62,7 @@ def format_analysis(analysis: Analysis) -> str:
                 " ".join(marks),
             ]
         )
-    table = render_table(headers, rows, align="><<>>>>>>>>>><")
+    table = render_table(headers, rows, align="><<>>>>>>>>>>>>><")
     return table + "\n\n" + format_summary(analysis)
 
 

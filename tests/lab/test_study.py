@@ -30,7 +30,7 @@ from rewriter.lab.study import (
     summary_markdown,
     write_results,
 )
-from rewriter.render import plot_pareto
+from rewriter.render import plot_curves, plot_pareto
 
 SETUP = StudySetup(data="synthetic:64", input_size=(32, 32), epochs=1, lr=0.01, batch_size=32, max_batches=1,
                    latency_repeats=2)  # fmt: skip
@@ -178,14 +178,19 @@ def finished(tmp_path_factory):
     bad = refused_recipe(tmp_path_factory.mktemp("recipes"))
     study = Study(["cifar_vgg11"], [parse_variant("baseline"), parse_variant("truncate"),
                                     parse_variant(str(bad))], [0], SETUP, out)  # fmt: skip
-    rows = run_study(study, progress=False, plot=plot_pareto)
+    rows = run_study(study, progress=False, plot=plot_pareto, curves=plot_curves)
     return study, rows
 
 
 def test_a_study_writes_every_output(finished):
     study, rows = finished
     assert {p.name for p in study.out.iterdir()} >= {"cells", "study.json", "results.csv", "results.json",
-                                                    "summary.md", "pareto.png"}  # fmt: skip
+                                                    "summary.md", "pareto.png", "curves.png"}  # fmt: skip
+    # the file-named recipe is spelled out beside its label
+    assert (
+        "- `stem0`: remove-stem-downsampling(mode=cifar-stem, count=1)"
+        in (study.out / "summary.md").read_text()
+    )
     with open(study.out / "results.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [(r["recipe"], r["status"]) for r in table] == [

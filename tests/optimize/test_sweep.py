@@ -58,3 +58,31 @@ def test_sizes_are_read_as_a_range_or_a_list(text, sizes):
 def test_bad_sizes_are_refused(text):
     with pytest.raises(OptimizeError, match="START:STOP:STEP"):
         parse_sizes(text)
+
+
+def test_each_rows_advice_says_what_to_do_at_that_size(resnet18_sweep):
+    """32 and 64 px have a tail: truncate, or train at 96 px (the first size without one); 96 px is the fit."""
+    advice = [row.advice for row in resnet18_sweep.rows]
+    assert (
+        advice[0] == "1 unproductive from layer4.1.conv2: truncate (keeps 1.60 M params), or train at 96 px"
+    )
+    assert advice[1].endswith("or train at 96 px")
+    assert advice[2].startswith("all productive; the closest fit in the range")
+
+
+def test_resnet50_says_both_rules():
+    """Under the input rule ResNet50 has no tail at any of 32, 64, 96 px (the skip path keeps r_min at 11).
+    Under the output rule (by hand, a block's 3x3 conv2 sees r_out 11 + 2 j with j its input jump): 43 in
+    layer3.1 .. 3.5 and layer4.0, 75 in layer4.1 and 4.2; 27 in layer3.0. So 8 layers exceed 32 px (tail
+    from layer3.1.conv2), 2 exceed 64 px, none 96 px."""
+    model, _ = rewriter.load_model("resnet50")
+    result = sweep(model, [32, 64, 96], name="resnet50")
+    assert [r.figures.unproductive for r in result.rows] == [0, 0, 0]
+    assert [r.unproductive_output for r in result.rows] == [8, 2, 0]
+    summary = result.summary()
+    assert summary.startswith("under the input rule no layer is unproductive at any size from 32 to 96 px")
+    assert "finds 8 unproductive at 32 px to 2 at 64 px" in summary
+    assert "rewriter rewrite resnet50 --input-size 32 --strategy truncate -p truncate.rule=output" in summary
+    assert result.rows[1].advice == (
+        "all productive; the last layer sees 17%: 32 px fits closer; 2 unproductive by the output rule"
+    )

@@ -22,7 +22,9 @@ def test_validation_trains_the_baseline_and_the_best_candidate_and_resumes(tmp_p
     )
     validation = validate(result, "cifar_vgg11", **options)
     best = next(c for c in result.choice.ranked if c.steps)
-    assert validation.labels == {"baseline": 0, "rank1": best.index}
+    # labelled by the candidate's strategies (summary.md and the plot give their parameters), not "rank1"
+    assert validation.labels == {"baseline": 0, "+".join(s.strategy for s in best.steps): best.index}
+    assert best.label in (tmp_path / "v" / "summary.md").read_text()
     assert all(0 <= a <= 1 for a in validation.accuracy.values())
     assert validation.trained_choice in (0, best.index)
     assert validation.agrees == (validation.trained_choice == result.chosen.index)

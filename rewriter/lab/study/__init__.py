@@ -6,7 +6,8 @@ here CPU latency, since FLOPs are not time). Each cell (model, recipe, seed) is 
 ``OUT/cells/<id>.json`` as soon as it finishes, so an interrupted study resumes where it stopped and a failed
 cell is recorded with its error while the others go on. Every cell records its training curve and a
 convergence mark; no verdict is given against a baseline that did not converge. ``results.csv``,
-``results.json``, ``summary.md`` and ``pareto.png`` are rebuilt from the cells after every run.
+``results.json``, ``summary.md``, ``pareto.png`` and ``curves.png`` are rebuilt from the cells after every
+run.
 
 The modules: ``grid`` (the grid, its setup and its folder), ``folder`` (what a folder may hold),
 ``record`` (a cell's row), ``cells`` (running one cell), ``executors`` (serial, processes, Ray),
@@ -19,7 +20,7 @@ from .cells import CellJob, build_variant, fill_latency, head_name, latencies, r
 from .errors import StudyError
 from .executors import Executor
 from .grid import Cell, Study, StudySetup, Variant, parse_variant, source_key
-from .markdown import PlotPareto, summary_markdown, write_results
+from .markdown import PlotCurves, PlotPareto, summary_markdown, write_results
 from .record import COLUMNS, CellRow, EpochPoint
 from .runner import find_study_lr, run_study
 from .summary import Group, summarize
@@ -32,6 +33,7 @@ __all__ = [
     "EpochPoint",
     "Executor",
     "Group",
+    "PlotCurves",
     "PlotPareto",
     "Study",
     "StudyError",

@@ -70,7 +70,13 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     data = _data(setup)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size)
+    if setup.num_classes is not None and setup.num_classes != data.num_classes:
+        raise StudyError(
+            f"--num-classes {setup.num_classes}, but {setup.data} has {data.num_classes} classes: drop --num-classes"
+        )
+    model, _ = load_model_for_classes(
+        cell.model, setup.num_classes or data.num_classes, input_size=setup.input_size
+    )
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(

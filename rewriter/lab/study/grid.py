@@ -12,7 +12,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class StudySetup:
     train_samples: int | None = bounded(None, low=1)  # a stratified sample of the training split (seed 0)
     test_samples: int | None = bounded(None, low=1)  # a stratified sample of the test split (seed 0)
     test_every: int = bounded(1, low=0)  # score the test split every K epochs (0: only after the last)
+    num_classes: int | None = bounded(None, low=1)  # the head's classes (None: the data's, as in train)
 
     def __post_init__(self) -> None:
         check_ranges(self, StudyError, flags={k: "--" + k.replace("_", "-") for k in asdict(self)})
@@ -201,9 +202,8 @@ class Study:
         check_folder(self.out, force=self.force)
         recorded = read_record(self.out, force=self.force)
         if recorded is not None:
-            check_same_study(
-                self.out, self.setup.to_json(), {v.label: v.recipe.to_dict() for v in self.variants}, recorded
-            )
+            now = _as_recorded(self.setup.to_json(), recorded["setup"])
+            check_same_study(self.out, now, {v.label: v.recipe.to_dict() for v in self.variants}, recorded)
         return recorded
 
     def prepare(self, extra: dict[str, Any] | None = None) -> None:
@@ -243,6 +243,13 @@ class Study:
                     recipes.get(row.recipe, len(recipes)), row.recipe, row.seed)  # fmt: skip
 
         return sorted(rows, key=key)
+
+
+def _as_recorded(now: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """``now`` without the fields a folder written before they existed lacks, where they hold their default
+    (such a folder's study ran with that default)."""
+    defaults = {f.name: f.default for f in fields(StudySetup)}
+    return {k: v for k, v in now.items() if k in recorded or v != defaults.get(k)}
 
 
 def _blank(cell: Cell) -> CellRow:

@@ -1,11 +1,12 @@
 """The files a study writes from its cells: ``results.json``, ``results.csv``, ``summary.md`` (the table,
-convergence, failures and one verdict per rewritten variant) and, given a plot function, ``pareto.png``."""
+convergence, failures and one verdict per rewritten variant) and, given the plot functions, ``pareto.png``
+and ``curves.png``."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..._files import atomic_path, write_json
 from ..convergence import MARKS, ConvergenceRule, advice
@@ -13,19 +14,26 @@ from .grid import Study, StudySetup
 from .record import COLUMNS, CellRow, csv_row
 from .summary import Group, display_names, summarize
 
-#: draws the Pareto plot of the summary's groups: ``plot(groups, path, title=...)`` with each group as a
-#: dict (``Group.to_json``); the render layer's ``plot_pareto``, passed in by the caller: a lab module
-#: never imports the layer that renders it
+#: draws the Pareto plot of the summary's groups: ``plot(groups, path, title=..., recipes=...)`` with each
+#: group as a dict (``Group.to_json``) and ``recipes`` each label's steps; the render layer's
+#: ``plot_pareto``, passed in by the caller: a lab module never imports the layer that renders it
 PlotPareto = Callable[..., None]
+#: draws the training curves of the cells: ``curves(rows, path, title=...)`` (``rewriter.render.plot_curves``)
+PlotCurves = Callable[..., None]
 
 RULE = ConvergenceRule()
 
 
 def write_results(
-    study: Study, rows: Sequence[CellRow], *, plot: PlotPareto | None = None, lr: float | None = None
+    study: Study,
+    rows: Sequence[CellRow],
+    *,
+    plot: PlotPareto | None = None,
+    curves: PlotCurves | None = None,
+    lr: float | None = None,
 ) -> None:
-    """results.json, results.csv, summary.md and (given ``plot``) pareto.png in the study folder; ``lr``
-    is the rate every cell trained with when the setup says ``auto``."""
+    """results.json, results.csv, summary.md, (given ``plot``) pareto.png and (given ``curves``) curves.png
+    in the study folder; ``lr`` is the rate every cell trained with when the setup says ``auto``."""
     setup = study.setup
     write_json(
         study.out / "results.json", {"setup": setup.to_json(), "lr": lr, "rows": [r.to_json() for r in rows]}
@@ -37,11 +45,14 @@ def write_results(
     with atomic_path(study.out / "results.csv") as tmp:
         tmp.write_text(text.getvalue())
     groups = summarize(rows)
+    recipes = {v.label: v.recipe.text() for v in study.variants}
     with atomic_path(study.out / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(groups, setup, lr=lr, ignored=study.ignored))
+        tmp.write_text(summary_markdown(groups, setup, lr=lr, ignored=study.ignored, recipes=recipes))
+    title = f"{setup.data} at {setup.input_size[0]} px"
     if plot is not None and any(g.n for g in groups):
-        title = f"{setup.data} at {setup.input_size[0]} px"
-        plot([g.to_json() for g in groups], study.out / "pareto.png", title=title)
+        plot([g.to_json() for g in groups], study.out / "pareto.png", title=title, recipes=recipes)
+    if curves is not None and any(r.curve for r in rows):
+        curves(rows, study.out / "curves.png", title=f"{title}: training curves")
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -108,8 +119,14 @@ def _row(g: Group, name: str) -> str:
 
 
 def summary_markdown(
-    groups: Sequence[Group], setup: StudySetup, *, lr: float | None = None, ignored: Sequence[str] = ()
+    groups: Sequence[Group],
+    setup: StudySetup,
+    *,
+    lr: float | None = None,
+    ignored: Sequence[str] = (),
+    recipes: Mapping[str, str] | None = None,
 ) -> str:
+    """The summary as Markdown; ``recipes`` (label -> its steps, ``Recipe.text``) lists what each label is."""
     names = display_names(groups)
     chances = sorted({round(g.chance, 4) for g in groups if g.chance is not None})
     lines = [
@@ -129,6 +146,9 @@ def summary_markdown(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_row(g, names[(g.model, g.source)]) for g in groups),
     ]
+    spelled = {label: text for label, text in (recipes or {}).items() if text != label}
+    if spelled:
+        lines += ["", "Recipes:", "", *(f"- `{label}`: {text}" for label, text in spelled.items())]
     failures = [(g, e) for g in groups for e in g.errors]
     if failures:
         lines += ["", "Failed cells:", ""]

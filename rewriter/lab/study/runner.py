@@ -15,7 +15,7 @@ from .errors import StudyError
 from .executors import Executor, run_processes, run_ray, run_serial
 from .folder import load_json
 from .grid import Cell, Study
-from .markdown import PlotPareto, write_results
+from .markdown import PlotCurves, PlotPareto, write_results
 from .record import CellRow
 
 LR_KEY = "lr_auto"  # where study.json keeps the rate a range test found, so that a resumed study reuses it
@@ -78,13 +78,14 @@ def run_study(
     on_cell: Callable[[Cell, CellRow], None] | None = None,
     progress: bool = True,
     plot: PlotPareto | None = None,
+    curves: PlotCurves | None = None,
 ) -> list[CellRow]:
     """Run the pending cells, write each as it finishes, then the tables and, given ``plot``
-    (``rewriter.render.plot_pareto``), the Pareto plot. ``executor`` says where the cells run (default:
+    (``rewriter.render.plot_pareto``) and ``curves`` (``rewriter.render.plot_curves``), the Pareto plot and
+    the training curves. ``executor`` says where the cells run (default:
     ``workers`` processes if more than one, else here); ``device`` is what they train on (None: cuda where
     there is one). Returns all rows."""
-    from tqdm import tqdm
-
+    from ..._progress import progress_bar
     from ..training import distributed
 
     executor = executor or Executor("processes" if workers > 1 else "serial", workers=workers)
@@ -95,8 +96,8 @@ def run_study(
         torch.distributed.barrier()
     job = CellJob(study.setup, _study_lr(study, device, rank), device)
     pending = study.pending()
-    bar = tqdm(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study", unit="cell",
-               disable=not progress or rank != 0)  # fmt: skip
+    bar = progress_bar(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study",
+                       unit="cell", show=progress and rank == 0)  # fmt: skip
 
     def finish(cell: Cell, row: CellRow) -> None:
         if rank == 0:
@@ -111,7 +112,9 @@ def run_study(
         bar.close()
     if rank == 0:
         fill_latency(study)
-        write_results(study, study.rows(), plot=plot, lr=job.lr if study.setup.auto_lr else None)
+        write_results(
+            study, study.rows(), plot=plot, curves=curves, lr=job.lr if study.setup.auto_lr else None
+        )
     return study.rows()
 
 

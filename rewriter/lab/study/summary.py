@@ -58,6 +58,7 @@ class Group:
         data = dataclasses.asdict(self)
         data["errors"] = list(self.errors)
         data["marks"] = {str(k): v for k, v in self.marks.items()}
+        data["converged"] = self.converged
         return data
 
 

@@ -17,6 +17,7 @@ import contextvars
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -185,6 +186,50 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+MAX_TEXT_INPUT = 16 << 20  # bytes of a text input (a recipe): more is not a recipe
+
+
+def check_regular_file(
+    path: PathLike, *, what: str = "input", error: type[Exception] = ModelFileError
+) -> Path:
+    """Refuse, before anything opens it, an input that is not a regular file: missing, a folder, a symlink
+    loop, or a FIFO, device or socket (reading one blocks or never ends).
+
+    Raises:
+        error: one line naming the path and what it is.
+    """
+    target = Path(path)
+    try:
+        mode = target.stat().st_mode  # follows symlinks: a loop is ELOOP
+    except OSError as err:
+        raise error(f"cannot read {what} {target}: {err.strerror or err}") from err
+    if stat.S_ISDIR(mode):
+        raise error(f"{what} {target} is a folder; give a file")
+    if not stat.S_ISREG(mode):
+        raise error(f"{what} {target} is not a regular file (a FIFO, device or socket); give a file")
+    return target
+
+
+def read_text_input(path: PathLike, *, what: str = "input", error: type[Exception] = ModelFileError) -> str:
+    """The UTF-8 text of a regular file of at most ``MAX_TEXT_INPUT`` bytes.
+
+    Raises:
+        error: not a regular file (``check_regular_file``), too large, unreadable, or not UTF-8.
+    """
+    target = check_regular_file(path, what=what, error=error)
+    try:
+        with open(target, "rb") as handle:
+            data = handle.read(MAX_TEXT_INPUT + 1)
+    except OSError as err:
+        raise error(f"cannot read {what} {target}: {err.strerror or err}") from err
+    if len(data) > MAX_TEXT_INPUT:
+        raise error(f"{what} {target} is larger than {MAX_TEXT_INPUT >> 20} MiB; it is not a {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{what} {target} is not UTF-8 text (byte {err.start}); save it as UTF-8") from err
 
 
 def write_json(path: PathLike, data: Any, *, overwrite: bool = True) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import RewriterError
-from ..analysis.sizes import check_channels, parse_size
+from ..analysis.sizes import MAX_CLASSES, check_channels, parse_size
 
 MODEL_HELP = (
     "a torchvision classification model (resnet18), a built-in paper architecture (cifar_vgg16, mpnet18; "
@@ -28,7 +28,6 @@ DATA_HELP = (
     "train/ and test/ or split 80/20), synthetic[:N] (generated shapes, no files), digits[:N] (scikit-learn's "
     "scanned digits)"
 )
-MAX_CLASSES = 100_000
 MAX_BATCH = 65_536
 
 

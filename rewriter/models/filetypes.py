@@ -5,17 +5,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from .._errors import ModelFileError, UntrustedPickleError
+from .._errors import InvalidFileError, ModelFileError, UntrustedPickleError
 
-FileType = Literal["missing", "folder", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"]
+FileType = Literal[
+    "missing", "folder", "special", "loop", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"
+]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker (the tensors are elsewhere)
@@ -24,10 +28,14 @@ _PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker
 def sniff(path: str | os.PathLike) -> FileType:
     """The kind of ``path``, from its first bytes and (for a zip) its table of contents."""
     file = Path(path)
-    if not file.exists():
-        return "missing"
-    if file.is_dir():
+    try:
+        mode = os.stat(file).st_mode  # never opened unless a regular file: a FIFO would block the read
+    except OSError as err:
+        return "loop" if err.errno == errno.ELOOP else "missing"
+    if stat.S_ISDIR(mode):
         return "folder"
+    if not stat.S_ISREG(mode):
+        return "special"
     try:
         with open(file, "rb") as handle:
             head = handle.read(8)
@@ -56,6 +64,8 @@ def describe(path: str | os.PathLike, kind: FileType) -> str:
     return {
         "missing": f"{path} does not exist",
         "folder": f"{path} is a folder, not a file",
+        "special": f"{path} is not a regular file (a FIFO, device or socket); reading it would block or not end",
+        "loop": f"{path} is a symbolic link that leads back to itself (a loop)",
         "empty": f"{path} is empty (0 bytes): it is not a model file; was its writing interrupted?",
         "corrupt": f"{path} is corrupt: a truncated or damaged archive (was its writing interrupted or its "
         "download incomplete?)",
@@ -80,15 +90,15 @@ def read_structure(path: str | os.PathLike) -> Any:
     """
     kind = sniff(path)
     if kind not in ("torch", "pickle"):
-        raise ModelFileError(describe(path, kind))
+        raise (ModelFileError if kind == "missing" else InvalidFileError)(describe(path, kind))
     try:
         return torch.load(path, map_location="meta", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err) or "global" in str(err):
             raise UntrustedPickleError(f"{path} holds pickled Python objects") from err
-        raise ModelFileError(describe(path, "corrupt")) from err
+        raise InvalidFileError(describe(path, "corrupt")) from err
     except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
-        raise ModelFileError(describe(path, "corrupt")) from err
+        raise InvalidFileError(describe(path, "corrupt")) from err
 
 
 def contains_marker(path: str | os.PathLike, marker: bytes) -> bool:

@@ -35,7 +35,7 @@ _LEGACY_STALE_S = 3600  # temporary files of the naming before the PID was in it
 @contextlib.contextmanager
 def protected_inputs(paths: Iterable[PathLike | None]) -> Iterator[None]:
     """While the block runs, no write may go to one of ``paths`` (``None`` and missing files are skipped)."""
-    found = tuple(Path(p) for p in paths if p is not None and Path(p).exists())
+    found = tuple(Path(p) for p in paths if p is not None and os.path.exists(p))
     token = _INPUTS.set(_INPUTS.get() + found)
     try:
         yield
@@ -83,7 +83,7 @@ def check_target(
     if target.is_dir():
         raise ModelFileError(f"{target} is a folder; give a file name for the {what}")
     if (target.exists() or target.is_symlink()) and not force:
-        raise ModelFileError(f"{target} exists; pass --force (force=True) to overwrite it")
+        raise ModelFileError(f"{target} exists; pass --force to overwrite it")
     if not target.parent.exists():
         raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
     return target

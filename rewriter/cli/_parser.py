@@ -35,6 +35,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit code 2), pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
+        message = message if len(message) <= 400 else message[:397] + "..."  # argparse quotes the value whole
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         sys.exit(2)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import re
 import sys
 from typing import Any
 
 import yaml
 
-from .._errors import RecipeError, UsageError
+from .._errors import UsageError
+from .._untrusted import load_yaml, shown
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
@@ -80,9 +82,10 @@ _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 def amount(text: str) -> float:
     """An argparse type: ``"1.5G"`` -> 1.5e9; ``"300M"``, ``"2k"``, ``"1e9"``, positive and finite."""
     match = _AMOUNT.match(text)
-    if not match or float(match.group(1)) <= 0:
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()] if match else math.nan
+    if not (0 < value < math.inf):
         raise argparse.ArgumentTypeError(f"expected a positive number like 1.5G, 300M or 2e6, got '{text}'")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    return value
 
 
 def parse_search(items: list[str]) -> dict[str, dict[str, list[Any]]]:
@@ -92,8 +95,11 @@ def parse_search(items: list[str]) -> dict[str, dict[str, list[Any]]]:
         key, sep, text = item.partition("=")
         strategy, dot, name = key.rpartition(".")
         if not sep or not dot or not strategy or not name or not text:
-            raise RecipeError(f"--search expects STRATEGY.PARAM=VALUE[,VALUE...], got '{item}'")
-        values.setdefault(strategy, {})[name] = [yaml.safe_load(part) for part in text.split(",")]
+            raise UsageError(f"--search expects STRATEGY.PARAM=VALUE[,VALUE...], got {shown(item)}")
+        where = f"--search {shown(key, 60)}"
+        values.setdefault(strategy, {})[name] = [
+            load_yaml(part, where=where, error=UsageError) for part in text.split(",")
+        ]
     return values
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from .._errors import InputSizeError, InvalidFileError, ModelFileError, UntrustedPickleError
 from .._files import atomic_path
+from .._text import one_line
 from .._untrusted import plain_fault, shown
 from ..analysis.sizes import check_channels, check_classes, parse_size
 from . import filetypes
@@ -37,7 +38,10 @@ def write_payload(payload: dict[str, Any], path: str | os.PathLike, *, overwrite
     """Write a model-file payload atomically (the caller checked the target first)."""
     target = Path(path)
     with atomic_path(target, overwrite=overwrite) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        try:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk or a file size limit this way
+            raise ModelFileError(f"cannot write {target}: {one_line(err, limit=200)}") from err
     return target
 
 

@@ -8,6 +8,12 @@ primitive every writer goes through, refuses them too, so an input is never repl
 that was not checked in advance. Writes go to a temporary sibling named ``.NAME.PID-XXXXXXXX.tmp`` that
 replaces the target in one rename; stale ones of that naming (their process is gone) are removed on the
 next write to the same target.
+
+Two commands that write the same file must not both run: inside ``claims()`` (every CLI command runs in
+one) ``check_target`` also claims its path by creating ``.NAME.claim`` exclusively (it holds the PID), so
+a second claimant is refused at the start with the first one's PID; the claims go when the block ends, and
+one whose process is gone is taken over. The final rename of a write that may not overwrite never replaces
+a file that appeared meanwhile (it is a hard link, which fails on an existing name).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from ._errors import ModelFileError
 PathLike = str | os.PathLike
 
 _INPUTS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("rewriter_inputs", default=())
+_CLAIMS: contextvars.ContextVar[dict[Path, Path] | None] = contextvars.ContextVar(
+    "rewriter_claims", default=None
+)
 _LEGACY_STALE_S = 3600  # temporary files of the naming before the PID was in it: stale after an hour
 
 
@@ -82,11 +91,63 @@ def check_target(
         )
     if target.is_dir():
         raise ModelFileError(f"{target} is a folder; give a file name for the {what}")
-    if (target.exists() or target.is_symlink()) and not force:
-        raise ModelFileError(f"{target} exists; pass --force to overwrite it")
     if not target.parent.exists():
         raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
+    _claim(target)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise ModelFileError(f"{target} exists; pass --force to overwrite it")
     return target
+
+
+@contextlib.contextmanager
+def claims() -> Iterator[None]:
+    """While the block runs, ``check_target`` claims each output exclusively; the claims end with it."""
+    held: dict[Path, Path] = {}
+    token = _CLAIMS.set(held)
+    try:
+        yield
+    finally:
+        _CLAIMS.reset(token)
+        for claim in held.values():
+            with contextlib.suppress(OSError):
+                claim.unlink()
+
+
+def _claim(target: Path) -> None:
+    """Create ``.NAME.claim`` next to ``target`` exclusively (inside ``claims()``); refuse a live claimant."""
+    held = _CLAIMS.get()
+    key = target.resolve()
+    if held is None or key in held:
+        return
+    claim = key.parent / f".{key.name}.claim"
+    for _ in range(2):  # a second try after removing a claim whose process is gone
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _claim_owner(claim)
+            if owner is not None and _alive(owner):
+                raise ModelFileError(
+                    f"{target} is being written by another process (pid {owner}, claim {claim}); wait for it "
+                    "to finish or write to another file"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                claim.unlink()
+            continue
+        except OSError as err:
+            raise ModelFileError(f"cannot write {target}: {err.strerror or err}") from err
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        held[key] = claim
+        return
+    raise ModelFileError(f"{target} is claimed by another process ({claim}); write to another file")
+
+
+def _claim_owner(claim: Path) -> int | None:
+    try:
+        text = claim.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and len(text) < 12 else None
 
 
 def check_targets(
@@ -131,12 +192,34 @@ def atomic_path(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _rename_no_replace(Path(tmp), target)
+    except ModelFileError:
+        raise
     except OSError as err:
         raise ModelFileError(f"cannot write {target}: {err.strerror or err}") from err
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` unless ``target`` exists, atomically (ModelFileError if it does)."""
+    appeared = ModelFileError(
+        f"{target} appeared while this command ran (another process wrote it); it was not replaced"
+    )
+    try:
+        os.link(source, target)  # fails on an existing name, whoever created it
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # a file system without hard links: the check and the rename are two steps there
+        if target.exists() or target.is_symlink():
+            raise appeared from None
+        os.replace(source, target)
+    else:
+        os.unlink(source)
 
 
 def remove_stale_temporaries(target: PathLike) -> list[Path]:

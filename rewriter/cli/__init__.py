@@ -28,7 +28,6 @@ from .._errors import (
     RewriterWarning,
 )
 from .._text import one_line
-from .._untrusted import shown
 from .._version import __version__
 
 SUBCOMMANDS = (
@@ -89,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def unexpected(err: BaseException) -> str:
     """One bounded line for an exception that is not ours: what the system said for an OSError (a full
     disk, a name too long, a read-only folder), else the type, message and place."""
+    from .._untrusted import shown
+
     if isinstance(err, OSError) and err.strerror:
         name = f": {shown(str(err.filename), 80)}" if err.filename is not None else ""
         return f"{err.strerror}{name}"
@@ -131,14 +132,14 @@ def _exit_on_late_signals() -> None:
 
 
 def _main(argv: list[str]) -> int:
-    from .._files import protected_inputs
+    from .._files import claims, protected_inputs
     from ..analysis.sizes import unbounded
     from ._common import inputs_of
 
     with unbounded() if "--allow-large" in argv else contextlib.nullcontext():
         args = build_parser().parse_args(argv)  # sizes are checked against the bounds while parsing
         try:
-            with _warnings_as_lines(), protected_inputs(inputs_of(args)):
+            with _warnings_as_lines(), protected_inputs(inputs_of(args)), claims():
                 return args.run(args)
         except RewriterError as err:
             if args.debug:

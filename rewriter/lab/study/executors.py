@@ -16,10 +16,11 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,12 +46,14 @@ class Executor:
     address: str | None = None
     cpus_per_cell: float = bounded(1.0, low=0, open_low=True)
     gpus_per_cell: float = bounded(0.0, low=0)
+    connect_timeout: float = bounded(30.0, low=0, high=3600, open_low=True)
 
     def __post_init__(self) -> None:
         flags = {
             "workers": "--workers",
             "cpus_per_cell": "--cpus-per-cell",
             "gpus_per_cell": "--gpus-per-cell",
+            "connect_timeout": "--connect-timeout",
         }
         check_ranges(self, StudyError, flags=flags)
         if self.kind not in ("serial", "processes", "ray"):
@@ -156,12 +159,19 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
     ray = _import_ray()
     owned = not ray.is_initialized()
     if owned:
+        check_reachable(executor.address, executor.connect_timeout)
         try:
             ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise StudyError(
                 f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
             ) from err
+    try:
+        check_feasible(executor, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    except StudyError:
+        if owned:
+            ray.shutdown()
+        raise
     if job.device is None and not executor.gpus_per_cell:
         job = CellJob(job.setup, job.lr, "cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(_ray_cell).options(
@@ -183,6 +193,49 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
     finally:
         if owned:
             ray.shutdown()
+
+
+def check_reachable(address: str | None, timeout: float) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) that accepts no connection within ``timeout``
+    seconds, before ``ray.init`` waits on it without end; ``auto`` and no address are Ray's to find.
+
+    Raises:
+        StudyError: nothing listens there (what the system said, and the flag that sets the wait).
+    """
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"--address: expected auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else err.strerror or type(err).__name__
+        raise StudyError(
+            f"--executor ray: cannot reach Ray at {address} ({reason} within {timeout:g} s; "
+            "--connect-timeout sets the wait); is the cluster up (`ray start --head`)?"
+        ) from err
+
+
+def check_feasible(executor: Executor, nodes: Sequence[Mapping[str, float]]) -> None:
+    """Refuse cells that no node of the cluster can run (Ray would wait for such a node forever).
+
+    Args:
+        nodes: the resources of each live node, as Ray reports them (``{"CPU": 8.0, "GPU": 1.0, ...}``).
+
+    Raises:
+        StudyError: what one cell needs and what the nodes have.
+    """
+    need = {"CPU": executor.cpus_per_cell, "GPU": executor.gpus_per_cell}
+    if any(all(node.get(key, 0.0) >= amount for key, amount in need.items()) for node in nodes):
+        return
+    have = "; ".join(f"{node.get('CPU', 0.0):g} CPUs, {node.get('GPU', 0.0):g} GPUs" for node in nodes[:4])
+    more = f" and {len(nodes) - 4} more" if len(nodes) > 4 else ""
+    raise StudyError(
+        f"--executor ray: a cell needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs on one node, which no node "
+        f"of the cluster has (its {len(nodes)} nodes: {have or 'none'}{more}); lower --cpus-per-cell or "
+        "--gpus-per-cell"
+    )
 
 
 def _ray_cell(job: CellJob, cell: Cell, baseline: CellRow | None, threads: int) -> CellRow:

@@ -89,27 +89,56 @@ def run_processes(study: Study, cells: Sequence[Cell], job: CellJob, finish: Fin
 
 
 def _run_pool(study: Study, cells: list[Cell], job: CellJob, finish: Finish, workers: int) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-        initargs=(threads, os.getpid()),
-    )  # fmt: skip
+    """The cells in one pool; if a worker dies the pool breaks and fails every cell it held, so those are
+    run again each in a pool of its own (``workers`` at a time): a lost worker then fails its own cell only."""
+    broken = _pool_wave(study, cells, job, finish, workers, lost=None)
+    for start in range(0, len(broken), workers):
+        _pool_wave(study, broken[start : start + workers], job, finish, 1, lost=_LOST)
+
+
+_LOST = "a worker process died (out of memory or killed) while it ran this cell"
+
+
+def _pool_wave(
+    study: Study, cells: list[Cell], job: CellJob, finish: Finish, workers: int, *, lost: str | None
+) -> list[Cell]:
+    """Run ``cells`` in pools of ``workers`` processes (one pool per cell when ``workers`` is 1); return the
+    cells of a pool that broke, or (``lost`` given) record them as failed with that reason."""
+    per_cell = workers == 1 and len(cells) > 1
+    threads = max(1, (os.cpu_count() or 1) // (len(cells) if per_cell else workers))
+    pools = [_pool(1 if per_cell else workers, threads) for _ in (cells if per_cell else cells[:1])]
+    broken: list[Cell] = []
     try:
-        futures = {pool.submit(_pool_cell, job, cell, study.baseline_row(cell)): cell for cell in cells}
+        futures = {
+            pools[i if per_cell else 0].submit(_pool_cell, job, cell, study.baseline_row(cell)): cell
+            for i, cell in enumerate(cells)
+        }
         for future in concurrent.futures.as_completed(futures):
             cell = futures[future]
             try:
                 row = future.result()
-            except concurrent.futures.process.BrokenProcessPool as err:
-                row = _lost(cell, job, f"a worker process died (out of memory or killed) while this cell or "
-                                       f"another ran beside it ({type(err).__name__})")  # fmt: skip
+            except concurrent.futures.process.BrokenProcessPool:
+                if lost is None:
+                    broken.append(cell)
+                    continue
+                row = _lost(cell, job, lost)
             finish(cell, row)
     except BaseException:  # interrupted: end the workers now rather than wait for their cells
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+        for pool in pools:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return broken
+
+
+def _pool(workers: int, threads: int) -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=(threads, os.getpid()),
+    )  # fmt: skip
 
 
 def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:

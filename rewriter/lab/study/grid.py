@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -92,8 +93,16 @@ class _Rate:
     lr: float = bounded(0.1, low=0, open_low=True)
 
 
-def _readable(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", model)
+_MAX_PART = 64  # characters of a model or recipe in a cell's file name (the name must stay under 255 bytes)
+
+
+def _readable(text: str) -> str:
+    """``text`` as a file-name part: other characters become ``-``; a long one is cut and ends in a hash
+    of the whole (so two long names that differ only at their end stay two files)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    if len(name) <= _MAX_PART:
+        return name
+    return f"{name[: _MAX_PART - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @functools.cache
@@ -108,7 +117,7 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
 def source_key(model: str) -> str:
     """A short hash of what ``model`` builds: the bytes of a model file, else the name or import spec."""
     path = Path(model)
-    if path.is_file():
+    if os.path.isfile(path):  # False, not an error, for a name too long to be a path
         stat = path.stat()
         identity = "file:" + _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime)
     else:

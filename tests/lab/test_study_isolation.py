@@ -1,0 +1,51 @@
+"""Failures that took neighbours down (issue 23, item 6): a killed pool worker fails its own cell only,
+and a cell's file name stays under 255 bytes whatever the length of its model or recipe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+import pytest
+from torch import nn
+
+from rewriter.lab.study import Executor, Study, parse_variant, run_study
+from rewriter.lab.study.grid import Cell
+
+from .test_study import SETUP, TINY
+
+
+def dies_in_a_worker(num_classes: int = 10) -> nn.Module:
+    """A model builder that kills the process building it when that is a study worker (SIGKILL: no
+    exception, no result; the pool breaks)."""
+    if multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_own_cell_and_its_neighbours_finish(tmp_path):
+    killer = f"{__name__}:dies_in_a_worker"
+    study = Study([TINY, killer], [parse_variant("baseline")], [0, 1], SETUP, tmp_path / "s")
+    rows = run_study(study, executor=Executor("processes", workers=2), progress=False)
+    status = {(r.model, r.seed): r.status for r in rows}
+    assert status == {(TINY, 0): "ok", (TINY, 1): "ok", (killer, 0): "failed", (killer, 1): "failed"}
+    for row in rows:
+        if row.model == killer:
+            assert "died (out of memory or killed) while it ran this cell" in row.error
+
+
+def test_a_cell_file_name_is_bounded_and_long_names_stay_distinct(tmp_path):
+    long_recipe = tmp_path / ("r" * 200 + "-a.yaml")
+    other = tmp_path / ("r" * 200 + "-b.yaml")
+    for path in (long_recipe, other):
+        path.write_text("steps:\n  - truncate: {rule: output}\n")
+    model = "tests.nets:" + "m" * 250
+    study = Study([model], [parse_variant(str(long_recipe)), parse_variant(str(other))], [0], SETUP, tmp_path)
+    names = [study.cell_path(cell).name for cell in study.cells]
+    assert len(set(names)) == 2 and all(len(name.encode()) <= 200 for name in names)
+    study.cell_path(study.cells[0]).parent.mkdir()
+    study.cell_path(study.cells[0]).write_text("{}")  # the file system takes the name
+    short = Cell("resnet18", parse_variant("truncate"), 3, "abcd1234")
+    assert short.id == "resnet18-abcd1234__truncate__seed3"  # short names are as before (a study resumes)

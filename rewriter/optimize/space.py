@@ -29,6 +29,7 @@ from ..engine.registry import get_strategy, list_strategies
 from ..engine.strategy import build_strategy, parameters
 
 Values = Mapping[str, Mapping[str, Sequence[Any]]]  # {strategy: {parameter: values}}
+MAX_CONFIGS = 10_000  # configurations of one strategy (each is validated, then searched)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ def _choices(name: str, given: Mapping[str, Sequence[Any]]) -> StrategyChoices:
         raise RecipeError(f"--search {name}.{key}: unknown parameter{hint}")
     values = {p.name: _values(name, p, given) for p in params}
     searched = {k: v for k, v in values.items() if len(v) > 1 or k in given or _declared(params, k)}
+    count = math.prod(len(v) for v in searched.values())
+    if count > MAX_CONFIGS:  # counted before any is built
+        raise RecipeError(
+            f"--search {name}: {count} combinations of {', '.join(searched)}, more than {MAX_CONFIGS}; give "
+            "fewer values"
+        )
     configs = []
     for combo in itertools.product(*searched.values()):
         config = dict(zip(searched, combo, strict=True))

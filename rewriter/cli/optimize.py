@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         validation = validate(
             result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
-            workers=args.workers, plot=plot_pareto,
+            workers=args.workers, plot=plot_pareto, model_args=spec.model_args if spec.kind != "file" else None,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)

@@ -11,7 +11,7 @@ the one the heuristic chose.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ def validate(
     max_batches: int | None = None,
     workers: int = 1,
     latency_repeats: int = 15,
+    model_args: Mapping[str, Any] | None = None,
     plot: Callable[..., None] | None = None,
     progress: bool = True,
 ) -> Validation:
@@ -81,6 +82,7 @@ def validate(
 
     Args:
         model: what the study builds (a name, an import spec or a model file): it must rebuild the baseline.
+        model_args: the arguments the baseline was built with (``--model-arg``), given to every rebuild.
         out: the study folder; an interrupted validation resumes there.
 
     Raises:
@@ -103,7 +105,7 @@ def validate(
         batch_size=batch_size,
         max_batches=max_batches,
     )
-    study = Study([model], grid, list(range(seeds)), setup, Path(out))
+    study = Study([model], grid, list(range(seeds)), setup, Path(out), model_args=dict(model_args or {}))
     rows = run_study(study, workers=workers, plot=plot, progress=progress)
     accuracy, spread = {}, {}
     for label in variants:

@@ -68,7 +68,8 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     data = _data(setup.data, setup.input_size)
     torch.manual_seed(cell.seed)
     from_file = Path(cell.model).is_file()
-    model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size)
+    args = {"model_args": dict(cell.model_args)} if cell.model_args else {}  # a model file takes none
+    model, _ = load_model_for_classes(cell.model, data.num_classes, input_size=setup.input_size, **args)
     changed = False
     if cell.variant.recipe.steps:
         result = rewrite(

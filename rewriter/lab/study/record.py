@@ -56,6 +56,7 @@ class CellRow:
     flops_static: int | None = None
     latency_ms_b1: float | None = None
     latency_ms_b32: float | None = None
+    latency_noisy: bool = False  # a latency's spread is over NOISY_SPREAD of its median: no delta from it
     train_s: float | None = None
     epochs: int | None = None
     lr: float | None = None

@@ -117,7 +117,7 @@ def _claim(target: Path) -> None:
     """Create ``.NAME.claim`` next to ``target`` exclusively (inside ``claims()``); refuse a live claimant."""
     held = _CLAIMS.get()
     key = target.resolve()
-    if held is None or key in held:
+    if held is None or key in held or os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 writes
         return
     claim = key.parent / f".{key.name}.claim"
     for _ in range(2):  # a second try after removing a claim whose process is gone

@@ -255,3 +255,20 @@ def test_any_command_line_gives_one_line_and_a_known_code(
     code, _, err = run(capsys, *argv)
     assert code in (0, 1, 2, 3, 4), (argv, err)  # 5 would be an exception that is not ours
     assert "Traceback" not in err and err.count("error:") <= 1 and len(err) < 10_000, (argv, err)
+
+
+def test_an_interrupt_after_the_work_exits_130_without_a_traceback():
+    """SIGINT after main returned (while the interpreter shuts down, right after "wrote o.pt")."""
+    script = (
+        "import os, signal, sys, time\n"
+        "sys.argv = ['rewriter', 'strategies']\n"
+        "from rewriter.cli import main\n"
+        "code = main()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(5)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr

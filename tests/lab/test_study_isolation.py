@@ -6,6 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from torch import nn
@@ -49,3 +52,17 @@ def test_a_cell_file_name_is_bounded_and_long_names_stay_distinct(tmp_path):
     study.cell_path(study.cells[0]).write_text("{}")  # the file system takes the name
     short = Cell("resnet18", parse_variant("truncate"), 3, "abcd1234")
     assert short.id == "resnet18-abcd1234__truncate__seed3"  # short names are as before (a study resumes)
+
+
+@pytest.mark.slow
+def test_the_last_line_after_a_lost_worker_is_the_studys_own(tmp_path):
+    """Not the resource tracker's multi-line warning about the killed worker's semaphore."""
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "rewriter", "study", "--model", TINY, "--model", f"{__name__}:dies_in_a_worker",
+            "--recipe", "baseline", "--data", "synthetic:32", "--epochs", "1", "--max-batches", "1", "--workers", "2",
+            "--seeds", "1", "--out", str(tmp_path / "s")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1] == "1 of 2 cells failed; their errors are in summary.md"
+    assert "resource_tracker" not in done.stderr

@@ -83,6 +83,7 @@ def run_processes(study: Study, cells: Sequence[Cell], job: CellJob, finish: Fin
     """Run ``cells`` in a pool of at most ``workers`` processes (and no more than the cores), one pool per
     wave: a pool that breaks because a worker died fails the cells it held, not the next wave."""
     workers = max(1, min(workers, os.cpu_count() or 1))
+    _quiet_resource_tracker()
     for wave in waves(cells):
         if wave:
             _run_pool(study, wave, job, finish, min(workers, len(wave)))
@@ -139,6 +140,15 @@ def _pool(workers: int, threads: int) -> concurrent.futures.ProcessPoolExecutor:
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
         initargs=(threads, os.getpid()),
     )  # fmt: skip
+
+
+def _quiet_resource_tracker() -> None:
+    """A killed worker leaves a semaphore that multiprocessing's resource tracker reports at exit in a
+    multi-line warning, after the study's own last line; the lost cell already says what happened. The
+    tracker runs in a process of its own, started with this interpreter's -W options: add one."""
+    option = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
 
 
 def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:

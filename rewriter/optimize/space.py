@@ -27,6 +27,7 @@ from typing import Any, Literal
 from .._errors import RecipeError, close_matches
 from ..engine.registry import get_strategy, list_strategies
 from ..engine.strategy import build_strategy, parameters
+from .errors import SearchValueError
 
 Values = Mapping[str, Mapping[str, Sequence[Any]]]  # {strategy: {parameter: values}}
 MAX_CONFIGS = 10_000  # configurations of one strategy (each is validated, then searched)
@@ -123,7 +124,15 @@ def search_space(
         >>> [c.name for c in search_space()][:2]
         ['remove-stem-downsampling', 'reposition-downsampling']
     """
-    values = dict(values or {})
+    try:
+        return _search_space(include, exclude, dict(values or {}))
+    except RecipeError as err:
+        raise SearchValueError(str(err)) from err
+
+
+def _search_space(
+    include: Sequence[str], exclude: Sequence[str], values: dict[str, Mapping[str, Sequence[Any]]]
+) -> tuple[StrategyChoices, ...]:
     known = list_strategies()
     _check_names(include, known, "--include")
     _check_names(exclude, known, "--exclude")

@@ -66,3 +66,20 @@ def test_the_last_line_after_a_lost_worker_is_the_studys_own(tmp_path):
     assert done.returncode == 3, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1] == "1 of 2 cells failed; their errors are in summary.md"
     assert "resource_tracker" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[" * 100_000, b'{"x": ' + b"9" * 5000 + b"}", b"\xff\xfe{}"],
+    ids=["nested", "5000-digits", "utf8"],
+)
+def test_a_hostile_cell_or_study_file_is_named_in_one_error(tmp_path, text):
+    from rewriter.lab.study.errors import StudyError
+    from rewriter.lab.study.folder import load_json
+    from rewriter.lab.study.record import CellRow
+
+    path = tmp_path / "c.json"
+    path.write_bytes(text)
+    for read in (CellRow.read, load_json):
+        with pytest.raises(StudyError, match=r"c\.json"):
+            read(path)

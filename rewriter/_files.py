@@ -1,4 +1,5 @@
-"""Writing outputs safely: one guard for every file the tool writes, and atomic writes.
+"""Files handled safely: one guard for every file the tool writes, atomic writes, claims on outputs, and
+inputs read only when they are regular files (``check_regular_file``, ``read_text_input``).
 
 The guard (``check_target``) refuses, before any work is done, an output that would replace a file
 without ``force``, a folder, a path in a folder that does not exist, and always a path that is one of the

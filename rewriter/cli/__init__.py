@@ -144,7 +144,7 @@ def _main(argv: list[str]) -> int:
         except RewriterError as err:
             if args.debug:
                 raise
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            print(f"error: {one_line(err, limit=2000)}", file=sys.stderr)  # a quoted path can be long
             return err.exit_code
 
 

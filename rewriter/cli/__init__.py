@@ -144,8 +144,13 @@ def _main(argv: list[str]) -> int:
         except RewriterError as err:
             if args.debug:
                 raise
-            print(f"error: {one_line(err, limit=2000)}", file=sys.stderr)  # a quoted path can be long
+            print(f"error: {_shortened(one_line(err))}", file=sys.stderr)
             return err.exit_code
+
+
+def _shortened(text: str, limit: int = 2000) -> str:
+    """A message whose quoted argument runs to megabytes, cut in its middle (the reason is at its end)."""
+    return text if len(text) <= limit else f"{text[: limit // 2]} ... {text[-limit // 2 :]}"
 
 
 @contextlib.contextmanager

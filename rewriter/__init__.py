@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     AnalysisError,
     InputSizeError,
+    InvalidFileError,
     ModelFileError,
     ModelNotFoundError,
     RecipeError,
@@ -112,6 +113,7 @@ __all__ = [
     "Context",
     "Edit",
     "InputSizeError",
+    "InvalidFileError",
     "Layer",
     "LayerGraph",
     "LayerNode",

@@ -9,11 +9,24 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from typing import ClassVar
+
+#: the exit codes of the command line, one per kind of outcome (README, "Exit codes")
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the work could not be done (a rewrite that does not apply, a file that cannot be written)
+EXIT_USAGE = 2  # the command line is wrong: an unknown option, a value out of its range
+EXIT_VERDICT = 3  # done, with a negative verdict: nothing meets the budget, some study cells failed
+EXIT_INVALID_INPUT = 4  # an input file is not valid: a recipe, a model file, a weights file
+EXIT_INTERNAL = 5  # an unexpected error (a bug or the environment): one line, --debug shows the traceback
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 class RewriterError(Exception):
     """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
-    quoted in it, such as a key read from a file, cannot break it)."""
+    quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it."""
+
+    exit_code: ClassVar[int] = EXIT_FAILURE
 
     def __str__(self) -> str:
         return re.sub(r"\s*[\r\n]+\s*", " ", super().__str__())
@@ -25,6 +38,8 @@ class ModelNotFoundError(RewriterError, LookupError):
 
 class WeightsError(RewriterError, ValueError):
     """A weights or model file cannot be loaded into the model."""
+
+    exit_code = EXIT_INVALID_INPUT
 
 
 class UntrustedPickleError(RewriterError, PermissionError):
@@ -46,6 +61,8 @@ class AnalysisError(RewriterError, ValueError):
 class RecipeError(RewriterError, ValueError):
     """A recipe is malformed: an unknown strategy, an unknown or mistyped parameter, a missing field."""
 
+    exit_code = EXIT_INVALID_INPUT
+
 
 class RewriteError(RewriterError, RuntimeError):
     """A strategy does not apply to the model, or its result breaks an invariant; nothing is written."""
@@ -55,8 +72,17 @@ class ModelFileError(RewriterError, OSError):
     """A file cannot be written (it exists and --force was not given, it is an input) or read back."""
 
 
+class InvalidFileError(ModelFileError):
+    """An input file is not what it must be: an empty, corrupt or special file, or a model file that breaks
+    its schema or bounds (the CLI exits with code 4)."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
 class UsageError(RewriterError, ValueError):
     """The command line is inconsistent (a missing or conflicting option); the CLI exits with code 2."""
+
+    exit_code = EXIT_USAGE
 
 
 class RewriterWarning(UserWarning):

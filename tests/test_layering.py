@@ -1,8 +1,8 @@
 """The package layering of rewriter/, checked on the source with ast (every import, lazy ones included).
 
 Each package imports only the packages below it:
-``_errors/_files/_progress/_text/_version`` < ``analysis`` < ``models`` < ``engine`` < ``lab`` < ``optimize`` <
-``render`` < ``cli``. The package face (``rewriter/__init__.py``) sits just below ``cli``: no module but
+``_errors/_files/_progress/_text/_untrusted/_version`` < ``analysis`` < ``models`` < ``engine`` < ``lab`` <
+``optimize`` < ``render`` < ``cli``. The package face (``rewriter/__init__.py``) sits just below ``cli``: no module but
 the CLI imports it. Nothing in ``rewriter`` imports ``strategies``; a strategy imports only package faces
 (``rewriter``, ``rewriter.analysis``, ``rewriter.engine``, ...), never a module inside one.
 """
@@ -17,7 +17,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RANKS = {
-    "_errors": 0, "_files": 0, "_progress": 0, "_text": 0, "_version": 0,
+    "_errors": 0, "_files": 0, "_progress": 0, "_text": 0, "_untrusted": 0, "_version": 0,
     "analysis": 1, "models": 2, "engine": 3, "lab": 4, "optimize": 5, "render": 6, "cli": 8, "__main__": 8,
 }  # fmt: skip
 FACE_RANK = 7

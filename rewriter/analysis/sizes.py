@@ -3,7 +3,9 @@
 A size is ``32``, ``"32"``, ``"64,48"``, ``"64x48"`` or ``[64, 48]`` (height, width). Every size and image
 channel count is bounded (``MAX_SIDE`` px per side, ``MAX_CHANNELS`` channels), because a model is run at
 the size: a file that asks for 100000 x 100000 px would make the analysis allocate about 120 GB. The
-bounds are lifted for a block of code with ``unbounded()`` (the CLI's ``--allow-large``).
+bounds are lifted for a block of code with ``unbounded()`` (the CLI's ``--allow-large``). The classes of a
+head are bounded too (``MAX_CLASSES``, always: 3 million classes make a head of gigabytes), wherever the
+count comes from (an option, a recipe, a model file, a model argument).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .._errors import InputSizeError
+from .._untrusted import shown
 
 Size = tuple[int, int]
 
 MAX_SIDE = 2048
 MAX_CHANNELS = 64
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,19 @@ def check_channels(value: object, what: str = "in_channels") -> int:
     return value
 
 
+def check_classes(value: object, what: str = "num_classes") -> int:
+    """A positive class count of at most ``MAX_CLASSES``.
+
+    Raises:
+        InputSizeError: not a positive int, or more than the bound.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InputSizeError(f"{what}: expected a positive number of classes; got {_shown(value)}")
+    if value > MAX_CLASSES:
+        raise InputSizeError(f"{what}: {value} classes exceed the bound of {MAX_CLASSES}")
+    return value
+
+
 def _pair(value: object) -> Size | None:
     if isinstance(value, bool):
         return None
@@ -107,5 +124,4 @@ def _pair(value: object) -> Size | None:
 
 
 def _shown(value: object) -> str:
-    text = repr(value) if not isinstance(value, str) else f"'{value}'"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shown(value, 60)

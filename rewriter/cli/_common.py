@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,8 +66,13 @@ def input_size_of(args: argparse.Namespace, native: tuple[int, int] | None = Non
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
-    """--device (default: cuda if available, else cpu); one this machine lacks is refused."""
-    return resolve_device(args.device)
+    """--device (default: cuda if available, else cpu); one this machine lacks is refused, and so is a kind
+    that holds no data (meta) or that this torch lacks (mps without its backend)."""
+    device = resolve_device(args.device)
+    usable = device.type in ("cpu", "cuda") or (device.type == "mps" and torch.backends.mps.is_available())
+    if not usable:
+        raise UsageError(f"--device {device}: not a device this torch can train on here; use cpu or cuda")
+    return device
 
 
 def loader_workers(args: argparse.Namespace) -> int:
@@ -162,4 +168,4 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
         found.append(str(Path(data.partition(":")[2]).expanduser()))
     for item in getattr(args, "param", None) or []:
         found.append(item.partition("=")[2])
-    return [p for p in found if p and Path(p).exists()]
+    return [p for p in found if p and os.path.exists(p)]  # False for a name too long to be a path

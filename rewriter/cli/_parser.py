@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import RewriterError
-from ..analysis.sizes import check_channels, parse_size
+from ..analysis.sizes import MAX_CLASSES, check_channels, parse_size
 from ._log import log
 
 MODEL_HELP = (
@@ -32,7 +32,6 @@ DATA_HELP = (
     "train/ and test/ or split 80/20), synthetic[:N] (generated shapes, no files), digits[:N] (scikit-learn's "
     "scanned digits)"
 )
-MAX_CLASSES = 100_000
 MAX_BATCH = 65_536
 
 
@@ -40,6 +39,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit code 2), pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
+        message = message if len(message) <= 400 else message[:397] + "..."  # argparse quotes the value whole
         log(f"{message} (see `{self.prog} --help`)", "error")
         sys.exit(2)
 

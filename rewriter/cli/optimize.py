@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from .._errors import RecipeError, RewriterError, UsageError
+from .._errors import RewriterError, UsageError
+from .._untrusted import load_yaml, shown
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
@@ -94,8 +95,11 @@ def parse_search(items: list[str]) -> dict[str, dict[str, list[Any]]]:
         key, sep, text = item.partition("=")
         strategy, dot, name = key.rpartition(".")
         if not sep or not dot or not strategy or not name or not text:
-            raise RecipeError(f"--search expects STRATEGY.PARAM=VALUE[,VALUE...], got '{item}'")
-        values.setdefault(strategy, {})[name] = [yaml.safe_load(part) for part in text.split(",")]
+            raise UsageError(f"--search expects STRATEGY.PARAM=VALUE[,VALUE...], got {shown(item)}")
+        where = f"--search {shown(key, 60)}"
+        values.setdefault(strategy, {})[name] = [
+            load_yaml(part, where=where, error=UsageError) for part in text.split(",")
+        ]
     return values
 
 
@@ -240,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
             workers=args.workers, plot=plot_pareto, curves=plot_curves,
+            model_args=spec.model_args if spec.kind != "file" else None,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)

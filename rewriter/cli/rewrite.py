@@ -7,9 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .._errors import UsageError
+from .._errors import RecipeError, UsageError
+from .._untrusted import load_yaml, shown
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
@@ -125,10 +124,10 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
         strategy, dot, name = key.rpartition(".")
         if not sep or not dot or not strategy or not name:
             raise UsageError(f"--param expects STRATEGY.KEY=VALUE, got '{item}'")
-        try:
-            params.setdefault(strategy, {})[name] = yaml.safe_load(value) if value else None
-        except yaml.YAMLError:
-            raise UsageError(f"--param {item}: the value is not a YAML scalar") from None
+        where = f"--param {shown(key, 60)}"
+        params.setdefault(strategy, {})[name] = (
+            load_yaml(value, where=where, error=UsageError) if value else None
+        )
     return params
 
 
@@ -136,15 +135,19 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
     if bool(args.strategy) == bool(args.recipe):
         raise UsageError("give either --strategy NAME (repeatable) or --recipe FILE.yaml")
     # a recipe of `steps: []` is the model unchanged, as in `study`
-    recipe = (
+    given = (
         Recipe.from_yaml(args.recipe, allow_empty=True)
         if args.recipe
         else Recipe.from_strategies(args.strategy)
     )
-    recipe = recipe.with_overrides(
-        input_size=args.input_size, num_classes=args.num_classes, params=parse_params(args.param)
-    )
-    recipe.strategies()  # validate before any expensive work
+    params = parse_params(args.param)
+    try:
+        recipe = given.with_overrides(input_size=args.input_size, num_classes=args.num_classes, params=params)
+        recipe.strategies()  # validate before any expensive work
+    except RecipeError as err:
+        if args.recipe and not params:
+            raise  # the file's fault: invalid input
+        raise UsageError(str(err)) from err  # a fault of --strategy or --param: a usage error
     return recipe
 
 

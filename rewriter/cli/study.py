@@ -139,6 +139,8 @@ def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPUs a cell's task takes (default 1)")  # fmt: skip
     ray.add_argument("--gpus-per-cell", type=real(0, 64), default=0.0, metavar="N",
                      help="GPUs a cell's task takes (default 0)")  # fmt: skip
+    ray.add_argument("--connect-timeout", type=real(0, 3600, low_open=True), default=30.0, metavar="S",
+                     help="seconds to wait for the cluster at --address to answer (default 30)")  # fmt: skip
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -158,7 +160,7 @@ def run_command(args: argparse.Namespace) -> int:
         workers = cores()
         status(f"note: --workers {args.workers} capped to the {workers} cores")
     executor = Executor(kind, workers=workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
-                        gpus_per_cell=args.gpus_per_cell)  # fmt: skip
+                        gpus_per_cell=args.gpus_per_cell, connect_timeout=args.connect_timeout)  # fmt: skip
     study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
                   retry_failed=args.retry_failed, force=args.force)  # fmt: skip
     study.recorded()  # refuse a folder of another setup, or of other files, before anything runs

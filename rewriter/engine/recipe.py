@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._errors import InputSizeError, RecipeError, close_matches
-from ..analysis.sizes import parse_size
+from .._files import read_text_input
+from .._untrusted import load_yaml, plain_fault, shown
+from ..analysis.sizes import check_classes, parse_size
 from .strategy import Strategy, build_strategy
 
 TOP_LEVEL_KEYS = ("input_size", "num_classes", "steps")
+MAX_STEPS = 64  # steps in one recipe (each is a rewrite and a verification: seconds)
 
 
 @dataclass(frozen=True)
@@ -50,23 +51,14 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, *, allow_empty: bool = False) -> Recipe:
-        """Read a recipe file with ``yaml.safe_load`` (``steps: []``, the unchanged model, with ``allow_empty``).
+        """Read a recipe file as bounded YAML (``steps: []``, the unchanged model, with ``allow_empty``).
 
         Raises:
             RecipeError: the file is missing, not YAML, or not a valid recipe.
         """
         source = Path(path).name
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise RecipeError(f"cannot read recipe {path}: {err.strerror or err}") from err
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(err, "problem", None) or str(err)
-            raise RecipeError(f"{source}: not valid YAML{where}: {problem}") from err
+        text = read_text_input(path, what="recipe", error=RecipeError)
+        data = load_yaml(text, where=source, error=RecipeError)
         return cls.from_dict(data, source=source, allow_empty=allow_empty)
 
     @classmethod
@@ -76,6 +68,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "recipe", allow_empty: bool = False) -> Recipe:
+        fault = plain_fault(data)
+        if fault:
+            raise RecipeError(f"{source}: the recipe {fault}")
         if isinstance(data, list):
             data = {"steps": data}
         if not isinstance(data, Mapping):
@@ -90,7 +85,9 @@ class Recipe:
             raise RecipeError(f"{source}: missing 'steps' (a list of '- strategy-name: {{parameters}}')")
         steps = data["steps"]
         if not isinstance(steps, list) or (not steps and not allow_empty):
-            raise RecipeError(f"{source} steps: expected a non-empty list of strategies, got {steps!r}")
+            raise RecipeError(f"{source} steps: expected a non-empty list of strategies, got {shown(steps)}")
+        if len(steps) > MAX_STEPS:
+            raise RecipeError(f"{source} steps: {len(steps)} steps, more than the bound of {MAX_STEPS}")
         return cls(
             steps=tuple(_parse_step(item, f"{source} steps[{i}]") for i, item in enumerate(steps)),
             input_size=_parse_size(data.get("input_size"), f"{source} input_size"),
@@ -155,12 +152,12 @@ def _parse_step(item: Any, where: str) -> Step:
     if isinstance(item, str):
         return Step(item)
     if not isinstance(item, Mapping) or len(item) != 1:
-        raise RecipeError(f"{where}: expected '- strategy-name: {{parameters}}', got {item!r}")
+        raise RecipeError(f"{where}: expected '- strategy-name: {{parameters}}', got {shown(item)}")
     ((name, params),) = item.items()
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
-        raise RecipeError(f"{where}.{name}: parameters must be a mapping, got {params!r}")
+        raise RecipeError(f"{where}.{name}: parameters must be a mapping, got {shown(params)}")
     return Step(str(name), dict(params))
 
 
@@ -174,6 +171,9 @@ def _parse_size(value: Any, where: str) -> tuple[int, int] | None:
 
 
 def _parse_classes(value: Any, where: str) -> int | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return value
-    raise RecipeError(f"{where}: expected a positive int, got {value!r}")
+    if value is None:
+        return None
+    try:
+        return check_classes(value, where)
+    except InputSizeError as err:
+        raise RecipeError(str(err)) from None

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import ModelFileError, RecipeError, UntrustedPickleError
+from .._errors import InvalidFileError, RecipeError, UntrustedPickleError
 from .._files import check_target
 from .._version import __version__
 from ..analysis.sizes import parse_size
@@ -113,7 +113,7 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     try:
         recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
     except RecipeError as err:
-        raise ModelFileError(f"{path} is not a valid model file: recipe: {err}") from err
+        raise InvalidFileError(f"{path} is not a valid model file: recipe: {err}") from err
     size = parse_size(data["input_size"], "input_size")
     if "module" in data:
         return LoadedModel(data["module"], spec, recipe, size, data)
@@ -159,7 +159,7 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
     unexpected = sorted(set(state) - set(expected))
     mismatched = [k for k in expected if k in state and expected[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
-        raise ModelFileError(
+        raise InvalidFileError(
             f"{path}: the replayed recipe builds a model whose weights differ from the file's (missing "
             f"{missing[:4]}, unexpected {unexpected[:4]}, shape mismatch {mismatched[:4]}); was it written by "
             "another version of torch, torchvision or rewriter?"

@@ -5,19 +5,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from .._errors import ModelFileError, UntrustedPickleError
+from .._errors import InvalidFileError, ModelFileError, UntrustedPickleError
 from .._text import root_cause
 
 FileType = Literal[
-    "missing", "folder", "unreadable", "empty", "corrupt", "torch", "export", "onnx", "pickle", "unknown"
+    "missing", "folder", "unreadable", "special", "loop", "empty", "corrupt", "torch", "export", "onnx", "pickle",
+    "unknown",
 ]  # fmt: skip
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -27,10 +30,14 @@ _PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker
 def sniff(path: str | os.PathLike) -> FileType:
     """The kind of ``path``, from its first bytes and (for a zip) its table of contents."""
     file = Path(path)
-    if not file.exists():
-        return "missing"
-    if file.is_dir():
+    try:
+        mode = os.stat(file).st_mode  # never opened unless a regular file: a FIFO would block the read
+    except OSError as err:
+        return "loop" if err.errno == errno.ELOOP else "missing"
+    if stat.S_ISDIR(mode):
         return "folder"
+    if not stat.S_ISREG(mode):
+        return "special"
     try:
         with open(file, "rb") as handle:
             head = handle.read(8)
@@ -63,6 +70,8 @@ def describe(path: str | os.PathLike, kind: FileType) -> str:
     return {
         "missing": f"{path} does not exist",
         "folder": f"{path} is a folder, not a file",
+        "special": f"{path} is not a regular file (a FIFO, device or socket); reading it would block or not end",
+        "loop": f"{path} is a symbolic link that leads back to itself (a loop)",
         "empty": f"{path} is empty (0 bytes): it is not a model file; was its writing interrupted?",
         "corrupt": f"{path} is corrupt: a truncated or damaged archive (was its writing interrupted or its "
         "download incomplete?)",
@@ -96,7 +105,7 @@ def read_structure(path: str | os.PathLike) -> Any:
     """
     kind = sniff(path)
     if kind not in ("torch", "pickle"):
-        raise ModelFileError(describe(path, kind))
+        raise (ModelFileError if kind == "missing" else InvalidFileError)(describe(path, kind))
     try:
         return torch.load(path, map_location="meta", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -105,9 +114,9 @@ def read_structure(path: str | os.PathLike) -> Any:
             raise UntrustedPickleError(
                 f"{path} holds pickled Python objects ({', '.join(unsafe[:3])})"
             ) from err
-        raise ModelFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
+        raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
     except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
-        raise ModelFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
+        raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
 
 
 def _unsafe_globals(path: str | os.PathLike) -> list[str]:

@@ -19,23 +19,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import InputSizeError, ModelFileError, UntrustedPickleError
+from .._errors import InputSizeError, InvalidFileError, ModelFileError, UntrustedPickleError
 from .._files import atomic_path
-from .._text import root_cause
-from ..analysis.sizes import check_channels, parse_size
+from .._text import one_line, root_cause
+from .._untrusted import plain_fault, shown
+from ..analysis.sizes import check_channels, check_classes, parse_size
 from . import filetypes
+from .sources import check_model_args
 
 FORMAT = "rewriter-model"
 VERSION = 1
 KINDS = ("torchvision", "builtin", "timm", "import", "file")
 _SLACK = 1 << 20  # bytes of tensor data beyond what the tensors need that a file may hold (alignment)
+MAX_HISTORY = 64  # rewrites recorded in a base's history (each is replayed when the file is loaded)
 
 
 def write_payload(payload: dict[str, Any], path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write a model-file payload atomically (the caller checked the target first)."""
     target = Path(path)
     with atomic_path(target, overwrite=overwrite) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        try:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk or a file size limit this way
+            raise ModelFileError(f"cannot write {target}: {one_line(err, limit=200)}") from err
     return target
 
 
@@ -52,7 +58,7 @@ def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict
         data = filetypes.read_structure(path)
     except UntrustedPickleError as err:
         if not filetypes.contains_marker(path, FORMAT.encode()):
-            raise ModelFileError(
+            raise InvalidFileError(
                 f"{path} is not a model file written by rewriter (it holds a pickle)"
             ) from err
         if not trust_pickle:
@@ -62,7 +68,10 @@ def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict
             ) from err
         data = _load_trusted(path)
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a model file written by rewriter (no 'format: {FORMAT}')")
+        raise InvalidFileError(f"{path} is not a model file written by rewriter (no 'format: {FORMAT}')")
+    bomb = plain_fault({k: v for k, v in data.items() if k not in ("state_dict", "module")})
+    if bomb:  # before anything walks or formats the fields
+        raise InvalidFileError(f"{path} is not a valid model file: its payload {bomb}")
     version = data.get("version")
     if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         raise ModelFileError(
@@ -72,7 +81,7 @@ def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict
     faults = validate(data)
     if faults:
         shown = "; ".join(faults[:6]) + (f"; and {len(faults) - 6} more" if len(faults) > 6 else "")
-        raise ModelFileError(f"{path} is not a valid model file: {shown}")
+        raise InvalidFileError(f"{path} is not a valid model file: {shown}")
     return dict(data)
 
 
@@ -88,14 +97,14 @@ def read_tensors(path: str | os.PathLike, payload: Mapping[str, Any]) -> dict[st
     declared = sum(t.untyped_storage().nbytes() for t in state.values())
     stored = filetypes.tensor_bytes(path)
     if declared > 2 * needed + _SLACK or stored > declared + _SLACK:
-        raise ModelFileError(
+        raise InvalidFileError(
             f"{path} holds {stored} bytes of tensor data for tensors that need {needed}; the file is damaged "
             "or not what it claims"
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
+        raise InvalidFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
     return dict(data["state_dict"])
 
 
@@ -129,7 +138,7 @@ def _load_trusted(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise ModelFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
+        raise InvalidFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
 
 
 # ---- the schema of version 1 -------------------------------------------------------------------------
@@ -154,8 +163,7 @@ def _field(
 
 
 def _text(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 50 else text[:47] + "..."
+    return shown(value, 50)
 
 
 def _expect(kind: str, ok: Callable[[Any], bool]) -> Callable[[Any], str | None]:
@@ -211,6 +219,8 @@ def _state_fault(value: Any) -> str | None:
 def _history_fault(value: Any) -> str | None:
     if not isinstance(value, (list, tuple)):
         return f"expected a list of rewrites, got {_text(value)}"
+    if len(value) > MAX_HISTORY:
+        return f"{len(value)} rewrites, more than the bound of {MAX_HISTORY} (each is replayed on loading)"
     for i, step in enumerate(value):
         if not isinstance(step, Mapping):
             return f"[{i}]: expected a mapping, got {_text(step)}"
@@ -220,6 +230,26 @@ def _history_fault(value: Any) -> str | None:
         unknown = [k for k in step if k not in _STEP]
         if unknown:
             return f"[{i}]: unknown field {_text(unknown[0])}"
+    return None
+
+
+def _classes_fault(value: Any) -> str | None:
+    if value is not None and not (_is_int(value) and value > 0):
+        return f"expected null or a positive int, got {_text(value)}"
+    try:
+        value is None or check_classes(value, "num_classes")
+    except InputSizeError as err:
+        return str(err).removeprefix("num_classes: ")
+    return None
+
+
+def _model_args_fault(value: Any) -> str | None:
+    if not _mapping_with_str_keys(value):
+        return f"expected a mapping of arguments, got {_text(value)}"
+    try:
+        check_model_args(value, "model_args")
+    except InputSizeError as err:
+        return str(err).removeprefix("model_args").lstrip(": ")
     return None
 
 
@@ -240,8 +270,8 @@ _STEP: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
 _BASE: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
     "source": (True, _expect("a model name or import spec", lambda v: isinstance(v, str) and bool(v))),
     "kind": (True, _expect(f"one of {', '.join(KINDS)}", lambda v: v in KINDS)),
-    "num_classes": (False, _expect("null or a positive int", lambda v: v is None or (_is_int(v) and v > 0))),
-    "model_args": (False, _expect("a mapping of arguments", _mapping_with_str_keys)),
+    "num_classes": (False, _classes_fault),
+    "model_args": (False, _model_args_fault),
     "weights": (False, _expect("null or a file name", lambda v: v is None or isinstance(v, str))),
     "history": (False, _history_fault),
 }

@@ -26,14 +26,18 @@ import torchvision
 from torch import nn
 
 from .._errors import (
-    ModelFileError,
+    InputSizeError,
+    InvalidFileError,
     ModelNotFoundError,
     RewriterWarning,
     UntrustedPickleError,
+    UsageError,
     WeightsError,
     close_matches,
 )
 from .._text import one_line
+from .._untrusted import load_yaml, plain_fault, shown
+from ..analysis.sizes import check_channels, check_classes, parse_size
 from . import filetypes, modelfile, zoo
 from .timm_source import PREFIX as TIMM_PREFIX
 from .timm_source import build_timm_model, is_timm_source
@@ -128,8 +132,11 @@ def load_model(
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
     args = dict(model_args or {})
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ModelNotFoundError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_model_args(args)
+    if num_classes is not None:
+        check_classes(num_classes, "num_classes")
+    if allow_file:
+        check_source(source)
     if allow_file and Path(source).is_file():
         kind = _registered_kind(source, num_classes, args)
         if kind is not None:
@@ -179,25 +186,25 @@ def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any])
             raise ModelNotFoundError(f"{source} fixes its architecture; drop --num-classes and --model-arg")
         return kind
     found = filetypes.sniff(source)
-    if found in ("unreadable", "empty", "corrupt"):
-        raise ModelFileError(filetypes.describe(source, found))
+    if found in ("unreadable", "empty", "corrupt", "special", "loop"):
+        raise InvalidFileError(filetypes.describe(source, found))
     if found in ("export", "onnx"):
         raise ModelNotFoundError(filetypes.describe(source, found))
     return None
 
 
 def check_source(source: str) -> None:
-    """Refuse, before any work, a MODEL that names a file that does not exist, is empty, or is corrupt.
+    """Refuse, before any work, a MODEL that names a file that does not exist, is empty, is corrupt, or is
+    not a regular file (a FIFO, a device, a symlink loop: reading it would block or never end).
 
     Raises:
         ModelNotFoundError: a path (it has a folder or a model file's suffix) that does not exist.
-        ModelFileError: a file that cannot be read (the reason is given), is empty, or is corrupt.
+        ModelFileError: a file that cannot be read (the reason is given), is empty, corrupt or special.
     """
-    if Path(source).is_file():
-        found = filetypes.sniff(source)
-        if found in ("unreadable", "empty", "corrupt"):
-            raise ModelFileError(filetypes.describe(source, found))
-    elif _looks_like_a_path(source) and not is_named_model(source):
+    found = filetypes.sniff(source) if os.path.lexists(source) else "missing"
+    if found in ("unreadable", "empty", "corrupt", "special", "loop"):
+        raise InvalidFileError(filetypes.describe(source, found))
+    if found == "missing" and _looks_like_a_path(source) and not is_named_model(source):
         raise ModelNotFoundError(
             f"{source} does not exist (no such file); MODEL is a model name (`rewriter models`), "
             "package.module:callable, or an existing file"
@@ -262,7 +269,9 @@ def _call_factory(label: str, factory: Any, num_classes: int | None, args: dict[
     try:
         model = factory(**kwargs)
     except Exception as err:
-        raise ModelNotFoundError(f"cannot build '{label}' with arguments {kwargs}: {err}") from err
+        raise ModelNotFoundError(
+            f"cannot build '{label}' with arguments {shown(kwargs, 200)}: {one_line(err, limit=300)}"
+        ) from err
     if not isinstance(model, nn.Module):
         raise ModelNotFoundError(f"'{label}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -328,13 +337,46 @@ def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; values are read as YAML scalars (``32`` -> int, ``true`` -> bool)."""
-    import yaml
+    """Parse ``key=value`` pairs; values are read as YAML scalars (``32`` -> int, ``true`` -> bool).
 
+    Raises:
+        UsageError: an item without ``=``, a value that is not YAML or over the bounds (``check_model_args``).
+    """
     args: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ModelNotFoundError(f"--model-arg expects key=value, got '{item}'")
-        args[key.strip()] = yaml.safe_load(value) if value else ""
-    return args
+            raise UsageError(f"--model-arg expects key=value, got {shown(item)}")
+        where = f"--model-arg {shown(key.strip(), 40)}"
+        args[key.strip()] = load_yaml(value, where=where, error=UsageError) if value else ""
+    try:
+        return check_model_args(args, "--model-arg")
+    except InputSizeError as err:
+        raise UsageError(str(err)) from None
+
+
+#: model arguments that size what a model allocates, and the bound each takes (the one declared for it)
+_SIZED_ARGUMENTS: dict[str, Callable[[Any, str], Any]] = {
+    "num_classes": check_classes,
+    "img_size": parse_size,
+    "image_size": parse_size,
+    "input_size": parse_size,
+    "in_chans": check_channels,
+    "in_channels": check_channels,
+}
+
+
+def check_model_args(args: Mapping[str, Any], where: str = "model_args") -> dict[str, Any]:
+    """Model arguments within the bounds: plain data of bounded size, and the arguments that size a model
+    (``num_classes``, timm's ``img_size``, ``in_chans`` ...) within the bound declared for each.
+
+    Raises:
+        InputSizeError: the fault, naming the argument.
+    """
+    fault = plain_fault(dict(args))
+    if fault:
+        raise InputSizeError(f"{where} {fault}")
+    for key, check in _SIZED_ARGUMENTS.items():
+        if args.get(key) is not None:
+            check(args[key], f"{where} {key}")
+    return dict(args)

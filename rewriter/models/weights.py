@@ -20,7 +20,7 @@ def read_state_dict(path: str | os.PathLike, *, meta: bool = False) -> dict[str,
     With ``meta`` every tensor is on the meta device: the names and shapes, no data read.
     """
     kind = filetypes.sniff(path)
-    if kind in ("missing", "folder", "unreadable", "empty", "corrupt", "export", "onnx"):
+    if kind in ("missing", "folder", "unreadable", "special", "loop", "empty", "corrupt", "export", "onnx"):
         raise WeightsError(f"weights file {filetypes.describe(path, kind)}")
     try:
         obj = torch.load(path, map_location="meta" if meta else "cpu", weights_only=True)

@@ -8,6 +8,7 @@ its result, evaluated on the meta device like the optimizer's candidates), and a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ from torch import nn
 
 from .._errors import RewriterError
 from .._text import human, one_line
+from .._untrusted import shown
 from ..analysis.analyzer import resolve_leaf_classes
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context
 from .errors import OptimizeError
 from .evaluation import Figures, analyzer_for, figures_of, measure_candidate, meta_copy, output_classes
 
+MAX_SIZES = 256  # resolutions in one sweep
 _RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(?::\s*(\d+)\s*)?$")
 
 
@@ -34,19 +37,20 @@ def parse_sizes(text: str) -> list[int]:
         OptimizeError: not a range or a list of positive sizes, or more than 256 sizes.
     """
     match = _RANGE.match(text)
+    sizes: Sequence[int] = []
     if match:
-        start, stop, step = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
-        sizes = list(range(start, stop + 1, step)) if step > 0 else []
-    else:
-        try:
+        with contextlib.suppress(ValueError):  # int() of a 5000-digit number
+            start, stop, step = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
+            sizes = range(start, stop + 1, step) if step > 0 else []  # counted before it is a list
+    elif text.count(",") < MAX_SIZES:
+        with contextlib.suppress(ValueError):
             sizes = [int(part) for part in text.split(",")]
-        except ValueError:
-            sizes = []
-    if not sizes or any(s <= 0 for s in sizes) or len(sizes) > 256:
+    if not sizes or len(sizes) > MAX_SIZES or any(s <= 0 for s in sizes):
         raise OptimizeError(
-            f"--input-size expects START:STOP:STEP (32:512:32) or sizes 32,64,128 (at most 256), got '{text}'"
+            f"--input-size expects START:STOP:STEP (32:512:32) or sizes 32,64,128 (at most {MAX_SIZES}), got "
+            f"{shown(text)}"
         )
-    return sizes
+    return list(sizes)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,10 @@ from typing import Any, Literal
 from .._errors import RecipeError, close_matches
 from ..engine.registry import get_strategy, list_strategies
 from ..engine.strategy import build_strategy, parameters
+from .errors import SearchValueError
 
 Values = Mapping[str, Mapping[str, Sequence[Any]]]  # {strategy: {parameter: values}}
+MAX_CONFIGS = 10_000  # configurations of one strategy (each is validated, then searched)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,12 @@ def _choices(name: str, given: Mapping[str, Sequence[Any]]) -> StrategyChoices:
         raise RecipeError(f"--search {name}.{key}: unknown parameter{hint}")
     values = {p.name: _values(name, p, given) for p in params}
     searched = {k: v for k, v in values.items() if len(v) > 1 or k in given or _declared(params, k)}
+    count = math.prod(len(v) for v in searched.values())
+    if count > MAX_CONFIGS:  # counted before any is built
+        raise RecipeError(
+            f"--search {name}: {count} combinations of {', '.join(searched)}, more than {MAX_CONFIGS}; give "
+            "fewer values"
+        )
     configs = []
     for combo in itertools.product(*searched.values()):
         config = dict(zip(searched, combo, strict=True))
@@ -116,7 +124,15 @@ def search_space(
         >>> [c.name for c in search_space()][:2]
         ['remove-stem-downsampling', 'reposition-downsampling']
     """
-    values = dict(values or {})
+    try:
+        return _search_space(include, exclude, dict(values or {}))
+    except RecipeError as err:
+        raise SearchValueError(str(err)) from err
+
+
+def _search_space(
+    include: Sequence[str], exclude: Sequence[str], values: dict[str, Mapping[str, Sequence[Any]]]
+) -> tuple[StrategyChoices, ...]:
     known = list_strategies()
     _check_names(include, known, "--include")
     _check_names(exclude, known, "--exclude")

@@ -11,7 +11,7 @@ the one the heuristic chose.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,10 @@ class Validation:
         }
 
 
-def _variants(baseline: Candidate, best: Sequence[Candidate]) -> dict[str, Candidate]:
-    """The study's labels: ``baseline`` and each candidate's strategies joined by ``+`` (with its index
-    where two candidates use the same strategies); summary.md and the plot give each label's parameters."""
+def _variants(baseline: Candidate, best: Sequence[Candidate], size: tuple[int, int]) -> dict[str, Candidate]:
     variants = {"baseline": baseline}
-    for candidate in best:
-        label = "+".join(step.strategy for step in candidate.steps)
-        variants[label if label not in variants else f"{label}-{candidate.index}"] = candidate
+    for rank, candidate in enumerate(best, start=1):
+        variants[f"rank{rank}"] = candidate
     return variants
 
 
@@ -77,14 +74,15 @@ def validate(
     max_batches: int | None = None,
     workers: int = 1,
     latency_repeats: int = 15,
+    model_args: Mapping[str, Any] | None = None,
     plot: Callable[..., None] | None = None,
-    curves: Callable[..., None] | None = None,
     progress: bool = True,
 ) -> Validation:
     """Train the baseline and the ``k`` best candidates of ``result`` (an ``OptimizeResult``) on ``data``.
 
     Args:
         model: what the study builds (a name, an import spec or a model file): it must rebuild the baseline.
+        model_args: the arguments the baseline was built with (``--model-arg``), given to every rebuild.
         out: the study folder; an interrupted validation resumes there.
 
     Raises:
@@ -97,7 +95,7 @@ def validate(
         raise OptimizeError(
             "no rewritten candidate meets the budget: nothing to validate against the baseline"
         )
-    variants = _variants(result.baseline, ranked[:k])
+    variants = _variants(result.baseline, ranked[:k], result.input_size)
     grid = [Variant(label, Recipe(c.steps, source=label)) for label, c in variants.items()]
     setup = StudySetup(
         data=data,
@@ -107,8 +105,8 @@ def validate(
         batch_size=batch_size,
         max_batches=max_batches,
     )
-    study = Study([model], grid, list(range(seeds)), setup, Path(out))
-    rows = run_study(study, workers=workers, plot=plot, curves=curves, progress=progress)
+    study = Study([model], grid, list(range(seeds)), setup, Path(out), model_args=dict(model_args or {}))
+    rows = run_study(study, workers=workers, plot=plot, progress=progress)
     accuracy, spread = {}, {}
     for label in variants:
         values = [
@@ -137,7 +135,7 @@ def _judge(result, variants: dict[str, Candidate], accuracy, spread, out: str) -
     agrees = trained.index == heuristic
     verdict = "agrees with" if agrees else "differs from"
     shown = ", ".join(
-        variants[label].label
+        (label if label == "baseline" else f"{label} {variants[label].label}")
         + f": {accuracy[label]:.2%}"
         + (f" ± {spread[label]:.2%}" if spread[label] else "")
         for label in variants

@@ -93,7 +93,7 @@ def test_compare_takes_weights_and_checks_them(capsys, tmp_path):
     assert code == 0, err
     code, _, err = run(capsys, "compare", "cifar_vgg13", "cifar_vgg11", "--input-size", "32", "--weights",
                        str(tmp_path / "w.pth"), "--no-latency")  # fmt: skip
-    assert code == 1 and "does not match the model" in err
+    assert code == 4 and "does not match the model" in err
 
 
 @pytest.fixture

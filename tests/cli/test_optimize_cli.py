@@ -124,9 +124,9 @@ def test_a_baseline_without_unproductive_layers_is_kept_and_nothing_written(caps
         (["--prefer", "speed"], 2, "argument --prefer: invalid choice: 'speed'"),
         (["--width-factor", "100"], 2, "argument --width-factor: expected factors from 1/64 to 16"),
         (["--validate", "2"], 2, "--validate K needs --data SPEC"),
-        (["--search", "truncate.keep_blocks"], 1, "--search expects STRATEGY.PARAM=VALUE"),
-        (["--search", "truncate.keep_blocks=-1"], 1, "keep_blocks: -1 is out of range"),
-        (["--exclude", "trunacte"], 1, "did you mean 'truncate'"),
+        (["--search", "truncate.keep_blocks"], 2, "--search expects STRATEGY.PARAM=VALUE"),
+        (["--search", "truncate.keep_blocks=-1"], 2, "keep_blocks: -1 is out of range"),
+        (["--exclude", "trunacte"], 2, "did you mean 'truncate'"),
     ],
 )
 def test_bad_options_fail_with_one_line(capsys, argv, code, message):

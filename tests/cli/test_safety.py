@@ -143,7 +143,7 @@ def test_strategy_parameters_out_of_their_declared_range_are_refused_before_any_
     code, _, err = run(
         capsys, "rewrite", "cifar_vgg11", "--input-size", "32", "--strategy", strategy, "-p", param
     )
-    assert code == 1 and message in err and "measuring" not in err
+    assert code == 2 and message in err and "measuring" not in err
 
 
 def test_every_numeric_strategy_parameter_declares_both_ends_of_its_range():

@@ -118,7 +118,7 @@ def test_model_args_are_parsed_as_yaml_scalars():
         "name": "abc",
         "ratio": 0.5,
     }
-    with pytest.raises(rewriter.ModelNotFoundError, match="key=value"):
+    with pytest.raises(rewriter.UsageError, match="key=value"):
         parse_model_args(["width"])
 
 

@@ -20,8 +20,8 @@ from .grid import Cell, Study, StudySetup
 from .record import CellRow, EpochPoint
 
 #: what a cell whose recipe changes nothing takes from its baseline
-_RESULTS = ("test_accuracy", "params", "flops", "flops_static", "latency_ms_b1", "latency_ms_b32", "train_s",
-            "border_layer_min", "convergence", "chance", "curve", "precision", "images_per_s")  # fmt: skip
+_RESULTS = ("test_accuracy", "params", "flops", "flops_static", "latency_ms_b1", "latency_ms_b32", "latency_noisy",
+            "train_s", "border_layer_min", "convergence", "chance", "curve", "precision", "images_per_s")  # fmt: skip
 
 _DATA_CACHE: dict[tuple[str, tuple[int, int]], Any] = {}
 
@@ -74,8 +74,9 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
         raise StudyError(
             f"--num-classes {setup.num_classes}, but {setup.data} has {data.num_classes} classes: drop --num-classes"
         )
+    args = {"model_args": dict(cell.model_args)} if cell.model_args else {}  # a model file takes none
     model, _ = load_model_for_classes(
-        cell.model, setup.num_classes or data.num_classes, input_size=setup.input_size
+        cell.model, setup.num_classes or data.num_classes, input_size=setup.input_size, **args
     )
     changed = False
     if cell.variant.recipe.steps:
@@ -87,16 +88,25 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     return model, data, changed
 
 
-def latencies(model: nn.Module, setup: StudySetup) -> dict[str, float]:
-    from ...engine.report import measure_latency
+LATENCY_THREADS = 1  # a study times on one thread: steady beside other work, comparable between cells
+
+
+def latencies(model: nn.Module, setup: StudySetup) -> dict[str, Any]:
+    """Median latency at batch 1 and 32 on the CPU, timed on ``LATENCY_THREADS`` threads, and whether
+    either figure is noisy (its spread over ``NOISY_SPREAD`` of the median)."""
+    from ...engine.report import time_model
 
     model = model.cpu()
-    return {
-        f"latency_ms_b{batch}": round(
-            measure_latency(model, setup.input_size, batch=batch, repeats=setup.latency_repeats), 4
-        )
-        for batch in (1, 32)
-    }
+    previous = torch.get_num_threads()
+    torch.set_num_threads(LATENCY_THREADS)
+    try:
+        timed = {
+            b: time_model(model, setup.input_size, batch=b, repeats=setup.latency_repeats) for b in (1, 32)
+        }
+    finally:
+        torch.set_num_threads(previous)
+    figures: dict[str, Any] = {f"latency_ms_b{b}": round(t.median_ms, 4) for b, t in timed.items()}
+    return {**figures, "latency_noisy": any(t.noisy for t in timed.values())}
 
 
 def blank_row(
@@ -213,7 +223,9 @@ def fill_latency(study: Study, progress: Callable[[str], None] | None = None, *,
             continue
         baseline = study.baseline_row(cell) if not cell.variant.is_baseline and row.same_as_baseline else None
         if baseline is not None and baseline.latency_ms_b1 is not None:
-            timed = {key: getattr(baseline, key) for key in ("latency_ms_b1", "latency_ms_b32")}
+            timed = {
+                key: getattr(baseline, key) for key in ("latency_ms_b1", "latency_ms_b32", "latency_noisy")
+            }
         else:
             if progress:
                 progress(f"timing {cell.id}")

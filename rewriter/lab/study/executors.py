@@ -16,10 +16,11 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,12 +46,14 @@ class Executor:
     address: str | None = None
     cpus_per_cell: float = bounded(1.0, low=0, open_low=True)
     gpus_per_cell: float = bounded(0.0, low=0)
+    connect_timeout: float = bounded(30.0, low=0, high=3600, open_low=True)
 
     def __post_init__(self) -> None:
         flags = {
             "workers": "--workers",
             "cpus_per_cell": "--cpus-per-cell",
             "gpus_per_cell": "--gpus-per-cell",
+            "connect_timeout": "--connect-timeout",
         }
         check_ranges(self, StudyError, flags=flags)
         if self.kind not in ("serial", "processes", "ray"):
@@ -80,33 +83,72 @@ def run_processes(study: Study, cells: Sequence[Cell], job: CellJob, finish: Fin
     """Run ``cells`` in a pool of at most ``workers`` processes (and no more than the cores), one pool per
     wave: a pool that breaks because a worker died fails the cells it held, not the next wave."""
     workers = max(1, min(workers, os.cpu_count() or 1))
+    _quiet_resource_tracker()
     for wave in waves(cells):
         if wave:
             _run_pool(study, wave, job, finish, min(workers, len(wave)))
 
 
 def _run_pool(study: Study, cells: list[Cell], job: CellJob, finish: Finish, workers: int) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-        initargs=(threads, os.getpid()),
-    )  # fmt: skip
+    """The cells in one pool; if a worker dies the pool breaks and fails every cell it held, so those are
+    run again each in a pool of its own (``workers`` at a time): a lost worker then fails its own cell only."""
+    broken = _pool_wave(study, cells, job, finish, workers, lost=None)
+    for start in range(0, len(broken), workers):
+        _pool_wave(study, broken[start : start + workers], job, finish, 1, lost=_LOST)
+
+
+_LOST = "a worker process died (out of memory or killed) while it ran this cell"
+
+
+def _pool_wave(
+    study: Study, cells: list[Cell], job: CellJob, finish: Finish, workers: int, *, lost: str | None
+) -> list[Cell]:
+    """Run ``cells`` in pools of ``workers`` processes (one pool per cell when ``workers`` is 1); return the
+    cells of a pool that broke, or (``lost`` given) record them as failed with that reason."""
+    per_cell = workers == 1 and len(cells) > 1
+    threads = max(1, (os.cpu_count() or 1) // (len(cells) if per_cell else workers))
+    pools = [_pool(1 if per_cell else workers, threads) for _ in (cells if per_cell else cells[:1])]
+    broken: list[Cell] = []
     try:
-        futures = {pool.submit(_pool_cell, job, cell, study.baseline_row(cell)): cell for cell in cells}
+        futures = {
+            pools[i if per_cell else 0].submit(_pool_cell, job, cell, study.baseline_row(cell)): cell
+            for i, cell in enumerate(cells)
+        }
         for future in concurrent.futures.as_completed(futures):
             cell = futures[future]
             try:
                 row = future.result()
-            except concurrent.futures.process.BrokenProcessPool as err:
-                row = _lost(cell, job, f"a worker process died (out of memory or killed) while this cell or "
-                                       f"another ran beside it ({type(err).__name__})")  # fmt: skip
+            except concurrent.futures.process.BrokenProcessPool:
+                if lost is None:
+                    broken.append(cell)
+                    continue
+                row = _lost(cell, job, lost)
             finish(cell, row)
     except BaseException:  # interrupted: end the workers now rather than wait for their cells
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+        for pool in pools:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return broken
+
+
+def _pool(workers: int, threads: int) -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=(threads, os.getpid()),
+    )  # fmt: skip
+
+
+def _quiet_resource_tracker() -> None:
+    """A killed worker leaves a semaphore that multiprocessing's resource tracker reports at exit in a
+    multi-line warning, after the study's own last line; the lost cell already says what happened. The
+    tracker runs in a process of its own, started with this interpreter's -W options: add one."""
+    option = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
 
 
 def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:
@@ -156,12 +198,19 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
     ray = _import_ray()
     owned = not ray.is_initialized()
     if owned:
+        check_reachable(executor.address, executor.connect_timeout)
         try:
             ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise StudyError(
                 f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
             ) from err
+    try:
+        check_feasible(executor, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    except StudyError:
+        if owned:
+            ray.shutdown()
+        raise
     if job.device is None and not executor.gpus_per_cell:
         job = CellJob(job.setup, job.lr, "cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(_ray_cell).options(
@@ -183,6 +232,49 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
     finally:
         if owned:
             ray.shutdown()
+
+
+def check_reachable(address: str | None, timeout: float) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) that accepts no connection within ``timeout``
+    seconds, before ``ray.init`` waits on it without end; ``auto`` and no address are Ray's to find.
+
+    Raises:
+        StudyError: nothing listens there (what the system said, and the flag that sets the wait).
+    """
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"--address: expected auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else err.strerror or type(err).__name__
+        raise StudyError(
+            f"--executor ray: cannot reach Ray at {address} ({reason} within {timeout:g} s; "
+            "--connect-timeout sets the wait); is the cluster up (`ray start --head`)?"
+        ) from err
+
+
+def check_feasible(executor: Executor, nodes: Sequence[Mapping[str, float]]) -> None:
+    """Refuse cells that no node of the cluster can run (Ray would wait for such a node forever).
+
+    Args:
+        nodes: the resources of each live node, as Ray reports them (``{"CPU": 8.0, "GPU": 1.0, ...}``).
+
+    Raises:
+        StudyError: what one cell needs and what the nodes have.
+    """
+    need = {"CPU": executor.cpus_per_cell, "GPU": executor.gpus_per_cell}
+    if any(all(node.get(key, 0.0) >= amount for key, amount in need.items()) for node in nodes):
+        return
+    have = "; ".join(f"{node.get('CPU', 0.0):g} CPUs, {node.get('GPU', 0.0):g} GPUs" for node in nodes[:4])
+    more = f" and {len(nodes) - 4} more" if len(nodes) > 4 else ""
+    raise StudyError(
+        f"--executor ray: a cell needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs on one node, which no node "
+        f"of the cluster has (its {len(nodes)} nodes: {have or 'none'}{more}); lower --cpus-per-cell or "
+        "--gpus-per-cell"
+    )
 
 
 def _ray_cell(job: CellJob, cell: Cell, baseline: CellRow | None, threads: int) -> CellRow:

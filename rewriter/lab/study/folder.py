@@ -69,6 +69,8 @@ def load_json(path: Path) -> Any:
         raise StudyError(f"{path}: cannot be read ({err.strerror or err})") from err
     except json.JSONDecodeError as err:
         raise StudyError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+    except (RecursionError, ValueError) as err:  # nested too deeply, a 5000-digit number, not UTF-8
+        raise StudyError(f"{path}: not a JSON this study wrote ({type(err).__name__})") from err
 
 
 def check_same_study(

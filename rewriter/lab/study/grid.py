@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -99,8 +101,16 @@ class _Rate:
     lr: float = bounded(0.1, low=0, open_low=True)
 
 
-def _readable(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", model)
+_MAX_PART = 64  # characters of a model or recipe in a cell's file name (the name must stay under 255 bytes)
+
+
+def _readable(text: str) -> str:
+    """``text`` as a file-name part: other characters become ``-``; a long one is cut and ends in a hash
+    of the whole (so two long names that differ only at their end stay two files)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    if len(name) <= _MAX_PART:
+        return name
+    return f"{name[: _MAX_PART - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @functools.cache
@@ -112,14 +122,17 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
     return digest.hexdigest()
 
 
-def source_key(model: str) -> str:
-    """A short hash of what ``model`` builds: the bytes of a model file, else the name or import spec."""
+def source_key(model: str, model_args: Mapping[str, Any] | None = None) -> str:
+    """A short hash of what ``model`` builds: the bytes of a model file, else the name or import spec, and
+    the model arguments it is built with (``width_mult=0.5`` is another model)."""
     path = Path(model)
-    if path.is_file():
+    if os.path.isfile(path):  # False, not an error, for a name too long to be a path
         stat = path.stat()
         identity = "file:" + _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime)
     else:
         identity = "name:" + model
+    if model_args:
+        identity += " args:" + json.dumps(dict(model_args), sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:8]
 
 
@@ -129,6 +142,7 @@ class Cell:
     variant: Variant
     seed: int
     source: str = ""
+    model_args: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # in ``source`` already
 
     @property
     def id(self) -> str:
@@ -147,6 +161,7 @@ class Study:
     out: Path
     retry_failed: bool = False
     force: bool = False
+    model_args: Mapping[str, Any] = field(default_factory=dict)  # given to every model's builder
     cells: list[Cell] = field(init=False)
     ignored: list[str] = field(init=False, default_factory=list)  # files in cells/ that are no cell record
 
@@ -159,9 +174,10 @@ class Study:
             raise StudyError("a study needs at least one --model, one --recipe and one seed")
         if any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise StudyError(f"seeds must be whole numbers 0 or more, got {list(self.seeds)}")
-        sources = {m: source_key(m) for m in self.models}
+        sources = {m: source_key(m, self.model_args) for m in self.models}
+        args = tuple(sorted(self.model_args.items()))
         self.cells = [
-            Cell(m, v, s, sources[m]) for m in self.models for v in self.variants for s in self.seeds
+            Cell(m, v, s, sources[m], args) for m in self.models for v in self.variants for s in self.seeds
         ]
 
     def cell_path(self, cell: Cell) -> Path:
@@ -191,7 +207,7 @@ class Study:
         """The finished baseline cell of the same model and seed, if the grid has one."""
         for variant in self.variants:
             if variant.is_baseline:
-                row = self.read_cell(Cell(cell.model, variant, cell.seed, cell.source))
+                row = self.read_cell(Cell(cell.model, variant, cell.seed, cell.source, cell.model_args))
                 if row is not None:
                     return row
         return None

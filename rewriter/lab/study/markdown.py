@@ -9,7 +9,9 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 
 from ..._files import atomic_path, write_json
+from ...engine.report import NOISY_SPREAD
 from ..convergence import MARKS, ConvergenceRule, advice
+from .cells import LATENCY_THREADS
 from .grid import Study, StudySetup
 from .record import COLUMNS, CellRow, csv_row
 from .summary import Group, display_names, summarize
@@ -108,12 +110,14 @@ def _row(g: Group, name: str) -> str:
     def d(value: float | None) -> str:
         return "-" if reference else _pct(value)
 
+    noisy = " noisy" if g.latency_noisy else ""
+
     return (
         f"| {name} | {recipe} | {seeds} | {marks_text(g)} "
         f"| {100 * g.accuracy:.2f} ± {100 * g.accuracy_std:.2f} | {delta} | {g.params / 1e6:.2f} M "
         f"| {d(g.delta_params_percent)} | {g.flops / 1e6:.1f} M | {d(g.delta_flops_percent)} "
-        f"| {_num(g.latency_ms_b1, '.2f')} | {d(g.delta_latency_ms_b1_percent)} "
-        f"| {_num(g.latency_ms_b32, '.1f')} | {_num(g.train_s, '.0f')} | {g.border_layer_min or 'none'} "
+        f"| {_num(g.latency_ms_b1, '.2f')}{noisy} | {d(g.delta_latency_ms_b1_percent)} "
+        f"| {_num(g.latency_ms_b32, '.1f')}{noisy} | {_num(g.train_s, '.0f')} | {g.border_layer_min or 'none'} "
         f"| {'yes' if g.pareto else ''} | {'yes' if g.pareto_all else ''} |"
     )
 
@@ -135,7 +139,9 @@ def summary_markdown(
         _setup_line(setup, lr),
         "Accuracy: test top-1, mean ± standard deviation over seeds. FLOPs: fvcore, one multiply-add = one flop, "
         "per image (for input-adaptive models the mean over the test images). "
-        "Latency: CPU, median of repeated runs after warm-up. Deltas against the same model's `baseline`.",
+        f"Latency: CPU, {LATENCY_THREADS} thread{'s' if LATENCY_THREADS > 1 else ''}, median of repeated runs "
+        f"after warm-up; `noisy` marks a spread over {NOISY_SPREAD:.0%} of the median, and no latency delta is "
+        "computed from a noisy figure. Deltas against the same model's `baseline`.",
     ]
     if chances:
         lines.append(f"Converged: seeds whose training converged; {RULE.describe(chances[0])}.")

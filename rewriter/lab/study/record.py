@@ -56,6 +56,7 @@ class CellRow:
     flops_static: int | None = None
     latency_ms_b1: float | None = None
     latency_ms_b32: float | None = None
+    latency_noisy: bool = False  # a latency's spread is over NOISY_SPREAD of its median: no delta from it
     train_s: float | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -117,6 +118,8 @@ class CellRow:
         """The row in a cell file; an unreadable, empty or foreign file raises ``StudyError`` naming it."""
         try:
             text = path.read_text()
+        except UnicodeDecodeError as err:
+            raise StudyError(f"{path}: not a cell record this study wrote (not UTF-8)") from err
         except OSError as err:
             raise StudyError(f"{path}: cannot be read ({err.strerror or err})") from err
         try:
@@ -124,6 +127,8 @@ class CellRow:
         except json.JSONDecodeError as err:
             fault = "empty" if not text.strip() else f"not JSON (line {err.lineno}: {err.msg})"
             raise StudyError(f"{path}: {fault}") from err
+        except (RecursionError, ValueError) as err:  # nested too deeply, a 5000-digit number
+            raise StudyError(f"{path}: not a cell record this study wrote ({type(err).__name__})") from err
         return cls.from_json(data, where=str(path))
 
 

@@ -50,7 +50,7 @@ def find_study_lr(study: Study, device: str | None = None) -> dict[str, Any]:
     )
     per_model = {}
     for model in study.models:
-        cell = Cell(model, Variant("baseline", Recipe.empty()), 0)
+        cell = Cell(model, Variant("baseline", Recipe.empty()), 0, model_args=tuple(study.model_args.items()))
         net, data, _ = build_variant(cell, setup)
         per_model[model] = find_lr(net, data, config, device=device).lr
     method = "range test: rates 1e-6 .. 10 over 100 batches; the rate of the lowest smoothed loss / 10"

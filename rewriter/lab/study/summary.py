@@ -34,6 +34,7 @@ class Group:
     flops: float | None = None
     latency_ms_b1: float | None = None
     latency_ms_b32: float | None = None
+    latency_noisy: bool = False
     train_s: float | None = None
     border_layer_min: str | None = None
     is_baseline: bool = False
@@ -86,6 +87,7 @@ def _group(model: str, source: str, recipe: str, cells: list[CellRow]) -> Group:
         params=_mean([r.params for r in ok]), flops=_mean([r.flops for r in ok]),
         latency_ms_b1=_mean([r.latency_ms_b1 for r in ok], median=True),
         latency_ms_b32=_mean([r.latency_ms_b32 for r in ok], median=True),
+        latency_noisy=any(r.latency_noisy for r in ok),
         train_s=_mean([r.train_s for r in ok]),
         border_layer_min=ok[0].border_layer_min if ok else None,
         is_baseline=is_baseline,
@@ -104,6 +106,8 @@ def _deltas(group: Group, base: Group | None) -> Group:
         "delta_accuracy": statistics.fmean(group.by_seed[s] - base.by_seed[s] for s in paired)
     }
     for key in _COSTS:
+        if key.startswith("latency") and (group.latency_noisy or base.latency_noisy):
+            continue  # a difference of noise is no result
         mine, theirs = getattr(group, key), getattr(base, key)
         if mine is not None and theirs:
             changes[f"delta_{key}_percent"] = 100 * (mine - theirs) / theirs

@@ -20,6 +20,7 @@ from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import OptimizeResult, optimize, validate
 from ..render import format_front, plot_front, plot_pareto
+from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
     DATA_HELP,
@@ -118,6 +119,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     _add_goal_arguments(parser)
     _add_space_arguments(parser)
     _add_validation_arguments(parser)
+    add_accuracy_arguments(parser)
     _add_output_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -202,6 +204,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     if args.validate is not None and (not args.data or not args.out):
         raise UsageError("--validate K needs --data SPEC (what to train on) and --out DIR (the study folder)")
+    check_accuracy_arguments(args)
     if args.dry_run:
         return
     check_outputs(args, {"-o": args.output, "--report": args.report, "--plot": args.plot})
@@ -227,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
     status(f"searching the rewrites of {args.model} at {size[0]}x{size[1]} ...")
     with _progress() as progress:
         result = _search(args, model, size, budget, search, pretrained, data, progress)
+    if wants_search(args) and result.exit_code == 0:
+        return run_search(args, result, data, pretrained)
     validation = None
     if args.validate is not None and result.exit_code == 0:
         validation = validate(

@@ -50,7 +50,8 @@ class Holdout:
 
 def split_validation(data: DataSource, *, fraction: float, seed: int) -> tuple[DataSource, Holdout]:
     """``data`` with a validation split held out of its training split: (what candidates train on, with the
-    validation split as its ``test``; the record of the split). At least one image per class is held out.
+    validation split as its ``test``; the record of the split). At least as many images as classes are
+    held out.
 
     Raises:
         OptimizeError: ``fraction`` outside (0, 0.5].

@@ -1,0 +1,153 @@
+"""The accuracy-aware search: successive halving on a validation split, the test split read once at the end."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import rewriter
+from rewriter.engine.saving import load
+from rewriter.lab.data import dataset_labels, load_data
+from rewriter.lab.setup import ModelRequest
+from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
+from rewriter.optimize.accuracy import Entry, Schedule, kendall, search_accuracy
+from rewriter.optimize.halving import rungs
+from rewriter.optimize.search import Candidate
+from rewriter.optimize.trials import TrialSetup
+from tests.cli_runner import run
+
+# validation accuracy per candidate, whatever the epoch: c0 the baseline (153 M FLOPs), c1 truncate at the
+# input border (96 M), c3 truncate at the output border (78 M), c2 truncate one block later (134 M)
+ACCURACY = {"c0": 0.90, "c1": 0.89, "c2": 0.895, "c3": 0.80}
+EVENTS: list[tuple] = []
+
+
+def fake_train(model, data, config, *, checkpoint, resume, device, progress, on_epoch, until_epoch):
+    """``train``'s signature; reads one training and one validation image per epoch, reports the known
+    accuracy, and keeps the epochs done in its checkpoint."""
+    key = Path(checkpoint).name.split("-seed")[0]
+    done = torch.load(checkpoint, weights_only=True)["epochs"] if resume else 0
+    history = [EpochRecord(e, 1.0, 0.5, ACCURACY[key], 0.1) for e in range(until_epoch)]
+    for record in history[done:]:
+        data.train[0], data.test[0]
+        on_epoch(record)
+    EVENTS.append(("train", key, until_epoch))
+    torch.save({"model": model.state_dict(), "epochs": until_epoch}, checkpoint)
+    return TrainResult(model, history)
+
+
+class Recording(Dataset):
+    """A dataset that notes every index read."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        EVENTS.append(("test", index))
+        return self.base[index]
+
+
+@pytest.fixture(scope="module")
+def vgg_result():
+    return rewriter.optimize(
+        "cifar_vgg11", input_size=32, exclude=["remove-stem-downsampling", "reposition-downsampling"],
+        dry_run=True,
+    )  # fmt: skip
+
+
+def test_the_search_picks_the_cheapest_within_the_drop_stops_losers_at_the_first_rung_and_tests_last(
+    vgg_result, tmp_path
+):
+    assert [c.index for c in vgg_result.choice.ranked] == [1, 3, 2, 0]  # the order the pruner hears them in
+    EVENTS.clear()
+    data = load_data("synthetic:64", 32)
+    data = dataclasses.replace(data, test=Recording(data.test))
+    config = TrainConfig(epochs=3, batch_size=16)
+    setup = TrialSetup(ModelRequest("cifar_vgg11"), "synthetic:64", (32, 32), config, tmp_path / "out",
+                       train_fn=fake_train)  # fmt: skip
+    schedule = Schedule(max_drop=2.0, min_epochs=1, factor=3, top=3)
+    search = search_accuracy(vgg_result, setup, schedule, data=data)
+    # rung 1 (epoch 1), reference 0.90, floor 0.88: c1 within (score 1 + 1 - 96/153), heard first: goes on;
+    # c3 below the floor; c2 within but dearer than c1: with 3 scores the best third is c1 alone
+    assert [e.key for e in search.entries] == ["c0", "c1", "c3", "c2"]
+    stopped = {e.key: e.stopped for e in search.entries}
+    assert stopped == {"c0": 3, "c1": 3, "c3": 1, "c2": 1}
+    assert search.chosen == "c1"
+    assert (search.epochs_spent, search.epochs_full) == (3 + 3 + 1 + 1, 4 * 3)
+    last_training = max(i for i, event in enumerate(EVENTS) if event[0] == "train")
+    test_reads = [i for i, event in enumerate(EVENTS) if event[0] == "test"]
+    assert len(test_reads) == 2 * len(data.test)  # the two finalists, once each
+    assert min(test_reads) > last_training
+    # 10% of 64 is raised to the 10 classes; synthetic:64 holds 11 3 4 5 4 7 11 5 8 6 images of classes 0-9:
+    # shares 10 * n / 64 = 1.72 .47 .63 .78 .63 1.09 1.72 .78 1.25 .94, whole parts 1 0 0 0 0 1 1 0 1 0, and
+    # the six largest remainders (classes 9, 3, 7, 0, 6, then 2 or 4 tied) one more each
+    held = search.holdout.indices
+    counts = collections.Counter(dataset_labels(data.train)[i] for i in held)
+    tied = 2 if counts[2] else 4
+    assert counts == {0: 2, 3: 1, 5: 1, 6: 2, 7: 1, 8: 1, 9: 1, tied: 1}
+    assert {p.name for p in (tmp_path / "out" / "finalists").iterdir()} == {"c0.pt", "c1.pt"}
+
+
+def _entry(key: str, rank: int, accuracy: float, stopped: int = 3) -> Entry:
+    candidate = Candidate(int(key[1:]), (), "ok")
+    entry = Entry(key, candidate, 1.0, rank, {stopped: accuracy}, stopped, finalist=stopped == 3)
+    entry.validation = [accuracy] if entry.finalist else []
+    return entry
+
+
+def test_kendalls_tau_of_a_known_pair_of_rankings():
+    # training-free order A B C D; trained order B A D C: pairs AB and CD disagree, the other four agree,
+    # so tau = (4 - 2) / 6 = 1/3
+    entries = [_entry("c0", 0, 0.8), _entry("c1", 1, 0.9), _entry("c2", 2, 0.6), _entry("c3", 3, 0.7)]
+    tau, _ = kendall(entries)
+    assert tau == pytest.approx(1 / 3)
+    # a candidate stopped at the first rung ranks below every finalist, whatever its accuracy there
+    entries[0] = _entry("c0", 0, 0.99, stopped=1)  # trained order B D C A: AB, AC, AD, CD disagree
+    assert kendall(entries)[0] == pytest.approx((2 - 4) / 6)
+
+
+def test_rungs_grow_by_the_factor_and_end_at_the_full_run():
+    assert rungs(30, min_epochs=3, factor=3) == (3, 9, 27, 30)
+    assert rungs(9, min_epochs=1, factor=3) == (1, 3, 9)
+
+
+def test_a_run_stopped_at_a_rung_and_resumed_is_the_full_run(tmp_path):
+    data = load_data("synthetic:32", 32)
+    config = TrainConfig(epochs=2, batch_size=16, max_batches=1, lr=0.01)
+    torch.manual_seed(0)
+    full = train(rewriter.load_model("cifar_vgg11", num_classes=10)[0], data, config, progress=False)
+    torch.manual_seed(0)
+    model = rewriter.load_model("cifar_vgg11", num_classes=10)[0]
+    path = tmp_path / "ck.pt"
+    first = train(model, data, config, checkpoint=path, progress=False, until_epoch=1)
+    assert len(first.history) == 1
+    torch.manual_seed(0)
+    model = rewriter.load_model("cifar_vgg11", num_classes=10)[0]
+    rest = train(model, data, config, checkpoint=path, resume=True, progress=False)
+    assert [h.lr for h in rest.history] == [h.lr for h in full.history]
+    for a, b in zip(full.model.state_dict().values(), rest.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_path, capsys):
+    out, chosen = tmp_path / "out", tmp_path / "chosen.pt"
+    code, stdout, stderr = run(
+        capsys, "optimize", "cifar_vgg11", "--input-size", "32", "--exclude", "remove-stem-downsampling",
+        "--exclude", "reposition-downsampling", "--data", "synthetic:64", "--by-accuracy", "--top", "1",
+        "--epochs", "1", "--max-batches", "1", "--out", str(out), "-o", str(chosen),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "Kendall's tau" in stdout and "rung 1/1, candidate 1/" in stderr
+    key = next(line.split()[1] for line in stdout.splitlines() if line.startswith("chosen: "))
+    written = load(chosen).model.state_dict()
+    trained = torch.load(out / "checkpoints" / f"{key}-seed0.pt", weights_only=True)["model"]
+    assert written.keys() == trained.keys()
+    assert all(torch.equal(written[k], trained[k]) for k in written)

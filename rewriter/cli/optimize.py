@@ -19,7 +19,7 @@ from ..engine.saving import save
 from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import OptimizeResult, optimize, validate
-from ..render import format_front, plot_front, plot_pareto
+from ..render import format_front, plot_front
 from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
@@ -169,7 +169,8 @@ def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     add = data.add_argument
     add("--data", type=data_spec, metavar="SPEC", help=DATA_HELP)
     add("--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)")
-    add("--validate", type=integer(1, 64), metavar="K", help="train the baseline and the K best candidates")
+    add("--validate", type=integer(1, 64), metavar="K",
+        help="train the baseline and the K best candidates to the end; the best validation accuracy wins")  # fmt: skip
     add("--epochs", type=integer(1, 100_000), default=10, metavar="N", help="epochs per model (default 10)")
     add("--seeds", type=integer(1, 1000), default=1, metavar="N", help="seeds per model (default 1)")
     add("--lr", type=real(0, 10, low_open=True), default=0.1, help="learning rate (default 0.1, paper 000)")
@@ -182,7 +183,7 @@ def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="models trained in parallel processes",
     )
-    add("--out", metavar="DIR", help="the study folder (resumed if it holds this validation)")
+    add("--out", metavar="DIR", help="checkpoints and trained finalists (resumed if it holds this search)")
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -235,9 +236,9 @@ def run(args: argparse.Namespace) -> int:
     validation = None
     if args.validate is not None and result.exit_code == 0:
         validation = validate(
-            result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
+            result, request_of(args), data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
-            workers=args.workers, plot=plot_pareto,
+            workers=args.workers, val_fraction=args.val_fraction, device=args.device, say=status,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)

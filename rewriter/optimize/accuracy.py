@@ -173,9 +173,11 @@ def search_accuracy(
     data: DataSource | None = None,
     executor: Executor | None = None,
     say: Say | None = None,
+    candidates: Sequence[Candidate] | None = None,
 ) -> AccuracySearch:
     """Train the candidates of ``result`` (an ``OptimizeResult``) by successive halving and choose by
-    validation accuracy; ``data`` is the loaded ``setup.data`` (else it is loaded).
+    validation accuracy; ``data`` is the loaded ``setup.data`` (else it is loaded); ``candidates`` (the
+    baseline first) replaces ``pick_candidates``.
 
     Raises:
         OptimizeError: nothing within the budget to train, or ``setup.out`` holds another search.
@@ -186,7 +188,8 @@ def search_accuracy(
         raise OptimizeError(
             "no candidate meets the budget: nothing to train (relax --max-flops/--max-params)"
         )
-    candidates = pick_candidates(result, top=schedule.top, cheaper_only=schedule.max_drop is not None)
+    if candidates is None:
+        candidates = pick_candidates(result, top=schedule.top, cheaper_only=schedule.max_drop is not None)
     holdout = remember(setup, data) if data is not None else setup.splits()[2]
     position = {c.index: i for i, c in enumerate(result.choice.ranked)}
     entries = [

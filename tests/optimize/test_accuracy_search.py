@@ -18,7 +18,7 @@ from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
 from rewriter.optimize.accuracy import Entry, Schedule, kendall, search_accuracy
 from rewriter.optimize.halving import rungs
 from rewriter.optimize.search import Candidate
-from rewriter.optimize.trials import TrialSetup
+from rewriter.optimize.trials import TrialSetup, build_candidate
 from tests.cli_runner import run
 
 # validation accuracy per candidate, whatever the epoch: c0 the baseline (153 M FLOPs), c1 truncate at the
@@ -151,3 +151,29 @@ def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_pat
     trained = torch.load(out / "checkpoints" / f"{key}-seed0.pt", weights_only=True)["model"]
     assert written.keys() == trained.keys()
     assert all(torch.equal(written[k], trained[k]) for k in written)
+
+
+def test_every_model_the_search_rebuilds_carries_the_model_arguments(tmp_path):
+    import torchvision
+
+    data = load_data("synthetic:32", 32)
+    request = ModelRequest("mobilenet_v2", model_args={"width_mult": 0.5})
+    setup = TrialSetup(request, "synthetic:32", (32, 32), TrainConfig(epochs=1), tmp_path)
+    model, _ = build_candidate(setup, (), 0, data)
+    expected = torchvision.models.mobilenet_v2(width_mult=0.5, num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in expected.parameters())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "need --data SPEC"),
+        (("--data", "synthetic:64", "--out", "o", "--dry-run"), "leave out --validate and --dry-run"),
+        (("--data", "synthetic:64", "--out", "o", "--min-epochs", "5", "--epochs", "2"), "above --epochs 2"),
+    ],
+)
+def test_the_search_options_are_checked_before_anything_runs(capsys, extra, message):
+    code, _, stderr = run(
+        capsys, "optimize", "cifar_vgg11", "--input-size", "32", "--max-accuracy-drop", "1", *extra
+    )
+    assert code == 2 and message in stderr

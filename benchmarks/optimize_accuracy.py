@@ -123,7 +123,9 @@ def main() -> None:
     args = parser.parse_args()
     specs = {"digits": "digits"}
     if "cifar10" in args.data:
-        specs["cifar10"] = cifar_subset(Path(args.archive), Path(args.work), args.cifar_train, args.cifar_test, seed=0)
+        specs["cifar10"] = cifar_subset(
+            Path(args.archive), Path(args.work), args.cifar_train, args.cifar_test, seed=0
+        )
     rows = []
     for name in args.data:
         rows.append(run(name, specs[name], args))

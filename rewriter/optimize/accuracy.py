@@ -28,7 +28,17 @@ from .choice import cost
 from .errors import OptimizeError
 from .halving import Halving, rungs
 from .search import Candidate
-from .trials import Holdout, TrialJob, TrialOutcome, TrialSetup, remember, run_jobs, score_test, trained_model
+from .trials import (
+    Holdout,
+    TrialJob,
+    TrialOutcome,
+    TrialSetup,
+    executor_session,
+    remember,
+    run_jobs,
+    score_test,
+    trained_model,
+)
 
 Say = Callable[[str], None]
 SCHEDULER = "optuna.pruners.SuccessiveHalvingPruner"
@@ -195,11 +205,11 @@ def search_accuracy(
     entries = [
         Entry(f"c{c.index}", c, cost(c.figures, result.objective), position.get(c.index)) for c in candidates
     ]
-    _claim(setup, entries, holdout)
     points = schedule.rungs(setup.config.epochs)
-    _halve(entries, setup, schedule, points, executor, say)
-    finalists = [e for e in entries if e.finalist]
-    _other_seeds(finalists, setup, schedule, executor, say)
+    _claim(setup, entries, holdout, points)
+    with executor_session(executor):
+        _halve(entries, setup, schedule, points, executor, say)
+        _other_seeds([e for e in entries if e.finalist], setup, schedule, executor, say)
     chosen, reason = _choose(entries, result, schedule.max_drop)
     say("scoring the finished models on the test split (once each)")
     for entry in (e for e in entries if e.finalist):
@@ -234,20 +244,24 @@ def write_finalists(search: AccuracySearch, setup: TrialSetup) -> dict[str, Path
     return written
 
 
-def _claim(setup: TrialSetup, entries: Sequence[Entry], holdout: Holdout) -> None:
-    """Record in ``setup.out`` what its checkpoints belong to; refuse a folder of another search."""
+def _claim(setup: TrialSetup, entries: Sequence[Entry], holdout: Holdout, points: Sequence[int]) -> None:
+    """Record in ``setup.out`` what its checkpoints belong to; refuse a folder of another search (other
+    candidates, data, model or training), which would resume checkpoints of other runs."""
     import json
+    from dataclasses import asdict
 
+    config = {k: v for k, v in asdict(setup.config).items() if k not in ("seed", "workers")}
     plan = {"candidates": {e.key: e.candidate.label for e in entries}, "data": setup.data,
             "input_size": list(setup.input_size), "validation_split": holdout.to_json(),
-            "model": setup.request.source, "model_args": dict(setup.request.model_args)}  # fmt: skip
+            "model": setup.request.source, "model_args": dict(setup.request.model_args), "training": config,
+            "rungs": list(points)}  # fmt: skip
     path = setup.out / "plan.json"
     if path.is_file():
         recorded = json.loads(path.read_text())
         if {k: recorded.get(k) for k in plan} != json.loads(json.dumps(plan)):
             raise OptimizeError(
-                f"{setup.out} holds the checkpoints of another search (other candidates, data or model); "
-                "give another --out, or remove that folder"
+                f"{setup.out} holds the checkpoints of another search (other candidates, data, model, epochs "
+                "or rungs); give another --out, or remove that folder"
             )
     setup.out.mkdir(parents=True, exist_ok=True)
     write_json(path, plan)
@@ -308,7 +322,12 @@ def _train(entries, setup, epoch: int, seed: int, stage: str, executor, say: Say
         say(f"{stage}, candidate {number}/{len(jobs)} {job.key}, seed {seed}: epoch {record.epoch + 1}/{epoch} "
             f"of {setup.config.epochs}, validation accuracy {record.test_accuracy:.2%}")  # fmt: skip
 
-    return run_jobs(setup, jobs, executor, progress)
+    outcomes = run_jobs(setup, jobs, executor, progress)
+    if executor.kind != "serial":  # workers report no epochs: one line per candidate when its rung is done
+        for number, outcome in enumerate(outcomes, start=1):
+            shown = outcome.error or f"validation accuracy {outcome.accuracy:.2%}"
+            say(f"{stage}, candidate {number}/{len(jobs)} {outcome.key}, seed {seed}: epoch {epoch}, {shown}")
+    return outcomes
 
 
 def _record(entry: Entry, outcome: TrialOutcome, epoch: int) -> None:

@@ -10,10 +10,11 @@ Every selection reads the validation split: the training run of a candidate sees
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,9 @@ def run_trial(
         )  # fmt: skip
     except (RewriterError, RuntimeError) as err:
         return TrialOutcome(job.key, job.seed, (), len(epochs), one_line(err, limit=300))
-    curve = tuple(float(h.test_accuracy) for h in result.history)
+    curve = tuple(
+        float(h.test_accuracy) for h in result.history[: job.until]
+    )  # a longer checkpoint: its prefix
     diverged = any(h.diverged for h in result.history)
     return TrialOutcome(job.key, job.seed, curve, len(epochs), "the loss diverged" if diverged else None)
 
@@ -236,30 +239,57 @@ def _result(future: concurrent.futures.Future, job: TrialJob) -> TrialOutcome:
         return TrialOutcome(job.key, job.seed, (), 0, f"its worker process died ({type(err).__name__})")
 
 
-def _run_ray(setup: TrialSetup, jobs: Sequence[TrialJob], executor: Executor) -> list[TrialOutcome]:
+@contextlib.contextmanager
+def executor_session(executor: Executor) -> Iterator[None]:
+    """Hold one Ray connection over the whole search (``executor`` ray; none else): the Ray instance this
+    process is connected to, else ``executor.address`` (``auto``: the cluster ``ray start --head`` started),
+    else a local one started here and shut down at the end."""
+    if executor.kind != "ray":
+        yield
+        return
+    ray = _import_ray()
+    owned = not ray.is_initialized()
+    if owned:
+        try:
+            ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            raise OptimizeError(
+                f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
+            ) from err
+    try:
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
         raise OptimizeError("--executor ray needs Ray: pip install 'rewriter[ray]'") from err
-    owned = not ray.is_initialized()
-    if owned:
-        ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
+    return ray
+
+
+def _run_ray(setup: TrialSetup, jobs: Sequence[TrialJob], executor: Executor) -> list[TrialOutcome]:
+    """One Ray task per job (no retries: a lost worker fails its candidate), inside ``executor_session``."""
+    ray = _import_ray()
     if setup.device is None and not executor.gpus_per_cell:
         setup = dataclasses.replace(setup, device="cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(run_trial).options(
         num_cpus=executor.cpus_per_cell, num_gpus=executor.gpus_per_cell, max_retries=0
     )
+    refs = [task.remote(setup, job) for job in jobs]
+    outcomes = []
     try:
-        refs = [task.remote(setup, job) for job in jobs]
-        outcomes = []
         for ref, job in zip(refs, jobs, strict=True):
             try:
                 outcomes.append(ray.get(ref))
             except ray.exceptions.RayError as err:
-                outcomes.append(
-                    TrialOutcome(job.key, job.seed, (), 0, f"its Ray worker was lost ({type(err).__name__})")
-                )
-        return outcomes
-    finally:
-        if owned:
-            ray.shutdown()
+                lost = f"its Ray worker was lost ({type(err).__name__})"
+                outcomes.append(TrialOutcome(job.key, job.seed, (), 0, lost))
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    return outcomes

@@ -37,7 +37,7 @@ def fake_train(model, data, config, *, checkpoint, resume, device, progress, on_
         data.train[0], data.test[0]
         on_epoch(record)
     EVENTS.append(("train", key, until_epoch))
-    torch.save({"model": model.state_dict(), "epochs": until_epoch}, checkpoint)
+    torch.save({"model": model.state_dict(), "epochs": max(done, until_epoch)}, checkpoint)
     return TrainResult(model, history)
 
 
@@ -177,3 +177,16 @@ def test_the_search_options_are_checked_before_anything_runs(capsys, extra, mess
         capsys, "optimize", "cifar_vgg11", "--input-size", "32", "--max-accuracy-drop", "1", *extra
     )
     assert code == 2 and message in stderr
+
+
+def test_a_search_resumes_from_its_checkpoints_and_refuses_a_folder_of_another_search(vgg_result, tmp_path):
+    data = load_data("synthetic:64", 32)
+    setup = TrialSetup(ModelRequest("cifar_vgg11"), "synthetic:64", (32, 32), TrainConfig(epochs=3),
+                       tmp_path / "out", train_fn=fake_train)  # fmt: skip
+    schedule = Schedule(max_drop=2.0, min_epochs=1, factor=3, top=3)
+    first = search_accuracy(vgg_result, setup, schedule, data=data)
+    again = search_accuracy(vgg_result, setup, schedule, data=data)
+    assert again.chosen == first.chosen == "c1" and (first.epochs_spent, again.epochs_spent) == (8, 0)
+    longer = dataclasses.replace(setup, config=TrainConfig(epochs=4))
+    with pytest.raises(rewriter.RewriterError, match="holds the checkpoints of another search"):
+        search_accuracy(vgg_result, longer, schedule, data=data)

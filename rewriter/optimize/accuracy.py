@@ -56,6 +56,13 @@ class Schedule:
     seeds: int = 1
     top: int = 3
 
+    def __post_init__(self) -> None:
+        bounds = [("max_drop", self.max_drop, 0, 100), ("min_epochs", self.min_epochs, 1, 100_000),
+                  ("factor", self.factor, 2, 16), ("seeds", self.seeds, 1, 1000), ("top", self.top, 0, 64)]  # fmt: skip
+        for name, value, low, high in bounds:
+            if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
+                raise OptimizeError(f"Schedule.{name}: expected a number from {low} to {high}, got {value!r}")
+
     def rungs(self, epochs: int) -> tuple[int, ...]:
         first = self.min_epochs or max(1, epochs // self.factor**2)
         return rungs(epochs, min_epochs=min(first, epochs), factor=self.factor)
@@ -194,6 +201,7 @@ def search_accuracy(
     """
     say = say or (lambda _text: None)
     executor = executor or Executor()
+    _kendalltau()  # a missing library is said before the training, not after it
     if result.choice.status == "over-budget":
         raise OptimizeError(
             "no candidate meets the budget: nothing to train (relax --max-flops/--max-params)"
@@ -388,11 +396,18 @@ def kendall(entries: Sequence[Entry]) -> tuple[float | None, float | None]:
     """Kendall's tau (``scipy.stats.kendalltau``, tau-b: ties count as ties) between the training-free
     ranking and the trained one (``trained_key``), over the candidates that trained without error and that
     the training-free ranking holds; None with fewer than two, or when either ranking is all ties."""
-    from scipy.stats import kendalltau
-
+    kendalltau = _kendalltau()
     ranked = [e for e in entries if e.error is None and e.rank is not None and e.stopped > 0]
     if len(ranked) < 2:
         return None, None
     places = sorted({trained_key(e) for e in ranked})  # tied candidates share a place
     tau, p = kendalltau([e.rank for e in ranked], [places.index(trained_key(e)) for e in ranked])
     return (None, None) if math.isnan(tau) else (float(tau), float(p))
+
+
+def _kendalltau() -> Callable[..., Any]:
+    try:
+        from scipy.stats import kendalltau
+    except ImportError as err:
+        raise OptimizeError("the accuracy-aware search needs SciPy: pip install 'rewriter[search]'") from err
+    return kendalltau

@@ -43,8 +43,12 @@ class Halving:
     """The Optuna study that decides which candidates go on after each rung."""
 
     def __init__(self, keys: Sequence[str], *, min_epochs: int, factor: int) -> None:
-        import optuna
-
+        try:
+            import optuna
+        except ImportError as err:
+            raise OptimizeError(
+                "the accuracy-aware search needs Optuna: pip install 'rewriter[search]'"
+            ) from err
         logging.getLogger("optuna").setLevel(logging.WARNING)  # no line per trial on stderr
         self._optuna = optuna
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=factor)
@@ -64,7 +68,7 @@ class Halving:
     def report(self, key: str, epoch: int, score: float) -> bool:
         """Report ``key``'s score after ``epoch`` epochs; False: the pruner stops it (and it is closed)."""
         trial = self.trials[key]
-        trial.report(score if math.isfinite(score) else -math.inf, epoch)
+        trial.report(score, epoch)  # NaN (no score) is pruned by the pruner itself
         if trial.should_prune():
             self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
             return False
@@ -72,8 +76,10 @@ class Halving:
 
     def finish(self, key: str, score: float) -> None:
         """``key`` trained to the end with ``score``."""
-        value = score if math.isfinite(score) else -math.inf
-        self.study.tell(self.trials[key], value)
+        if math.isnan(score):
+            self.fail(key)
+        else:
+            self.study.tell(self.trials[key], score)
 
     def fail(self, key: str) -> None:
         self.study.tell(self.trials[key], state=self._optuna.trial.TrialState.FAIL)

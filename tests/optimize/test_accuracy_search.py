@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,11 @@ def test_a_run_stopped_at_a_rung_and_resumed_is_the_full_run(tmp_path):
 
 
 def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_path, capsys):
-    out, chosen = tmp_path / "out", tmp_path / "chosen.pt"
+    out, chosen, report = tmp_path / "out", tmp_path / "chosen.pt", tmp_path / "report.json"
     code, stdout, stderr = run(
         capsys, "optimize", "cifar_vgg11", "--input-size", "32", "--exclude", "remove-stem-downsampling",
         "--exclude", "reposition-downsampling", "--data", "synthetic:64", "--by-accuracy", "--top", "1",
-        "--epochs", "1", "--max-batches", "1", "--out", str(out), "-o", str(chosen),
+        "--epochs", "1", "--max-batches", "1", "--out", str(out), "-o", str(chosen), "--report", str(report),
     )  # fmt: skip
     assert code == 0, stderr
     assert "Kendall's tau" in stdout and "rung 1/1, candidate 1/" in stderr
@@ -151,6 +152,13 @@ def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_pat
     trained = torch.load(out / "checkpoints" / f"{key}-seed0.pt", weights_only=True)["model"]
     assert written.keys() == trained.keys()
     assert all(torch.equal(written[k], trained[k]) for k in written)
+    search = json.loads(report.read_text())["accuracy_search"]
+    assert search["chosen"] == key
+    assert search["validation_split"]["count"] == 10  # 10% of 64, raised to the 10 classes
+    assert (
+        search["epochs_full"] == len(search["candidates"]) and search["epochs_spent"] == search["epochs_full"]
+    )
+    assert all(c["test_accuracy"] and "1" in c["validation_per_rung"] for c in search["candidates"])
 
 
 def test_every_model_the_search_rebuilds_carries_the_model_arguments(tmp_path):

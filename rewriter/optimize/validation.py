@@ -12,7 +12,7 @@ trained finalists stay in the folder; an interrupted validation resumes there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,16 @@ def validate(
     max_batches: int | None = None,
     workers: int = 1,
     val_fraction: float = 0.1,
+    model_args: Mapping[str, Any] | None = None,
     device: str | None = "cpu",
     say: Callable[[str], None] | None = None,
 ) -> Validation:
     """Train the baseline and the ``k`` best candidates of ``result`` (an ``OptimizeResult``) on ``data``.
 
     Args:
-        model: what rebuilds the baseline: a name, an import spec or a model file, or a ``ModelRequest``
-            (which carries the model arguments).
+        model: what rebuilds the baseline: a name, an import spec or a model file, or a ``ModelRequest``.
+        model_args: the arguments the baseline was built with (``--model-arg``), given to every rebuild
+            (a ``ModelRequest`` carries its own).
         out: the folder of checkpoints and trained finalists; an interrupted validation resumes there.
 
     Raises:
@@ -85,7 +87,9 @@ def validate(
         raise OptimizeError(
             "no rewritten candidate meets the budget: nothing to validate against the baseline"
         )
-    request = model if isinstance(model, ModelRequest) else ModelRequest(model)
+    request = (
+        model if isinstance(model, ModelRequest) else ModelRequest(model, model_args=dict(model_args or {}))
+    )
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches)
     setup = TrialSetup(
         request, data, result.input_size, config, Path(out), fraction=val_fraction, device=device

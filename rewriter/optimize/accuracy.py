@@ -323,18 +323,21 @@ def _halve(entries, setup: TrialSetup, schedule: Schedule, points, executor: Exe
 
 
 def _train(entries, setup, epoch: int, seed: int, stage: str, executor, say: Say) -> list[TrialOutcome]:
+    """Train ``entries`` with ``seed`` up to ``epoch``; a status line per epoch (per job from workers)."""
     jobs = [TrialJob(e.key, e.candidate.steps, seed, epoch) for e in entries]
+    where = f"{stage} (to epoch {epoch} of {setup.config.epochs})"
+    heard: set[str] = set()
 
     def progress(job: TrialJob, record: Any) -> None:
-        number = jobs.index(job) + 1
-        say(f"{stage}, candidate {number}/{len(jobs)} {job.key}, seed {seed}: epoch {record.epoch + 1}/{epoch} "
-            f"of {setup.config.epochs}, validation accuracy {record.test_accuracy:.2%}")  # fmt: skip
+        heard.add(job.key)
+        say(f"{where}, candidate {jobs.index(job) + 1}/{len(jobs)} {job.key}, seed {seed}: epoch "
+            f"{record.epoch + 1}, validation accuracy {record.test_accuracy:.2%}")  # fmt: skip
 
     outcomes = run_jobs(setup, jobs, executor, progress)
-    if executor.kind != "serial":  # workers report no epochs: one line per candidate when its rung is done
-        for number, outcome in enumerate(outcomes, start=1):
-            shown = outcome.error or f"validation accuracy {outcome.accuracy:.2%}"
-            say(f"{stage}, candidate {number}/{len(jobs)} {outcome.key}, seed {seed}: epoch {epoch}, {shown}")
+    for number, outcome in enumerate(outcomes, start=1):
+        if outcome.key not in heard:  # trained by a worker (no epoch lines), resumed past its rung, or failed
+            shown = outcome.error or f"epoch {len(outcome.curve)}, validation accuracy {outcome.accuracy:.2%}"
+            say(f"{where}, candidate {number}/{len(jobs)} {outcome.key}, seed {seed}: {shown}")
     return outcomes
 
 

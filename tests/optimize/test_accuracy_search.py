@@ -146,7 +146,10 @@ def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_pat
         "--epochs", "1", "--max-batches", "1", "--out", str(out), "-o", str(chosen), "--report", str(report),
     )  # fmt: skip
     assert code == 0, stderr
-    assert "Kendall's tau" in stdout and "rung 1/1, candidate 1/" in stderr
+    assert (
+        "Kendall's tau" in stdout
+        and "rung 1/1 (to epoch 1 of 1), candidate 1/3 c0, seed 0: epoch 1," in stderr
+    )
     key = next(line.split()[1] for line in stdout.splitlines() if line.startswith("chosen: "))
     written = load(chosen).model.state_dict()
     trained = torch.load(out / "checkpoints" / f"{key}-seed0.pt", weights_only=True)["model"]

@@ -201,3 +201,17 @@ def test_a_search_resumes_from_its_checkpoints_and_refuses_a_folder_of_another_s
     longer = dataclasses.replace(setup, config=TrainConfig(epochs=4))
     with pytest.raises(rewriter.RewriterError, match="holds the checkpoints of another search"):
         search_accuracy(vgg_result, longer, schedule, data=data)
+
+
+@pytest.mark.slow  # two spawned worker processes import torch, then train three small models for two batches
+def test_a_pool_of_processes_trains_the_candidates_as_this_process_does(vgg_result, tmp_path):
+    from rewriter.lab.study import Executor
+
+    config = TrainConfig(epochs=2, batch_size=16, max_batches=1, lr=0.01)
+    schedule = Schedule(max_drop=50.0, min_epochs=1, factor=2, top=1)
+    found = {}
+    for kind, workers in (("serial", 1), ("processes", 2)):
+        setup = TrialSetup(ModelRequest("cifar_vgg11"), "synthetic:64", (32, 32), config, tmp_path / kind)
+        search = search_accuracy(vgg_result, setup, schedule, executor=Executor(kind, workers=workers))
+        found[kind] = [(e.key, e.rungs, e.test) for e in search.entries]
+    assert found["processes"] == found["serial"]

@@ -215,8 +215,9 @@ def search_accuracy(
     ]
     points = schedule.rungs(setup.config.epochs)
     _claim(setup, entries, holdout, points)
+    bar = schedule.max_drop is not None or result.budget.meets(result.baseline.figures)
     with executor_session(executor):
-        _halve(entries, setup, schedule, points, executor, say)
+        _halve(entries, setup, schedule, points, executor, say, bar=bar)
         _other_seeds([e for e in entries if e.finalist], setup, schedule, executor, say)
     chosen, reason = _choose(entries, result, schedule.max_drop)
     say("scoring the finished models on the test split (once each)")
@@ -288,10 +289,15 @@ def rung_score(
     return accuracy - floor
 
 
-def _halve(entries, setup: TrialSetup, schedule: Schedule, points, executor: Executor, say: Say) -> None:
-    """Train rung by rung; after each, the pruner says which candidates go on (the baseline always does)."""
+def _halve(
+    entries, setup: TrialSetup, schedule: Schedule, points, executor: Executor, say: Say, *, bar: bool
+):
+    """Train rung by rung; after each, the pruner says which candidates go on. The baseline always goes on
+    (the reference); with ``bar`` its score is reported first at every rung, so that a candidate below it is
+    stopped even when it is the first one heard (otherwise Optuna lets the first report of a rung go on)."""
     baseline = entries[0]
-    halving = Halving([e.key for e in entries[1:]], min_epochs=points[0], factor=schedule.factor)
+    keys = [e.key for e in (entries if bar else entries[1:])]
+    halving = Halving(keys, min_epochs=points[0], factor=schedule.factor)
     alive = list(entries)
     top_cost = max((e.cost for e in entries if math.isfinite(e.cost)), default=1.0)
     for number, epoch in enumerate(points, start=1):
@@ -304,15 +310,13 @@ def _halve(entries, setup: TrialSetup, schedule: Schedule, points, executor: Exe
             score = rung_score(
                 entry, entry.rungs.get(epoch, math.nan), reference, schedule.max_drop, top_cost
             )
-            if entry is baseline:  # the reference: never stopped while it trains
-                survivors += [entry] if entry.error is None else []
-            elif entry.error is not None:
-                halving.fail(entry.key)
-            elif epoch == points[-1]:
-                halving.finish(entry.key, score)
-                survivors.append(entry)
-            elif halving.report(entry.key, epoch, score):
-                survivors.append(entry)
+            if entry.key not in halving.trials:  # the baseline, when it is no bar
+                goes_on = entry.error is None
+            else:
+                goes_on = _decide(
+                    halving, entry, epoch, score, last=epoch == points[-1], binding=entry is not baseline
+                )
+            survivors += [entry] if goes_on else []
         stopped = [e.key for e in alive if e not in survivors]
         if stopped:
             say(f"rung {number}/{len(points)} (epoch {epoch}): stopped {', '.join(stopped)}")
@@ -320,6 +324,18 @@ def _halve(entries, setup: TrialSetup, schedule: Schedule, points, executor: Exe
     for entry in alive:
         entry.finalist = True
         entry.validation.append(entry.rungs[points[-1]])
+
+
+def _decide(halving: Halving, entry: Entry, epoch: int, score: float, *, last: bool, binding: bool) -> bool:
+    """Tell the pruner ``entry``'s score at ``epoch``; whether it goes on (a ``binding=False`` entry, the
+    baseline, goes on whatever the pruner says while it trains)."""
+    if entry.error is not None:
+        halving.fail(entry.key)
+        return False
+    if last:
+        halving.finish(entry.key, score)
+        return True
+    return halving.report(entry.key, epoch, score, binding=binding) or not binding
 
 
 def _train(entries, setup, epoch: int, seed: int, stage: str, executor, say: Say) -> list[TrialOutcome]:

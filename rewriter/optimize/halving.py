@@ -65,12 +65,15 @@ class Halving:
                 raise OptimizeError(f"Optuna gave trial {trial.params['candidate']!r} for {key!r}")
             self.trials[key] = trial
 
-    def report(self, key: str, epoch: int, score: float) -> bool:
-        """Report ``key``'s score after ``epoch`` epochs; False: the pruner stops it (and it is closed)."""
+    def report(self, key: str, epoch: int, score: float, *, binding: bool = True) -> bool:
+        """Report ``key``'s score after ``epoch`` epochs; False: the pruner would stop it (and, ``binding``,
+        it is closed; a reference that trains on whatever the pruner says is reported with ``binding=False``,
+        so that its score counts among the rung's)."""
         trial = self.trials[key]
         trial.report(score, epoch)  # NaN (no score) is pruned by the pruner itself
         if trial.should_prune():
-            self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+            if binding:
+                self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
             return False
         return True
 

@@ -75,7 +75,9 @@ TrainFunction = Callable[..., Any]  # ``rewriter.lab.training.train`` or a stand
 @dataclass(frozen=True)
 class TrialSetup:
     """What every candidate's training shares: the baseline as the user named it (model arguments carried),
-    the data and its validation split, the full run's configuration, the folder and the device."""
+    the data and its validation split, the full run's configuration (scoring the validation split after
+    every epoch, as ``TrainConfig`` does by default: a rung reads its last epoch's score), the folder and the
+    device."""
 
     request: ModelRequest
     data: str
@@ -166,9 +168,7 @@ def run_trial(
     try:
         model, _ = build_candidate(setup, job.steps, job.seed, trained)
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.replace(
-            setup.config, seed=job.seed, evaluate_every_epoch=True, on_divergence="stop"
-        )
+        config = dataclasses.replace(setup.config, seed=job.seed, on_divergence="stop")
         result = setup.train_fn(
             model, trained, config, checkpoint=path, resume=path.is_file(), device=setup.device,
             progress=False, on_epoch=record, until_epoch=job.until,

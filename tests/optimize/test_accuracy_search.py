@@ -67,7 +67,6 @@ def vgg_result():
 def test_the_search_picks_the_cheapest_within_the_drop_stops_losers_at_the_first_rung_and_tests_last(
     vgg_result, tmp_path
 ):
-    assert [c.index for c in vgg_result.choice.ranked] == [1, 3, 2, 0]  # the order the pruner hears them in
     EVENTS.clear()
     data = load_data("synthetic:64", 32)
     data = dataclasses.replace(data, test=Recording(data.test))
@@ -76,9 +75,11 @@ def test_the_search_picks_the_cheapest_within_the_drop_stops_losers_at_the_first
                        train_fn=fake_train)  # fmt: skip
     schedule = Schedule(max_drop=2.0, min_epochs=1, factor=3, top=3)
     search = search_accuracy(vgg_result, setup, schedule, data=data)
-    # rung 1 (epoch 1), reference 0.90, floor 0.88: c1 within (score 1 + 1 - 96/153), heard first: goes on;
-    # c3 below the floor; c2 within but dearer than c1: with 3 scores the best third is c1 alone
-    assert [e.key for e in search.entries] == ["c0", "c1", "c3", "c2"]
+    # rung 1 (epoch 1): the baseline 0.90 sets the floor 0.88 and is heard first with score 1 (within, no
+    # saving); c1 within (1 + 1 - 96/153 = 1.37), c2 within (1 + 1 - 134/153 = 1.12), c3 below (0.80 - 0.88).
+    # Heard after the baseline in either order of the ranking (c1 c3 c2 fit first, c3 c1 c2 cost first), c1
+    # is the best so far and goes on; c3 is below the baseline; c2 is not in the best third of 4 scores (1.37)
+    assert sorted(e.key for e in search.entries) == ["c0", "c1", "c2", "c3"]
     stopped = {e.key: e.stopped for e in search.entries}
     assert stopped == {"c0": 3, "c1": 3, "c3": 1, "c2": 1}
     assert search.chosen == "c1"

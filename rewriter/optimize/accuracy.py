@@ -292,9 +292,11 @@ def rung_score(
 def _halve(
     entries, setup: TrialSetup, schedule: Schedule, points, executor: Executor, say: Say, *, bar: bool
 ):
-    """Train rung by rung; after each, the pruner says which candidates go on. The baseline always goes on
-    (the reference); with ``bar`` its score is reported first at every rung, so that a candidate below it is
-    stopped even when it is the first one heard (otherwise Optuna lets the first report of a rung go on)."""
+    """Train rung by rung; after each, the pruner says which candidates go on. Scores are reported cheapest
+    first (the order in which parallel workers would finish a rung, fixed so that the decisions do not depend
+    on which finished first). The baseline always goes on (the reference); with ``bar`` its score is
+    reported before all others, so that a candidate below it is stopped even when heard first (Optuna lets
+    the first report of a rung go on)."""
     baseline = entries[0]
     keys = [e.key for e in (entries if bar else entries[1:])]
     halving = Halving(keys, min_epochs=points[0], factor=schedule.factor)
@@ -306,7 +308,7 @@ def _halve(
             _record(entry, outcome, epoch)
         reference = baseline.rungs.get(epoch, math.nan)
         survivors = []
-        for entry in alive:
+        for entry in sorted(alive, key=lambda e: (e is not baseline, e.cost, alive.index(e))):
             score = rung_score(
                 entry, entry.rungs.get(epoch, math.nan), reference, schedule.max_drop, top_cost
             )
@@ -320,7 +322,7 @@ def _halve(
         stopped = [e.key for e in alive if e not in survivors]
         if stopped:
             say(f"rung {number}/{len(points)} (epoch {epoch}): stopped {', '.join(stopped)}")
-        alive = survivors
+        alive = [e for e in alive if e in survivors]
     for entry in alive:
         entry.finalist = True
         entry.validation.append(entry.rungs[points[-1]])

@@ -4,11 +4,12 @@ Each candidate is one Optuna trial, enqueued with its key. Training runs in rung
 candidate is trained up to the rung's epoch (continuing from its checkpoint), its validation score is
 reported at that epoch, and the pruner says whether it goes on: a candidate goes on when its score is in the
 best ``1 / factor`` of the scores reported at that rung so far (Optuna's asynchronous successive halving;
-the first ``factor - 1`` reports at a rung go on when they are the best so far). The scores of a rung are
-reported in a fixed order (the training-free ranking), so the decisions do not depend on which worker
-finished first. Why Optuna and not Ray Tune: the pruner is a decision over reported values, so it runs in
-the driver beside the study's executors (here, processes, Ray tasks) without owning them; Ray Tune would own
-the trials' processes and need ``ray[tune]``.
+the first ``factor - 1`` reports at a rung go on when they are the best so far). The caller reports the
+scores of a rung in a fixed order (``accuracy``: the baseline, then cheapest first), so that the decisions
+do not depend on which worker finished first. Why Optuna and not Ray Tune: the pruner is a decision over
+reported values, so it runs in the driver beside the study's executors (one process, a pool of processes,
+Ray tasks) without owning them; Ray Tune would own the trials' processes and needs ``ray[tune]``, which is
+not installed with ``ray`` (its import fails here).
 """
 
 from __future__ import annotations

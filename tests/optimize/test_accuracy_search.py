@@ -77,8 +77,8 @@ def test_the_search_picks_the_cheapest_within_the_drop_stops_losers_at_the_first
     search = search_accuracy(vgg_result, setup, schedule, data=data)
     # rung 1 (epoch 1): the baseline 0.90 sets the floor 0.88 and is heard first with score 1 (within, no
     # saving); c1 within (1 + 1 - 96/153 = 1.37), c2 within (1 + 1 - 134/153 = 1.12), c3 below (0.80 - 0.88).
-    # Heard after the baseline in either order of the ranking (c1 c3 c2 fit first, c3 c1 c2 cost first), c1
-    # is the best so far and goes on; c3 is below the baseline; c2 is not in the best third of 4 scores (1.37)
+    # Heard after the baseline cheapest first: c3 is below the baseline's 1 (stopped), c1 is the best so far
+    # (goes on), c2 is not in the best third of 4 scores, i.e. not the best (stopped)
     assert sorted(e.key for e in search.entries) == ["c0", "c1", "c2", "c3"]
     stopped = {e.key: e.stopped for e in search.entries}
     assert stopped == {"c0": 3, "c1": 3, "c3": 1, "c2": 1}

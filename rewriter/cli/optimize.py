@@ -18,13 +18,15 @@ from ..engine.saving import save
 from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..optimize import PREFERENCES, OptimizeResult, Ratio, optimize, parse_limit, validate
-from ..render import format_front, plot_curves, plot_front, plot_pareto
+from ..render import format_front, plot_front
+from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._parser import (
     DATA_HELP,
     MAX_BATCH,
     add_input_arguments,
     add_model_arguments,
+    add_precision_argument,
     command_parser,
     data_spec,
     integer,
@@ -124,6 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     _add_goal_arguments(parser)
     _add_space_arguments(parser)
     _add_validation_arguments(parser)
+    add_accuracy_arguments(parser)
     _add_output_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -177,12 +180,14 @@ def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     add = data.add_argument
     add("--data", type=data_spec, metavar="SPEC", help=DATA_HELP)
     add("--download", action="store_true", help="fetch CIFAR into DIR if missing (needs internet)")
-    add("--validate", type=integer(1, 64), metavar="K", help="train the baseline and the K best candidates")
+    add("--validate", type=integer(1, 64), metavar="K",
+        help="train the baseline and the K best candidates to the end; the best validation accuracy wins")  # fmt: skip
     add("--epochs", type=integer(1, 100_000), default=10, metavar="N", help="epochs per model (default 10)")
     add("--seeds", type=integer(1, 1000), default=1, metavar="N", help="seeds per model (default 1)")
     add("--lr", type=real(0, 10, low_open=True), default=0.1, help="learning rate (default 0.1, paper 000)")
     add("--batch-size", type=integer(1, MAX_BATCH), default=64, metavar="N", help="default 64")
     add("--max-batches", type=integer(1), metavar="N", help="batches per epoch, for quick runs")
+    add_precision_argument(data)
     add(
         "--workers",
         type=integer(1, 1024),
@@ -190,7 +195,7 @@ def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="models trained in parallel processes",
     )
-    add("--out", metavar="DIR", help="the study folder (resumed if it holds this validation)")
+    add("--out", metavar="DIR", help="checkpoints and trained finalists (resumed if it holds this search)")
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -212,6 +217,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     if args.validate is not None and (not args.data or not args.out):
         raise UsageError("--validate K needs --data SPEC (what to train on) and --out DIR (the study folder)")
+    check_accuracy_arguments(args)
     if args.dry_run:
         return
     check_outputs(args, {"-o": args.output, "--report": args.report, "--plot": args.plot})
@@ -238,13 +244,15 @@ def run(args: argparse.Namespace) -> int:
     status(f"searching the rewrites of {args.model} at {size[0]}x{size[1]} ...")
     with _progress() as progress:
         result = _search(args, model, size, budget, search, pretrained, data, progress)
+    if wants_search(args) and result.exit_code == 0:
+        return run_search(args, result, data, pretrained)
     validation = None
     if args.validate is not None and result.exit_code == 0:
         validation = validate(
-            result, args.model, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
+            result, request_of(args), data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
-            workers=args.workers, plot=plot_pareto, curves=plot_curves,
-            model_args=spec.model_args if spec.kind != "file" else None,
+            workers=args.workers, val_fraction=args.val_fraction, device=args.device, say=status,
+            precision=args.precision,
         )  # fmt: skip
     final = _final(result, validation, model, args)
     _report(result, validation, final, args)

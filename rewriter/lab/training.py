@@ -143,6 +143,7 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     forward: Forward | None = None,
+    until_epoch: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data``; one checkpoint per epoch at ``checkpoint`` if given.
 
@@ -150,7 +151,8 @@ def train(
     state; a checkpoint written with another configuration or data is refused (the differing fields are
     named). Under torchrun the model is wrapped in DistributedDataParallel and the data sharded. ``forward``
     maps (model, batch, device) to (scores, targets) for batches that carry more than (images, labels).
-    ``device`` None is cuda where there is one.
+    ``device`` None is cuda where there is one. ``until_epoch`` stops after that many epochs of the
+    configured run (its schedule unchanged, so the result is a prefix of the full run; resume to go on).
     """
     config = config or TrainConfig()
     device = resolve_device(device)
@@ -173,7 +175,8 @@ def train(
     loader, generator, test_loader = _loaders(data, config, device, (rank, world))
     step = _Step(optimizer, precision, device, forward or plain_forward)
     try:
-        for epoch in range(len(history), config.epochs):
+        last = config.epochs if until_epoch is None else min(config.epochs, until_epoch)
+        for epoch in range(len(history), last):
             generator.manual_seed(config.seed + epoch)  # the same shuffle whether or not the run was resumed
             if isinstance(getattr(loader, "sampler", None), DistributedSampler):
                 loader.sampler.set_epoch(epoch)

@@ -1,68 +1,59 @@
-"""``validate``: train the baseline and the K best candidates with the study machinery, pick by accuracy.
+"""``validate``: train the baseline and the K best candidates, pick by accuracy on a validation split.
 
 The training-free choice rests on the receptive field alone; paper 000 and the dissertation check their
 predictions by training. Here the baseline and the K candidates ranked best by the heuristic (within the
-budget) become one study (``rewriter.lab.study``): one setup, the same seeds, a resumable folder, every cell
-written as it finishes. The trained choice is the candidate with the best mean test accuracy among those
-within the budget (the budget judged on the candidate's own figures), and the summary says whether it is
-the one the heuristic chose.
+budget) are trained to the end with one setup and the same seeds (``rewriter.optimize.accuracy`` with a
+single rung: nothing is stopped early), on the training split less a validation split held out from it
+(stratified, seeded, recorded). The trained choice is the candidate with the best mean validation accuracy
+among those within the budget; the test split is read once per finished model, after the choice, for the
+report. The summary says whether the trained choice is the one the heuristic chose. Checkpoints and the
+trained finalists stay in the folder; an interrupted validation resumes there.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.recipe import Recipe
-from ..lab.study import Study, StudySetup, Variant, run_study
+from ..lab.setup import ModelRequest
+from ..lab.study import Executor
+from ..lab.training import TrainConfig
+from .accuracy import AccuracySearch, Schedule, search_accuracy
 from .errors import OptimizeError
-from .search import Candidate
-
-
-def _field(row: Any, key: str) -> Any:
-    """A study row's field (rows are records or, from older studies, plain dicts)."""
-    return row.get(key) if isinstance(row, dict) else getattr(row, key, None)
+from .trials import TrialSetup
 
 
 @dataclass(frozen=True)
 class Validation:
-    """The trained comparison: mean accuracy per candidate, the trained choice, and whether it agrees."""
+    """The trained comparison: mean validation and test accuracy per candidate, the trained choice (made on
+    validation accuracy), and whether it agrees with the training-free one."""
 
     out: str
-    labels: dict[str, int]  # study recipe label -> candidate index
-    accuracy: dict[str, float | None]  # mean test accuracy over the seeds (None: no finished cell)
-    spread: dict[str, float | None]  # standard deviation over the seeds (None with fewer than 2)
-    trained_choice: int | None  # the candidate with the best mean accuracy within the budget
+    labels: dict[str, int]  # candidate key (c<index>) -> candidate index
+    accuracy: dict[str, float | None]  # mean validation accuracy over the seeds (None: did not finish)
+    test_accuracy: dict[str, float | None]  # mean test accuracy over the seeds, read after the choice
+    spread: dict[str, float | None]  # standard deviation of the test accuracy over the seeds (None below 2)
+    trained_choice: int | None  # the candidate with the best mean validation accuracy within the budget
     heuristic_choice: int | None
     agrees: bool
     summary: str
+    search: AccuracySearch
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "out": self.out,
-            "labels": self.labels,
-            "accuracy": self.accuracy,
-            "spread": self.spread,
-            "trained_choice": self.trained_choice,
-            "heuristic_choice": self.heuristic_choice,
-            "agrees": self.agrees,
-            "summary": self.summary,
-        }
-
-
-def _variants(baseline: Candidate, best: Sequence[Candidate], size: tuple[int, int]) -> dict[str, Candidate]:
-    variants = {"baseline": baseline}
-    for rank, candidate in enumerate(best, start=1):
-        variants[f"rank{rank}"] = candidate
-    return variants
+            "out": self.out, "labels": self.labels, "validation_accuracy": self.accuracy,
+            "test_accuracy": self.test_accuracy, "test_spread": self.spread, "trained_choice": self.trained_choice,
+            "heuristic_choice": self.heuristic_choice, "agrees": self.agrees, "summary": self.summary,
+            "selection": "mean validation accuracy (a split held out from the training data)",
+            "validation_split": self.search.holdout.to_json(),
+        }  # fmt: skip
 
 
 def validate(
     result: Any,
-    model: str,
+    model: str | ModelRequest,
     *,
     data: str,
     k: int,
@@ -73,17 +64,19 @@ def validate(
     batch_size: int = 64,
     max_batches: int | None = None,
     workers: int = 1,
-    latency_repeats: int = 15,
+    val_fraction: float = 0.1,
     model_args: Mapping[str, Any] | None = None,
-    plot: Callable[..., None] | None = None,
-    progress: bool = True,
+    device: str | None = "cpu",
+    precision: str = "fp32",
+    say: Callable[[str], None] | None = None,
 ) -> Validation:
     """Train the baseline and the ``k`` best candidates of ``result`` (an ``OptimizeResult``) on ``data``.
 
     Args:
-        model: what the study builds (a name, an import spec or a model file): it must rebuild the baseline.
-        model_args: the arguments the baseline was built with (``--model-arg``), given to every rebuild.
-        out: the study folder; an interrupted validation resumes there.
+        model: what rebuilds the baseline: a name, an import spec or a model file, or a ``ModelRequest``.
+        model_args: the arguments the baseline was built with (``--model-arg``), given to every rebuild
+            (a ``ModelRequest`` carries its own).
+        out: the folder of checkpoints and trained finalists; an interrupted validation resumes there.
 
     Raises:
         OptimizeError: ``k`` below 1, or no candidate to validate.
@@ -95,54 +88,44 @@ def validate(
         raise OptimizeError(
             "no rewritten candidate meets the budget: nothing to validate against the baseline"
         )
-    variants = _variants(result.baseline, ranked[:k], result.input_size)
-    grid = [Variant(label, Recipe(c.steps, source=label)) for label, c in variants.items()]
-    setup = StudySetup(
-        data=data,
-        input_size=result.input_size,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        max_batches=max_batches,
+    request = (
+        model if isinstance(model, ModelRequest) else ModelRequest(model, model_args=dict(model_args or {}))
     )
-    study = Study([model], grid, list(range(seeds)), setup, Path(out), model_args=dict(model_args or {}))
-    rows = run_study(study, workers=workers, plot=plot, progress=progress)
-    accuracy, spread = {}, {}
-    for label in variants:
-        values = [
-            _field(r, "test_accuracy")
-            for r in rows
-            if _field(r, "recipe") == label and _field(r, "status") == "ok"
-        ]
-        values = [v for v in values if v is not None]
-        accuracy[label] = statistics.fmean(values) if values else None
-        spread[label] = statistics.stdev(values) if len(values) > 1 else None
-    return _judge(result, variants, accuracy, spread, str(out))
+    config = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches, precision=precision
+    )
+    setup = TrialSetup(
+        request, data, result.input_size, config, Path(out), fraction=val_fraction, device=device
+    )
+    schedule = Schedule(None, min_epochs=epochs, seeds=seeds)
+    executor = Executor("processes" if workers > 1 else "serial", workers=workers)
+    search = search_accuracy(result, setup, schedule, executor=executor, say=say,
+                             candidates=[result.baseline, *ranked[:k]])  # fmt: skip
+    return _judge(result, search, str(out))
 
 
-def _judge(result, variants: dict[str, Candidate], accuracy, spread, out: str) -> Validation:
-    budget = result.budget
-    eligible = [
-        label for label, c in variants.items() if accuracy[label] is not None and budget.meets(c.figures)
-    ]
+def _judge(result: Any, search: AccuracySearch, out: str) -> Validation:
+    import statistics
+
+    labels = {e.key: e.candidate.index for e in search.entries}
+    accuracy = {e.key: e.mean_validation if e.finalist else None for e in search.entries}
+    test = {e.key: statistics.fmean(e.test) if e.test else None for e in search.entries}
+    spread = {e.key: statistics.stdev(e.test) if len(e.test) > 1 else None for e in search.entries}
     heuristic = result.chosen.index if result.chosen is not None else None
-    labels = {label: c.index for label, c in variants.items()}
-    if not eligible:
-        summary = "no trained candidate within the budget finished: nothing to compare"
-        return Validation(out, labels, accuracy, spread, None, heuristic, False, summary)
-    best = max(eligible, key=lambda label: (accuracy[label], -list(variants).index(label)))
-    trained = variants[best]
-    agrees = trained.index == heuristic
-    verdict = "agrees with" if agrees else "differs from"
+    if search.chosen is None:
+        summary = f"no trained candidate within the budget finished: nothing to compare ({search.reason})"
+        return Validation(out, labels, accuracy, test, spread, None, heuristic, False, summary, search)
+    trained = labels[search.chosen]
+    agrees = trained == heuristic
     shown = ", ".join(
-        (label if label == "baseline" else f"{label} {variants[label].label}")
-        + f": {accuracy[label]:.2%}"
-        + (f" ± {spread[label]:.2%}" if spread[label] else "")
-        for label in variants
-        if accuracy[label] is not None
+        f"{e.key} {e.candidate.label}: {accuracy[e.key]:.2%} validation, {test[e.key]:.2%} test"
+        + (f" ± {spread[e.key]:.2%}" if spread[e.key] else "")
+        for e in search.entries
+        if accuracy[e.key] is not None and test[e.key] is not None
     )
     summary = (
-        f"trained choice: {trained.label} ({accuracy[best]:.2%} mean test accuracy); it {verdict} the "
-        f"training-free choice{'' if result.chosen is None else ' ' + result.chosen.label}. Accuracies: {shown}"
+        f"trained choice: {search.entry(search.chosen).candidate.label} ({accuracy[search.chosen]:.2%} mean "
+        f"validation accuracy); it {'agrees with' if agrees else 'differs from'} the training-free choice"
+        f"{'' if result.chosen is None else ' ' + result.chosen.label}. Accuracies: {shown}"
     )
-    return Validation(out, labels, accuracy, spread, trained.index, heuristic, agrees, summary)
+    return Validation(out, labels, accuracy, test, spread, trained, heuristic, agrees, summary, search)

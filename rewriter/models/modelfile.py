@@ -25,7 +25,6 @@ from .._text import one_line, root_cause
 from .._untrusted import plain_fault, shown
 from ..analysis.sizes import check_channels, check_classes, parse_size
 from . import filetypes
-from .sources import check_model_args
 
 FORMAT = "rewriter-model"
 VERSION = 1
@@ -289,3 +288,30 @@ _TOP: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
     "state_dict": (False, _state_fault),
     "module": (False, _expect("a torch.nn.Module", lambda v: isinstance(v, nn.Module))),
 }
+
+
+#: model arguments that size what a model allocates, and the bound each takes (the one declared for it)
+_SIZED_ARGUMENTS: dict[str, Callable[[Any, str], Any]] = {
+    "num_classes": check_classes,
+    "img_size": parse_size,
+    "image_size": parse_size,
+    "input_size": parse_size,
+    "in_chans": check_channels,
+    "in_channels": check_channels,
+}
+
+
+def check_model_args(args: Mapping[str, Any], where: str = "model_args") -> dict[str, Any]:
+    """Model arguments within the bounds: plain data of bounded size, and the arguments that size a model
+    (``num_classes``, timm's ``img_size``, ``in_chans`` ...) within the bound declared for each.
+
+    Raises:
+        InputSizeError: the fault, naming the argument.
+    """
+    fault = plain_fault(dict(args))
+    if fault:
+        raise InputSizeError(f"{where} {fault}")
+    for key, check in _SIZED_ARGUMENTS.items():
+        if args.get(key) is not None:
+            check(args[key], f"{where} {key}")
+    return dict(args)

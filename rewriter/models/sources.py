@@ -36,9 +36,10 @@ from .._errors import (
     close_matches,
 )
 from .._text import one_line
-from .._untrusted import load_yaml, plain_fault, shown
-from ..analysis.sizes import check_channels, check_classes, parse_size
+from .._untrusted import load_yaml, shown
+from ..analysis.sizes import check_classes
 from . import filetypes, modelfile, zoo
+from .modelfile import check_model_args
 from .timm_source import PREFIX as TIMM_PREFIX
 from .timm_source import build_timm_model, is_timm_source
 from .torchvision_source import build_torchvision_model
@@ -353,30 +354,3 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
         return check_model_args(args, "--model-arg")
     except InputSizeError as err:
         raise UsageError(str(err)) from None
-
-
-#: model arguments that size what a model allocates, and the bound each takes (the one declared for it)
-_SIZED_ARGUMENTS: dict[str, Callable[[Any, str], Any]] = {
-    "num_classes": check_classes,
-    "img_size": parse_size,
-    "image_size": parse_size,
-    "input_size": parse_size,
-    "in_chans": check_channels,
-    "in_channels": check_channels,
-}
-
-
-def check_model_args(args: Mapping[str, Any], where: str = "model_args") -> dict[str, Any]:
-    """Model arguments within the bounds: plain data of bounded size, and the arguments that size a model
-    (``num_classes``, timm's ``img_size``, ``in_chans`` ...) within the bound declared for each.
-
-    Raises:
-        InputSizeError: the fault, naming the argument.
-    """
-    fault = plain_fault(dict(args))
-    if fault:
-        raise InputSizeError(f"{where} {fault}")
-    for key, check in _SIZED_ARGUMENTS.items():
-        if args.get(key) is not None:
-            check(args[key], f"{where} {key}")
-    return dict(args)

@@ -45,6 +45,9 @@ _LAZY = {
     ),
     **dict.fromkeys(("ModelSpec", "available_models", "load_model", "load_weights"), ".models"),
     **dict.fromkeys(("OptimizeResult", "sweep"), ".optimize"),
+    # the errors of the upper packages, beside the others (importing them costs those packages' imports)
+    "OptimizeError": ".optimize.errors", "DataError": ".lab.data", "TrainError": ".lab.train_records",
+    "StudyError": ".lab.study.errors",
 }  # fmt: skip
 
 if TYPE_CHECKING:
@@ -78,8 +81,12 @@ if TYPE_CHECKING:
         rewrite,
         save,
     )
+    from .lab.data import DataError
+    from .lab.study.errors import StudyError
+    from .lab.train_records import TrainError
     from .models import ModelSpec, available_models, load_model, load_weights
     from .optimize import OptimizeResult, sweep
+    from .optimize.errors import OptimizeError
 
 
 def __getattr__(name: str) -> Any:
@@ -100,17 +107,19 @@ def load(path: str, *, trust_pickle: bool = False):
     """Load a model file written by ``rewriter rewrite -o`` (``rewriter.engine.load`` keeps the metadata).
 
     The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
-    ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file.
+    ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file. The model comes
+    back in eval mode, ready for inference, as torch.hub and timm give pretrained models.
     """
     from .engine import load as load_file
 
-    return load_file(path, trust_pickle=trust_pickle).model
+    return load_file(path, trust_pickle=trust_pickle).model.eval()
 
 
 __all__ = [
     "Analysis",
     "AnalysisError",
     "Context",
+    "DataError",
     "Edit",
     "InputSizeError",
     "InvalidFileError",
@@ -120,6 +129,7 @@ __all__ = [
     "ModelFileError",
     "ModelNotFoundError",
     "ModelSpec",
+    "OptimizeError",
     "OptimizeResult",
     "Plan",
     "Recipe",
@@ -130,8 +140,10 @@ __all__ = [
     "RewriterError",
     "RewriterWarning",
     "Strategy",
+    "StudyError",
     "TraceError",
     "TracedModel",
+    "TrainError",
     "UntrustedPickleError",
     "UsageError",
     "WeightsError",

@@ -230,6 +230,11 @@ def read_folder(
     """``root/train`` and ``root/test`` (or ``val``), or one folder split 80/20 (stratified, seed 0): decoded
     once if they fit ``memory_limit`` bytes as uint8, else streamed."""
     train_folder, test_folder, split = _folders(root)
+    if len(train_folder.classes) < 2:  # every model scores 100 % on one class: nothing would be measured
+        raise FolderError(
+            f"imagefolder: {train_folder.root} has one class folder ({train_folder.classes[0]}); classification "
+            "needs two or more (one folder per class)"
+        )
     folders = [f for f in (train_folder, test_folder) if f is not None]
     native = native_folder_size(folders)
     store = None if native is not None else input_size

@@ -114,3 +114,16 @@ def test_batches_of_an_epoch_read_every_image_once_and_shards_split_it():
     shards = [[int(y) for _, ys in BatchLoader(data, batch_size=2, shuffle=True, shard=(r, 2)) for y in ys]
               for r in (0, 1)]  # fmt: skip
     assert sorted(shards[0] + shards[1]) == list(range(10)) and not set(shards[0]) & set(shards[1])
+
+
+def test_a_folder_of_one_class_is_refused(tmp_path):
+    class_sorted(tmp_path / "one", {"only": 5})
+    with pytest.raises(DataError, match="has one class folder \\(only\\); classification needs two or more"):
+        load_data(f"imagefolder:{tmp_path / 'one'}", 12)
+
+
+def test_a_link_loop_in_a_folder_is_refused_not_followed_forever(tmp_path):
+    class_sorted(tmp_path / "loop", {"a": 3, "b": 3})
+    (tmp_path / "loop" / "a" / "again").symlink_to(tmp_path / "loop" / "a", target_is_directory=True)
+    with pytest.raises(DataError, match="links back to a folder already read"):
+        load_data(f"imagefolder:{tmp_path / 'loop'}", 12)

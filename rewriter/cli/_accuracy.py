@@ -12,12 +12,11 @@ import yaml
 from .._errors import UsageError
 from ..engine.recipe import Recipe
 from ..engine.saving import save
-from ..lab.study import Executor
 from ..lab.training import TrainConfig, resolve_device
 from ..optimize.accuracy import AccuracySearch, Schedule, search_accuracy
 from ..optimize.trials import TrialSetup, trained_model
-from ._common import print_json, request_of, status
-from ._parser import integer, real
+from ._common import executor_of, print_json, request_of, status
+from ._parser import add_executor_arguments, integer, real
 
 
 def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,18 +46,7 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed of that split (default 0)",
     )
     add("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    add("--executor", choices=("serial", "processes", "ray"),
-        help="where candidates train: here, in --workers processes, or as Ray tasks")  # fmt: skip
-    add("--address", metavar="ADDR", help="the Ray cluster (auto or HOST:PORT; default a local instance)")
-    add("--cpus-per-cell", type=real(0, 1024, low_open=True), default=1.0, metavar="N",
-        help="CPUs a Ray task takes (default 1)")  # fmt: skip
-    add(
-        "--gpus-per-cell",
-        type=real(0, 64),
-        default=0.0,
-        metavar="N",
-        help="GPUs a Ray task takes (default 0)",
-    )
+    add_executor_arguments(parser, group, "candidates")
 
 
 def wants_search(args: argparse.Namespace) -> bool:
@@ -91,9 +79,7 @@ def run_search(args: argparse.Namespace, result, data, pretrained: bool) -> int:
         holdout_seed=args.val_seed, in_channels=args.in_channels, leaf_modules=tuple(args.leaf_module),
         pretrained=pretrained, device=device,
     )  # fmt: skip
-    kind = args.executor or ("processes" if args.workers > 1 else "serial")
-    executor = Executor(kind, workers=args.workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
-                        gpus_per_cell=args.gpus_per_cell)  # fmt: skip
+    executor = executor_of(args)
     schedule = Schedule(args.max_accuracy_drop, args.min_epochs, args.reduction_factor, args.seeds, args.top)
     search = search_accuracy(result, setup, schedule, data=data, executor=executor, say=status)
     _report(result, search, args, setup.splits()[0].num_classes)

@@ -84,6 +84,20 @@ def loader_workers(args: argparse.Namespace) -> int:
     return args.loader_workers
 
 
+def executor_of(args: argparse.Namespace):
+    """Where cells or candidates train, from --executor, --workers (capped to the cores, with a note) and the
+    Ray options (``_parser.add_executor_arguments``)."""
+    from ..lab.study import Executor
+
+    kind = args.executor or ("processes" if args.workers > 1 else "serial")
+    workers = args.workers
+    if kind == "processes" and workers > cores():
+        workers = cores()
+        status(f"note: --workers {args.workers} capped to the {workers} cores")
+    return Executor(kind, workers=workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
+                    gpus_per_cell=args.gpus_per_cell, connect_timeout=args.connect_timeout)  # fmt: skip
+
+
 def check_outputs(args: argparse.Namespace, targets: Mapping[str, Any]) -> None:
     """Refuse every output before any work: an existing file without --force, a folder, a missing folder,
     one of the inputs (always), or two outputs that are the same file."""

@@ -244,6 +244,26 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
     )
 
 
+def add_executor_arguments(
+    parser: argparse.ArgumentParser, group: argparse._ActionsContainer, what: str
+) -> None:
+    """--executor, and the Ray group (--address, --cpus-per-cell, --gpus-per-cell, --connect-timeout) of
+    a command that trains ``what`` (cells, candidates) in parallel; ``executor_of`` reads them."""
+    group.add_argument("--executor", choices=("serial", "processes", "ray"),
+                       help=f"where {what} train: here, in --workers processes, or as Ray tasks "
+                       "(default: processes if --workers > 1, else serial)")  # fmt: skip
+    ray = parser.add_argument_group("Ray (--executor ray; pip install 'rewriter[ray]')")
+    ray.add_argument("--address", metavar="ADDR",
+                     help="the Ray cluster: auto (the one `ray start --head` started) or HOST:PORT "
+                     "(default: a local instance started for the run)")  # fmt: skip
+    ray.add_argument("--cpus-per-cell", type=real(0, 1024, low_open=True), default=1.0, metavar="N",
+                     help="CPUs a Ray task takes (default 1)")  # fmt: skip
+    ray.add_argument("--gpus-per-cell", type=real(0, 64), default=0.0, metavar="N",
+                     help="GPUs a Ray task takes (default 0)")  # fmt: skip
+    ray.add_argument("--connect-timeout", type=real(0, 3600, low_open=True), default=30.0, metavar="S",
+                     help="seconds to wait for the cluster at --address to answer (default 30)")  # fmt: skip
+
+
 def add_precision_argument(group: argparse._ActionsContainer) -> None:
     group.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..lab.data import parse_data_spec
-from ..lab.study import Executor, Study, StudySetup, parse_variant, run_study
+from ..lab.study import Study, StudySetup, parse_variant, run_study
 from ..lab.training import TrainConfig, distributed, init_distributed, resolve_device
 from ..render import plot_curves, plot_pareto
-from ._common import status
+from ._common import executor_of, status
 from ._parser import (
     DATA_HELP,
     MAX_CLASSES,
+    add_executor_arguments,
     add_precision_argument,
     add_rate_arguments,
     command_parser,
@@ -125,22 +126,10 @@ def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--force", action="store_true",
                      help="write into an --out folder that holds other files, or a broken study.json")  # fmt: skip
     run.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    run.add_argument("--executor", choices=("serial", "processes", "ray"),
-                     help="where cells run: here, in --workers processes, or as Ray tasks "
-                     "(default: processes if --workers > 1, else serial)")  # fmt: skip
     run.add_argument("--workers", type=integer(1, 1024), default=1, metavar="N",
                      help=f"cells trained in parallel processes on this machine, at most the {cores()} cores "
                      "(default 1)")  # fmt: skip
-    ray = parser.add_argument_group("Ray (--executor ray; pip install 'rewriter[ray]')")
-    ray.add_argument("--address", metavar="ADDR",
-                     help="the Ray cluster: auto (the one `ray start --head` started) or HOST:PORT "
-                     "(default: a local instance started for the study)")  # fmt: skip
-    ray.add_argument("--cpus-per-cell", type=real(0, 1024, low_open=True), default=1.0, metavar="N",
-                     help="CPUs a cell's task takes (default 1)")  # fmt: skip
-    ray.add_argument("--gpus-per-cell", type=real(0, 64), default=0.0, metavar="N",
-                     help="GPUs a cell's task takes (default 0)")  # fmt: skip
-    ray.add_argument("--connect-timeout", type=real(0, 3600, low_open=True), default=30.0, metavar="S",
-                     help="seconds to wait for the cluster at --address to answer (default 30)")  # fmt: skip
+    add_executor_arguments(parser, run, "cells")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -154,13 +143,7 @@ def run_command(args: argparse.Namespace) -> int:
         test_every=args.test_every,
         num_classes=args.num_classes,
     )  # fmt: skip
-    kind = args.executor or ("processes" if args.workers > 1 else "serial")
-    workers = args.workers
-    if kind == "processes" and workers > cores():
-        workers = cores()
-        status(f"note: --workers {args.workers} capped to the {workers} cores")
-    executor = Executor(kind, workers=workers, address=args.address, cpus_per_cell=args.cpus_per_cell,
-                        gpus_per_cell=args.gpus_per_cell, connect_timeout=args.connect_timeout)  # fmt: skip
+    executor = executor_of(args)
     study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
                   retry_failed=args.retry_failed, force=args.force)  # fmt: skip
     study.recorded()  # refuse a folder of another setup, or of other files, before anything runs

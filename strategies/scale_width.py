@@ -16,7 +16,6 @@ keeps every channel and adds new ones that existing filters read with zero weigh
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -92,21 +91,15 @@ class ScaleWidth(Strategy):
     def _check_trained(self, model: nn.Module, context: Context) -> None:
         """Refuse (or, with ``untrained``, note) a model whose test accuracy cannot be told from chance:
         within three standard errors of 1 / classes on the images scored."""
-        from rewriter.lab import evaluate
-        from rewriter.lab.sampling import sample
+        from rewriter.lab.convergence import check_chance
 
-        data = context.data
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        images = sample(data.test, _EVAL_IMAGES)  # stratified: a class-sorted split reads every class
-        accuracy = evaluate(model, images, device)
-        scored = len(images)
-        chance = 1 / data.num_classes
-        if accuracy > chance + 3 * math.sqrt(chance * (1 - chance) / max(scored, 1)):
+        check = check_chance(model, context.data, device, images=_EVAL_IMAGES)  # a stratified sample
+        if not check.at_chance:
             return
         what = (
-            f"test accuracy {accuracy:.1%} on {scored} images of {data.name} is at chance ({chance:.1%} for "
-            f"{data.num_classes} classes): the saturation of an untrained or diverged model says nothing "
-            "about the width it needs"
+            f"{check.describe()}: the saturation of an untrained or diverged model says nothing about the width "
+            "it needs"
         )
         if not self.untrained:
             raise self.refuse(f"{what}; train it first, or pass scale-width.untrained=true to proceed anyway")

@@ -114,26 +114,50 @@ def advice(mark: Mark) -> str:
     }[mark]
 
 
-def at_chance(model: Any, data: Any, device: Any, *, batches: int = 16, batch_size: int = 64) -> str | None:
-    """Why the model's measurements say little, if its test accuracy on the first ``batches`` batches cannot
-    be told from chance (within three standard errors of the chance level on the images scored); else None.
+@dataclass(frozen=True)
+class ChanceCheck:
+    """A model's test accuracy on a stratified sample of the test split against the chance level there."""
+
+    accuracy: float
+    images: int
+    chance: float
+    data: str
+
+    @property
+    def at_chance(self) -> bool:
+        """Within three standard errors of chance: an untrained or diverged model."""
+        return self.accuracy <= self.chance + 3 * math.sqrt(
+            self.chance * (1 - self.chance) / max(self.images, 1)
+        )
+
+    def describe(self) -> str:
+        return (
+            f"test accuracy {self.accuracy:.1%} on {self.images} images of {self.data} is at chance "
+            f"({self.chance:.1%})"
+        )
+
+
+def check_chance(model: Any, data: Any, device: Any, *, images: int = 1024) -> ChanceCheck:
+    """Score ``model`` on a stratified sample of ``images`` test images (every class in proportion, seed 0:
+    a class-sorted split's first images would be one class)."""
+    from .sampling import dataset_labels, sample
+    from .training import evaluate
+
+    part = sample(data.test, images)
+    accuracy = evaluate(model, part, device)
+    return ChanceCheck(accuracy, len(part), chance_level(dataset_labels(part)), data.name)
+
+
+def at_chance(model: Any, data: Any, device: Any, *, images: int = 1024) -> str | None:
+    """Why the model's measurements say little, if its test accuracy cannot be told from chance; else None.
 
     What ``saturation`` warns about: the saturation of an untrained or diverged model is no property of
     the architecture (scale-width refuses such a model for the same reason).
     """
-    from torch.utils.data import DataLoader, Subset
-
-    from .data import dataset_labels
-    from .training import evaluate
-
-    scored = min(len(data.test), batches * batch_size)
-    subset = Subset(data.test, range(scored))
-    accuracy = evaluate(model, DataLoader(subset, batch_size=batch_size), device)
-    chance = chance_level(dataset_labels(subset))
-    if accuracy > chance + 3 * math.sqrt(chance * (1 - chance) / max(scored, 1)):
+    check = check_chance(model, data, device, images=images)
+    if not check.at_chance:
         return None
     return (
-        f"test accuracy {accuracy:.1%} on {scored} images of {data.name} is at chance ({chance:.1%}): the "
-        "saturation of an untrained or diverged model says little about the architecture; train it first "
-        "(rewriter train ... -o model.pt, or --epochs N here)"
+        f"{check.describe()}: the saturation of an untrained or diverged model says little about the "
+        "architecture; train it first (rewriter train ... -o model.pt, or --epochs N here)"
     )

@@ -36,7 +36,7 @@ def toy() -> SimpleNamespace:
 
 def test_a_model_at_chance_is_named_and_one_that_learned_is_not():
     assert at_chance(ReadsTheClass(), toy(), torch.device("cpu")) is None
-    said = at_chance(AnswersZero(), toy(), torch.device("cpu"), batches=4, batch_size=50)
+    said = at_chance(AnswersZero(), toy(), torch.device("cpu"), images=200)  # 50 of each class, stratified
     assert said.startswith("test accuracy 25.0% on 200 images of toy is at chance (25.0%)")
 
 

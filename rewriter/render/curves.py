@@ -28,7 +28,12 @@ def plot_curves(rows: Sequence[CellRow], path: str | os.PathLike, *, title: str 
                              figsize=(1.2 + 3.0 * max(1, len(recipes)), 0.9 + 2.4 * max(1, len(models))),
                              layout="constrained")  # fmt: skip
     twins = [[ax.twinx() for ax in line] for line in axes]
+    in_grid = {(r.model, r.source, r.recipe) for r in rows}
     for i, j in ((i, j) for i in range(len(axes)) for j in range(len(axes[0]))):
+        if models and recipes and (*models[i], recipes[j]) not in in_grid:  # a pair no cell was run for
+            axes[i][j].set_visible(False)
+            twins[i][j].set_visible(False)
+            continue
         cells = [r for r in drawn if models and (r.model, r.source) == models[i] and r.recipe == recipes[j]]
         _panel(
             axes[i][j], twins[i][j], cells, names[models[i]] if models else "", recipes[j] if recipes else ""
@@ -39,8 +44,10 @@ def plot_curves(rows: Sequence[CellRow], path: str | os.PathLike, *, title: str 
     for line, twin_line in zip(axes, twins, strict=True):
         line[0].set_ylabel("train loss", color=_LOSS)
         twin_line[-1].set_ylabel("test accuracy [%]", color=_ACCURACY)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    for j in range(len(axes[0])):  # the lowest panel drawn in each column gets the epoch axis
+        lowest = next((line[j] for line in reversed(axes) if line[j].get_visible()), axes[-1][j])
+        lowest.set_xlabel("epoch")
+        lowest.tick_params(labelbottom=True)
     handles = [
         plt.Line2D([], [], color=_LOSS, linewidth=1, label="train loss (left, log scale), one line per seed"),
         plt.Line2D([], [], color=_ACCURACY, linewidth=1, marker=".", label="test accuracy (right) where scored"),

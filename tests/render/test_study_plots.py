@@ -58,6 +58,16 @@ def test_the_curves_plot_has_a_panel_per_model_and_recipe_and_a_thin_line_per_se
     assert [line.get_ydata()[0] for line in chance] == [10.0]
 
 
+def test_a_pair_no_cell_was_run_for_gets_no_panel_and_each_column_keeps_its_epoch_axis(captured):
+    """A peer model studied with its baseline only (the CIFAR-10 study's pruned resnet18) beside a model with
+    two recipes: no empty "b / trim" panel, and "a / trim", now lowest in its column, labels the epochs."""
+    rows = [cell("a", r, 0) for r in ("baseline", "trim")] + [cell("b", "baseline", 0)]
+    curves.plot_curves(rows, "unused.png", title="t")
+    found = panels(captured[-1])
+    assert set(found) == {"a / baseline", "a / trim", "b / baseline"}
+    assert found["a / trim"].get_xlabel() == "epoch" and found["a / baseline"].get_xlabel() == ""
+
+
 def group(recipe: str, flops: float, accuracy: float, *, converged: bool = True, model: str = "m") -> dict:
     return {"model": model, "recipe": recipe, "n": 3, "same_as_baseline": False, "flops": flops,
             "accuracy": accuracy, "accuracy_std": 0.01, "pareto": True, "pareto_all": True,

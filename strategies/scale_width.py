@@ -79,9 +79,7 @@ class ScaleWidth(Strategy):
             raise self.refuse(
                 "needs the saturation of the trained model: give --data (or factor, or saturation)"
             )
-        from rewriter.lab import compute_saturation
-        from rewriter.lab.batches import loader
-        from rewriter.lab.sampling import sample
+        from rewriter.lab import compute_saturation, loader, sample
 
         self._check_trained(model, context)
         images = sample(context.data.train_plain, 64 * self.batches)  # every class, in proportion
@@ -91,7 +89,7 @@ class ScaleWidth(Strategy):
     def _check_trained(self, model: nn.Module, context: Context) -> None:
         """Refuse (or, with ``untrained``, note) a model whose test accuracy cannot be told from chance:
         within three standard errors of 1 / classes on the images scored."""
-        from rewriter.lab.convergence import check_chance
+        from rewriter.lab import check_chance
 
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         check = check_chance(model, context.data, device, images=_EVAL_IMAGES)  # a stratified sample

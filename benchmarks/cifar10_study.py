@@ -66,6 +66,12 @@ PEER_NOTE = (
     "Cutting depth keeps 64 channels at full resolution and no layer after layer1; pruning keeps all 18 layers "
     "at 35-280 channels."
 )
+LIMITS = (
+    "What it does not show: the paper's absolute accuracies (a fifth of the data and of the epochs, JPEG "
+    "copies); whether the ordering holds with the full budget (the GPU script runs it at full size); pruning "
+    "a trained network and fine-tuning it; other families (cifar_vgg11 did not fit the CPU budget); latency "
+    "beyond one CPU thread at batch 1 and 32."
+)
 SETUP = dict(input_size=(32, 32), epochs=12, lr=0.1, batch_size=128, momentum=0.9, weight_decay=5e-4,
              warmup_epochs=1, precision="fp32", train_samples=10_000, test_every=3)  # fmt: skip
 
@@ -172,8 +178,23 @@ def report(study: Study, out: Path) -> str:
         f"The optimizer's cost-first choice (truncate after layer1, 11.92 M FLOPs): "
         f"{ours('resnet18-32-cost-first')}; Torch-Pruning's magnitude pruning of every layer's channels to "
         f"11.72 M FLOPs: {ours('peer')}. The fit-first choice (49.23 M FLOPs): {ours('resnet18-32-fit-first')}. "
-        + PEER_NOTE,
+        + PEER_NOTE, "", verdict(stats, "resnet18-32-cost-first", "peer"), "", LIMITS,
     ])  # fmt: skip
+
+
+def verdict(stats, ours: str, peer: str) -> str:
+    """Which of two recipes of about the same FLOPs is more accurate, and by how many standard errors of the
+    difference of their means (Welch's; "within noise" under 2)."""
+    if ours not in stats or peer not in stats:
+        return "Verdict: not yet (a recipe has no finished cell)."
+    (m1, s1, n1, _), (m2, s2, n2, _) = stats[ours], stats[peer]
+    error = (s1**2 / n1 + s2**2 / n2) ** 0.5
+    ratio = abs(m1 - m2) / error if error else float("inf")
+    if ratio < 2:
+        return f"Verdict: at the same FLOPs, cutting depth and pruning channels score within noise ({m1 - m2:+.2f} pp)."
+    word = "beats" if m1 > m2 else "loses to"
+    return (f"Verdict: at the same FLOPs, cutting the unproductive depth {word} pruning channels by "
+            f"{m1 - m2:+.2f} pp ({ratio:.1f} standard errors of the difference; {n1} and {n2} seeds).")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -113,6 +113,8 @@ def test_the_quick_training_of_saturation_needs_no_files(capsys):
             ["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "--input-size", "32", "-o", "x.pt"],
             "is not a folder",
         ),
+        # without --input-size the size is read from the folder's images: the missing folder is the fault
+        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "is not a folder"),
     ],
 )
 def test_data_errors_are_one_line(capsys, argv, message, tmp_path, monkeypatch):
@@ -130,11 +132,16 @@ def test_data_errors_are_one_line(capsys, argv, message, tmp_path, monkeypatch):
             ["saturation", "cifar_vgg11", "--data", "synthetic:32", "--delta", "1.5"],
             "argument --delta: expected a finite number in (0, 1), got 1.5",
         ),
-        (["train", "cifar_vgg11", "--data", "imagefolder:/no/such", "-o", "x.pt"], "give --input-size"),
+        (["train", "cifar_vgg11", "--data", "imagefolder:mixed", "-o", "x.pt"], "give --input-size"),
     ],
 )
 def test_usage_errors_of_data_commands_exit_2(capsys, argv, message, tmp_path, monkeypatch):
+    from PIL import Image
+
     monkeypatch.chdir(tmp_path)
+    for name, size in (("a", (8, 8)), ("b", (9, 7))):  # images of two sizes: no size to infer
+        (tmp_path / "mixed" / name).mkdir(parents=True)
+        Image.new("RGB", size).save(tmp_path / "mixed" / name / "0.png")
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err and err.count("\n") == 1

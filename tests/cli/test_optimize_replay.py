@@ -4,6 +4,7 @@ to ``rewriter rewrite --recipe`` build the same architecture with the same class
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 
 import pytest
 import torch
@@ -20,7 +21,10 @@ CASES = [
     pytest.param(
         "timm:resnet18",
         ["--num-classes", "10", "--exclude", "remove-stem-downsampling"],
-        marks=pytest.mark.slow,
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(find_spec("timm") is None, reason="needs rewriter[timm]"),
+        ],
     ),
 ]
 

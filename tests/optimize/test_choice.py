@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from importlib.util import find_spec
 
 import pytest
 import torch
@@ -100,7 +101,18 @@ def fvcore_flops(model: torch.nn.Module, size: int) -> int:
 
 @pytest.mark.parametrize(
     ("name", "size"),
-    [("resnet18", 32), ("resnet18", 64), pytest.param("timm:efficientnet_b0", 64, marks=pytest.mark.slow)],
+    [
+        ("resnet18", 32),
+        ("resnet18", 64),
+        pytest.param(
+            "timm:efficientnet_b0",
+            64,
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(find_spec("timm") is None, reason="needs rewriter[timm]"),
+            ],
+        ),
+    ],
 )
 def test_the_default_choice_is_no_more_expensive_than_the_baseline(name, size):
     """Objective FLOPs, no budget: the chosen candidate's FLOPs are at most the baseline's, counted by fvcore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import statistics
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,9 @@ import rewriter
 from rewriter._files import atomic_path
 
 HERE = Path(__file__).parent
+CIFAR10_ARCHIVE = (
+    HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+)  # see ../shared/data/README.md
 
 
 def machine() -> str:
@@ -60,3 +64,18 @@ def write_section(script: str, title: str, body: str) -> str:
     with atomic_path(path) as tmp:
         tmp.write_text(head + section + rest.partition(end)[2])
     return section
+
+
+def unpacked_cifar10(folder: Path, archive: Path = CIFAR10_ARCHIVE) -> Path:
+    """``folder`` holding the shared CIFAR-10 copy (train/ and test/ of class folders), unpacked there once;
+    a missing archive ends the benchmark with the place to look."""
+    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        if not archive.is_file():
+            raise SystemExit(
+                f"no {archive}: the benchmark reads the shared CIFAR-10 copy (../shared/data/README.md)"
+            )
+        print(f"unpacking {archive} into {folder}", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")
+    return folder

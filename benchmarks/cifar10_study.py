@@ -28,16 +28,14 @@ import argparse
 import os
 import statistics
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-from _common import HERE, machine, stamp, write_section
+from _common import HERE, machine, stamp, unpacked_cifar10, write_section
 
 from rewriter.lab.study import Study, StudySetup, fill_latency, parse_variant, run_study, write_results
 from rewriter.render import plot_curves, plot_pareto
 
-ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 RECIPES = ["baseline", "truncate", "examples/recipes/resnet18-32-cost-first.yaml",
            "examples/recipes/resnet18-32-fit-first.yaml"]  # fmt: skip
 MODEL = "resnet18"
@@ -77,19 +75,6 @@ SETUP = dict(input_size=(32, 32), epochs=12, lr=0.1, batch_size=128, momentum=0.
              warmup_epochs=1, precision="fp32", train_samples=10_000, test_every=3)  # fmt: skip
 
 
-def unpacked(archive: Path = ARCHIVE) -> Path:
-    """The folder the archive unpacks to (train/ and test/), unpacked once into the cache."""
-    cache = Path(os.environ.get("REWRITER_CACHE") or Path.home() / ".cache" / "rewriter") / "cifar10-jpeg"
-    if not (cache / "train").is_dir() or not (cache / "test").is_dir():
-        if not archive.is_file():
-            sys.exit(f"no {archive}: the study reads the shared CIFAR-10 copy (see ../shared/data/README.md)")
-        print(f"unpacking {archive} into {cache}", flush=True)
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(cache, filter="data")
-    return cache
-
-
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,7 +96,8 @@ def main() -> None:
     if args.slice:
         setup.update(epochs=2, train_samples=500, test_samples=500, test_every=1)
         args.seeds = 1
-    data = f"imagefolder:{args.data or unpacked()}"
+    cache = Path(os.environ.get("REWRITER_CACHE") or Path.home() / ".cache" / "rewriter") / "cifar10-jpeg"
+    data = f"imagefolder:{args.data or unpacked_cifar10(cache)}"
     study_setup = StudySetup(data=data, **setup)
     began = time.perf_counter()
     for seed in range(0 if args.retime else args.seeds):  # seed by seed: a stopped run has every recipe

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tarfile
 import time
 from pathlib import Path
 
-from _common import HERE, machine, stamp, write_section
+from _common import CIFAR10_ARCHIVE, HERE, machine, stamp, unpacked_cifar10, write_section
 
 import rewriter
 from rewriter._files import write_json
@@ -38,17 +37,11 @@ from rewriter.lab.training import TrainConfig
 from rewriter.optimize.accuracy import Schedule, search_accuracy
 from rewriter.optimize.trials import TrialSetup
 
-ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-
 
 def cifar_subset(archive: Path, work: Path, train: int, test: int, seed: int) -> str:
     """An image folder of ``train`` and ``test`` images drawn stratified from the archive's splits (links to
     the unpacked files); its ``imagefolder:`` spec."""
-    unpacked = work / "cifar10-jpeg"
-    if not (unpacked / "train").is_dir():
-        unpacked.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as packed:
-            packed.extractall(unpacked, filter="data")
+    unpacked = unpacked_cifar10(work / "cifar10-jpeg", archive)
     subset = work / f"cifar10-{train}-{test}-seed{seed}"
     if not subset.is_dir():
         for split, count in (("train", train), ("test", test)):
@@ -117,7 +110,7 @@ def main() -> None:
     add("--device", default=None, help="default: cuda if available, else cpu")
     add("--executor", choices=("serial", "processes", "ray"), default="serial")
     add("--workers", type=int, default=1)
-    add("--archive", default=str(ARCHIVE), help="the CIFAR-10 JPEG archive (default ../shared/data/)")
+    add("--archive", default=str(CIFAR10_ARCHIVE), help="the CIFAR-10 JPEG archive (default ../shared/data/)")
     add("--work", default="/tmp/rewriter-optimize-accuracy", help="unpacked data and the searches' folders")
     add("--write", action="store_true", help="write the README section and the results JSON")
     args = parser.parse_args()

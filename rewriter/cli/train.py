@@ -225,20 +225,8 @@ def _summary(args: argparse.Namespace, setup: Setup, config: TrainConfig, result
         "test_accuracy": result.test_accuracy,
         "precision": result.precision,
         "subset": setup.data.subset,
-        **throughput(result.history),
+        **result.throughput(),
     }
-
-
-def throughput(history: list) -> dict[str, float | None]:
-    """Median images/s over the epochs of training and of scoring the test split (None: none measured)."""
-    import statistics
-
-    def median(values: list[float]) -> float | None:
-        values = [v for v in values if v == v]
-        return round(statistics.median(values), 1) if values else None
-
-    return {"train_images_per_s": median([h.train_images_per_s for h in history]),
-            "test_images_per_s": median([h.test_images_per_s for h in history])}  # fmt: skip
 
 
 def _write(args: argparse.Namespace, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:

@@ -88,3 +88,15 @@ class TrainResult:
     @property
     def test_accuracy(self) -> float:
         return self.history[-1].test_accuracy if self.history else float("nan")
+
+    def throughput(self) -> dict[str, float | None]:
+        """Median images/s over the epochs, of training and of scoring the test split (None: not measured)."""
+        return {"train_images_per_s": _median([h.train_images_per_s for h in self.history]),
+                "test_images_per_s": _median([h.test_images_per_s for h in self.history])}  # fmt: skip
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    finite = [v for v in values if v == v]
+    return round(statistics.median(finite), 1) if finite else None

@@ -182,7 +182,7 @@ def _trained(
         train_s=round(time.perf_counter() - start, 2), test_accuracy=accuracy if accuracy == accuracy else None,
         curve=tuple(EpochPoint.of(h) for h in result.history), chance=round(chance, 6),
         convergence=judge(result.history, chance), precision=result.precision,
-        images_per_s=_median([h.train_images_per_s for h in result.history]),
+        images_per_s=result.throughput()["train_images_per_s"],
     )  # fmt: skip
     if isinstance(model, RoutedModel):  # input-adaptive depth: FLOPs of the units each test image ran
         model = model.cpu()
@@ -190,13 +190,6 @@ def _trained(
                               in_channels=data.in_channels)  # fmt: skip
         row = row.replace(flops=round(stats.mean_flops))
     return row
-
-
-def _median(values: list[float]) -> float | None:
-    import statistics
-
-    finite = [v for v in values if v == v]
-    return round(statistics.median(finite), 1) if finite else None
 
 
 def cell_error(err: BaseException, cell: Cell) -> str:

@@ -149,11 +149,20 @@ def _cached_size(folder: Folder) -> tuple[int, int] | None:
 
 
 def decode_folder(
-    folder: Folder, size: tuple[int, int] | None, *, say: Say | None = None
+    folder: Folder, size: tuple[int, int] | None, *, data_root: Path | None = None, say: Say | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images of ``folder`` as uint8 ``[N, 3, H, W]`` and their labels: from the cache when its stamp
-    matches, else decoded (resized to ``size``, or as they are for None) and cached."""
+    matches, else decoded (resized to ``size``, or as they are for None) and cached, unless the cache lies
+    inside ``data_root`` (the folder of ``imagefolder:DIR``; default the split's own): an input is never
+    written."""
     path = _cache_path(folder, size)
+    data_root = (data_root or folder.root).resolve()
+    if data_root in path.resolve().parents:
+        if say:
+            say(
+                f"not caching: {path.parent} lies inside the data folder {data_root}; set REWRITER_CACHE elsewhere"
+            )
+        return _decode_all(folder, size), torch.tensor(folder.labels, dtype=torch.int64)
     cached = _read_cache(path, folder, say)
     if cached is not None:
         return cached
@@ -247,12 +256,12 @@ def read_folder(
         return FolderSplits(
             train_folder.classes, streamed=_streamed(train_folder, test_folder, split, input_size)
         )
-    images, labels = decode_folder(train_folder, store, say=say)
+    images, labels = decode_folder(train_folder, store, data_root=root, say=say)
     if test_folder is None:
         kept, held = (torch.tensor(part, dtype=torch.int64) for part in split)
         return FolderSplits(train_folder.classes, (images[kept], labels[kept]), (images[held], labels[held]))
     number = _class_numbers(test_folder, train_folder.classes)
-    test_images, test_labels = decode_folder(test_folder, store, say=say)
+    test_images, test_labels = decode_folder(test_folder, store, data_root=root, say=say)
     return FolderSplits(train_folder.classes, (images, labels), (test_images, number[test_labels]))
 
 

@@ -127,3 +127,11 @@ def test_a_link_loop_in_a_folder_is_refused_not_followed_forever(tmp_path):
     (tmp_path / "loop" / "a" / "again").symlink_to(tmp_path / "loop" / "a", target_is_directory=True)
     with pytest.raises(DataError, match="links back to a folder already read"):
         load_data(f"imagefolder:{tmp_path / 'loop'}", 12)
+
+
+def test_a_cache_folder_inside_the_data_is_never_written(folder, monkeypatch):
+    monkeypatch.setenv("REWRITER_CACHE", str(folder / "cache"))
+    said = []
+    data = load_data(f"imagefolder:{folder}", 12, progress=said.append)
+    assert len(data.train) == 120 and not (folder / "cache").exists()
+    assert any("not caching" in line for line in said)

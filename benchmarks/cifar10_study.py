@@ -146,8 +146,8 @@ def report(study: Study, out: Path) -> str:
         return f"{mean:.2f} ± {sd:.2f} % ({n} seeds, {done} converged)"
 
     def direction(label: str) -> str:
-        if label not in stats or "baseline" not in stats:
-            return "-"
+        if label not in stats or "baseline" not in stats or not _all_converged(stats, label, "baseline"):
+            return "- (not every seed converged)" if label in stats and "baseline" in stats else "-"
         return "yes" if stats[label][0] > stats["baseline"][0] else "no"
 
     summary = (out / "summary.md").read_text().replace("# Study summary", "### Summary")
@@ -169,11 +169,17 @@ def report(study: Study, out: Path) -> str:
     ])  # fmt: skip
 
 
+def _all_converged(stats, *labels: str) -> bool:
+    return all(stats[label][3] == stats[label][2] for label in labels)
+
+
 def verdict(stats, ours: str, peer: str) -> str:
     """Which of two recipes of about the same FLOPs is more accurate, and by how many standard errors of the
     difference of their means (Welch's; "within noise" under 2)."""
     if ours not in stats or peer not in stats:
         return "Verdict: not yet (a recipe has no finished cell)."
+    if not _all_converged(stats, ours, peer):
+        return "Verdict: none (a seed did not converge; a run that did not learn is not compared)."
     (m1, s1, n1, _), (m2, s2, n2, _) = stats[ours], stats[peer]
     error = (s1**2 / n1 + s2**2 / n2) ** 0.5
     ratio = abs(m1 - m2) / error if error else float("inf")

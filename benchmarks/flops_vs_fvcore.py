@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import rewriter
 from rewriter._files import write_json
-from rewriter.analysis.cost import count_flops
+from rewriter.analysis.flops_fvcore import count_flops
 from rewriter.models.sources import load_model, torchvision_models
 
 

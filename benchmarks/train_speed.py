@@ -26,7 +26,7 @@ import torch
 from _common import HERE, machine, stamp, write_section
 
 from rewriter._files import write_json
-from rewriter.analysis.traced import analyze
+from rewriter.analysis.traced_model import analyze
 from rewriter.lab.batches import TensorImages, loader
 from rewriter.lab.precision import Precision
 from rewriter.models.sources import load_model

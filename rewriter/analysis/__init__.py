@@ -9,10 +9,11 @@ from __future__ import annotations
 from .._text import axes_text
 from .analyzer import Analysis, Layer, as_size, resolve_leaf_classes
 from .channels import ChannelCoupling, ChannelError, ChannelOp, channel_coupling, channel_op, conv_kind
-from .cost import Cost, count_flops, count_params, flops_by_module
 from .custom_layers import FlopFormula, register_layer, sliding_window_rule
 from .cuts import block_name, cut_points
-from .flops import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
+from .flops_fvcore import Cost, count_flops, count_params, flops_by_module
+from .flops_meta import FLOP_BACKENDS, FLOP_CONVENTION, FlopCount
+from .fx_tracer import ModuleUse, is_traced, is_traced_module, live_nodes, module_use, trace, traced_code
 from .graph import LayerGraph, LayerNode, build_layer_graph, dominators
 from .heads import fixed_size_head
 from .information_field import (
@@ -32,9 +33,8 @@ from .rules import elementwise as elementwise_rule
 from .sites import Site, downsampling_sites, module_ending_at
 from .sizes import MAX_CHANNELS, MAX_SIDE, Limits, check_channels, limits, parse_size, unbounded
 from .stages import Block, Stage, Unit, find_blocks, find_stages, find_units, is_downsampling, stem
-from .traced import TracedModel, analyze, trace_model
-from .tracing import ModuleUse, is_traced, is_traced_module, live_nodes, module_use, trace, traced_code
-from .widths import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
+from .traced_model import TracedModel, analyze, trace_model
+from .width_plan import Width, flat_index, new_width, resized_nodes, scaled, selection, width_cost
 
 __all__ = [
     "ALPHA",

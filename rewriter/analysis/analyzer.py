@@ -2,7 +2,7 @@
 
 ``build_analysis`` turns a LayerGraph, its receptive fields and attention gates (``receptive.field_pass``)
 and a FLOP count into an ``Analysis`` whose ``to_json()`` is the public JSON contract of
-``rewriter analyze --json``. ``traced.analyze`` and ``TracedModel.analyze`` run the passes.
+``rewriter analyze --json``. ``traced_model.analyze`` and ``TracedModel.analyze`` run the passes.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from torch import nn
 
 from .._errors import AnalysisError, close_matches
 from .._text import one_line
-from . import cost as metrics
+from . import flops_fvcore as metrics
 from .breakdown import flops_by_module, params_by_module
-from .flops import FLOP_CONVENTION, FlopCount
+from .flops_meta import FLOP_CONVENTION, FlopCount
 from .graph import LayerGraph
 from .information_field import StageField, information_fields
 from .layouts import AXES

@@ -20,12 +20,12 @@ import torch.fx as fx
 from torch import nn
 
 from . import layouts, rules
-from .flops import FlopCount, FlopCounter
+from .flops_meta import FlopCount, FlopCounter
+from .fx_tracer import ModuleUse, module_use, trace
 from .modes import eval_mode
 from .rules import OpContext, OpEffect, Recorded, TensorShape
 from .rules.channel_ops import module_channels
 from .shapes import record_shapes
-from .tracing import ModuleUse, module_use, trace
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .._errors import InputSizeError
 from .._text import one_line
 from . import rules
-from .flops import FlopCounter
+from .flops_meta import FlopCounter
 from .meta import CachedInterpreter, OnMeta
 from .rules import Recorded, TensorShape
 

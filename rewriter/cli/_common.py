@@ -154,7 +154,7 @@ def write_report(args: argparse.Namespace, result: Any) -> None:
 def analysis_or_none(model: nn.Module, size: tuple[int, int], args: argparse.Namespace) -> Any:
     """The receptive-field analysis for plots and tables, or None with a note if the model cannot be traced."""
     from .._errors import RewriterError
-    from ..analysis.traced import analyze
+    from ..analysis.traced_model import analyze
 
     try:
         return analyze(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis.flops import FLOP_BACKENDS
-from ..analysis.traced import analyze
+from ..analysis.flops_meta import FLOP_BACKENDS
+from ..analysis.traced_model import analyze
 from ..render.plots import plot_receptive_fields
 from ..render.tables import format_analysis, format_information_field
 from ._common import check_outputs, input_size_of, load_from_args, print_json, status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._text import render_table
-from ..analysis.traced import analyze
+from ..analysis.traced_model import analyze
 from ..lab.batches import loader
 from ..lab.relevance import compute_relevance
 from ..render.plots import plot_relevance

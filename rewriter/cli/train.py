@@ -12,7 +12,7 @@ import torch
 from .._errors import ModelFileError
 from .._files import check_targets, same_file
 from .._text import render_table
-from ..analysis.cost import count_params
+from ..analysis.flops_fvcore import count_params
 from ..engine.exporting import check_exportable, check_format, export
 from ..engine.recipe import Recipe
 from ..engine.saving import save

@@ -21,6 +21,7 @@ from .plan import Cut, Edit, Moved, Plan
 from .recipe import Recipe, Step
 from .registry import get_strategy, list_strategies, register_strategy
 from .report import Latency, Measurement, Report, measure, measure_latency, time_call, time_model
+from .resize import RESIZABLE, resize_module
 from .saving import LoadedModel, load, save
 from .strategy import Context, Parameter, Strategy, param, parameters
 from .surgery import (
@@ -32,7 +33,6 @@ from .surgery import (
     set_submodule,
     training_dependent_classes,
 )
-from .widths import RESIZABLE, resize_module
 
 __all__ = [
     "RESIZABLE",

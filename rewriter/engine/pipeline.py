@@ -18,7 +18,7 @@ from torch import nn
 from .._errors import RewriteError
 from ..analysis.analyzer import Analysis, resolve_leaf_classes
 from ..analysis.sizes import parse_size
-from ..analysis.traced import analyze
+from ..analysis.traced_model import analyze
 from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure

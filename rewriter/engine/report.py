@@ -23,9 +23,9 @@ from torch import nn
 
 from .._text import human, render_table
 from ..analysis.analyzer import Analysis
-from ..analysis.flops import FLOP_CONVENTION
+from ..analysis.flops_meta import FLOP_CONVENTION
 from ..analysis.modes import eval_mode
-from ..analysis.traced import analyze
+from ..analysis.traced_model import analyze
 
 TARGET_SPREAD = 0.03  # stop timing once the interquartile range is this share of the median
 NOISY_SPREAD = 0.10  # a measurement whose interquartile range exceeds this share of the median is noisy

@@ -13,8 +13,8 @@ import torch.fx as fx
 from torch import nn
 
 from .._errors import RewriteError
+from ..analysis.fx_tracer import live_nodes, trace
 from ..analysis.modes import eval_mode
-from ..analysis.tracing import live_nodes, trace
 from .plan import Moved
 
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from .._errors import RewriteError
 from .._text import one_line
+from ..analysis.fx_tracer import ModuleUse
 from ..analysis.modes import eval_mode
-from ..analysis.tracing import ModuleUse
 from .plan import Cut, Plan
 from .surgery import extract_prefix
 

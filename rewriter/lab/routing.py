@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..analysis.fx_tracer import is_traced
 from ..analysis.modes import eval_mode
-from ..analysis.tracing import is_traced
 from ..engine.surgery import set_submodule
 
 
@@ -206,7 +206,7 @@ def unit_costs(
 ) -> tuple[int, int, list[int]]:
     """fvcore FLOPs of the backbone running every unit, of the router, and of each label unit's gated body
     (0 for a unit that is never skipped)."""
-    from ..analysis.cost import count_flops, flops_by_module
+    from ..analysis.flops_fvcore import count_flops, flops_by_module
 
     by_module = flops_by_module(model.backbone, input_size, in_channels=in_channels)
     gates = {m.index: path for path, m in model.backbone.named_modules() if isinstance(m, Gate)}

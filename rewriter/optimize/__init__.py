@@ -39,8 +39,9 @@ from .choice import (
     parse_limit,
     rank_key,
 )
+from .copies import meta_copy
 from .errors import OptimizeError
-from .evaluation import Figures, figures_of, measure_candidate, meta_copy
+from .figures import Figures, figures_of, measure_candidate
 from .resolution import Sweep, SweepRow, parse_sizes, sweep
 from .runner import OptimizeResult, optimize
 from .search import Candidate, step_text

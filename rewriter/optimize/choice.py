@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from .._text import human
 from .errors import OptimizeError
-from .evaluation import Figures
+from .figures import Figures
 from .search import Candidate
 
 Objective = Literal["flops", "params", "latency"]

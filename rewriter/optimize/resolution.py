@@ -23,8 +23,9 @@ from .._untrusted import shown
 from ..analysis.analyzer import resolve_leaf_classes
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context
+from .copies import meta_copy
 from .errors import OptimizeError
-from .evaluation import Figures, analyzer_for, figures_of, measure_candidate, meta_copy, output_classes
+from .figures import Figures, analyzer_for, figures_of, measure_candidate, output_classes
 
 MAX_SIZES = 256  # resolutions in one sweep
 _RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(?::\s*(\d+)\s*)?$")

@@ -39,8 +39,9 @@ from .choice import (
     pareto_front,
     parse_limit,
 )
+from .copies import meta_copy
 from .errors import OptimizeError
-from .evaluation import measure_candidate, meta_copy, output_classes
+from .figures import measure_candidate, output_classes
 from .search import Candidate, SearchSettings, run_search
 from .space import StrategyChoices, Values, composition_count, search_space
 

@@ -22,21 +22,12 @@ from torch import nn
 from .._errors import RecipeError, RewriteError, RewriterError
 from .._text import one_line
 from ..analysis.analyzer import Analysis
-from ..analysis.tracing import traced_code
+from ..analysis.fx_tracer import traced_code
 from ..engine.recipe import Step
 from ..engine.registry import get_strategy
 from ..engine.strategy import Context, build_strategy
-from .evaluation import (
-    Figures,
-    TensorInfo,
-    check_structure,
-    clone_structure,
-    measure_candidate,
-    meta_copy,
-    output_classes,
-    tensor_infos,
-    zeros_copy,
-)
+from .copies import TensorInfo, check_structure, clone_structure, meta_copy, tensor_infos, zeros_copy
+from .figures import Figures, measure_candidate, output_classes
 from .space import StrategyChoices
 
 Status = Literal["ok", "dropped", "duplicate"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._text import axes_text, human, render_table
 from ..analysis.analyzer import Analysis
-from ..analysis.flops import FLOP_CONVENTION
+from ..analysis.flops_meta import FLOP_CONVENTION
 
 
 def _yes_no(value: bool | None) -> str:

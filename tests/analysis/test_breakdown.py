@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rewriter
-from rewriter.analysis.cost import _fvcore
+from rewriter.analysis.flops_fvcore import _fvcore
 from rewriter.render.tables import format_analysis
 
 from ..cli_runner import run

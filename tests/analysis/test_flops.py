@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rewriter
-from rewriter.analysis.cost import count_flops
+from rewriter.analysis.flops_fvcore import count_flops
 from rewriter.models.sources import load_model
 
 from .. import nets

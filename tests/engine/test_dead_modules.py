@@ -9,7 +9,7 @@ from torch import nn
 
 import rewriter
 from rewriter.analysis import trace
-from rewriter.analysis.tracing import module_use
+from rewriter.analysis.fx_tracer import module_use
 from rewriter.engine import Plan, surgery
 from rewriter.engine.verify import check_no_dead_modules, idle_parameters
 

@@ -151,7 +151,7 @@ def run_cell(
 
 
 def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, latency: bool) -> CellRow:
-    from ...analysis.traced import analyze
+    from ...analysis.traced_model import analyze
 
     analysis = analyze(model, setup.input_size, name=cell.model)
     row = row.replace(params=analysis.params, flops=analysis.flops, flops_static=analysis.flops,

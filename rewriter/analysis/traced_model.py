@@ -18,14 +18,14 @@ import torch.fx as fx
 from torch import nn
 
 from .._errors import AnalysisError
-from . import cost as metrics
+from . import flops_fvcore as metrics
 from .analyzer import Analysis, as_size, build_analysis, resolve_leaf_classes
-from .flops import FLOP_BACKENDS
+from .flops_meta import FLOP_BACKENDS
+from .fx_tracer import trace
 from .graph import graph_at
 from .modes import eval_mode
 from .receptive import BorderRule, field_pass
 from .sizes import check_channels
-from .tracing import trace
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,9 +1,9 @@
-"""FLOPs from fvcore, measured on the real module (the reference for ``flops.py``), and parameters.
+"""FLOPs from fvcore, measured on the real module (the reference for ``flops_meta.py``), and parameters.
 
 fvcore counts one fused multiply-add as one flop (so its "FLOPs" are MACs, the convention of the papers'
 GFLOPs figures); ops it has no formula for are counted as zero and listed, never hidden. fvcore jit-traces
 the model and runs a real forward pass at the size; ``rewriter analyze`` counts the same figures on the
-meta device (``flops.py``) unless ``--flops-backend fvcore`` is given.
+meta device (``flops_meta.py``) unless ``--flops-backend fvcore`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from .._errors import InputSizeError
 from .._text import one_line
-from .flops import FLOP_CONVENTION
+from .flops_meta import FLOP_CONVENTION
 from .modes import eval_mode
 
 __all__ = ["FLOP_CONVENTION", "Cost", "count_flops", "count_params", "flops_by_module"]

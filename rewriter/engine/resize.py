@@ -1,5 +1,5 @@
 """Rebuild a conv, linear or norm module at a new width, carrying its weights over channel by channel
-(``scale-width``'s surgery; the channels kept come from ``rewriter.analysis.widths.selection``)."""
+(``scale-width``'s surgery; the channels kept come from ``rewriter.analysis.width_plan.selection``)."""
 
 from __future__ import annotations
 

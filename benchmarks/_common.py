@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import tarfile
@@ -14,7 +15,7 @@ import torch
 import torchvision
 
 import rewriter
-from rewriter._files import atomic_path
+from rewriter._files import atomic_path, write_json
 
 HERE = Path(__file__).parent
 CIFAR10_ARCHIVE = (
@@ -64,6 +65,23 @@ def write_section(script: str, title: str, body: str) -> str:
     with atomic_path(path) as tmp:
         tmp.write_text(head + section + rest.partition(end)[2])
     return section
+
+
+def publish(script: str, title: str, body: str, results: dict[str, Any]) -> None:
+    """Write ``results`` (with the machine) to ``results/SCRIPT.json`` and ``body`` as the script's README
+    section: what every benchmark does at its end unless ``--no-write``."""
+    write_json(HERE / "results" / f"{script}.json", {"machine": machine(), **results})
+    write_section(script, title, body)
+
+
+def zoo_parser(doc: str, *, repeats: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks that run over torchvision's models at several sizes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="*", help="shell-style filter over torchvision model names")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--no-write", action="store_true", help="print the table, do not update the README")
+    return parser
 
 
 def unpacked_cifar10(folder: Path, archive: Path = CIFAR10_ARCHIVE) -> Path:

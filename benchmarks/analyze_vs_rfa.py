@@ -32,10 +32,9 @@ import time
 import warnings
 
 import torch
-from _common import HERE, machine, median_time, stamp, write_section
+from _common import machine, median_time, publish, stamp
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.models.sources import load_model
 
 MODELS = ("resnet18", "vgg16", "mobilenet_v2", "efficientnet_b0", "densenet121")
@@ -147,10 +146,9 @@ def main() -> None:
     section = markdown(rows, args.repeats, load)
     print(section)
     if not args.no_write:
-        write_json(
-            HERE / "results" / "analyze_vs_rfa.json", {"machine": machine(), "load": load, "rows": rows}
+        publish(
+            "analyze_vs_rfa", "rewriter.analyze against rfa-toolbox", section, {"load": load, "rows": rows}
         )
-        write_section("analyze_vs_rfa", "rewriter.analyze against rfa-toolbox", section)
 
 
 if __name__ == "__main__":

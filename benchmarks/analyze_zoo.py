@@ -16,17 +16,15 @@ Writes ``benchmarks/results/analyze_zoo.json`` and the results section of ``benc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fnmatch
 import json
 import os
 
-from _common import HERE, machine, median_time, stamp, write_section
+from _common import machine, median_time, publish, stamp, zoo_parser
 from tqdm import tqdm
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.models.sources import load_model, torchvision_models
 
 
@@ -101,25 +99,15 @@ def markdown(rows: list[dict], sizes: list[int], repeats: int, load: tuple[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--models", default="*", help="shell-style filter over torchvision model names")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="print the table, do not update the README")
-    args = parser.parse_args()
+    args = zoo_parser(__doc__, repeats=3).parse_args()
     models = [m for m in torchvision_models() if fnmatch.fnmatchcase(m, args.models)]
     load = os.getloadavg()
     rows = run(models, args.sizes, args.repeats)
     section = markdown(rows, args.sizes, args.repeats, load)
     print(section)
     if not args.no_write:
-        write_json(
-            HERE / "results" / "analyze_zoo.json",
-            {"machine": machine(), "repeats": args.repeats, "load": load, "rows": rows},
-        )
-        write_section("analyze_zoo", "analyzing every torchvision classifier", section)
+        results = {"repeats": args.repeats, "load": load, "rows": rows}
+        publish("analyze_zoo", "analyzing every torchvision classifier", section, results)
     print(json.dumps(totals(rows, args.sizes)))
 
 

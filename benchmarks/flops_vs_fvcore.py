@@ -14,17 +14,15 @@ Writes ``benchmarks/results/flops_vs_fvcore.json`` and its section of ``benchmar
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import statistics
 import time
 
-from _common import HERE, machine, median_time, stamp, write_section
+from _common import machine, median_time, publish, stamp, zoo_parser
 from tqdm import tqdm
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.analysis.flops_fvcore import count_flops
 from rewriter.models.sources import load_model, torchvision_models
 
@@ -104,24 +102,19 @@ def markdown(rows: list[dict], repeats: int, load: tuple[float, ...]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--models", default="*", help="shell-style filter over torchvision model names")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true", help="print the table, do not update the README")
-    args = parser.parse_args()
+    args = zoo_parser(__doc__, repeats=1).parse_args()
     models = [m for m in torchvision_models() if fnmatch.fnmatchcase(m, args.models)]
     load = os.getloadavg()
     rows = run(models, args.sizes, args.repeats)
     section = markdown(rows, args.repeats, load)
     print(section)
     if not args.no_write:
-        write_json(
-            HERE / "results" / "flops_vs_fvcore.json", {"machine": machine(), "load": load, "rows": rows}
+        publish(
+            "flops_vs_fvcore",
+            "FLOPs on the meta device against fvcore",
+            section,
+            {"load": load, "rows": rows},
         )
-        write_section("flops_vs_fvcore", "FLOPs on the meta device against fvcore", section)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import HERE, machine, stamp, write_section
+from _common import machine, publish, stamp
 from torch.utils.data import DataLoader
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.lab import saturation as saturation_module
 from rewriter.lab.data import load_data
 from rewriter.lab.probes import _collect, fit_probe, run_probes
@@ -165,9 +164,8 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        results = {"machine": machine(), "load": load, "probe_s": probe_s, "fits": fits, "saturation": sat}
-        write_json(HERE / "results" / "probe_speed.json", results)
-        write_section("probe_speed", "probes and saturation on VGG16 at 2000 images", body)
+        results = {"load": load, "probe_s": probe_s, "fits": fits, "saturation": sat}
+        publish("probe_speed", "probes and saturation on VGG16 at 2000 images", body, results)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ import subprocess
 import sys
 
 import torch
-from _common import HERE, machine, median_time, stamp, write_section
+from _common import machine, median_time, publish, stamp
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.analysis import eval_mode
 from rewriter.lab.saturation import compute_saturation
 
@@ -97,8 +96,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_json(HERE / "results" / "saturation_speed.json", {"machine": machine(), "rows": rows})
-        write_section("saturation_speed", "saturation tracking against a plain forward pass", body)
+        publish("saturation_speed", "saturation tracking against a plain forward pass", body, {"rows": rows})
 
 
 if __name__ == "__main__":

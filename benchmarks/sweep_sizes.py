@@ -23,10 +23,9 @@ import os
 import statistics
 import time
 
-from _common import HERE, machine, median_time, stamp, write_section
+from _common import machine, median_time, publish, stamp
 
 import rewriter
-from rewriter._files import write_json
 from rewriter.models.sources import load_model
 
 SIZES = tuple(range(32, 513, 32))
@@ -104,8 +103,7 @@ def main() -> None:
     section = markdown(result, args.repeats, load)
     print(section)
     if not args.no_write:
-        write_json(HERE / "results" / "sweep_sizes.json", {"machine": machine(), "load": load, **result})
-        write_section("sweep_sizes", "one trace, many sizes", section)
+        publish("sweep_sizes", "one trace, many sizes", section, {"load": load, **result})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from ._ranges import bounded, check_ranges
 from .batches import loader as batch_loader
 from .data import DataSource
 from .precision import resolve_precision
-from .training import TrainConfig, TrainError, make_optimizer, plain_forward, resolve_device
+from .training import TrainConfig, TrainError, TrainStep, make_optimizer, plain_forward, resolve_device
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ def find_lr(
     precision = resolve_precision(config.precision, device)
     net = precision.prepare(copy.deepcopy(model).to(device).train())
     optimizer = make_optimizer(net, config)
+    train_step = TrainStep(optimizer, precision, device, plain_forward)
     factor = (test.high / test.low) ** (1 / (test.steps - 1))
     generator = torch.Generator().manual_seed(config.seed)
     loader = batch_loader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator,
@@ -87,14 +88,10 @@ def find_lr(
             lr = test.low * factor**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with precision.autocast(device):
-                out, y = plain_forward(net, (precision.inputs(batch[0]), batch[1]), device)
-                loss = nn.functional.cross_entropy(out.float(), y)
+            loss, _, _ = train_step.loss(net, batch)
             if not torch.isfinite(loss):
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step.backward(loss)
             value = float(loss.detach())
             average = value if step == 0 else test.smoothing * average + (1 - test.smoothing) * value
             rates.append(lr)

@@ -173,7 +173,7 @@ def train(
             model, find_unused_parameters=getattr(model, "partial_forward", False)
         )
     loader, generator, test_loader = _loaders(data, config, device, (rank, world))
-    step = _Step(optimizer, precision, device, forward or plain_forward)
+    step = TrainStep(optimizer, precision, device, forward or plain_forward)
     try:
         last = config.epochs if until_epoch is None else min(config.epochs, until_epoch)
         for epoch in range(len(history), last):
@@ -214,7 +214,7 @@ def _loaders(data: DataSource, config: TrainConfig, device: torch.device, shard:
     return loader, generator, test
 
 
-class _Step:
+class TrainStep:
     """One optimisation step in the run's precision: forward under autocast, fp16's loss scaling."""
 
     def __init__(self, optimizer, precision: Precision, device: torch.device, forward: Forward) -> None:
@@ -257,7 +257,7 @@ def warmup_factor(epoch: int, batch: int, batches: int, config: TrainConfig) -> 
     return (epoch * batches + batch + 1) / (config.warmup_epochs * batches)
 
 
-def _run_epoch(net, loader, step: _Step, epoch: int, config: TrainConfig, show: bool) -> EpochRecord:
+def _run_epoch(net, loader, step: TrainStep, epoch: int, config: TrainConfig, show: bool) -> EpochRecord:
     from .._progress import progress_bar
 
     net.train()

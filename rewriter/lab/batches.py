@@ -46,6 +46,20 @@ class TensorImages(Dataset):
         channels = self.images.shape[1]
         self.mean = torch.tensor(MEAN[:channels] if channels == 3 else (0.5,) * channels).view(-1, 1, 1)
         self.std = torch.tensor(STD[:channels] if channels == 3 else (0.25,) * channels).view(-1, 1, 1)
+        self._copies: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_copies": {}}  # a worker gets the images, not another device's copy
+
+    def on(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) on ``device``, copied there once: a split scored every few epochs on a GPU
+        is moved once, not at every scoring."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.images, self.labels
+        if device not in self._copies:
+            self._copies[device] = (self.images.to(device), self.labels.to(device))
+        return self._copies[device]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -120,8 +134,7 @@ class BatchLoader:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.device = torch.device(device)
         self.rank, self.world = shard
-        self.images = dataset.images.to(self.device)  # uint8: a GPU holds CIFAR-10 in 180 MB
-        self.labels = dataset.labels.to(self.device)
+        self.images, self.labels = dataset.on(self.device)  # uint8: a GPU holds CIFAR-10 in 180 MB
 
     def _count(self) -> int:
         return len(range(self.rank, len(self.dataset), self.world))

@@ -135,3 +135,20 @@ def test_a_cache_folder_inside_the_data_is_never_written(folder, monkeypatch):
     data = load_data(f"imagefolder:{folder}", 12, progress=said.append)
     assert len(data.train) == 120 and not (folder / "cache").exists()
     assert any("not caching" in line for line in said)
+
+
+def test_a_split_is_moved_to_a_device_once_and_a_pickle_carries_no_device_copy(monkeypatch):
+    import pickle
+
+    from rewriter.lab.batches import TensorImages
+
+    data = TensorImages(torch.zeros(6, 3, 4, 4, dtype=torch.uint8), torch.arange(6), (4, 4), augment=False)
+    moves = []
+    real_to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: moves.append(a) or real_to(t, *a, **k))
+    for _ in range(3):  # three scorings of the split on the (meta) device: images and labels moved once
+        loader = BatchLoader(data, batch_size=4, device="meta")
+    assert len(moves) == 2 and loader.images.is_meta
+    assert BatchLoader(data, batch_size=4).images is data.images  # the CPU reads the split in place
+    monkeypatch.undo()
+    assert pickle.loads(pickle.dumps(data))._copies == {}

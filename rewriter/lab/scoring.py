@@ -7,6 +7,7 @@ loader every measurement uses (``batches.loader``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 from ..analysis.modes import eval_mode
 from .batches import loader
 from .data import DataError, DataSource
+from .precision import Precision
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,54 @@ def class_names(data: DataSource) -> tuple[str, ...]:
     return tuple(str(k) for k in range(data.num_classes))
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What one pass over a split counts: the summed cross-entropy, and per class the images seen and those
+    classified right (the one loop behind ``score`` and training's ``evaluate_loss``)."""
+
+    loss_sum: float
+    correct: torch.Tensor  # [classes], int64
+    seen: torch.Tensor  # [classes], int64
+
+    @property
+    def images(self) -> int:
+        return int(self.seen.sum())
+
+
+def tally(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str,
+    *,
+    classes: int | None = None,
+    precision: Precision | None = None,
+    what: str = "the data",
+) -> Tally:
+    """Count ``model`` over ``batches`` in eval mode without gradients (training flags restored), in
+    ``precision``'s autocast; ``classes`` defaults to the model's outputs.
+
+    Raises:
+        DataError: the model does not return [batch, classes].
+    """
+    precision = precision or Precision()
+    loss_sum, correct, seen = 0.0, None, None
+    with eval_mode(model), torch.no_grad(), precision.autocast(torch.device(device)):
+        for x, y in batches:
+            out, y = model(precision.inputs(x.to(device))).float().cpu(), y.cpu()
+            if out.ndim != 2 or out.shape[1] != (classes or out.shape[1]):
+                raise DataError(
+                    f"the model returns {list(out.shape)}, {what} has {classes} classes: give a model "
+                    f"with a {classes}-class head (--num-classes {classes} when it is built by name)"
+                )
+            if seen is None:
+                seen = correct = torch.zeros(out.shape[1], dtype=torch.long)
+            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+            seen = seen + torch.bincount(y, minlength=out.shape[1])
+            correct = correct + torch.bincount(y[out.argmax(1) == y], minlength=out.shape[1])
+    empty = torch.zeros(classes or 0, dtype=torch.long)
+    return Tally(loss_sum, empty if correct is None else correct, empty if seen is None else seen)
+
+
 def score(
     model: nn.Module,
     data: DataSource,
@@ -96,31 +146,16 @@ def score(
     Raises:
         DataError: the model's outputs do not match the data's classes.
     """
-    classes = data.num_classes
-    loss_sum, correct, seen = (
-        0.0,
-        torch.zeros(classes, dtype=torch.long),
-        torch.zeros(classes, dtype=torch.long),
-    )
     start = time.perf_counter()
-    with eval_mode(model), torch.no_grad():
-        for x, y in test_loader(data, batch_size=batch_size, workers=workers, device=device):
-            out, y = model(x.to(device)).float().cpu(), y.cpu()
-            if out.ndim != 2 or out.shape[1] != classes:
-                raise DataError(
-                    f"the model returns {list(out.shape)}, the data {data.name} has {classes} classes: give a model "
-                    f"with a {classes}-class head (--num-classes {classes} when it is built by name)"
-                )
-            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-            hits = out.argmax(1) == y
-            seen += torch.bincount(y, minlength=classes)
-            correct += torch.bincount(y[hits], minlength=classes)
+    batches = test_loader(data, batch_size=batch_size, workers=workers, device=device)
+    counted = tally(model, batches, device, classes=data.num_classes, what=f"the data {data.name}")
     seconds = time.perf_counter() - start
-    total = int(seen.sum())
-    if total == 0:
+    if counted.images == 0:
         raise DataError(f"{data.name}: the test split is empty")
-    per_class = tuple(None if n == 0 else int(c) / int(n) for c, n in zip(correct, seen, strict=True))
+    per_class = tuple(
+        None if n == 0 else int(c) / int(n) for c, n in zip(counted.correct, counted.seen, strict=True)
+    )
     return Score(
-        data.name, int(correct.sum()) / total, loss_sum / total, per_class, tuple(int(n) for n in seen),
-        class_names(data), seconds,
+        data.name, int(counted.correct.sum()) / counted.images, counted.loss_sum / counted.images, per_class,
+        tuple(int(n) for n in counted.seen), class_names(data), seconds,
     )  # fmt: skip

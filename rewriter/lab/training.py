@@ -29,6 +29,7 @@ from .batches import loader as batch_loader
 from .checkpoints import restore, save_checkpoint
 from .data import DataSource
 from .precision import Precision, resolve_precision
+from .scoring import tally
 from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult
 
 __all__ = [  # the records are defined in train_records and belong to this module's interface too
@@ -104,19 +105,10 @@ def evaluate_loss(
     batches = (
         data if not isinstance(data, Dataset) else batch_loader(data, batch_size=batch_size, device=device)
     )
-    precision = precision or Precision()
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    counts = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, total
-    try:
-        with torch.no_grad(), precision.autocast(device):
-            for x, y in batches:
-                out, y = model(precision.inputs(x.to(device))), y.to(device)
-                loss = nn.functional.cross_entropy(out.float(), y, reduction="sum")
-                counts += torch.tensor([float(loss), float((out.argmax(1) == y).sum()), len(y)])
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
+    counted = tally(model, batches, device, precision=precision)
+    counts = torch.tensor(
+        [counted.loss_sum, float(counted.correct.sum()), counted.images], dtype=torch.float64
+    )
     if dist.is_available() and dist.is_initialized():  # nccl reduces tensors on the GPU only
         reduced = counts.to(device)
         dist.all_reduce(reduced)

@@ -16,7 +16,8 @@ from rewriter.engine.saving import load
 from rewriter.lab.data import dataset_labels, load_data
 from rewriter.lab.setup import ModelRequest
 from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
-from rewriter.optimize.accuracy import Entry, Schedule, kendall, search_accuracy
+from rewriter.optimize.accuracy import Schedule, search_accuracy
+from rewriter.optimize.accuracy_result import Entry, kendall
 from rewriter.optimize.halving import rungs
 from rewriter.optimize.search import Candidate
 from rewriter.optimize.trials import TrialSetup, build_candidate

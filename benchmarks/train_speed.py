@@ -29,6 +29,7 @@ from rewriter._files import write_json
 from rewriter.analysis.traced_model import analyze
 from rewriter.lab.batches import TensorImages, loader
 from rewriter.lab.precision import Precision
+from rewriter.lab.training import TrainStep, plain_forward
 from rewriter.models.sources import load_model
 
 MODELS = ["resnet18", "cifar_resnet18", "cifar_vgg11"]
@@ -48,15 +49,12 @@ def step_rate(name: str, precision: Precision, steps: int, *, compile_model: boo
     if compile_model:
         model = torch.compile(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = precision.inputs(torch.randn(BATCH, 3, 32, 32)), torch.randint(0, 10, (BATCH,))
+    step = TrainStep(optimizer, precision, torch.device("cpu"), plain_forward)  # what training runs
+    batch = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
-        with precision.autocast(torch.device("cpu")):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step.backward(step.loss(model, batch)[0])
         if i >= 2:
             times.append(time.perf_counter() - start)
     return BATCH / statistics.median(times)

@@ -37,6 +37,7 @@ from rewriter.lab.batches import loader  # noqa: E402
 from rewriter.lab.data import load_data  # noqa: E402
 from rewriter.lab.precision import resolve_precision  # noqa: E402
 from rewriter.lab.study import Study, StudySetup, parse_variant, run_study  # noqa: E402
+from rewriter.lab.training import TrainStep, plain_forward  # noqa: E402
 from rewriter.models.sources import load_model  # noqa: E402
 
 SPEED_MODELS = ["resnet18", "cifar_resnet18", "cifar_vgg11"]
@@ -51,6 +52,7 @@ def speed(data, device: torch.device, precision: str, steps: int, batch: int = 2
     for name in SPEED_MODELS:
         model = chosen.prepare(load_model(name, num_classes=10)[0].to(device).train())
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        step_of = TrainStep(optimizer, chosen, device, plain_forward)  # what training runs, fp16 scaling too
         batches = _cycle(loader(data.train, batch_size=batch, shuffle=True, device=device, drop_last=True))
         done, start = 0, None
         for step in range(steps + 3):
@@ -58,11 +60,7 @@ def speed(data, device: torch.device, precision: str, steps: int, batch: int = 2
                 _sync(device)
                 start, done = time.perf_counter(), 0
             x, y = next(batches)
-            with chosen.autocast(device):
-                loss = torch.nn.functional.cross_entropy(model(chosen.inputs(x)).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step_of.backward(step_of.loss(model, (x, y))[0])
             done += len(y)
         _sync(device)
         rates[name] = done / (time.perf_counter() - start)

@@ -116,6 +116,7 @@ def _add_schedule(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.format = output_format(args.output, args.format)
     checkpoint = _check_outputs(args)
     _config(args, 0.1 if args.lr == "auto" else args.lr)  # a setting out of range fails before any work
     device_of(args)
@@ -133,7 +134,6 @@ def _check_outputs(args: argparse.Namespace) -> Path:
     """Refuse the output and the checkpoint before any work; return the checkpoint's path. A checkpoint
     that exists is only read (--resume) or replaced (--force): it may be the user's own file."""
     checkpoint = Path(args.checkpoint or f"{args.output}.ckpt")
-    args.format = output_format(args.output, args.format)
     check_format(args.output, args.format, strict=True)
     check_exportable(args.format)
     check_outputs(args, {"-o": args.output})

@@ -4,6 +4,7 @@ every subcommand is walked, so that a command added later that spells a concept 
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -132,3 +133,14 @@ def test_export_refuses_a_name_that_says_a_model_file(capsys, tmp_path):
         capsys, "export", "tests.nets:Plain", "--input-size", "16", "-o", str(tmp_path / "m.pt")
     )
     assert code == 2 and "name the export OUT.pt2 or OUT.onnx" in err
+
+
+def test_a_training_named_pt2_is_written_as_a_torch_export_program_and_not_timed(capsys, tmp_path):
+    import torch
+
+    target = tmp_path / "t.pt2"
+    code, out, err = run(capsys, "train", "tests.nets:tiny_cnn", "--data", "synthetic:64", "--epochs", "1",
+                         "--max-batches", "2", "--no-latency", "--json", "-o", str(target))  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["export"]["latency"] is None
+    assert torch.export.load(str(target)).module()(torch.randn(3, 3, 32, 32)).shape[0] == 3

@@ -57,7 +57,7 @@ def cifar_subset(archive: Path, work: Path, train: int, test: int, seed: int) ->
 
 def run(name: str, spec: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
-    result = rewriter.optimize("resnet18", input_size=32, num_classes=10, dry_run=True)
+    result = rewriter.optimize_model("resnet18", input_size=32, num_classes=10, dry_run=True)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_batches=args.max_batches
     )

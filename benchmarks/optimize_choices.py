@@ -36,7 +36,7 @@ def _fit(figures) -> str:
 def choose(name: str, size: int) -> dict:
     model, _ = rewriter.load_model(name, num_classes=10)
     try:
-        result = rewriter.optimize(model, input_size=size, name=name)
+        result = rewriter.optimize_model(model, input_size=size, name=name)
     except rewriter.RewriterError as err:
         return {"model": name, "input_size": size, "error": one_line(err, limit=160)}
     base, chosen = result.baseline.figures, result.chosen.figures if result.chosen else None

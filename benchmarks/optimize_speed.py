@@ -38,7 +38,7 @@ def search(name: str, size: int, *, dry_run: bool, repeats: int) -> dict:
     before = _rss_mib()
     for _ in range(repeats):
         start = time.perf_counter()
-        result = rewriter.optimize(model, input_size=size, name=name, dry_run=dry_run)
+        result = rewriter.optimize_model(model, input_size=size, name=name, dry_run=dry_run)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     statuses = [c.status for c in result.candidates]

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -39,8 +40,8 @@ _LAZY = {
         ".analysis",
     ),
     **dict.fromkeys(
-        ("Context", "Edit", "Plan", "Recipe", "Report", "Result", "Strategy", "get_strategy", "list_strategies",
-         "register_strategy", "rewrite", "save"),
+        ("Context", "Edit", "LoadedModel", "Plan", "Recipe", "Report", "Result", "Strategy", "get_strategy",
+         "list_strategies", "load_model_file", "register_strategy", "rewrite", "save"),
         ".engine",
     ),
     **dict.fromkeys(("ModelSpec", "available_models", "load_model", "load_weights"), ".models"),
@@ -49,9 +50,14 @@ _LAZY = {
     "OptimizeError": ".optimize.errors", "DataError": ".lab.data", "TrainError": ".lab.train_records",
     "StudyError": ".lab.study.errors",
 }  # fmt: skip
+# a name the face gives a function of a subpackage: ``optimize`` is the subpackage's own name
+_RENAMED = {"optimize_model": (".optimize", "optimize")}
+# the subpackages, each imported when first used as an attribute (``rewriter.optimize.pareto_front``)
+_SUBPACKAGES = ("analysis", "engine", "lab", "models", "optimize", "render")
 
 if TYPE_CHECKING:
-    from . import optimize  # the package is callable: rewriter.optimize(model, input_size=...)
+    from torch import nn
+
     from .analysis import (
         Analysis,
         Layer,
@@ -70,6 +76,7 @@ if TYPE_CHECKING:
     from .engine import (
         Context,
         Edit,
+        LoadedModel,
         Plan,
         Recipe,
         Report,
@@ -77,6 +84,7 @@ if TYPE_CHECKING:
         Strategy,
         get_strategy,
         list_strategies,
+        load_model_file,
         register_strategy,
         rewrite,
         save,
@@ -86,15 +94,20 @@ if TYPE_CHECKING:
     from .lab.train_records import TrainError
     from .models import ModelSpec, available_models, load_model, load_weights
     from .optimize import OptimizeResult, sweep
+    from .optimize import optimize as optimize_model
     from .optimize.errors import OptimizeError
 
 
 def __getattr__(name: str) -> Any:
-    if name == "optimize":  # the optimizer package, callable as its ``optimize`` function
-        return importlib.import_module(".optimize", __name__)
-    if name not in _LAZY:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)  # the import binds it in this module
+    if name in _RENAMED:
+        module, attribute = _RENAMED[name]
+    elif name in _LAZY:
+        module, attribute = _LAZY[name], name
+    else:
         raise AttributeError(f"module 'rewriter' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    value = getattr(importlib.import_module(module, __name__), attribute)
     globals()[name] = value
     return value
 
@@ -103,16 +116,17 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def load(path: str, *, trust_pickle: bool = False):
-    """Load a model file written by ``rewriter rewrite -o`` (``rewriter.engine.load`` keeps the metadata).
+def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> nn.Module:
+    """The model in a model file written by ``rewriter rewrite -o`` (or ``train``, ``optimize``), ready for
+    inference: in eval mode, as torch.hub and timm give pretrained models.
 
     The base model is rebuilt from its recorded spec, the recipe replayed, and the weights read with
-    ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file. The model comes
-    back in eval mode, ready for inference, as torch.hub and timm give pretrained models.
+    ``weights_only=True``; no pickle is trusted unless the base itself was a pickled file. The file's spec,
+    recipe and input size come with ``load_model_file``; any model source with its spec, ``load_model``.
     """
-    from .engine import load as load_file
+    from .engine import load_model_file
 
-    return load_file(path, trust_pickle=trust_pickle).model.eval()
+    return load_model_file(path, trust_pickle=trust_pickle).model.eval()
 
 
 __all__ = [
@@ -126,6 +140,7 @@ __all__ = [
     "Layer",
     "LayerGraph",
     "LayerNode",
+    "LoadedModel",
     "ModelFileError",
     "ModelNotFoundError",
     "ModelSpec",
@@ -157,8 +172,9 @@ __all__ = [
     "list_strategies",
     "load",
     "load_model",
+    "load_model_file",
     "load_weights",
-    "optimize",
+    "optimize_model",
     "register_function_rule",
     "register_layer",
     "register_module_rule",

@@ -82,7 +82,7 @@ def cost_first_recipe(model: str, out: Path) -> Path:
     """The recipe ``rewriter optimize MODEL --input-size 32 --num-classes 10`` chooses by default, as YAML."""
     import yaml
 
-    result = rewriter.optimize(model, input_size=32, num_classes=10, dry_run=True)
+    result = rewriter.optimize_model(model, input_size=32, num_classes=10, dry_run=True)
     path = out / f"{model}-32-cost-first.yaml"
     path.write_text(yaml.safe_dump(result.recipe.to_dict(), sort_keys=False))
     return path

@@ -9,6 +9,7 @@ from ..engine.report import Report, measure
 from ..lab.setup import ModelRequest, resolve_input_size
 from ..models.sources import parse_model_args
 from ._common import check_outputs, print_json, status, write_report
+from ._conventions import add_latency_argument
 from ._parser import MAX_CLASSES, add_input_arguments, command_parser, integer
 
 EPILOG = """\
@@ -47,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     parser.add_argument("--report", metavar="FILE.json", help="also write the JSON to a file")
     parser.add_argument("--force", action="store_true", help="overwrite an existing report file")
-    parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    add_latency_argument(parser, default=True, what="both models")
     parser.set_defaults(run=run)
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         status(f"measuring {source}")
         row, _ = measure(
             model, size, label=source, in_channels=args.in_channels, leaf_modules=args.leaf_module,
-            latency=not args.no_latency,
+            latency=args.latency,
         )  # fmt: skip
         rows.append(row)
     report = Report(f"{args.model_a} vs {args.model_b}", size, tuple(rows))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .._errors import UsageError
-from ..engine.exporting import SUFFIXES, check_exportable, check_format, export
+from ..engine.exporting import check_exportable, check_format, export
 from ._common import check_outputs, input_size_of, load_from_args, print_json, status
+from ._conventions import EXPORT_FORMATS, add_format_argument, add_latency_argument, output_format
 from ._parser import add_input_arguments, add_model_arguments, command_parser
 
 DESCRIPTION = """\
@@ -35,26 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     add_input_arguments(parser, required=False, note=" (default: a model file's own)")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", required=True, metavar="OUT.onnx|OUT.pt2", help="the file to write")
-    out.add_argument("--format", choices=tuple(SUFFIXES), help="onnx or pt2 (default: from the name of -o)")
+    add_format_argument(out, choices=EXPORT_FORMATS, help="pt2: a torch.export program, onnx: an ONNX model")
     out.add_argument("--force", action="store_true", help="overwrite an existing output file")
     out.add_argument("--json", action="store_true", help="print the export's checks as one JSON object")
-    out.add_argument("--no-latency", action="store_true", help="skip timing the export in its runtime")
+    add_latency_argument(out, default=True, what="the export in its runtime")
     parser.set_defaults(run=run)
 
 
-def format_of(output: str, given: str | None) -> str:
-    """--format, else the one the name of -o says."""
-    if given is not None:
-        return given
-    fmt = next((f for f, suffix in SUFFIXES.items() if Path(output).suffix == suffix), None)
-    if fmt is None:
-        names = " or ".join(f"OUT{suffix}" for suffix in SUFFIXES.values())
-        raise UsageError(f"-o {output}: name the export {names} (the name says the format)")
-    return fmt
-
-
 def run(args: argparse.Namespace) -> int:
-    fmt = format_of(args.output, args.format)
+    fmt = output_format(args.output, args.format, choices=EXPORT_FORMATS)
     check_outputs(args, {"-o": args.output})
     check_format(args.output, fmt)
     check_exportable(fmt)
@@ -62,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_from_args(args)
     exported = export(
         model, args.output, fmt, input_size=size, in_channels=args.in_channels, overwrite=args.force,
-        latency=not args.no_latency,
+        latency=args.latency,
     )  # fmt: skip
     if args.json:
         print_json(exported.to_json())

@@ -21,6 +21,7 @@ from ..optimize import PREFERENCES, OptimizeResult, Ratio, optimize, parse_limit
 from ..render import format_front, plot_front
 from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
 from ._common import check_outputs, print_json, request_of, status, write_report
+from ._conventions import add_format_argument, add_latency_argument, output_format
 from ._parser import (
     DATA_HELP,
     MAX_BATCH,
@@ -153,7 +154,8 @@ def _add_goal_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="CPU latency budget at batch 1, e.g. 8 or 0.5x (times every candidate)",
     )
-    add("--latency", action="store_true", help="time every candidate on the CPU (batch 1)")
+    add_latency_argument(goal, default=False, what="every candidate (batch 1; implied by --objective latency "
+                         "and --max-latency-ms)")  # fmt: skip
 
 
 def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,9 +203,7 @@ def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE.pt", help="write the chosen rewritten model here")
-    out.add_argument(
-        "--format", choices=("pt", "pt2", "onnx"), default="pt", help="as `rewriter rewrite` (default pt)"
-    )
+    add_format_argument(out, help="as `rewriter rewrite`")
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument(
         "--report", metavar="FILE.json", help="write every candidate, the front and the choice as JSON"
@@ -237,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.input_size
     budget = {flag: getattr(args, flag) for flag in ("max_flops", "max_params", "max_latency_ms")}
     search = parse_search(args.search)
+    args.format = output_format(args.output, args.format)
     _check_outputs(args)
     model, spec, data = _load(args)
     args.num_classes = args.num_classes or spec.num_classes  # the recipe records the head it was built with

@@ -18,6 +18,7 @@ from ..lab.data import load_data
 from ..lab.setup import model_for_data
 from ..models.sources import ModelSpec
 from ._common import check_outputs, input_size_of, print_json, request_of, status, write_report
+from ._conventions import add_format_argument, add_latency_argument, output_format
 from ._parser import DATA_HELP, add_input_arguments, add_model_arguments, command_parser, data_spec
 
 DESCRIPTION = """\
@@ -99,13 +100,11 @@ def _add_steps(parser: argparse.ArgumentParser) -> None:
 def _add_outputs(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE", help="write the rewritten model here")
-    out.add_argument(
-        "--format",
-        choices=("pt", "pt2", "onnx"),
-        default="pt",
-        help="pt: spec + recipe + state dict, reloads without unpickling (default); pt2: a torch.export "
-        "program, onnx: an ONNX model, both for deployment without rewriter (a dynamic batch dimension, "
-        "checked against the model; the name must end in .pt2 or .onnx)",
+    add_format_argument(
+        out,
+        help="pt: spec + recipe + state dict, reloads without unpickling; pt2: a torch.export program, onnx: "
+        "an ONNX model, both for deployment without rewriter (a dynamic batch dimension, checked against the "
+        "model)",
     )
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument("--report", metavar="FILE.json", help="write the before/after report as JSON")
@@ -113,7 +112,7 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--dry-run", action="store_true", help="print the plan of every step; write and measure nothing"
     )
-    out.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    add_latency_argument(out, default=True, what="the model before and after every step (and an export)")
 
 
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -153,6 +152,7 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
 
 def run(args: argparse.Namespace) -> int:
     recipe = build_recipe(args)
+    args.format = output_format(args.output, args.format)
     if not args.dry_run:
         _check_before_work(args, recipe)
     if recipe.input_size is None:  # a model file knows the size it was made for
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=spec.weights is not None or spec.kind == "file",
         name=args.model,
         measure_cost=not args.dry_run,
-        latency=not args.no_latency,
+        latency=args.latency,
         progress=status,
     )
     if args.dry_run:
@@ -214,7 +214,7 @@ def _write_model(args: argparse.Namespace, result: Result, spec: ModelSpec) -> d
     else:
         exported = export(
             result.model, args.output, args.format, input_size=result.recipe.input_size,
-            in_channels=args.in_channels, overwrite=args.force, latency=not args.no_latency,
+            in_channels=args.in_channels, overwrite=args.force, latency=args.latency,
         )  # fmt: skip
         status(exported.format())
         checked = exported.to_json()

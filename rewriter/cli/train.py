@@ -20,6 +20,7 @@ from ..lab.precision import resolve_precision
 from ..lab.setup import Setup, epoch_reporter
 from ..lab.training import TrainConfig, TrainError, TrainResult, distributed, init_distributed, train
 from ._common import check_outputs, device_of, loader_workers, print_json, setup_of, status
+from ._conventions import add_format_argument, add_latency_argument, output_format
 from ._parser import (
     add_measuring_arguments,
     add_precision_argument,
@@ -61,19 +62,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     _add_schedule(parser)
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", required=True, metavar="FILE", help="write the trained model here")
-    out.add_argument(
-        "--format",
-        choices=("pt", "pt2", "onnx"),
-        default="pt",
-        help="pt: a model file (default); pt2 or onnx: an export for deployment, checked against the model "
+    add_format_argument(
+        out, help="pt: a model file; pt2 or onnx: an export for deployment, checked against the model "
         "(checked to be exportable before training)",
-    )
+    )  # fmt: skip
     out.add_argument("--force", action="store_true", help="overwrite an existing output file and checkpoint")
     out.add_argument(
         "--checkpoint", metavar="FILE", help="checkpoint written every epoch (default: OUTPUT.ckpt)"
     )
     out.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     out.add_argument("--json", action="store_true", help="print the training history as JSON")
+    add_latency_argument(out, default=True, what="the export (--format pt2 or onnx) in its runtime")
     parser.set_defaults(run=run)
 
 
@@ -117,6 +116,7 @@ def _add_schedule(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.format = output_format(args.output, args.format)
     checkpoint = _check_outputs(args)
     _config(args, 0.1 if args.lr == "auto" else args.lr)  # a setting out of range fails before any work
     device_of(args)
@@ -239,7 +239,7 @@ def _write(args: argparse.Namespace, setup: Setup, result: TrainResult, summary:
         return
     exported = export(
         model, args.output, args.format, input_size=setup.input_size, in_channels=setup.data.in_channels,
-        overwrite=args.force,
+        overwrite=args.force, latency=args.latency,
     )  # fmt: skip
     summary["export"] = exported.to_json()
     status(exported.format())

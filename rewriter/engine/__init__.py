@@ -22,7 +22,7 @@ from .recipe import Recipe, Step
 from .registry import get_strategy, list_strategies, register_strategy
 from .report import Latency, Measurement, Report, measure, measure_latency, time_call, time_model
 from .resize import RESIZABLE, resize_module
-from .saving import LoadedModel, load, save
+from .saving import LoadedModel, load, load_model_file, save
 from .strategy import Context, Parameter, Strategy, param, parameters
 from .surgery import (
     adapt_input_width,
@@ -69,6 +69,7 @@ __all__ = [
     "head_pooling",
     "list_strategies",
     "load",
+    "load_model_file",
     "measure",
     "measure_latency",
     "param",

@@ -1,15 +1,17 @@
 """Saving and loading rewritten models so that loading never needs to trust a pickle.
 
 ``save`` writes the base model's spec, the resolved recipe and the state dict (the format is
-``rewriter.models.modelfile``); ``load`` validates the file, rebuilds the base, replays the recipe, checks
-every key and shape, and only then reads the state dict with ``weights_only=True``. ``load_as_source`` is how
-``rewriter.models.load_model("out.pt")`` rebuilds a model file (its table of file kinds names it).
+``rewriter.models.modelfile``); ``load_model_file`` validates the file, rebuilds the base, replays the
+recipe, checks every key and shape, and only then reads the state dict with ``weights_only=True``.
+``load_as_source`` is how ``rewriter.models.load_model("out.pt")`` rebuilds a model file (its table of file
+kinds names it).
 ``fmt="pt2"`` and ``fmt="onnx"`` export for deployment instead (``rewriter.engine.exporting``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +99,9 @@ def save(
     return modelfile.write_payload(payload, target, overwrite=overwrite or force)
 
 
-def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
-    """Read a file written by ``save``: rebuild the base, replay the recipe, load the weights.
+def load_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
+    """Read a file written by ``save``: rebuild the base, replay the recipe, load the weights; the model
+    with its spec, recipe, input size and metadata (``rewriter.load`` gives the model alone, in eval mode).
 
     The file's structure is read and validated first, with no tensor data; the rebuilt model's names
     and shapes are compared with the file's before its tensors are read.
@@ -137,6 +140,16 @@ def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
     return LoadedModel(model, spec, recipe, size, data)
 
 
+def load(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
+    """Deprecated: the older name of ``load_model_file`` (three functions were called load)."""
+    warnings.warn(
+        "rewriter.engine.load is now rewriter.engine.load_model_file (rewriter.load gives the model alone)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return load_model_file(path, trust_pickle=trust_pickle)
+
+
 def _replay(model: nn.Module, step: dict[str, Any], source: str) -> nn.Module:
     """Apply one recorded rewrite again (building, not training: the weights are loaded next)."""
     replay = Recipe.from_dict(step["recipe"], source=source, allow_empty=True)
@@ -169,7 +182,7 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
 def load_as_source(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
     """A model file as a model source: rebuilt from its spec and recipe, then its weights; the spec records
     the file's rewrite as one more step of its history, so that a file made from it can be replayed."""
-    loaded = load(source, trust_pickle=trust_pickle)
+    loaded = load_model_file(source, trust_pickle=trust_pickle)
     if weights is not None:
         load_weights(loaded.model, weights)
     step = history_step(

@@ -6,13 +6,12 @@ layer's fit to the input is computed, and the papers' heuristic chooses within t
 dissertation 9.4.2 and 11). ``sweep`` gives the border and the cost per resolution (strategy D3).
 Imports the layers below it (analysis, models, engine, lab), never render or the CLI.
 
-The package is callable: ``rewriter.optimize(model, input_size=64, max_flops=1.5e9)`` is
-``rewriter.optimize.optimize(...)``. (The package face ``rewriter`` exports this module, not the function:
-a face never exports a name that hides one of its submodules, and a callable module is both.)
+The face exports ``optimize`` as ``rewriter.optimize_model``: ``rewriter.optimize`` is this package, and a
+name cannot be both a module and a function (importing the package rebinds the name to it).
 
 Example:
     >>> import rewriter
-    >>> result = rewriter.optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
+    >>> result = rewriter.optimize_model("cifar_vgg16", input_size=32, objective="params", dry_run=True)
     >>> result.chosen.label  # cost first: the fewest parameters with no unproductive layer
     'truncate(rule=output, keep_blocks=0)'
     >>> result.choices["fit"].chosen.label  # fit first: the last layer sees the whole 32 px
@@ -20,9 +19,6 @@ Example:
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 from .choice import (
     OBJECTIVES,
@@ -81,13 +77,3 @@ __all__ = [
     "sweep",
     "validate",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """This package, callable as its ``optimize`` function."""
-
-    def __call__(self, *args, **kwargs) -> OptimizeResult:
-        return optimize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -11,7 +11,7 @@ import torch
 import rewriter
 from rewriter.analysis import scaled
 from rewriter.cli import main
-from rewriter.engine.saving import load
+from rewriter.engine.saving import load_model_file
 
 from ..cli_runner import run
 
@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_a_model_file_with_its_history(trained):
-    loaded = load(trained)
+    loaded = load_model_file(trained)
     history = loaded.metadata["report"]["training"]["history"]
     assert len(history) == 1 and history[0]["lr"] == 0.01
     assert loaded.input_size == (32, 32)  # synthetic's own resolution
@@ -90,7 +90,7 @@ def test_scale_width_from_data_writes_a_file_that_reloads_without_data(trained, 
     assert code == 0
     assert "s_mu measured on 64 training images" in out
     assert "is at chance" in out and "proceeding as asked (untrained=true)" in out  # two batches of training
-    factor = load(out_path).recipe.steps[0].params["factor"]
+    factor = load_model_file(out_path).recipe.steps[0].params["factor"]
     reloaded = rewriter.load(str(out_path))
     assert reloaded.features[0].out_channels == scaled(64, factor, 8)
 

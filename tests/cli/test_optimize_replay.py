@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import rewriter
-from rewriter.engine.saving import load
+from rewriter.engine.saving import load_model_file
 
 from ..cli_runner import run
 
@@ -42,7 +42,7 @@ def test_the_recipe_optimize_writes_replays_to_the_same_model(capsys, tmp_path, 
     assert code == 0, err
     report = json.loads(report_file.read_text())
     assert report["recipe"]["num_classes"] == classes and report["recipe"]["steps"]
-    from_file = load(saved).recipe.to_dict()
+    from_file = load_model_file(saved).recipe.to_dict()
     original = rewriter.load(str(saved)).eval()
     x = torch.zeros(2, 3, 32, 32)
     for which, recipe in (("report", report["recipe"]), ("model file", from_file)):

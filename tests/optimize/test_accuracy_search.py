@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 import rewriter
-from rewriter.engine.saving import load
+from rewriter.engine.saving import load_model_file
 from rewriter.lab.data import dataset_labels, load_data
 from rewriter.lab.setup import ModelRequest
 from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
@@ -59,7 +59,7 @@ class Recording(Dataset):
 
 @pytest.fixture(scope="module")
 def vgg_result():
-    return rewriter.optimize(
+    return rewriter.optimize_model(
         "cifar_vgg11", input_size=32, exclude=["remove-stem-downsampling", "reposition-downsampling"],
         dry_run=True,
     )  # fmt: skip
@@ -153,7 +153,7 @@ def test_the_cli_search_writes_the_chosen_model_with_its_trained_weights(tmp_pat
         and "rung 1/1 (to epoch 1 of 1), candidate 1/3 c0, seed 0: epoch 1," in stderr
     )
     key = next(line.split()[1] for line in stdout.splitlines() if line.startswith("chosen: "))
-    written = load(chosen).model.state_dict()
+    written = load_model_file(chosen).model.state_dict()
     trained = torch.load(out / "checkpoints" / f"{key}-seed0.pt", weights_only=True)["model"]
     assert written.keys() == trained.keys()
     assert all(torch.equal(written[k], trained[k]) for k in written)

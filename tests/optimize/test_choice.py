@@ -118,14 +118,14 @@ def test_the_default_choice_is_no_more_expensive_than_the_baseline(name, size):
     """Objective FLOPs, no budget: the chosen candidate's FLOPs are at most the baseline's, counted by fvcore
     on the baseline itself."""
     model, _ = rewriter.load_model(name)
-    result = rewriter.optimize(model, input_size=size, name=name, dry_run=True)
+    result = rewriter.optimize_model(model, input_size=size, name=name, dry_run=True)
     assert result.choice.status == "chosen" and result.chosen.figures.unproductive == 0
     assert result.chosen.figures.flops <= fvcore_flops(model, size)
 
 
 @pytest.fixture(scope="module")
 def fit_first_64():
-    return rewriter.optimize("resnet18", input_size=64, prefer="fit", dry_run=True)
+    return rewriter.optimize_model("resnet18", input_size=64, prefer="fit", dry_run=True)
 
 
 def test_prefer_fit_reproduces_the_old_choice_at_64_px(fit_first_64):
@@ -168,7 +168,9 @@ def test_a_front_with_no_unproductive_layer_has_the_one_tick_0(monkeypatch, tmp_
 
     figures = []
     monkeypatch.setattr(fronts, "_save", lambda fig, path: figures.append(fig))
-    fronts.plot_front(rewriter.optimize("tests.nets:Plain", input_size=32, dry_run=True), tmp_path / "f.png")
+    fronts.plot_front(
+        rewriter.optimize_model("tests.nets:Plain", input_size=32, dry_run=True), tmp_path / "f.png"
+    )
     ax = figures[0].axes[0]
     low, high = ax.get_ylim()
     assert [t for t in ax.get_yticks() if low <= t <= high] == [0]

@@ -51,7 +51,7 @@ def dominated(point, others) -> bool:
 @pytest.fixture(scope="module")
 def case():
     model, _ = rewriter.load_model("cifar_vgg11")
-    result = rewriter.optimize(
+    result = rewriter.optimize_model(
         model, input_size=32, exclude=["remove-stem-downsampling"], search=SEARCH, dry_run=True
     )
     return result, brute_force(model)

@@ -37,7 +37,7 @@ def test_a_study_cell_builds_its_model_with_the_model_arguments(tmp_path):
 @pytest.mark.slow
 def test_validation_trains_the_model_that_was_searched(tmp_path):
     model, _ = rewriter.load_model("mobilenet_v2", model_args={"width_mult": 0.5})
-    result = rewriter.optimize(model, input_size=32, dry_run=True, objective="params")
+    result = rewriter.optimize_model(model, input_size=32, dry_run=True, objective="params")
     validation = validate(result, "mobilenet_v2", model_args={"width_mult": 0.5}, data="synthetic:64", k=1,
                           epochs=1, max_batches=1, out=tmp_path / "v")  # fmt: skip
     baseline = next(e for e in validation.search.entries if not e.candidate.steps)

@@ -27,7 +27,7 @@ def bn(c: int, h: int) -> int:
 def vgg16_params():
     # prefer="fit": the hand-worked optimum below is the fit-first order's, the default before issue 20
     # made the choice cost first (test_cifar_vgg16_cost_first_is_the_fewest_parameters is that one's)
-    return rewriter.optimize("cifar_vgg16", input_size=32, objective="params", prefer="fit")
+    return rewriter.optimize_model("cifar_vgg16", input_size=32, objective="params", prefer="fit")
 
 
 def test_cifar_vgg16_by_params_is_truncated_at_the_border(vgg16_params, analysis_of):
@@ -82,7 +82,7 @@ def resnet18_flops(h0: int, h1: int, h2: int, h3: int, h4: int, classes: int = 1
 def resnet18():
     model, _ = rewriter.load_model("resnet18", num_classes=10)
     # prefer="fit": the optimum worked out below is the fit-first order's, the default before issue 20
-    return rewriter.optimize(model, input_size=32, name="resnet18", prefer="fit")
+    return rewriter.optimize_model(model, input_size=32, name="resnet18", prefer="fit")
 
 
 @pytest.mark.slow
@@ -136,7 +136,7 @@ def test_cifar_vgg16_cost_first_is_the_fewest_parameters():
     (the next test's closest)."""
     widths = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)]
     fewest = sum(9 * a * b + 3 * b for a, b in widths) + 2570
-    result = rewriter.optimize("cifar_vgg16", input_size=32, objective="params", dry_run=True)
+    result = rewriter.optimize_model("cifar_vgg16", input_size=32, objective="params", dry_run=True)
     assert result.chosen.label == "truncate(rule=output, keep_blocks=0)"
     assert result.chosen.figures.params == fewest == 1_149_770 and result.chosen.figures.unproductive == 0
     assert result.alternative.chosen.label == "truncate(rule=input, keep_blocks=0)"  # the fit-first choice
@@ -149,7 +149,7 @@ def test_resnet18_at_32_px_cost_first_cuts_after_layer1():
     with its batch norm, four 3x3 64 -> 64 convs at 8 x 8 with theirs, global pooling over 64 x 8 x 8 and a
     64 -> 10 head; parameters 3 * 64 * 49 + 4 * 64 * 64 * 9 + 5 * 128 (batch norms) + 650."""
     model, _ = rewriter.load_model("resnet18", num_classes=10)
-    result = rewriter.optimize(model, input_size=32, name="resnet18", dry_run=True)
+    result = rewriter.optimize_model(model, input_size=32, name="resnet18", dry_run=True)
     flops = conv(7, 3, 64, 16) + bn(64, 16) + 4 * (conv(3, 64, 64, 8) + bn(64, 8)) + 64 * 8 * 8 + 640
     params = 3 * 64 * 49 + 4 * 64 * 64 * 9 + 5 * 128 + 650
     chosen = result.chosen.figures

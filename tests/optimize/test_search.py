@@ -65,7 +65,7 @@ def test_a_candidate_that_fails_on_the_real_weights_is_dropped_and_the_next_chos
     layer. Without the last conv, the last tested layer sees 4 of 6: no unproductive layer, the better
     candidate on every count; but its rewrite changes a kept tensor, so it is dropped and the baseline,
     the only candidate left, is chosen."""
-    result = rewriter.optimize(Plain(), input_size=6, exclude=[*ONLY, "broken"])
+    result = rewriter.optimize_model(Plain(), input_size=6, exclude=[*ONLY, "broken"])
     cut = next(c for c in result.candidates if c.label == "cut-last-conv(tamper=True)")
     assert cut.figures.unproductive == 0 and cut.figures.final_r_min == (4, 4)
     assert cut.status == "dropped" and "invariant 2 broken: kept tensor 'c1.weight'" in cut.reason
@@ -74,7 +74,7 @@ def test_a_candidate_that_fails_on_the_real_weights_is_dropped_and_the_next_chos
 
 
 def test_a_strategy_that_raises_is_dropped_with_the_error_and_where_it_came_from(registered):
-    result = rewriter.optimize(Plain(), input_size=6, exclude=[*ONLY, "cut-last-conv"], dry_run=True)
+    result = rewriter.optimize_model(Plain(), input_size=6, exclude=[*ONLY, "cut-last-conv"], dry_run=True)
     broken = next(c for c in result.candidates if c.label == "broken(on=True)")
     assert broken.status == "dropped"
     assert broken.reason.startswith("broken: KeyError: 'c9' (test_search.py:")
@@ -95,13 +95,15 @@ def test_only_the_models_on_the_current_path_are_kept():
     gc.collect()
     before = analyses()  # the ones earlier tests in this process still hold
     model, _ = rewriter.load_model("cifar_vgg11")
-    result = rewriter.optimize(model, input_size=32, exclude=ONLY[:1], dry_run=True, progress=count)
+    result = rewriter.optimize_model(model, input_size=32, exclude=ONLY[:1], dry_run=True, progress=count)
     assert len(result.candidates) > 30
     assert max(live) - before <= len(result.space) + 3
 
 
 def test_the_latency_objective_times_every_candidate():
-    result = rewriter.optimize(Plain(), input_size=16, objective="latency", exclude=ONLY[:2], dry_run=True)
+    result = rewriter.optimize_model(
+        Plain(), input_size=16, objective="latency", exclude=ONLY[:2], dry_run=True
+    )
     assert all(c.figures.latency_ms > 0 for c in result.candidates if c.ok)
     costs = [c.figures.latency_ms for c in result.front]
     assert costs == sorted(costs)
@@ -111,10 +113,10 @@ def test_options_out_of_range_are_refused():
     with pytest.raises(
         rewriter.optimize.OptimizeError, match="objective must be one of flops, params, latency"
     ):
-        rewriter.optimize(Plain(), input_size=16, objective="speed")
+        rewriter.optimize_model(Plain(), input_size=16, objective="speed")
     with pytest.raises(rewriter.optimize.OptimizeError, match="max_flops: expected a positive number"):
-        rewriter.optimize(Plain(), input_size=16, max_flops=-1)
+        rewriter.optimize_model(Plain(), input_size=16, max_flops=-1)
     with pytest.raises(
         rewriter.optimize.OptimizeError, match="holds 275 compositions, more than max_candidates=10"
     ):
-        rewriter.optimize(Plain(), input_size=16, max_candidates=10)
+        rewriter.optimize_model(Plain(), input_size=16, max_candidates=10)

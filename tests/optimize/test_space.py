@@ -104,7 +104,7 @@ def test_a_third_party_strategy_registered_by_entry_point_takes_part(plugin):
     assert "drop-pool" in rewriter.list_strategies()
     space = {c.name: c for c in search_space(exclude=["remove-stem-downsampling", "reposition-downsampling"])}
     assert space["drop-pool"].values == {"keep": (False, True)} and space["drop-pool"].order == 25
-    result = rewriter.optimize(
+    result = rewriter.optimize_model(
         Plain(), input_size=12, exclude=["remove-stem-downsampling", "reposition-downsampling"]
     )
     by_label = {c.label: c for c in result.candidates}

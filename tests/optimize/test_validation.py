@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow  # trains two small models for two batches each, t
 
 
 def test_validation_trains_the_baseline_and_the_best_candidate_chooses_on_validation_and_resumes(tmp_path):
-    result = rewriter.optimize(
+    result = rewriter.optimize_model(
         "cifar_vgg11",
         input_size=32,
         exclude=["remove-stem-downsampling", "reposition-downsampling"],

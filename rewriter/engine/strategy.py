@@ -100,6 +100,11 @@ class WidthScaling:
     param: str
     measured_from: str | None = None
 
+    @property
+    def named(self) -> dict[str, str]:
+        """The parameters the declaration names, by the field that names them."""
+        return {"param": self.param}
+
 
 @dataclass(frozen=True)
 class TailCut:
@@ -112,6 +117,11 @@ class TailCut:
     """
 
     rule_param: str
+
+    @property
+    def named(self) -> dict[str, str]:
+        """The parameters the declaration names, by the field that names them."""
+        return {"rule_param": self.rule_param}
 
 
 class Strategy:
@@ -165,13 +175,13 @@ def declarations(attribute: Declaration) -> dict[str, Any]:
     """
     found = {}
     for name in list_strategies():
-        declared = getattr(get_strategy(name), attribute, None)
+        cls = get_strategy(name)
+        declared = getattr(cls, attribute, None)
         if declared is None:
             continue
-        fields = [p.name for p in parameters(get_strategy(name))]
-        for key in ("param", "rule_param"):
-            named = getattr(declared, key, None)
-            if named is not None and named not in fields:
+        fields = [p.name for p in parameters(cls)]
+        for key, named in declared.named.items():
+            if named not in fields:
                 raise RecipeError(
                     f"strategy '{name}' declares {attribute}.{key}={named!r}, which is not one of its "
                     f"parameters ({', '.join(fields) or 'none'}); fix the declaration"

@@ -32,7 +32,17 @@ from rewriter.analysis import (
     selection,
     width_cost,
 )
-from rewriter.engine import RESIZABLE, Context, Edit, Plan, Strategy, param, resize_module, set_submodule
+from rewriter.engine import (
+    RESIZABLE,
+    Context,
+    Edit,
+    Plan,
+    Strategy,
+    WidthScaling,
+    param,
+    resize_module,
+    set_submodule,
+)
 
 _EVAL_IMAGES = 1024  # test images (a stratified sample) scored to tell a trained model from one at chance
 
@@ -51,6 +61,7 @@ class ScaleWidth(Strategy):
     name: ClassVar[str] = "scale-width"
     payload_type: ClassVar[type] = WidthFactor
     search_order: ClassVar[int] = 60
+    width_scaling: ClassVar[WidthScaling] = WidthScaling("factor", measured_from="saturation")
 
     factor: float | None = param(
         None, help="scale widths by this factor (default: from the measured saturation)", low=1 / 64, high=16
@@ -68,11 +79,12 @@ class ScaleWidth(Strategy):
         False, help="proceed with a model whose test accuracy is at chance (its saturation says little)"
     )
 
-    def _mean_saturation(self, model: nn.Module, context: Context) -> tuple[float, str]:
+    def _mean_saturation(self, model: nn.Module, context: Context) -> tuple[float, str, tuple[str, ...]]:
+        """s_mu, where it comes from, and the warnings to note."""
         if self.saturation is not None:
             path = Path(self.saturation)
             try:
-                return float(json.loads(path.read_text())["s_mu"]), f"s_mu from {path.name}"
+                return float(json.loads(path.read_text())["s_mu"]), f"s_mu from {path.name}", ()
             except (OSError, ValueError, KeyError) as err:
                 raise self.refuse(f"cannot read s_mu from {path}: {err}") from err
         if context.data is None:
@@ -81,40 +93,42 @@ class ScaleWidth(Strategy):
             )
         from rewriter.lab import compute_saturation, loader, sample
 
-        self._check_trained(model, context)
+        warnings = self._check_trained(model, context)
         images = sample(context.data.train_plain, 64 * self.batches)  # every class, in proportion
         report = compute_saturation(model, loader(images, batch_size=64))
-        return report.mean, f"s_mu measured on {report.samples} training images of {context.data.name}"
+        source = f"s_mu measured on {report.samples} training images of {context.data.name}"
+        return report.mean, source, warnings
 
-    def _check_trained(self, model: nn.Module, context: Context) -> None:
-        """Refuse (or, with ``untrained``, note) a model whose test accuracy cannot be told from chance:
-        within three standard errors of 1 / classes on the images scored."""
+    def _check_trained(self, model: nn.Module, context: Context) -> tuple[str, ...]:
+        """Refuse (or, with ``untrained``, return the warning to note for) a model whose test accuracy cannot
+        be told from chance: within three standard errors of 1 / classes on the images scored."""
         from rewriter.lab import check_chance
 
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         check = check_chance(model, context.data, device, images=_EVAL_IMAGES)  # a stratified sample
         if not check.at_chance:
-            return
+            return ()
         what = (
             f"{check.describe()}: the saturation of an untrained or diverged model says nothing about the width "
             "it needs"
         )
         if not self.untrained:
             raise self.refuse(f"{what}; train it first, or pass scale-width.untrained=true to proceed anyway")
-        context.notes.append(f"warning: {what}; proceeding as asked (untrained=true)")
+        return (f"warning: {what}; proceeding as asked (untrained=true)",)
 
-    def _factor(self, model: nn.Module, context: Context) -> tuple[float, str, bool]:
-        """The factor, how it was found, and whether s_mu is already in the band (nothing to change)."""
+    def _factor(self, model: nn.Module, context: Context) -> tuple[float, tuple[str, ...], bool]:
+        """The factor, how it was found (and any warning), and whether s_mu is already in the band (nothing
+        to change)."""
         if self.factor is not None:
-            return self.factor, f"factor {self.factor} given", False
-        s_mu, source = self._mean_saturation(model, context)
+            return self.factor, (f"factor {self.factor} given",), False
+        s_mu, source, warnings = self._mean_saturation(model, context)
         band = f"{self.low:.0%}-{self.high:.0%}"
         if self.low <= s_mu <= self.high:
-            return 1.0, f"{source}: {s_mu:.1%}, already in {band}: widths stay", True
+            return 1.0, (f"{source}: {s_mu:.1%}, already in {band}: widths stay", *warnings), True
         factor = s_mu / ((self.low + self.high) / 2)
         return factor, (
             f"{source}: {s_mu:.1%}, outside {band}; with saturation proportional to 1/width, widths x "
-            f"{factor:.3f} bring it to {(self.low + self.high) / 2:.0%}"
+            f"{factor:.3f} bring it to {(self.low + self.high) / 2:.0%}", *warnings,
         ), False  # fmt: skip
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
@@ -122,7 +136,7 @@ class ScaleWidth(Strategy):
             raise self.refuse(f"the target band must satisfy 0 < low < high <= 1, got {self.low}-{self.high}")
         factor, how, in_band = self._factor(model, context)
         if in_band:
-            return Plan(self.name, {**self.params(), "factor": 1.0}, notes=(how,))
+            return Plan(self.name, {**self.params(), "factor": 1.0}, notes=how)
         if not 1 / 64 <= factor <= 16:
             raise self.refuse(f"a width factor of {factor:.3g} is outside 1/64-16")
         graph = context.analysis.graph
@@ -164,7 +178,7 @@ class ScaleWidth(Strategy):
             self.name,
             {**self.params(), "factor": round(factor, 6)},
             tuple(edits),
-            (how, cost),
+            (how[0], cost, *how[1:]),
             WidthFactor(round(factor, 6)),
             new_modules=tuple(resized),
         )

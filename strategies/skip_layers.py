@@ -26,7 +26,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rewriter.engine import Context, Edit, Plan, Strategy, fresh_copy, param
+from rewriter.engine import Applied, Context, Edit, Plan, Strategy, fresh_copy, param
 from rewriter.lab import (
     LabelUnit,
     RelevanceError,
@@ -108,20 +108,22 @@ class SkipIrrelevantLayers(Strategy):
             self.name, self.params(), tuple(edits), notes, payload, new_modules=("router", "backbone")
         )
 
-    def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
+    def apply(self, model: nn.Module, plan: Plan, context: Context) -> Applied:
+        """Build the routed model and, unless replaying, train it; the training's accuracies are the notes."""
         units = list(plan.payload.units)
         torch.manual_seed(self.seed)
         router = Router(len(units), in_channels=context.in_channels, width=self.router_width)
         backbone, routes = gate_units(fresh_copy(model), units)  # CNN 3: the same net, new weights
         routed = RoutedModel(router, backbone, routes, [u.name for u in units])
         if context.replay:  # the weights are loaded next
-            return routed
+            return Applied(routed)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="rmsprop",
                              gamma=1.0, seed=self.seed, test_every=0)  # fmt: skip
         setup = SkipTraining(config, self.maps, self.top, self.train_on, self.train_backbone)
+        measured: list[str] = []
         fit_routed_model(
             model, routed, context.data, context.analysis, setup, pretrained=context.pretrained,
-            input_size=context.input_size, in_channels=context.in_channels, say=context.notes.append,
+            input_size=context.input_size, in_channels=context.in_channels, say=measured.append,
             progress=context.progress,
         )  # fmt: skip
-        return routed
+        return Applied(routed, tuple(measured))

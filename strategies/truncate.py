@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 from torch import nn
 
 from rewriter.analysis import Analysis, analyze, axes_text, block_name, cut_points
-from rewriter.engine import Context, Cut, Edit, Moved, Plan, Strategy, extract_prefix, param
+from rewriter.engine import Context, Cut, Edit, Moved, Plan, Strategy, TailCut, extract_prefix, param
 from rewriter.models import GapLinearHead, Truncated
 
 
@@ -56,6 +56,7 @@ class Truncate(Strategy):
     name: ClassVar[str] = "truncate"
     payload_type: ClassVar[type] = NewHead
     search_order: ClassVar[int] = 50
+    tail_cut: ClassVar[TailCut] = TailCut(rule_param="rule")
 
     rule: Literal["input", "output"] = param(
         "input", help="border rule: the layer's input field (papers) or output"

@@ -23,7 +23,7 @@ from .registry import get_strategy, list_strategies, register_strategy
 from .report import Latency, Measurement, Report, measure, measure_latency, time_call, time_model
 from .resize import RESIZABLE, resize_module
 from .saving import LoadedModel, load, load_model_file, save
-from .strategy import Context, Parameter, Strategy, param, parameters
+from .strategy import Applied, Context, Parameter, Strategy, TailCut, WidthScaling, param, parameters
 from .surgery import (
     adapt_input_width,
     extract_prefix,
@@ -36,6 +36,7 @@ from .surgery import (
 
 __all__ = [
     "RESIZABLE",
+    "Applied",
     "Context",
     "Cut",
     "DownsamplingEdits",
@@ -56,6 +57,8 @@ __all__ = [
     "Step",
     "Strategy",
     "StrideChange",
+    "TailCut",
+    "WidthScaling",
     "adapt_input_width",
     "apply_downsampling_edits",
     "as_recipe",

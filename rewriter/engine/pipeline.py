@@ -22,7 +22,7 @@ from ..analysis.traced_model import analyze
 from .plan import Plan
 from .recipe import Recipe, Step
 from .report import Measurement, Report, measure
-from .strategy import Context, Strategy
+from .strategy import Applied, Context, Strategy, apply_plan
 from .verify import check_no_dead_modules, check_step, check_unchanged, idle_parameters, snapshot
 
 
@@ -110,18 +110,19 @@ def rewrite(
     classes = recipe.num_classes or _output_classes(analysis)
     current, plans, measured = model, [], []
     for i, strategy in enumerate(strategies):
-        context = Context(
-            input_size=recipe.input_size, num_classes=classes, analysis=analysis, in_channels=in_channels,
-            pretrained=pretrained, leaf_classes=leaf_classes, data=data, replay=replay, progress=say,
+        context = Context.of(
+            analysis, num_classes=classes, in_channels=in_channels, leaf_classes=leaf_classes,
+            pretrained=pretrained, data=data, replay=replay, progress=say,
         )  # fmt: skip
         idle = idle_parameters(
             current, analysis.graph.module_use(), input_size=recipe.input_size, in_channels=in_channels
         )
-        plan, current = _step(
+        plan, applied = _step(
             strategy, current, context, f"steps[{i}] {strategy.name}", say, loud=measure_cost
         )
+        current = applied.model
         plans.append(plan)
-        measured.extend(context.notes)
+        measured.extend(applied.notes)
         row, analysis = assess(current, f"{i + 1}. {strategy.name}")
         if not plan.is_noop:  # invariant 5, on the trace the analysis of the new model made
             try:
@@ -149,15 +150,16 @@ def _step(
     say: Callable[[str], None],
     *,
     loud: bool,
-) -> tuple[Plan, nn.Module]:
+) -> tuple[Plan, Applied]:
     """Plan one step; unless it is a no-op, apply it to a copy of ``current`` and verify the result (said
     only when ``loud``: a dry run verifies too, but only to plan the next step)."""
     say(f"{where}: planning")
     try:
         plan = strategy.plan(current, context)
         if plan.is_noop:
-            return plan, current
-        new = strategy.apply(copy.deepcopy(current), plan, context)
+            return plan, Applied(current)
+        applied = apply_plan(strategy, copy.deepcopy(current), plan, context)
+        new = applied.model
         new.train(current.training)
         if loud:
             say(f"{where}: verifying")
@@ -165,7 +167,7 @@ def _step(
                    leaf_classes=context.leaf_classes)  # fmt: skip
     except RewriteError as err:
         raise RewriteError(f"{where}: {err}; nothing was written") from err
-    return plan, new
+    return plan, applied
 
 
 @dataclass(frozen=True)

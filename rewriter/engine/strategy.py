@@ -1,10 +1,13 @@
-"""Strategies: the base class, what they may look at (``Context``), and their declared parameters.
+"""Strategies: the base class, what they may look at (``Context``), their declared parameters, and what they
+declare to the optimizer.
 
 A strategy is a frozen dataclass whose fields are its recipe parameters, each declared with ``param()``:
 a help text, and for numbers the range it accepts (``low``/``high``, inclusive) and, for the optimizer,
 the values worth trying (``search``). ``plan()`` looks at the model and its analysis and returns a
-``Plan`` (``rewriter.engine.plan``); ``apply()`` changes a copy of the model that the pipeline
-(``rewriter.rewrite``) hands it; the pipeline then checks the invariants. The registry that finds
+``Plan`` (``rewriter.engine.plan``) with its notes; ``apply()`` changes a copy of the model that the pipeline
+(``rewriter.rewrite``) hands it and returns it, or an ``Applied`` with the notes of what it measured; the
+pipeline then checks the invariants. What the optimizer and the sweep need to know of a strategy is declared
+on its class (``width_scaling``, ``tail_cut``), never looked up by its name. The registry that finds
 strategies by name is ``rewriter.engine.registry``.
 """
 
@@ -23,7 +26,7 @@ from torch import nn
 from .._errors import RecipeError, RewriteError, close_matches
 from ..analysis.analyzer import Analysis
 from .plan import Plan
-from .registry import get_strategy
+from .registry import get_strategy, list_strategies
 
 
 def _quiet(_line: str) -> None:
@@ -32,7 +35,11 @@ def _quiet(_line: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Context:
-    """What a strategy may look at besides the model: the target size, the head, and the analysis."""
+    """What a strategy may look at besides the model: the target size, the head, and the analysis.
+
+    Built by ``Context.of``, which takes the size from the analysis and makes every caller state the run's
+    settings, so that no caller leaves one out.
+    """
 
     input_size: tuple[int, int]
     num_classes: int
@@ -42,8 +49,79 @@ class Context:
     leaf_classes: tuple[type, ...] = ()  # modules to trace as opaque
     data: Any = None  # a rewriter.lab.DataSource, for strategies that measure the model on data
     replay: bool = False  # rebuilding a saved model whose weights are loaded next: build, do not train
-    notes: list[str] = field(default_factory=list)  # what ``apply`` measured, for the report
     progress: Callable[[str], None] = _quiet  # a status line for long work (training), shown by the CLI
+
+    @classmethod
+    def of(
+        cls,
+        analysis: Analysis,
+        *,
+        num_classes: int,
+        in_channels: int,
+        leaf_classes: tuple[type, ...],
+        pretrained: bool,
+        data: Any = None,
+        replay: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> Context:
+        """The context of one step on the model ``analysis`` describes, at the size it was analyzed at.
+
+        Only the pipeline (``rewriter.rewrite``) passes ``data``, ``replay`` and ``progress``: the optimizer's
+        candidates are built, never trained, and a strategy that needs data refuses without it.
+        """
+        return cls(
+            input_size=tuple(analysis.input_size), num_classes=num_classes, analysis=analysis,
+            in_channels=in_channels, pretrained=pretrained, leaf_classes=tuple(leaf_classes), data=data,
+            replay=replay, progress=progress or _quiet,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``Strategy.apply`` made: the new model, and the notes of what it measured on the way (the
+    accuracies of a training it ran), for the report."""
+
+    model: nn.Module
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WidthScaling:
+    """A strategy's declaration that it scales every width by one factor: ``rewriter optimize`` searches the
+    factors it is given (``width_factors``, ``--width-factor``) as the values of ``param``.
+
+    Attributes:
+        param: the parameter that holds the factor.
+        measured_from: what ``plan()`` measures the factor from when ``param`` is left unset, on a trained
+            model and ``Context.data`` (e.g. "saturation"), said in the optimizer's notes; the optimizer then
+            measures it once, on a trained baseline (depth first, then width). None: it must be given.
+    """
+
+    param: str
+    measured_from: str | None = None
+
+    @property
+    def named(self) -> dict[str, str]:
+        """The parameters the declaration names, by the field that names them."""
+        return {"param": self.param}
+
+
+@dataclass(frozen=True)
+class TailCut:
+    """A strategy's declaration that it cuts the unproductive tail at the border (its plans carry
+    ``Plan.cut``): ``rewriter sweep`` shows what it keeps at each input size and advises it.
+
+    Attributes:
+        rule_param: the parameter that picks the border rule (``"input"`` or ``"output"``), named in the
+            sweep's advice to cut by the output rule.
+    """
+
+    rule_param: str
+
+    @property
+    def named(self) -> dict[str, str]:
+        """The parameters the declaration names, by the field that names them."""
+        return {"rule_param": self.rule_param}
 
 
 class Strategy:
@@ -58,12 +136,18 @@ class Strategy:
     #: 10 the stem's downsampling, 20 downsampling elsewhere, 30 stages, 40 kernels, 50 truncation (it cuts
     #: at the border of what the steps before it made), 60 width (depth first, then width: dissertation 11.3)
     search_order: ClassVar[int] = 45
+    #: it scales every width by one factor (``WidthScaling``); None: it does not
+    width_scaling: ClassVar[WidthScaling | None] = None
+    #: it cuts the unproductive tail at the border (``TailCut``); None: it does not
+    tail_cut: ClassVar[TailCut | None] = None
 
     def plan(self, model: nn.Module, context: Context) -> Plan:
+        """What the strategy will do to ``model``, with the notes to show beside it."""
         raise NotImplementedError
 
-    def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module:
-        """Change ``model`` (the pipeline's own copy) as ``plan`` says and return the new model."""
+    def apply(self, model: nn.Module, plan: Plan, context: Context) -> nn.Module | Applied:
+        """Change ``model`` (the pipeline's own copy) as ``plan`` says and return the new model, or an
+        ``Applied`` with the notes of what it measured on the way."""
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
@@ -72,6 +156,38 @@ class Strategy:
     def refuse(self, reason: str) -> RewriteError:
         """The error to raise when the strategy does not apply to a model, with the reason."""
         return RewriteError(reason)
+
+
+def apply_plan(strategy: Strategy, model: nn.Module, plan: Plan, context: Context) -> Applied:
+    """``strategy.apply(model, plan, context)``, its result as an ``Applied`` (notes or none)."""
+    result = strategy.apply(model, plan, context)
+    return result if isinstance(result, Applied) else Applied(result)
+
+
+Declaration = Literal["width_scaling", "tail_cut"]
+
+
+def declarations(attribute: Declaration) -> dict[str, Any]:
+    """What every registered strategy that declares ``attribute`` declares, by strategy name (sorted).
+
+    Raises:
+        RecipeError: a declaration names a parameter its strategy does not have.
+    """
+    found = {}
+    for name in list_strategies():
+        cls = get_strategy(name)
+        declared = getattr(cls, attribute, None)
+        if declared is None:
+            continue
+        fields = [p.name for p in parameters(cls)]
+        for key, named in declared.named.items():
+            if named not in fields:
+                raise RecipeError(
+                    f"strategy '{name}' declares {attribute}.{key}={named!r}, which is not one of its "
+                    f"parameters ({', '.join(fields) or 'none'}); fix the declaration"
+                )
+        found[name] = declared
+    return found
 
 
 @dataclass(frozen=True)

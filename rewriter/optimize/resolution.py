@@ -2,8 +2,9 @@
 
 Dissertation 8.5 and 9.4.2: tails shift with the resolution (too small puts the tail at the output, too
 large at the input), and the resolution should be "close to the receptive field size of the final layer".
-For each size: b_min and b_max, the unproductive layers, the cost, what ``truncate`` would keep (its plan and
-its result, evaluated on the meta device like the optimizer's candidates), and advice.
+For each size: b_min and b_max, the unproductive layers, the cost, what the strategy that cuts the tail
+(``truncate``, or whichever declares ``Strategy.tail_cut``) would keep (its plan and its result, evaluated on
+the meta device like the optimizer's candidates), and advice.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .._text import human, one_line
 from .._untrusted import shown
 from ..analysis.analyzer import resolve_leaf_classes
 from ..engine.registry import get_strategy
-from ..engine.strategy import Context
+from ..engine.strategy import Context, apply_plan, declarations
 from .copies import meta_copy
 from .errors import OptimizeError
 from .figures import Figures, analyzer_for, figures_of, measure_candidate, output_classes
@@ -85,6 +86,8 @@ class Sweep:
 
     model: str
     rows: tuple[SweepRow, ...]
+    cutter: str | None = None  # the strategy whose cut the rows show (it declares ``Strategy.tail_cut``)
+    cutter_rule: str | None = None  # its parameter that picks the border rule
 
     @property
     def best(self) -> SweepRow | None:
@@ -119,9 +122,12 @@ class Sweep:
             text += (
                 f". The output rule (a layer's own output field) finds {most} unproductive at {small} px"
                 + (f" to {least} at {large} px" if large != small else "")
-                + f"; to cut those: rewriter rewrite {self.model} --input-size {small} --strategy truncate "
-                "-p truncate.rule=output"
             )
+            if self.cutter is not None:
+                text += (
+                    f"; to cut those: rewriter rewrite {self.model} --input-size {small} --strategy {self.cutter} "
+                    f"-p {self.cutter}.{self.cutter_rule}=output"
+                )
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -135,9 +141,9 @@ class Sweep:
         }
 
 
-def _advise(rows: list[SweepRow], best: SweepRow | None) -> list[SweepRow]:
-    """Each row's advice, knowing the whole range: truncate or train at the next size without a tail; the
-    closest fit; or the size that fits closer."""
+def _advise(rows: list[SweepRow], best: SweepRow | None, cutter: str | None) -> list[SweepRow]:
+    """Each row's advice, knowing the whole range: cut the tail (with ``cutter``) or train at the next size
+    without a tail; the closest fit; or the size that fits closer."""
     advised = []
     for row in rows:
         f = row.figures
@@ -145,13 +151,15 @@ def _advise(rows: list[SweepRow], best: SweepRow | None) -> list[SweepRow]:
             advised.append(row)
             continue
         if f.unproductive:
-            keep = f"truncate (keeps {human(row.truncated.params)} params)" if row.truncated else "truncate"
+            keep = f"{cutter} (keeps {human(row.truncated.params)} params)" if row.truncated else cutter
             larger = next(
                 (r.size[0] for r in rows if r.size > row.size and r.figures and not r.figures.unproductive),
                 None,
             )
             other = f"train at {larger} px" if larger else "a larger input than the range, or slower growth"
-            text = f"{f.unproductive} unproductive from {f.border_layer_min}: {keep}, or {other}"
+            text = f"{f.unproductive} unproductive from {f.border_layer_min}: " + ", or ".join(
+                [keep, other] if keep else [other]
+            )
         elif f.fit is None:
             text = "no conv/pool layer in the border test"
         elif row is best:
@@ -165,22 +173,24 @@ def _advise(rows: list[SweepRow], best: SweepRow | None) -> list[SweepRow]:
 
 
 def _truncated(
-    model: nn.Module, analysis, size, classes, in_channels, leaf_classes
+    cutter: str | None, model: nn.Module, analysis, classes, in_channels, leaf_classes
 ) -> tuple[Figures | None, str]:
-    strategy = get_strategy("truncate")()
-    context = Context(
-        input_size=size,
-        num_classes=classes,
-        analysis=analysis,
-        in_channels=in_channels,
-        leaf_classes=leaf_classes,
+    """The figures of ``model`` cut by the strategy ``cutter`` at its defaults (None, with the reason, when it
+    cuts nothing or refuses)."""
+    if cutter is None:
+        return None, "no registered strategy cuts the tail"
+    strategy = get_strategy(cutter)()
+    context = Context.of(
+        analysis, num_classes=classes, in_channels=in_channels, leaf_classes=leaf_classes, pretrained=False
     )
     try:
         plan = strategy.plan(model, context)
         if plan.is_noop:
             return None, "nothing to cut"
-        new = strategy.apply(meta_copy(model), plan, context)
-        _, figures = measure_candidate(new, size, in_channels=in_channels, leaf_classes=leaf_classes)
+        new = apply_plan(strategy, meta_copy(model), plan, context).model
+        _, figures = measure_candidate(
+            new, context.input_size, in_channels=in_channels, leaf_classes=leaf_classes
+        )
     except RewriterError as err:
         return None, one_line(err)
     return figures, f"cut after '{plan.cut.at}'" if plan.cut else ""
@@ -203,6 +213,8 @@ def sweep(
         ['layer4.1.conv2', None]
     """
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
+    cutters = declarations("tail_cut")  # the first by name, if several strategies cut the tail
+    cutter = next(iter(cutters), None)
     meta = meta_copy(model)
     analyze = analyzer_for(meta, in_channels=in_channels, leaf_classes=leaf_classes)  # one trace, every size
     rows = []
@@ -215,10 +227,11 @@ def sweep(
             continue
         figures = figures_of(analysis)
         classes = output_classes(analysis) or 1
-        truncated, note = _truncated(meta, analysis, size, classes, in_channels, leaf_classes)
+        truncated, note = _truncated(cutter, meta, analysis, classes, in_channels, leaf_classes)
         by_output = len(analyze(size, border_rule="output", flops=False).unproductive_layers)
         rows.append(SweepRow(size, figures, analysis.border_layer_max, truncated, note, "", by_output))
     if all(row.figures is None for row in rows):
         raise OptimizeError(f"the model runs at none of the sizes: {rows[0].advice}")
-    result = Sweep(name or type(model).__name__, tuple(rows))
-    return dataclasses.replace(result, rows=tuple(_advise(rows, result.best)))
+    rule = None if cutter is None else cutters[cutter].rule_param
+    result = Sweep(name or type(model).__name__, tuple(rows), cutter, rule)
+    return dataclasses.replace(result, rows=tuple(_advise(rows, result.best, cutter)))

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from .._errors import RecipeError, RewriterError
+from .._errors import RewriterError
 from .._text import one_line
 from ..analysis import FLOP_CONVENTION
 from ..analysis.analyzer import resolve_leaf_classes
@@ -25,7 +25,7 @@ from ..analysis.sizes import parse_size
 from ..engine.pipeline import Result, rewrite
 from ..engine.recipe import Recipe
 from ..engine.registry import get_strategy
-from ..engine.strategy import Context
+from ..engine.strategy import Context, WidthScaling, declarations
 from ..models.sources import load_model
 from .choice import (
     OBJECTIVES,
@@ -40,7 +40,7 @@ from .choice import (
     parse_limit,
 )
 from .copies import meta_copy
-from .errors import OptimizeError
+from .errors import OptimizeError, SearchValueError
 from .figures import measure_candidate, output_classes
 from .search import Candidate, SearchSettings, run_search
 from .space import StrategyChoices, Values, composition_count, search_space
@@ -173,15 +173,16 @@ def optimize(
             is a number (``1.5e9``, ``"1.5G"``) or a multiple of the baseline's cost (``"0.5x"``, ``Ratio``).
         latency: time every candidate on the CPU (implied by the latency objective or budget).
         include, exclude, search: what the search space holds (``rewriter.optimize.search_space``).
-        width_factors: widths to try with ``scale-width`` (the last step of a composition).
+        width_factors: widths to try with each strategy that scales widths (it declares
+            ``Strategy.width_scaling``, as ``scale-width`` does; the last step of a composition).
         max_steps: compose at most this many strategies (default: all of them, each at most once).
         max_candidates: refuse a search space larger than this.
         verify: which candidates are rewritten for real, every invariant checked on the weights: the chosen
             one (default), the front, or all of them (slow).
         data: a ``rewriter.lab.DataSource``: with a trained baseline (``pretrained``) and no
-            ``width_factors``, the width factor ``scale-width`` derives from the baseline's saturation on it
-            (dissertation 11.3) is searched (depth first, then width: the factor is measured once, on the
-            baseline, and tried after every depth change).
+            ``width_factors``, the width factor a width-scaling strategy measures on it (``scale-width``: from
+            the baseline's saturation, dissertation 11.3) is searched (depth first, then width: the factor is
+            measured once, on the baseline, and tried after every depth change).
         dry_run: search and choose, but rewrite nothing.
 
     Raises:
@@ -212,12 +213,19 @@ def optimize(
     if classes is None:
         raise OptimizeError("the model does not return [batch, classes]; give num_classes (--num-classes)")
     budget = Budget.of(figures, **limits)
-    notes: list[str] = []
-    if data is not None and not width_factors and "scale-width" not in exclude:
-        factor, note = _width_from_saturation(model, data, analysis, size, classes, pretrained, in_channels)
-        width_factors = () if factor is None else (factor,)
-        notes.append(note)
-    space = search_space(include=include, exclude=exclude, values=_with_widths(search, width_factors))
+    scalers = declarations("width_scaling")
+    if width_factors and not scalers:
+        raise SearchValueError(
+            f"width factors {list(width_factors)} given, but no registered strategy scales widths"
+        )
+    widths, notes = {name: tuple(width_factors) for name in scalers}, ()
+    if data is not None and not width_factors:
+        context = Context.of(
+            analysis, num_classes=classes, in_channels=in_channels, leaf_classes=leaf_classes,
+            pretrained=pretrained, data=data,
+        )  # fmt: skip
+        widths, notes = _widths_from_data(model, context, scalers, exclude)
+    space = search_space(include=include, exclude=exclude, values=_with_widths(search, widths, scalers))
     total = composition_count(space, max_steps)
     if total > max_candidates:
         raise OptimizeError(
@@ -234,42 +242,48 @@ def optimize(
     )
     return OptimizeResult(
         name or type(model).__name__, size, objective, budget, space, tuple(candidates),
-        tuple(pareto_front(candidates, objective)), choice, result, time.perf_counter() - start, tuple(notes),
+        tuple(pareto_front(candidates, objective)), choice, result, time.perf_counter() - start, notes,
         classes, other,
     )  # fmt: skip
 
 
-def _width_from_saturation(
-    model, data, analysis, size, classes, pretrained, in_channels
-) -> tuple[float | None, str]:
-    """The width factor ``scale-width`` measures from the baseline's saturation on ``data`` (None, with the
-    reason, for an untrained baseline: its saturation says nothing about the width it needs)."""
-    if not pretrained:
-        return (
-            None,
-            "width not searched: saturation needs a trained baseline (give --weights, or --width-factor)",
+def _widths_from_data(
+    model: nn.Module, context: Context, scalers: Mapping[str, WidthScaling], exclude: Sequence[str]
+) -> tuple[dict[str, tuple[float, ...]], tuple[str, ...]]:
+    """The width factor each strategy of ``scalers`` not excluded that measures one
+    (``WidthScaling.measured_from``) measures on the baseline and ``context.data``, by strategy name, and the
+    notes that say so (for an untrained baseline none: what it measures says nothing about the width it needs)."""
+    measuring = {name: scaling for name, scaling in scalers.items() if scaling.measured_from}
+    if not measuring:
+        return {}, ("width not searched: no registered strategy measures a width factor",)
+    widths, notes = {}, []
+    for name, scaling in measuring.items():
+        if name in exclude:
+            continue
+        if not context.pretrained:
+            notes.append(
+                f"width not searched: {scaling.measured_from} needs a trained baseline (give --weights, or "
+                "--width-factor)"
+            )
+            continue
+        plan = get_strategy(name)().plan(model, context)
+        factor = plan.params.get(scaling.param)
+        if factor is not None:
+            widths[name] = (factor,)
+        notes.append(
+            f"width factor {factor} from the baseline's {scaling.measured_from}: {' '.join(plan.notes[:1])}"
         )
-    try:
-        strategy = get_strategy("scale-width")()
-    except RecipeError:
-        return None, "width not searched: no scale-width strategy is registered"
-    context = Context(
-        input_size=size,
-        num_classes=classes,
-        analysis=analysis,
-        in_channels=in_channels,
-        pretrained=True,
-        data=data,
-    )
-    plan = strategy.plan(model, context)
-    factor = plan.params.get("factor")
-    return factor, f"width factor {factor} from the baseline's saturation: {' '.join(plan.notes[:1])}"
+    return widths, tuple(notes)
 
 
-def _with_widths(search: Values | None, widths: Sequence[float]) -> dict[str, Mapping[str, Sequence[Any]]]:
+def _with_widths(
+    search: Values | None, widths: Mapping[str, Sequence[float]], scalers: Mapping[str, WidthScaling]
+) -> dict[str, Mapping[str, Sequence[Any]]]:
+    """``search`` with the width factors to try set as the values of each width-scaling strategy's factor."""
     values = {k: dict(v) for k, v in (search or {}).items()}
-    if widths:
-        values.setdefault("scale-width", {})["factor"] = tuple(widths)
+    for name, factors in widths.items():
+        if factors:
+            values.setdefault(name, {})[scalers[name].param] = tuple(factors)
     return values
 
 

@@ -25,7 +25,7 @@ from ..analysis.analyzer import Analysis
 from ..analysis.fx_tracer import traced_code
 from ..engine.recipe import Step
 from ..engine.registry import get_strategy
-from ..engine.strategy import Context, build_strategy
+from ..engine.strategy import Context, apply_plan, build_strategy
 from .copies import TensorInfo, check_structure, clone_structure, meta_copy, tensor_infos, zeros_copy
 from .figures import Figures, measure_candidate, output_classes
 from .space import StrategyChoices
@@ -128,9 +128,9 @@ class _Search:
         asked = (*node.steps, Step(name, dict(config)))
         strategy = build_strategy(name, config, where=f"the search of {name}")
         settings = self.settings
-        context = Context(
-            input_size=settings.input_size, num_classes=node.classes, analysis=node.analysis,
-            in_channels=settings.in_channels, pretrained=settings.pretrained, leaf_classes=settings.leaf_classes,
+        context = Context.of(
+            node.analysis, num_classes=node.classes, in_channels=settings.in_channels,
+            leaf_classes=settings.leaf_classes, pretrained=settings.pretrained,
         )  # fmt: skip
         try:
             plan = strategy.plan(node.model, context)
@@ -193,15 +193,16 @@ def _resolved(strategy, config: dict[str, Any], plan) -> Step:
 
 
 def _applied(strategy, parent: nn.Module, plan, context: Context) -> nn.Module:
-    """``strategy.apply`` on a meta copy of ``parent``; a strategy that must read tensor values (scale-width
-    ranks channels by their weights) gets a zero-filled CPU copy instead, whose result is moved to meta."""
+    """``strategy.apply`` on a meta copy of ``parent``; a strategy that must read tensor values (one that
+    ranks channels by their weights) gets a zero-filled CPU copy instead, whose result is moved to meta. Its
+    notes are dropped: a candidate is built, never trained, and has no report."""
     work = clone_structure(parent)
     try:
-        new = strategy.apply(work, plan, context)
+        new = apply_plan(strategy, work, plan, context).model
     except (NotImplementedError, RuntimeError) as err:
         if isinstance(err, RewriterError):
             raise
-        new = meta_copy(strategy.apply(zeros_copy(parent), plan, context))
+        new = meta_copy(apply_plan(strategy, zeros_copy(parent), plan, context).model)
     new.train(parent.training)
     return new
 

@@ -103,7 +103,7 @@ def _all_but(name: str) -> list[str]:
 def test_a_third_party_width_strategy_searches_the_width_factors(registered):
     """``width_factors`` went to 'scale-width' by name; now to every strategy that declares a width factor.
     Ratio 0.5 keeps 4 channels, 0.25 keeps 2; the one within 100 parameters is chosen and rewritten for real."""
-    result = rewriter.optimize(
+    result = rewriter.optimize_model(
         slim(), input_size=8, width_factors=(0.5, 0.25), max_params=100, exclude=_all_but("thin-out")
     )
     assert (slim_params(8), slim_params(4), slim_params(2)) == (234, 118, 60)
@@ -117,7 +117,7 @@ def test_a_third_party_width_strategy_measures_its_factor_on_a_trained_baseline(
     """With data and a trained baseline the optimizer asks the strategy for its factor once (8 images: 0.5)
     and searches it; its declaration names what the factor is measured from."""
     images = list(range(8))
-    result = rewriter.optimize(
+    result = rewriter.optimize_model(
         slim(), input_size=8, data=images, pretrained=True, exclude=_all_but("thin-out"), dry_run=True
     )
     assert result.notes == ("width factor 0.5 from the baseline's count of images: 8 images: ratio 0.5",)
@@ -127,7 +127,7 @@ def test_a_third_party_width_strategy_measures_its_factor_on_a_trained_baseline(
 
 
 def test_an_untrained_baseline_gets_no_measured_width_and_says_why(registered):
-    result = rewriter.optimize(slim(), input_size=8, data=[0] * 8, exclude=_all_but("thin-out"), dry_run=True)
+    result = rewriter.optimize_model(slim(), input_size=8, data=[0] * 8, exclude=_all_but("thin-out"), dry_run=True)
     assert result.notes == (
         "width not searched: count of images needs a trained baseline (give --weights, or --width-factor)",
     )
@@ -139,7 +139,7 @@ def test_a_declaration_that_names_a_missing_parameter_is_refused(registered):
     with pytest.raises(
         rewriter.RecipeError, match=r"'misdeclared' declares width_scaling.param='factor', which is not one"
     ):
-        rewriter.optimize(slim(), input_size=8, width_factors=(0.5,), exclude=_all_but("thin-out"))
+        rewriter.optimize_model(slim(), input_size=8, width_factors=(0.5,), exclude=_all_but("thin-out"))
 
 
 @pytest.fixture

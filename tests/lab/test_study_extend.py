@@ -17,7 +17,16 @@ from rewriter._errors import UsageError
 from rewriter._files import write_json
 from rewriter.lab.batches import loader
 from rewriter.lab.data import load_data
-from rewriter.lab.study import CellRow, Extension, Study, StudyError, StudySetup, parse_variant, run_study
+from rewriter.lab.study import (
+    CellRow,
+    EpochPoint,
+    Extension,
+    Study,
+    StudyError,
+    StudySetup,
+    parse_variant,
+    run_study,
+)
 from rewriter.lab.study.markdown import summary_markdown
 from rewriter.lab.study.summary import summarize
 from rewriter.lab.training import TrainConfig, TrainError, train
@@ -206,3 +215,20 @@ def test_a_checkpoint_is_not_continued_into_a_shorter_run(tmp_path):
     with pytest.raises(TrainError, match=r"differing in epochs \(2 in the checkpoint, 1 now\)"):
         train(tiny_cnn(), data, replace(config, epochs=1), checkpoint=tmp_path / "c.pt", resume=True, extend=True,
               progress=False)  # fmt: skip
+
+
+def test_the_curves_plot_marks_where_a_cell_was_continued(monkeypatch):
+    from rewriter.render import curves
+
+    figures = []
+    monkeypatch.setattr(curves, "_save", lambda fig, path: figures.append(fig))
+    curve = tuple(EpochPoint(e, 1.0, 0.5, 1.0, 0.5, 0.1) for e in range(4))
+    grown = (Extension(2, 4, 0.001, 0.01, 1),)
+    rows = [CellRow(model="m", recipe=r, seed=0, status="ok", test_accuracy=0.5, chance=0.1, curve=curve,
+                    extensions=grown if r == "grown" else ()) for r in ("fresh", "grown")]  # fmt: skip
+    curves.plot_curves(rows, "unused.png")
+    panels = {ax.get_title().split("\n")[0]: ax for ax in figures[0].axes if ax.get_title()}
+    dashed = {title: [list(line.get_xdata()) for line in ax.get_lines() if line.get_linestyle() == "--"]
+              for title, ax in panels.items()}  # fmt: skip
+    assert dashed == {"m / fresh": [], "m / grown": [[2.5, 2.5]]}  # between epochs 2 and 3, as drawn from 1
+    assert "continued from its checkpoint (--extend)" in [t.get_text() for t in figures[0].legends[0].texts]

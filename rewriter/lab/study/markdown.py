@@ -206,6 +206,10 @@ def _unconverged(group: Group) -> str:
 def _withheld(base: Group, name: str) -> str:
     hints = sorted({advice(m) for m in base.marks if m not in (None, "converged")} - {""})
     change = "; ".join(hints) or "run the baseline again with this version, which records its curve"
+    if "--epochs" in change:  # the way to follow that advice without training every cell again
+        change += (
+            " (`--extend --epochs N` trains the cells on from their checkpoints, kept by --keep-checkpoints)"
+        )
     return (
         f"- {name}: no verdict: its baseline is not converged in {_unconverged(base)}, so a variant that "
         f"learned would be compared with one that did not; {change}."

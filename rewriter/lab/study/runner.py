@@ -125,7 +125,7 @@ def _record_extension(study: Study) -> None:
     from .extension import KEY, outcome, record_outcomes
 
     entries = (load_json(study.out / "study.json") or {}).get(KEY)
-    if entries and entries[-1].get("to_epochs") == study.setup.epochs:
+    if entries and isinstance(entries[-1], dict) and entries[-1].get("to_epochs") == study.setup.epochs:
         done = {cell.id: outcome(study.read_cell(cell), study.setup.epochs) for cell in study.cells}
         record_outcomes(study.out, {**entries[-1].get("cells", {}), **done})
 

@@ -178,6 +178,18 @@ def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, lat
     return row.replace(**latencies(model, setup)) if latency else row
 
 
+def _config(model: nn.Module, cell: Cell, setup: StudySetup, lr: float):
+    """The training configuration of a cell: the shared setup, the cell's seed, the study's rate."""
+    from ..training import TrainConfig
+
+    return TrainConfig(
+        epochs=setup.epochs, batch_size=setup.batch_size, lr=lr, momentum=setup.momentum,
+        weight_decay=setup.weight_decay, seed=cell.seed, max_batches=setup.max_batches,
+        train_only=head_name(model) if setup.finetune_head else None, test_every=setup.test_every,
+        warmup_epochs=setup.warmup_epochs, on_divergence="stop", precision=setup.precision,
+    )  # fmt: skip
+
+
 def _trained(
     row: CellRow, model, data, cell: Cell, setup: StudySetup, lr: float, device, progress, *,
     checkpoint: Path | None = None, earlier: CellRow | None = None,
@@ -186,15 +198,10 @@ def _trained(
     from ..convergence import chance_level, judge
     from ..data import dataset_labels
     from ..routing import RoutedModel, routing_stats
-    from ..training import TrainConfig, train
+    from ..training import train
     from .extension import continues, extension_of
 
-    config = TrainConfig(
-        epochs=setup.epochs, batch_size=setup.batch_size, lr=lr, momentum=setup.momentum,
-        weight_decay=setup.weight_decay, seed=cell.seed, max_batches=setup.max_batches,
-        train_only=head_name(model) if setup.finetune_head else None, test_every=setup.test_every,
-        warmup_epochs=setup.warmup_epochs, on_divergence="stop", precision=setup.precision,
-    )  # fmt: skip
+    config = _config(model, cell, setup, lr)
     start = time.perf_counter()
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)

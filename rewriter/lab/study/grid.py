@@ -237,8 +237,9 @@ class Study:
             return _blank(cell).failed(f"{err}; run again with --retry-failed")
 
     def pending(self) -> list[Cell]:
-        """Cells without a result yet (or with a failed one, if ``retry_failed``), baselines first (a recipe
-        that changes nothing reuses their results)."""
+        """Cells without a result yet (or with a failed one, if ``retry_failed``) and finished ones to train
+        on to more epochs (``to_continue``), baselines first (a recipe that changes nothing reuses their
+        results)."""
         cells = [cell for cell in self.cells if not self._finished(cell) or self.to_continue(cell)]
         return sorted(cells, key=lambda cell: not cell.variant.is_baseline)
 

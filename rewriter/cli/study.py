@@ -38,6 +38,13 @@ gives no verdict against a baseline that did not converge, and says what to chan
 learning rate for every cell by a range test on the baselines (recorded in OUT/study.json); the first
 epoch warms the rate up (`--warmup-epochs 0 --lr 0.1` is paper 000's schedule exactly).
 
+A study grows: `--keep-checkpoints` keeps each cell's last checkpoint (weights and momentum; about 90 MB
+for resnet18) in OUT/checkpoints/, and `--extend --epochs N` with N above the study's epochs continues
+every finished cell from it to N epochs (a cell without one is refused, with how to get one). An extended
+cell runs N epochs' schedule from the epoch it reached, so its rate is a fresh N-epoch run's from there
+on, but its earlier epochs ran the shorter schedule: close to a fresh run, not equal. Each cell, study.json,
+summary.md and the plots record the extension and the rates before and after it.
+
 OUT gets results.csv and results.json (one row per cell), summary.md (mean and spread per model x recipe,
 deltas against the model's baseline, which variants are on the Pareto front), pareto.png and curves.png
 (every cell's training curve).
@@ -48,7 +55,9 @@ EPILOG = """\
 examples:
   rewriter study --model cifar_vgg16 --model resnet18 --input-size 32 --data cifar10:~/data/cifar10 \\
       --recipe baseline --recipe truncate --recipe stem.yaml --seeds 3 --epochs 30 --out study/
-  rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --epochs 5 --out s/
+  rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --epochs 5 --out s/ \
+      --keep-checkpoints
+  rewriter study ...the same... --epochs 10 --extend --out s/   # its cells trained on to 10 epochs
   rewriter study --model base.pt --data cifar10:~/data/cifar10 --recipe baseline --recipe truncate \\
       --finetune-head --epochs 3 --out heads/         # trained baseline: only the (new) head is trained
   rewriter study --model cifar_vgg11 --data digits --recipe baseline --recipe truncate --lr auto \
@@ -123,6 +132,11 @@ def _add_running_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--retry-failed", action="store_true",
                      help="run cells that failed in an earlier run again (they are kept otherwise)")  # fmt: skip
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep every cell's last checkpoint in OUT/checkpoints/ (so that --extend can continue "
+                     "it; recorded, kept on later runs)")  # fmt: skip
+    run.add_argument("--extend", action="store_true",
+                     help="train the finished cells on to a larger --epochs from their checkpoints")  # fmt: skip
     run.add_argument("--force", action="store_true",
                      help="write into an --out folder that holds other files, or a broken study.json")  # fmt: skip
     run.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -145,7 +159,8 @@ def run_command(args: argparse.Namespace) -> int:
     )  # fmt: skip
     executor = executor_of(args)
     study = Study(list(dict.fromkeys(args.model)), variants, list(range(args.seeds)), setup, Path(args.out),
-                  retry_failed=args.retry_failed, force=args.force)  # fmt: skip
+                  retry_failed=args.retry_failed, force=args.force, extend=args.extend,
+                  keep_checkpoints=args.keep_checkpoints)  # fmt: skip
     study.recorded()  # refuse a folder of another setup, or of other files, before anything runs
     device = None if args.device is None else str(resolve_device(args.device))
     joined = init_distributed()

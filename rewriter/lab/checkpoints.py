@@ -3,7 +3,9 @@
 A checkpoint holds the model, optimizer and scheduler states, the history, the random state, the
 configuration and the name of the data. Resuming compares the configuration and the data with the
 checkpoint's and refuses a difference, naming the fields: training on with the checkpoint's schedule while
-recording other values would make the model file lie about how it was trained.
+recording other values would make the model file lie about how it was trained. The one difference a
+caller may ask for is a longer run (``extend``): the checkpoint's run goes on to more epochs, its rate from
+the epoch reached on set by the schedule of the new count (a StepLR at thirds of 24 epochs, not of 12).
 """
 
 from __future__ import annotations
@@ -41,9 +43,20 @@ def save_checkpoint(
 
 
 def restore(
-    path: Path | None, model: nn.Module, optimizer, scheduler, config: TrainConfig, data: str, device
+    path: Path | None,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    config: TrainConfig,
+    data: str,
+    device,
+    *,
+    extend: bool = False,
 ) -> list[EpochRecord]:
     """Load the checkpoint at ``path`` into the model, optimizer and scheduler; return its history.
+
+    With ``extend``, the checkpoint may hold a run of fewer epochs than ``config``: the scheduler is not
+    restored but set to ``config``'s schedule at the epoch the checkpoint reached (``continue_schedule``).
 
     Raises:
         TrainError: no checkpoint, a checkpoint of another model, configuration or data, or one that
@@ -63,10 +76,13 @@ def restore(
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise TrainError(f"checkpoint {path} does not fit the model: {one_line(err, limit=300)}") from err
-    _check_same_run(path, state, config, data)
+    _check_same_run(path, state, config, data, extend=extend)
     try:
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if extend:
+            continue_schedule(optimizer, scheduler, state["epoch"] + 1)
+        else:
+            scheduler.load_state_dict(state["scheduler"])
     except (KeyError, ValueError, RuntimeError) as err:
         raise TrainError(f"checkpoint {path}: its optimizer state does not fit ({err})") from err
     torch.set_rng_state(state["rng"].cpu())
@@ -78,12 +94,25 @@ def restore(
     return history
 
 
-def _check_same_run(path: Path, state: dict[str, Any], config: TrainConfig, data: str) -> None:
-    """Refuse a resumption whose configuration or data differ from the checkpoint's, naming the fields."""
+def continue_schedule(optimizer, scheduler: torch.optim.lr_scheduler.StepLR, epoch: int) -> None:
+    """Set ``scheduler`` (a StepLR of the new run's step) and the rates of ``optimizer`` to where the new
+    run's schedule is at ``epoch``: the rate a fresh run of the new length uses there."""
+    rates = [base * scheduler.gamma ** (epoch // scheduler.step_size) for base in scheduler.base_lrs]
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler.load_state_dict({**scheduler.state_dict(), "last_epoch": epoch, "_last_lr": rates})
+
+
+def _check_same_run(
+    path: Path, state: dict[str, Any], config: TrainConfig, data: str, *, extend: bool = False
+) -> None:
+    """Refuse a resumption whose configuration or data differ from the checkpoint's, naming the fields
+    (with ``extend``, a checkpoint of fewer epochs is the same run)."""
     recorded = {**asdict(TrainConfig()), **dict(state.get("config") or {})}
     now = asdict(config)
+    free = _FREE | ({"epochs"} if extend and recorded.get("epochs", 0) <= now["epochs"] else set())
     changed = [f"{k} ({recorded[k]!r} in the checkpoint, {now[k]!r} now)" for k in now
-               if k not in _FREE and recorded.get(k) != now[k]]  # fmt: skip
+               if k not in free and recorded.get(k) != now[k]]  # fmt: skip
     if state.get("data") not in (None, data):
         changed.append(f"data ({state['data']!r} in the checkpoint, {data!r} now)")
     if changed:

@@ -34,7 +34,7 @@ from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult
 
 __all__ = [  # the records are defined in train_records and belong to this module's interface too
     "EpochRecord", "TrainConfig", "TrainError", "TrainResult", "distributed", "evaluate", "evaluate_loss",
-    "init_distributed", "make_optimizer", "resolve_device", "train",
+    "init_distributed", "make_optimizer", "resolve_device", "scheduled_lr", "train",
 ]  # fmt: skip
 
 Forward = Callable[[nn.Module, Any, torch.device], tuple[torch.Tensor, torch.Tensor]]
@@ -87,9 +87,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def _step_every(config: TrainConfig) -> int:
+    return config.step_every or max(1, math.ceil(config.epochs / 3))
+
+
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.StepLR:
-    step = config.step_every or max(1, math.ceil(config.epochs / 3))
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=_step_every(config), gamma=config.gamma)
+
+
+def scheduled_lr(config: TrainConfig, epoch: int) -> float:
+    """The rate ``config``'s schedule gives epoch ``epoch`` (0-based; the warm-up's ramp not included)."""
+    return config.lr * config.gamma ** (epoch // _step_every(config))
 
 
 def evaluate_loss(
@@ -136,6 +144,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     forward: Forward | None = None,
     until_epoch: int | None = None,
+    extend: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``data``; one checkpoint per epoch at ``checkpoint`` if given.
 
@@ -145,6 +154,8 @@ def train(
     maps (model, batch, device) to (scores, targets) for batches that carry more than (images, labels).
     ``device`` None is cuda where there is one. ``until_epoch`` stops after that many epochs of the
     configured run (its schedule unchanged, so the result is a prefix of the full run; resume to go on).
+    With ``extend`` (and ``resume``), the checkpoint may come from a run of fewer epochs: training goes on
+    to ``config.epochs`` with the schedule of that count from the epoch reached (``checkpoints.restore``).
     """
     config = config or TrainConfig()
     device = resolve_device(device)
@@ -158,7 +169,7 @@ def train(
     history: list[EpochRecord] = []
     path = Path(checkpoint) if checkpoint is not None else None
     if resume:
-        history = restore(path, model, optimizer, scheduler, config, data.name, device)
+        history = restore(path, model, optimizer, scheduler, config, data.name, device, extend=extend)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..lab.study.record import CellRow
 from .plots import _pyplot, _save
 
-_LOSS, _ACCURACY = "#1d3557", "#e76f51"
+_LOSS, _ACCURACY, _EXTENDED = "#1d3557", "#e76f51", "#6a4c93"
 
 
 def plot_curves(rows: Sequence[CellRow], path: str | os.PathLike, *, title: str = "") -> None:
@@ -53,6 +53,9 @@ def plot_curves(rows: Sequence[CellRow], path: str | os.PathLike, *, title: str 
         plt.Line2D([], [], color=_ACCURACY, linewidth=1, marker=".", label="test accuracy (right) where scored"),
         plt.Line2D([], [], color="gray", linestyle=":", linewidth=1, label="chance"),
     ]  # fmt: skip
+    if any(r.extensions for r in drawn):
+        handles.append(plt.Line2D([], [], color=_EXTENDED, linestyle="--", linewidth=1,
+                                  label="continued from its checkpoint (--extend)"))  # fmt: skip
     fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     fig.suptitle(title or "training curves", fontsize=10)
     _save(fig, path)
@@ -73,6 +76,8 @@ def _panel(ax, twin, cells: Sequence[CellRow], model: str, recipe: str) -> None:
     chances = [r.chance for r in cells if r.chance is not None]
     if chances:
         twin.axhline(100 * chances[0], color="gray", linestyle=":", linewidth=1)
+    for reached in sorted({e.from_epochs for r in cells for e in r.extensions}):  # study --extend
+        ax.axvline(reached + 0.5, color=_EXTENDED, linestyle="--", linewidth=1)
     if any(p.loss > 0 and math.isfinite(p.loss) for r in cells for p in r.curve):
         _loss_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)

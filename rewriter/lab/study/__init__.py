@@ -11,7 +11,8 @@ run.
 
 The modules: ``grid`` (the grid, its setup and its folder), ``folder`` (what a folder may hold),
 ``record`` (a cell's row), ``cells`` (running one cell), ``executors`` (serial, processes, Ray),
-``runner`` (``run_study``), ``summary`` (groups and Pareto fronts) and ``markdown`` (the files written).
+``runner`` (``run_study``), ``extension`` (continuing cells to more epochs, ``--extend``), ``summary``
+(groups and Pareto fronts) and ``markdown`` (the files written).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .errors import StudyError
 from .executors import Executor
 from .grid import Cell, Study, StudySetup, Variant, parse_variant, source_key
 from .markdown import PlotCurves, PlotPareto, summary_markdown, write_results
-from .record import COLUMNS, CellRow, EpochPoint
+from .record import COLUMNS, CellRow, EpochPoint, Extension
 from .runner import find_study_lr, run_study
 from .summary import Group, summarize
 
@@ -32,6 +33,7 @@ __all__ = [
     "CellRow",
     "EpochPoint",
     "Executor",
+    "Extension",
     "Group",
     "PlotCurves",
     "PlotPareto",

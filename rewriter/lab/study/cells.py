@@ -21,7 +21,8 @@ from .record import CellRow, EpochPoint
 
 #: what a cell whose recipe changes nothing takes from its baseline
 _RESULTS = ("test_accuracy", "params", "flops", "flops_static", "latency_ms_b1", "latency_ms_b32", "latency_noisy",
-            "train_s", "border_layer_min", "convergence", "chance", "curve", "precision", "images_per_s")  # fmt: skip
+            "train_s", "border_layer_min", "convergence", "chance", "curve", "precision", "images_per_s",
+            "extensions", "epochs")  # fmt: skip
 
 _DATA_CACHE: dict[tuple[str, tuple[int, int]], Any] = {}
 
@@ -40,17 +41,29 @@ def _data(setup: StudySetup) -> Any:
 @dataclass(frozen=True)
 class CellJob:
     """What every cell of a run shares: the setup, the learning rate (the setup's, or the one a range test
-    found for ``lr auto``) and the device to train on (None: cuda where there is one)."""
+    found for ``lr auto``), the device to train on (None: cuda where there is one), the folder of the cells'
+    checkpoints and whether fresh cells write theirs (``keep``; a continued cell always updates its own)."""
 
     setup: StudySetup
     lr: float
     device: str | None = None
+    checkpoints: Path | None = None
+    keep: bool = False
 
     def run(
-        self, cell: Cell, baseline: CellRow | None, *, latency: bool = True, progress: bool = False
+        self,
+        cell: Cell,
+        baseline: CellRow | None,
+        *,
+        latency: bool = True,
+        progress: bool = False,
+        earlier: CellRow | None = None,
     ) -> CellRow:
+        """Run ``cell``; given its ``earlier`` row (fewer epochs), continue that from its checkpoint."""
+        path = None if self.checkpoints is None else Path(self.checkpoints) / f"{cell.id}.pt"
         return run_cell(cell, self.setup, lr=self.lr, device=self.device, latency=latency, baseline=baseline,
-                        progress=progress)  # fmt: skip
+                        progress=progress, earlier=earlier,
+                        checkpoint=path if self.keep or earlier is not None else None)  # fmt: skip
 
 
 def head_name(model: nn.Module) -> str:
@@ -126,15 +139,19 @@ def run_cell(
     latency: bool = True,
     baseline: CellRow | None = None,
     progress: bool = False,
+    earlier: CellRow | None = None,
+    checkpoint: Path | None = None,
 ) -> CellRow:
     """Build, rewrite, measure and train one cell; return its row (``status`` ok or failed, never raises
     for a failure of the cell itself). Without ``latency`` the latency columns stay empty (``fill_latency``).
     A recipe that changes nothing builds the baseline's model with the same seed: given the ``baseline`` row
-    of that seed, the cell takes its results instead of training the same model again."""
+    of that seed, the cell takes its results instead of training the same model again. Training writes a
+    checkpoint at ``checkpoint`` every epoch; given the cell's ``earlier`` row (fewer epochs than the
+    setup's), training continues from that checkpoint instead (``extension.py``), its figures kept."""
     from ..training import resolve_device
 
     rate = setup.lr if lr is None else lr
-    row = blank_row(cell, setup, lr=None if rate == "auto" else rate)
+    row = earlier or blank_row(cell, setup, lr=None if rate == "auto" else rate)
     try:
         if rate == "auto":
             raise StudyError("run_cell needs the learning rate a range test found (lr=...) for lr 'auto'")
@@ -144,8 +161,10 @@ def run_cell(
         row = row.replace(same_as_baseline=not changed)
         if not changed and baseline is not None and baseline.ok:
             return row.replace(**{k: getattr(baseline, k) for k in _RESULTS})
-        row = _measured(row, model, cell, setup, latency)
-        return _trained(row, model, data, cell, setup, float(rate), device, progress)
+        if earlier is None:
+            row = _measured(row, model, cell, setup, latency)
+        return _trained(row, model, data, cell, setup, float(rate), device, progress, checkpoint=checkpoint,
+                        earlier=earlier)  # fmt: skip
     except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
         return row.failed(cell_error(err, cell))
 
@@ -159,27 +178,50 @@ def _measured(row: CellRow, model: nn.Module, cell: Cell, setup: StudySetup, lat
     return row.replace(**latencies(model, setup)) if latency else row
 
 
-def _trained(
-    row: CellRow, model, data, cell: Cell, setup: StudySetup, lr: float, device, progress
-) -> CellRow:
-    from ..batches import loader
-    from ..convergence import chance_level, judge
-    from ..data import dataset_labels
-    from ..routing import RoutedModel, routing_stats
-    from ..training import TrainConfig, train
+def _config(model: nn.Module, cell: Cell, setup: StudySetup, lr: float):
+    """The training configuration of a cell: the shared setup, the cell's seed, the study's rate."""
+    from ..training import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         epochs=setup.epochs, batch_size=setup.batch_size, lr=lr, momentum=setup.momentum,
         weight_decay=setup.weight_decay, seed=cell.seed, max_batches=setup.max_batches,
         train_only=head_name(model) if setup.finetune_head else None, test_every=setup.test_every,
         warmup_epochs=setup.warmup_epochs, on_divergence="stop", precision=setup.precision,
     )  # fmt: skip
+
+
+def _trained(
+    row: CellRow, model, data, cell: Cell, setup: StudySetup, lr: float, device, progress, *,
+    checkpoint: Path | None = None, earlier: CellRow | None = None,
+) -> CellRow:  # fmt: skip
+    from ..batches import loader
+    from ..convergence import chance_level, judge
+    from ..data import dataset_labels
+    from ..routing import RoutedModel, routing_stats
+    from ..training import train
+    from .extension import continues, extension_of
+
+    config = _config(model, cell, setup, lr)
     start = time.perf_counter()
-    result = train(model, data, config, device=device, progress=progress)
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    result = train(model, data, config, device=device, progress=progress, checkpoint=checkpoint,
+                   resume=earlier is not None, extend=earlier is not None)  # fmt: skip
+    spent = time.perf_counter() - start
+    if earlier is not None:
+        if not continues(earlier, [(h.epoch, h.loss, h.lr) for h in result.history]):
+            raise StudyError(
+                f"the checkpoint {checkpoint} does not hold this cell's training (its curve differs from "
+                f"the cell's); delete it and the cell's file {cell.id}.json to train the cell again"
+            )
+        row = row.replace(
+            epochs=setup.epochs, extensions=(*earlier.extensions, extension_of(earlier, config))
+        )
+        spent += earlier.train_s or 0.0
     chance = chance_level(dataset_labels(data.test))
     accuracy = result.test_accuracy
     row = row.replace(
-        train_s=round(time.perf_counter() - start, 2), test_accuracy=accuracy if accuracy == accuracy else None,
+        train_s=round(spent, 2), test_accuracy=accuracy if accuracy == accuracy else None,
         curve=tuple(EpochPoint.of(h) for h in result.history), chance=round(chance, 6),
         convergence=judge(result.history, chance), precision=result.precision,
         images_per_s=result.throughput()["train_images_per_s"],

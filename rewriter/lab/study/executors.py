@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -74,7 +75,7 @@ def run_serial(
     after: Callable[[], Any] | None = None,
 ) -> None:
     for cell in cells:
-        finish(cell, job.run(cell, study.baseline_row(cell)))
+        finish(cell, job.run(cell, study.baseline_row(cell), earlier=study.to_continue(cell)))
         if after is not None:
             after()
 
@@ -111,7 +112,9 @@ def _pool_wave(
     broken: list[Cell] = []
     try:
         futures = {
-            pools[i if per_cell else 0].submit(_pool_cell, job, cell, study.baseline_row(cell)): cell
+            pools[i if per_cell else 0].submit(
+                _pool_cell, job, cell, study.baseline_row(cell), study.to_continue(cell)
+            ): cell
             for i, cell in enumerate(cells)
         }
         for future in concurrent.futures.as_completed(futures):
@@ -155,8 +158,8 @@ def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:
     return blank_row(cell, job.setup, lr=job.lr).failed(f"{reason}; run again with --retry-failed")
 
 
-def _pool_cell(job: CellJob, cell: Cell, baseline: CellRow | None) -> CellRow:
-    return job.run(cell, baseline, latency=False)
+def _pool_cell(job: CellJob, cell: Cell, baseline: CellRow | None, earlier: CellRow | None) -> CellRow:
+    return job.run(cell, baseline, latency=False, earlier=earlier)
 
 
 def _worker_init(threads: int, parent: int) -> None:
@@ -212,7 +215,7 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
             ray.shutdown()
         raise
     if job.device is None and not executor.gpus_per_cell:
-        job = CellJob(job.setup, job.lr, "cpu")  # a task without a GPU of its own trains on the CPU
+        job = dataclasses.replace(job, device="cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(_ray_cell).options(
         num_cpus=executor.cpus_per_cell, num_gpus=executor.gpus_per_cell, max_retries=0
     )
@@ -220,7 +223,8 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
     pending: dict[Any, Cell] = {}
     try:
         for wave in waves(cells):
-            pending = {task.remote(job, cell, study.baseline_row(cell), threads): cell for cell in wave}
+            pending = {task.remote(job, cell, study.baseline_row(cell), threads, study.to_continue(cell)): cell
+                       for cell in wave}  # fmt: skip
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 cell = pending.pop(ready[0])
@@ -277,9 +281,11 @@ def check_feasible(executor: Executor, nodes: Sequence[Mapping[str, float]]) -> 
     )
 
 
-def _ray_cell(job: CellJob, cell: Cell, baseline: CellRow | None, threads: int) -> CellRow:
+def _ray_cell(
+    job: CellJob, cell: Cell, baseline: CellRow | None, threads: int, earlier: CellRow | None
+) -> CellRow:
     torch.set_num_threads(threads)
-    return job.run(cell, baseline, latency=False)
+    return job.run(cell, baseline, latency=False, earlier=earlier)
 
 
 def _ray_result(ray: Any, ref: Any, cell: Cell, job: CellJob) -> CellRow:

@@ -80,9 +80,12 @@ def check_same_study(
     labels (``recipes``: label -> recipe dict), differs."""
     if recorded["setup"] != now:
         changed = sorted(k for k in {*now, *recorded["setup"]} if recorded["setup"].get(k) != now.get(k))
+        longer = changed == ["epochs"] and isinstance(recorded["setup"].get("epochs"), int)
+        longer = longer and now["epochs"] > recorded["setup"]["epochs"]
         raise StudyError(
             f"{out} holds a study with another setup (differs in {', '.join(changed)}); "
-            "use another --out or the recorded setup"
+            + ("add --extend to train its cells on from their checkpoints, or " if longer else "")
+            + "use another --out or the recorded setup"
         )
     earlier = recorded["grid"]["recipes"]
     changed = [label for label, recipe in recipes.items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..._errors import RecipeError
+from ..._errors import RecipeError, UsageError
 from ..._files import write_json
 from ...engine.recipe import Recipe
 from ...engine.registry import list_strategies
 from .._ranges import bounded, check_ranges
 from .errors import StudyError
+from .extension import check_longer, planned
 from .folder import SETUP_FILE, check_folder, check_same_study, read_record
 from .record import CellRow
 
@@ -152,7 +154,10 @@ class Cell:
 
 @dataclass
 class Study:
-    """A grid of models x variants x seeds and where its results live."""
+    """A grid of models x variants x seeds and where its results live. ``extend`` allows a setup of more
+    epochs than the folder's: its finished cells continue from their checkpoints (``extension.py``);
+    ``keep_checkpoints`` keeps every cell's checkpoint in ``OUT/checkpoints/`` (a study that did is
+    recorded as keeping them, and so does an extended one)."""
 
     models: Sequence[str]
     variants: Sequence[Variant]
@@ -162,6 +167,8 @@ class Study:
     retry_failed: bool = False
     force: bool = False
     model_args: Mapping[str, Any] = field(default_factory=dict)  # given to every model's builder
+    extend: bool = False
+    keep_checkpoints: bool = False
     cells: list[Cell] = field(init=False)
     ignored: list[str] = field(init=False, default_factory=list)  # files in cells/ that are no cell record
 
@@ -183,6 +190,42 @@ class Study:
     def cell_path(self, cell: Cell) -> Path:
         return self.out / "cells" / f"{cell.id}.json"
 
+    def checkpoint_path(self, cell: Cell) -> Path:
+        return self.out / "checkpoints" / f"{cell.id}.pt"
+
+    def keeps_checkpoints(self) -> bool:
+        """Whether cells write their checkpoints: asked for now, by an extension, or recorded so earlier."""
+        path = self.out / SETUP_FILE
+        recorded = read_record(self.out, force=True) if path.is_file() else None
+        return self.keep_checkpoints or self.extend or bool((recorded or {}).get("checkpoints"))
+
+    def to_continue(self, cell: Cell) -> CellRow | None:
+        """The cell's row if it finished with fewer epochs than the setup's, and its training did not stop
+        at a NaN loss: an extended study continues it from its checkpoint."""
+        row = self.read_cell(cell)
+        if row is None or not row.ok or row.epochs is None or stopped(row):
+            return None
+        return row if row.epochs < self.setup.epochs else None
+
+    def _needs_checkpoint(self, cell: Cell) -> bool:
+        row = self.to_continue(cell)
+        copied = row is not None and not cell.variant.is_baseline and row.same_as_baseline
+        copied = copied and any(v.is_baseline for v in self.variants)
+        return row is not None and not copied  # a copy of its baseline is copied again, not trained
+
+    def check_checkpoints(self) -> None:
+        """Refuse to continue cells that have no checkpoint, naming how to get one."""
+        missing = [cell for cell in self.cells if self._needs_checkpoint(cell)
+                   and not self.checkpoint_path(cell).is_file()]  # fmt: skip
+        if missing:
+            raise StudyError(
+                f"{len(missing)} of {len(self.cells)} cells to train on to {self.setup.epochs} epochs have no "
+                f"checkpoint to continue from (such as {self.checkpoint_path(missing[0])}): the study ran "
+                "without --keep-checkpoints. Run it with --epochs "
+                f"{self.setup.epochs} --keep-checkpoints into a new --out (every cell trained from scratch, "
+                "and extendable later)"
+            )
+
     def read_cell(self, cell: Cell) -> CellRow | None:
         """The cell's recorded row; a file that is no cell record is the row of a failed cell."""
         path = self.cell_path(cell)
@@ -194,9 +237,10 @@ class Study:
             return _blank(cell).failed(f"{err}; run again with --retry-failed")
 
     def pending(self) -> list[Cell]:
-        """Cells without a result yet (or with a failed one, if ``retry_failed``), baselines first (a recipe
-        that changes nothing reuses their results)."""
-        cells = [cell for cell in self.cells if not self._finished(cell)]
+        """Cells without a result yet (or with a failed one, if ``retry_failed``) and finished ones to train
+        on to more epochs (``to_continue``), baselines first (a recipe that changes nothing reuses their
+        results)."""
+        cells = [cell for cell in self.cells if not self._finished(cell) or self.to_continue(cell)]
         return sorted(cells, key=lambda cell: not cell.variant.is_baseline)
 
     def _finished(self, cell: Cell) -> bool:
@@ -204,7 +248,10 @@ class Study:
         return row is not None and (row.ok or not self.retry_failed)
 
     def baseline_row(self, cell: Cell) -> CellRow | None:
-        """The finished baseline cell of the same model and seed, if the grid has one."""
+        """The finished baseline cell of the same model and seed, if the grid has one (None for a baseline:
+        its own earlier row is no baseline to copy)."""
+        if cell.variant.is_baseline:
+            return None
         for variant in self.variants:
             if variant.is_baseline:
                 row = self.read_cell(Cell(cell.model, variant, cell.seed, cell.source, cell.model_args))
@@ -217,9 +264,18 @@ class Study:
         same setup and recipes, or (no study.json) an empty folder, or any with ``force``."""
         check_folder(self.out, force=self.force)
         recorded = read_record(self.out, force=self.force)
+        if recorded is None and self.extend:
+            raise UsageError(
+                f"--extend: {self.out} holds no study to extend; drop --extend to start one there"
+            )
         if recorded is not None:
             now = _as_recorded(self.setup.to_json(), recorded["setup"])
+            if self.extend and "epochs" in recorded["setup"]:
+                now["epochs"] = recorded["setup"]["epochs"]  # compared below
             check_same_study(self.out, now, {v.label: v.recipe.to_dict() for v in self.variants}, recorded)
+            if self.extend:
+                check_longer(self.out, self.setup.epochs, recorded)
+            self.check_checkpoints()
         return recorded
 
     def prepare(self, extra: dict[str, Any] | None = None) -> None:
@@ -234,6 +290,10 @@ class Study:
             grid["recipes"] = {**recorded["grid"]["recipes"], **grid["recipes"]}
             grid["seeds"] = sorted({*recorded["grid"]["seeds"], *grid["seeds"]})
         extras = {k: v for k, v in recorded.items() if k not in ("setup", "grid")}
+        if recorded and self.extend:
+            extras["extensions"] = planned(recorded, self.setup.epochs)
+        if self.keeps_checkpoints():
+            extras["checkpoints"] = True
         write_json(
             self.out / SETUP_FILE, {"setup": self.setup.to_json(), "grid": grid, **extras, **(extra or {})}
         )
@@ -266,6 +326,11 @@ def _as_recorded(now: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any
     (such a folder's study ran with that default)."""
     defaults = {f.name: f.default for f in fields(StudySetup)}
     return {k: v for k, v in now.items() if k in recorded or v != defaults.get(k)}
+
+
+def stopped(row: CellRow) -> bool:
+    """Whether the cell's training ended at a NaN or infinite loss (its last epoch has no finite loss)."""
+    return bool(row.curve) and not math.isfinite(row.curve[-1].loss)
 
 
 def _blank(cell: Cell) -> CellRow:

@@ -51,6 +51,9 @@ def write_results(
     with atomic_path(study.out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(groups, setup, lr=lr, ignored=study.ignored, recipes=recipes))
     title = f"{setup.data} at {setup.input_size[0]} px"
+    histories = sorted({h for g in groups for h in g.histories if h != "fresh"})
+    if histories:  # an extended cell is no fresh run of its epochs: the plots say so too
+        title += f" (cells extended {', '.join(histories)} epochs: see summary.md)"
     if plot is not None and any(g.n for g in groups):
         plot([g.to_json() for g in groups], study.out / "pareto.png", title=title, recipes=recipes)
     if curves is not None and any(r.curve for r in rows):
@@ -106,6 +109,7 @@ def _row(g: Group, name: str) -> str:
     delta = "-" if g.delta_accuracy is None or reference else f"{100 * g.delta_accuracy:+.2f}"
     seeds = str(g.n) + (f" ({g.failed} failed)" if g.failed else "")
     recipe = g.recipe + (" (no change)" if g.same_as_baseline else "")
+    recipe += f" (extended {', '.join(h for h in g.histories if h != 'fresh')})" if g.extended else ""
 
     def d(value: float | None) -> str:
         return "-" if reference else _pct(value)
@@ -155,6 +159,7 @@ def summary_markdown(
     spelled = {label: text for label, text in (recipes or {}).items() if text != label}
     if spelled:
         lines += ["", "Recipes:", "", *(f"- `{label}`: {text}" for label, text in spelled.items())]
+    lines += _extended_lines(groups)
     failures = [(g, e) for g in groups for e in g.errors]
     if failures:
         lines += ["", "Failed cells:", ""]
@@ -167,6 +172,30 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _extended_lines(groups: Sequence[Group]) -> list[str]:
+    """What the extensions of the study's cells did to their learning rate, and how close they are to
+    fresh runs of their epochs."""
+    from .extension import RULE
+
+    extensions = list(dict.fromkeys(e for g in groups for e in g.extensions))
+    if not extensions:
+        return []
+    lines = ["", f"Extended cells (`--extend`): {RULE}.", ""]
+    for e in extensions:
+        fresh = f"a fresh {e.to_epochs}-epoch run's"
+        close = (
+            f"{e.epochs_off_fresh} of their first {e.from_epochs} epochs ran at another rate than {fresh}, so "
+            "they are close to such runs, not equal" if e.epochs_off_fresh
+            else f"every epoch ran at {fresh} rate, so they are such runs"
+        )  # fmt: skip
+        lines.append(
+            f"- trained for {e.from_epochs} epochs, continued to {e.to_epochs}: the rate went from "
+            f"{e.lr_last:.3g} (epoch {e.from_epochs}) to {e.lr_next:.3g} (epoch {e.from_epochs + 1}, a fresh "
+            f"{e.to_epochs}-epoch run's rate there); {close}."
+        )
+    return lines
+
+
 def _unconverged(group: Group) -> str:
     """``2 of 3 seeds (1 still improving, 1 not converged)``."""
     others = {m: c for m, c in group.marks.items() if m != "converged"}
@@ -177,6 +206,10 @@ def _unconverged(group: Group) -> str:
 def _withheld(base: Group, name: str) -> str:
     hints = sorted({advice(m) for m in base.marks if m not in (None, "converged")} - {""})
     change = "; ".join(hints) or "run the baseline again with this version, which records its curve"
+    if "--epochs" in change:  # the way to follow that advice without training every cell again
+        change += (
+            " (`--extend --epochs N` trains the cells on from their checkpoints, kept by --keep-checkpoints)"
+        )
     return (
         f"- {name}: no verdict: its baseline is not converged in {_unconverged(base)}, so a variant that "
         f"learned would be compared with one that did not; {change}."
@@ -216,6 +249,11 @@ def _verdict(g: Group, base: Group, name: str) -> str:
     cost = "cheaper" if g.flops < base.flops else "more expensive" if g.flops > base.flops else "as costly"
     front = "on the model's Pareto front" if g.pareto else "not on the model's Pareto front"
     caveat = "" if g.converged else f"; the variant itself did not converge in {_unconverged(g)}"
+    if g.histories != base.histories:  # one extended, the other not (or otherwise): not like for like
+        caveat += (
+            f"; trained otherwise than its baseline ({', '.join(g.histories)} epochs against "
+            f"{', '.join(base.histories)}), so the difference mixes the recipe with the schedule"
+        )
     return (
         f"- {name} {g.recipe}: {cost} ({_pct(g.delta_flops_percent)} FLOPs, {_pct(g.delta_params_percent)} params) "
         f"and {accuracy} ({100 * g.delta_accuracy:+.2f} pp); {front}{caveat}."

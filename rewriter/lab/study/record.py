@@ -41,6 +41,28 @@ class EpochPoint:
 
 
 @dataclass(frozen=True)
+class Extension:
+    """One continuation of a cell (``study --extend``): trained for ``from_epochs``, then continued from its
+    checkpoint to ``to_epochs`` with the schedule of ``to_epochs`` from the epoch reached. ``lr_last`` is
+    the rate of its last epoch before, ``lr_next`` of the first after (a fresh ``to_epochs`` run's rate
+    there); ``epochs_off_fresh`` counts its first ``from_epochs`` epochs that ran at another rate than a
+    fresh ``to_epochs`` run's (0: the cell is that fresh run)."""
+
+    from_epochs: int
+    to_epochs: int
+    lr_last: float
+    lr_next: float
+    epochs_off_fresh: int
+
+    @staticmethod
+    def history(extensions: tuple[Extension, ...]) -> str:
+        """``fresh``, or the epochs a cell was trained for and continued to: ``12>24>36``."""
+        if not extensions:
+            return "fresh"
+        return ">".join(str(e) for e in [extensions[0].from_epochs, *(x.to_epochs for x in extensions)])
+
+
+@dataclass(frozen=True)
 class CellRow:
     """One cell's result. ``source`` tells models apart that share a display name; ``convergence`` is the
     mark of ``rewriter.lab.convergence`` (None for a failed cell); ``chance`` the test split's chance level."""
@@ -70,6 +92,7 @@ class CellRow:
     chance: float | None = None
     error: str | None = None
     curve: tuple[EpochPoint, ...] = field(default=(), metadata={"csv": False})
+    extensions: tuple[Extension, ...] = field(default=(), metadata={"csv": False})  # study --extend
 
     @property
     def ok(self) -> bool:
@@ -85,6 +108,7 @@ class CellRow:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["curve"] = [_finite_or_none(dataclasses.asdict(p)) for p in self.curve]
+        data["extensions"] = [dataclasses.asdict(e) for e in self.extensions]
         return _finite_or_none(data)
 
     @classmethod
@@ -108,8 +132,11 @@ class CellRow:
         values = dict(data)
         if "curve" in values:
             values["curve"] = tuple(_epoch(p, where) for p in _list(values["curve"], where))
+        if "extensions" in values:
+            extensions = _list(values["extensions"], where, "extensions")
+            values["extensions"] = tuple(_extension(e, where) for e in extensions)
         for name, value in values.items():
-            if name != "curve":
+            if name not in ("curve", "extensions"):
                 values[name] = _checked(value, hints[name], f"{where}: field '{name}'")
         return cls(**values)
 
@@ -132,12 +159,15 @@ class CellRow:
         return cls.from_json(data, where=str(path))
 
 
-#: the columns of results.csv: every field but the curve
-COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CellRow) if f.metadata.get("csv", True))
+#: the columns of results.csv: every field but the curve and the extensions, which ``extended`` sums up
+COLUMNS: tuple[str, ...] = (
+    *(f.name for f in dataclasses.fields(CellRow) if f.metadata.get("csv", True)),
+    "extended",
+)
 
 
 def csv_row(row: CellRow) -> dict[str, Any]:
-    data = row.to_json()
+    data = {**row.to_json(), "extended": Extension.history(row.extensions) if row.extensions else None}
     return {name: data[name] for name in COLUMNS}
 
 
@@ -146,10 +176,19 @@ def _finite_or_none(data: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
 
 
-def _list(value: Any, where: str) -> list:
+def _list(value: Any, where: str, name: str = "curve") -> list:
     if not isinstance(value, list):
-        raise StudyError(f"{where}: field 'curve' must be a list of epochs, got {type(value).__name__}")
+        raise StudyError(f"{where}: field '{name}' must be a list, got {type(value).__name__}")
     return value
+
+
+def _extension(value: Any, where: str) -> Extension:
+    hints = typing.get_type_hints(Extension)
+    if not isinstance(value, dict) or set(value) != set(hints):
+        raise StudyError(f"{where}: an entry of 'extensions' must have the fields {', '.join(hints)}")
+    return Extension(
+        **{k: _checked(v, hints[k], f"{where}: extensions field '{k}'") for k, v in value.items()}
+    )
 
 
 def _epoch(value: Any, where: str) -> EpochPoint:

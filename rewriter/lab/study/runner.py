@@ -94,7 +94,8 @@ def run_study(
         study.prepare()
     if world > 1:
         torch.distributed.barrier()
-    job = CellJob(study.setup, _study_lr(study, device, rank), device)
+    job = CellJob(study.setup, _study_lr(study, device, rank), device, checkpoints=study.out / "checkpoints",
+                  keep=study.keeps_checkpoints())  # fmt: skip
     pending = study.pending()
     bar = progress_bar(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study",
                        unit="cell", show=progress and rank == 0)  # fmt: skip
@@ -112,10 +113,21 @@ def run_study(
         bar.close()
     if rank == 0:
         fill_latency(study)
+        _record_extension(study)
         write_results(
             study, study.rows(), plot=plot, curves=curves, lr=job.lr if study.setup.auto_lr else None
         )
     return study.rows()
+
+
+def _record_extension(study: Study) -> None:
+    """What the latest extension did to each cell of this grid, in study.json (if the study was extended)."""
+    from .extension import KEY, outcome, record_outcomes
+
+    entries = (load_json(study.out / "study.json") or {}).get(KEY)
+    if entries and isinstance(entries[-1], dict) and entries[-1].get("to_epochs") == study.setup.epochs:
+        done = {cell.id: outcome(study.read_cell(cell), study.setup.epochs) for cell in study.cells}
+        record_outcomes(study.out, {**entries[-1].get("cells", {}), **done})
 
 
 def _dispatch(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .record import CellRow
+from .record import CellRow, Extension
 
 _COSTS = ("params", "flops", "latency_ms_b1", "latency_ms_b32")
 
@@ -48,6 +48,12 @@ class Group:
     delta_latency_ms_b32_percent: float | None = None
     pareto: bool = False
     pareto_all: bool = False
+    histories: tuple[str, ...] = ()  # how its cells were trained: "fresh", or "12>24" for extended ones
+    extensions: tuple[Extension, ...] = ()  # the distinct extensions of its cells (``study --extend``)
+
+    @property
+    def extended(self) -> bool:
+        return any(h != "fresh" for h in self.histories)
 
     @property
     def converged(self) -> bool:
@@ -95,6 +101,8 @@ def _group(model: str, source: str, recipe: str, cells: list[CellRow]) -> Group:
         same_as_baseline=bool(ok) and not is_baseline and all(r.same_as_baseline for r in ok),
         marks=dict(Counter(r.convergence for r in ok)),
         chance=_mean([r.chance for r in ok]),
+        histories=tuple(sorted({Extension.history(r.extensions) for r in ok})),
+        extensions=tuple(dict.fromkeys(e for r in ok for e in r.extensions)),
     )  # fmt: skip
 
 

@@ -127,7 +127,9 @@ def test_a_third_party_width_strategy_measures_its_factor_on_a_trained_baseline(
 
 
 def test_an_untrained_baseline_gets_no_measured_width_and_says_why(registered):
-    result = rewriter.optimize_model(slim(), input_size=8, data=[0] * 8, exclude=_all_but("thin-out"), dry_run=True)
+    result = rewriter.optimize_model(
+        slim(), input_size=8, data=[0] * 8, exclude=_all_but("thin-out"), dry_run=True
+    )
     assert result.notes == (
         "width not searched: count of images needs a trained baseline (give --weights, or --width-factor)",
     )

@@ -109,7 +109,8 @@ def score(
             if out.ndim != 2 or out.shape[1] != classes:
                 raise DataError(
                     f"the model returns {list(out.shape)}, the data {data.name} has {classes} classes: give a model "
-                    f"with a {classes}-class head (--num-classes {classes} when it is built by name)"
+                    f"with a {classes}-class head (num_classes={classes} when it is built by name)",
+                    param="num_classes",
                 )
             loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
             hits = out.argmax(1) == y

@@ -126,7 +126,7 @@ def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Excepti
         )
     path, cls = where
     return (
-        f"torch.fx cannot trace module '{path}' ({cls.__name__}): {reason}. Remedy: list {cls.__name__} in "
+        f"torch.fx cannot trace module '{path}' ({cls.__name__}): {reason}. Remedy: add {cls.__name__} to "
         "leaf_modules to treat it as opaque (its receptive-field effect is then inferred from its shapes "
         "and reported as an assumption)"
     )

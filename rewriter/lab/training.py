@@ -52,7 +52,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise TrainError(
-            f"device={str(device)!r} is not a torch device (cpu, cuda, cuda:1, ...): {err}", param="device"
+            f"device={str(device)!r} is not a device (cpu, cuda, cuda:1, ...): {err}", param="device"
         ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError(

@@ -41,7 +41,9 @@ def test_an_address_that_does_not_answer_is_refused_within_the_timeout():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = time.monotonic()
-    with pytest.raises(StudyError, match=f"cannot reach Ray at 127.0.0.1:{port}.*connect_timeout sets the wait"):
+    with pytest.raises(
+        StudyError, match=f"cannot reach Ray at 127.0.0.1:{port}.*connect_timeout sets the wait"
+    ):
         check_reachable(f"127.0.0.1:{port}", 2.0)
     assert time.monotonic() - start < 10
     with pytest.raises(StudyError, match="expected auto or HOST:PORT"):

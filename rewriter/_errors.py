@@ -27,9 +27,9 @@ class RewriterError(Exception):
     quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it.
 
     ``param`` names the Python parameter (or a tuple of them) the message speaks of. The message spells it
-    as a Python caller writes it (``lr``, ``trust_pickle=True``, ``format='onnx'``, ``unbounded()``), never
-    as a command-line flag; the CLI writes the flag of its command in that place (``cli/_flags.py``). A
-    message that carries a parameter uses its name for nothing else."""
+    as a Python caller writes it, never as a command-line flag: ``num_classes``, ``trust_pickle=True``,
+    ``fmt='onnx'``, ``unbounded()``, a one-word name in backquotes (```lr```) or leading the message (``lr:
+    ...``); the CLI writes its command's flag in those places (``cli/_flags.py``)."""
 
     exit_code: ClassVar[int] = EXIT_FAILURE
 
@@ -65,7 +65,8 @@ class TraceError(RewriterError, RuntimeError):
 
 
 class InputSizeError(RewriterError, ValueError):
-    """The model does not run at the requested input size (a feature map collapses, a shape is fixed)."""
+    """The model does not run at the requested input size (a feature map collapses, a shape is fixed), or a
+    size, an image channel count or a class count is outside its bounds (``analysis/sizes.py``)."""
 
 
 class AnalysisError(RewriterError, ValueError):

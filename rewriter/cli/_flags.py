@@ -1,7 +1,7 @@
 """Library messages in the command line's words: where an error or warning names a Python parameter (its
 ``param``), the CLI writes the flag its command's parser spells for it.
 
-The library speaks of ``num_classes``, ``trust_pickle=True``, ``format='onnx'`` or ``unbounded()``; a user of
+The library speaks of ``num_classes``, ``trust_pickle=True``, ``fmt='onnx'`` or ``unbounded()``; a user of
 ``rewriter train`` reads ``--num-classes``, ``--trust-pickle``, ``--format onnx`` and ``--allow-large``. The
 flag is read from the parser's actions (a parameter is found by its ``dest``), so a renamed flag is renamed
 in the messages too; ``DESTS`` declares the few parameters whose flag has another ``dest``.
@@ -29,9 +29,10 @@ _VALUE = r"""(?:'(?P<single>[^']*)'|"(?P<double>[^"]*)"|(?P<bare>[^\s,;)'"]+))""
 def in_flags(message: str, params: Iterable[str], parser: argparse.ArgumentParser | None) -> str:
     """``message`` with each parameter of ``params`` that ``parser`` has a flag for written as that flag, in
     these spellings: ``name=True`` -> ``--flag`` (a flag that takes no value), ``name=VALUE`` -> ``--flag
-    VALUE`` (quotes dropped), ``package.name()`` and the name in backquotes -> ``--flag``, and the bare ``name`` where
-    it cannot be an English word (it has an underscore: ``num_classes``) or leads the message (``lr: ...``).
-    A parameter without a flag in this command stays as it is.
+    VALUE`` (quotes dropped), ``package.name()`` and the name in backquotes -> ``--flag``, and the bare
+    ``name`` where it cannot be an English word (it has an underscore: ``num_classes``) or leads the message
+    (``lr: ...``); "device" inside a sentence stays a word. A parameter without a flag in this command stays
+    as it is (the parser's actions are read through argparse's ``_actions``, its only list of them).
 
     Example:
         >>> p = argparse.ArgumentParser()

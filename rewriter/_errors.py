@@ -24,9 +24,23 @@ EXIT_TERMINATED = 143  # SIGTERM
 
 class RewriterError(Exception):
     """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
-    quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it."""
+    quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it.
+
+    ``param`` names the Python parameter (or a tuple of them) the message speaks of. The message spells it
+    as a Python caller writes it, never as a command-line flag: ``num_classes``, ``trust_pickle=True``,
+    ``fmt='onnx'``, ``unbounded()``, a one-word name in backquotes (```lr```) or leading the message (``lr:
+    ...``); the CLI writes its command's flag in those places (``cli/_flags.py``)."""
 
     exit_code: ClassVar[int] = EXIT_FAILURE
+
+    def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters the message names, as a tuple (empty when it names none)."""
+        return params_of(self)
 
     def __str__(self) -> str:
         return re.sub(r"\s*[\r\n]+\s*", " ", super().__str__())
@@ -51,7 +65,8 @@ class TraceError(RewriterError, RuntimeError):
 
 
 class InputSizeError(RewriterError, ValueError):
-    """The model does not run at the requested input size (a feature map collapses, a shape is fixed)."""
+    """The model does not run at the requested input size (a feature map collapses, a shape is fixed), or a
+    size, an image channel count or a class count is outside its bounds (``analysis/sizes.py``)."""
 
 
 class AnalysisError(RewriterError, ValueError):
@@ -69,7 +84,7 @@ class RewriteError(RewriterError, RuntimeError):
 
 
 class ModelFileError(RewriterError, OSError):
-    """A file cannot be written (it exists and --force was not given, it is an input) or read back."""
+    """A file cannot be written (it exists and overwriting was not asked for, it is an input) or read back."""
 
 
 class InvalidFileError(ModelFileError):
@@ -86,7 +101,25 @@ class UsageError(RewriterError, ValueError):
 
 
 class RewriterWarning(UserWarning):
-    """Something the caller should know, that does not stop the work (the CLI prints ``warning: ...``)."""
+    """Something the caller should know, that does not stop the work (the CLI prints ``warning: ...``).
+    ``param`` as for ``RewriterError``: ``warnings.warn(RewriterWarning(message, param="lr"))``."""
+
+    def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters the message names, as a tuple (empty when it names none)."""
+        return params_of(self)
+
+
+def params_of(err: BaseException) -> tuple[str, ...]:
+    """The Python parameters an error or warning names (its ``param``), as a tuple; () for any other."""
+    param = getattr(err, "param", None)
+    if param is None:
+        return ()
+    return (param,) if isinstance(param, str) else tuple(param)
 
 
 def close_matches(word: str, candidates: Iterable[str], *, n: int = 3) -> str:

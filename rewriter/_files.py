@@ -96,7 +96,7 @@ def check_target(
         raise ModelFileError(f"cannot write {target}: folder {target.parent} does not exist")
     _claim(target)
     if (target.exists() or target.is_symlink()) and not force:
-        raise ModelFileError(f"{target} exists; pass --force to overwrite it")
+        raise ModelFileError(f"{target} exists; pass overwrite=True to overwrite it", param="overwrite")
     return target
 
 
@@ -182,7 +182,7 @@ def atomic_path(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     if target.is_dir():
         raise ModelFileError(f"cannot write {target}: it is a folder")
     if not overwrite and target.exists():
-        raise ModelFileError(f"{target} exists; pass --force (overwrite=True) to overwrite it")
+        raise ModelFileError(f"{target} exists; pass overwrite=True to overwrite it", param="overwrite")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)

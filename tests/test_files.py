@@ -39,7 +39,7 @@ def test_a_write_during_a_command_cannot_replace_its_inputs(tmp_path):
 def test_an_existing_file_needs_force_and_two_outputs_must_differ(tmp_path):
     existing = tmp_path / "report.json"
     existing.write_text("{}")
-    with pytest.raises(ModelFileError, match="exists; pass --force"):
+    with pytest.raises(ModelFileError, match="exists; pass overwrite=True"):
         check_target(existing)
     assert check_target(existing, force=True) == existing
     with pytest.raises(ModelFileError, match="--report and -o are the same file"):

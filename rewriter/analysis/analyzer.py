@@ -238,7 +238,8 @@ def resolve_leaf_classes(model: nn.Module, leaf_modules: Sequence[type | str]) -
         else:
             names = sorted({c.__name__ for c in present})
             raise AnalysisError(
-                f"--leaf-module {item}: no module of that class in the model{close_matches(item, names)}"
+                f"leaf_modules {item}: no module of that class in the model{close_matches(item, names)}",
+                param="leaf_modules",
             )
     return tuple(resolved)
 

@@ -96,7 +96,7 @@ def trace(
                 model, tracer.failed_in[0] if tracer.failed_in else None, leaves, functions
             )
             if retry is None:
-                raise TraceError(_trace_failure_message(model, tracer, err)) from err
+                raise TraceError(_trace_failure_message(model, tracer, err), param="leaf_modules") from err
             leaves, functions = retry
     return _GraphModule(tracer.root, graph, class_name=type(model).__name__), tracer.names
 
@@ -126,8 +126,8 @@ def _trace_failure_message(model: nn.Module, tracer: _NamingTracer, err: Excepti
         )
     path, cls = where
     return (
-        f"torch.fx cannot trace module '{path}' ({cls.__name__}): {reason}. Remedy: pass --leaf-module "
-        f"{cls.__name__} to treat it as opaque (its receptive-field effect is then inferred from its shapes "
+        f"torch.fx cannot trace module '{path}' ({cls.__name__}): {reason}. Remedy: add {cls.__name__} to "
+        "leaf_modules to treat it as opaque (its receptive-field effect is then inferred from its shapes "
         "and reported as an assumption)"
     )
 

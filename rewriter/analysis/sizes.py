@@ -37,7 +37,7 @@ class Limits:
 _DEFAULT = Limits()
 _LIMITS: contextvars.ContextVar[Limits | None] = contextvars.ContextVar("rewriter_limits", default=None)
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[,x×]\s*(\d+)\s*)?$")
-_HINT = "pass --allow-large (rewriter.analysis.unbounded()) to lift the bound"
+_HINT = "lift it with rewriter.analysis.unbounded()"
 
 
 def limits() -> Limits:
@@ -68,11 +68,15 @@ def parse_size(value: int | str | Sequence[int], what: str = "input size", *, bo
     size = _pair(value)
     if size is None or min(size) <= 0:
         raise InputSizeError(
-            f"{what}: expected a positive size like 32, 64,48, 64x48 or [64, 48]; got {_shown(value)}"
+            f"{what}: expected a positive size like 32, 64,48, 64x48 or [64, 48]; got {_shown(value)}",
+            param=_param(what),
         )
     side = limits().max_side
     if bounded and side is not None and max(size) > side:
-        raise InputSizeError(f"{what}: {size[0]}x{size[1]} exceeds the bound of {side} px per side; {_HINT}")
+        raise InputSizeError(
+            f"{what}: {size[0]}x{size[1]} exceeds the bound of {side} px per side; {_HINT}",
+            param=_param(what, "unbounded"),
+        )
     return size
 
 
@@ -83,10 +87,14 @@ def check_channels(value: object, what: str = "in_channels") -> int:
         InputSizeError: not a positive int, or larger than the bound.
     """
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InputSizeError(f"{what}: expected a positive number of image channels; got {_shown(value)}")
+        raise InputSizeError(
+            f"{what}: expected a positive number of image channels; got {_shown(value)}", param=_param(what)
+        )
     bound = limits().max_channels
     if bound is not None and value > bound:
-        raise InputSizeError(f"{what}: {value} exceeds the bound of {bound} channels; {_HINT}")
+        raise InputSizeError(
+            f"{what}: {value} exceeds the bound of {bound} channels; {_HINT}", param=_param(what, "unbounded")
+        )
     return value
 
 
@@ -97,9 +105,11 @@ def check_classes(value: object, what: str = "num_classes") -> int:
         InputSizeError: not a positive int, or more than the bound.
     """
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InputSizeError(f"{what}: expected a positive number of classes; got {_shown(value)}")
+        raise InputSizeError(
+            f"{what}: expected a positive number of classes; got {_shown(value)}", param=_param(what)
+        )
     if value > MAX_CLASSES:
-        raise InputSizeError(f"{what}: {value} classes exceed the bound of {MAX_CLASSES}")
+        raise InputSizeError(f"{what}: {value} classes exceed the bound of {MAX_CLASSES}", param=_param(what))
     return value
 
 
@@ -121,6 +131,11 @@ def _pair(value: object) -> Size | None:
     ):
         return int(value[0]), int(value[1])
     return None
+
+
+def _param(what: str, *more: str) -> tuple[str, ...]:
+    """The parameters a message names: ``what`` where it is a parameter's name (not ``input size``)."""
+    return ((what,) if what.isidentifier() else ()) + more
 
 
 def _shown(value: object) -> str:

@@ -26,6 +26,7 @@ from .._errors import (
     EXIT_TERMINATED,
     RewriterError,
     RewriterWarning,
+    params_of,
 )
 from .._text import one_line
 from .._version import __version__
@@ -37,9 +38,8 @@ SUBCOMMANDS = (
 )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ._parser import Parser
-
+def common_parser() -> argparse.ArgumentParser:
+    """The options every command takes (a parent of each command's parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     common.add_argument(
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lift the bounds on input sizes (2048 px per side) and image channels (64)",
     )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._parser import Parser
+
+    common = common_parser()
     parser = Parser(
         prog="rewriter",
         description="Analyze the receptive fields of a CNN for your input size and rewrite it before training; "
@@ -155,12 +162,12 @@ def _main(argv: list[str]) -> int:
         if unknown:  # refused by the subcommand's parser: its --help is the page to read
             args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         try:
-            with _warnings_as_lines(), protected_inputs(inputs_of(args)), claims():
+            with _warnings_as_lines(args.command_parser), protected_inputs(inputs_of(args)), claims():
                 return args.run(args)
         except RewriterError as err:
             if args.debug:
                 raise
-            log(_shortened(one_line(err)), "error")
+            log(_shortened(_in_flags(one_line(err), err, args.command_parser)), "error")
             return err.exit_code
 
 
@@ -173,16 +180,24 @@ def _command(argv: list[str]) -> str:
     return next((a for a in argv if a in SUBCOMMANDS), "")
 
 
+def _in_flags(text: str, err: BaseException, parser: argparse.ArgumentParser) -> str:
+    """A library message in the command's words: the Python parameters it names (``err.param``) as flags."""
+    from ._flags import in_flags
+
+    return in_flags(text, params_of(err), parser)
+
+
 @contextlib.contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Our warnings as ``warning: ...`` lines on stderr (not raised, whatever the filters say)."""
+def _warnings_as_lines(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Our warnings as ``warning: ...`` lines on stderr (not raised, whatever the filters say), naming the
+    command's flags where they speak of a parameter."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", RewriterWarning)
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None) -> None:
             if issubclass(category, RewriterWarning):
-                log(str(message), "warning")
+                log(_in_flags(str(message), message, parser), "warning")
             else:
                 shown(message, category, filename, lineno, file, line)
 

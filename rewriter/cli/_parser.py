@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from .._errors import RewriterError
 from ..analysis.sizes import MAX_CLASSES, check_channels, parse_size
+from ._flags import in_common_flags
 from ._log import log
 
 MODEL_HELP = (
@@ -115,7 +116,7 @@ def size(text: str) -> tuple[int, int]:
     try:
         return parse_size(text, "size")
     except RewriterError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("size: ")) from None
+        raise argparse.ArgumentTypeError(in_common_flags(err).removeprefix("size: ")) from None
 
 
 def channels(text: str) -> int:
@@ -124,7 +125,7 @@ def channels(text: str) -> int:
     try:
         return check_channels(value, "channels")
     except RewriterError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("channels: ")) from None
+        raise argparse.ArgumentTypeError(in_common_flags(err).removeprefix("channels: ")) from None
 
 
 def data_spec(text: str) -> str:

@@ -137,7 +137,7 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
     given = (
         Recipe.from_yaml(args.recipe, allow_empty=True)
         if args.recipe
-        else Recipe.from_strategies(args.strategy)
+        else Recipe.from_strategies(args.strategy, source="--strategy")
     )
     params = parse_params(args.param)
     try:

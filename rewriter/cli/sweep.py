@@ -9,6 +9,7 @@ from ..analysis.sizes import parse_size
 from ..optimize import parse_sizes, sweep
 from ..render import format_sweep, plot_sweep
 from ._common import check_outputs, load_from_args, print_json, status, write_report
+from ._flags import in_common_flags
 from ._parser import add_model_arguments, channels, command_parser
 
 DESCRIPTION = """\
@@ -57,7 +58,7 @@ def sizes(text: str) -> list[int]:
         for side in found:
             parse_size(side, "size")
     except RewriterError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("size: ")) from None
+        raise argparse.ArgumentTypeError(in_common_flags(err).removeprefix("size: ")) from None
     return found
 
 

@@ -94,18 +94,20 @@ def check_format(path: str | os.PathLike, fmt: str, *, strict: bool = False) -> 
     wanted = SUFFIXES.get(fmt)
     if wanted is not None and target.suffix != wanted:
         raise ModelFileError(
-            f"{target}: --format {fmt} writes a file whose name must end in {wanted}; give {target.with_suffix(wanted)}"
+            f"{target}: fmt='{fmt}' writes a file whose name must end in {wanted}; give {target.with_suffix(wanted)}",
+            param="fmt",
         )
     if wanted is None and target.suffix in SUFFIXES.values():
         fmt_of = next(f for f, suffix in SUFFIXES.items() if suffix == target.suffix)
         raise ModelFileError(
-            f"{target} is named like a {fmt_of} export; pass --format {fmt_of}, or name it .pt"
+            f"{target} is named like a {fmt_of} export; pass fmt='{fmt_of}', or name it .pt", param="fmt"
         )
     if strict and wanted is None and target.suffix != ".pt":
         raise ModelFileError(
             f"{target}: a model file (what `rewriter rewrite`, `analyze` and `rewriter.load` read back) is "
             f"named .pt, not {target.suffix or 'without a suffix'}; give {target.with_suffix('.pt')}, or "
-            "--format pt2 or onnx for an export"
+            "fmt='pt2' or fmt='onnx' for an export",
+            param="fmt",
         )
 
 
@@ -121,11 +123,13 @@ def check_exportable(fmt: str, *, reasons: Iterable[str | None] = ()) -> None:
         return
     for reason in reasons:
         if reason:
-            raise ModelFileError(f"--format {fmt}: {reason}")
+            raise ModelFileError(f"fmt='{fmt}': {reason}", param="fmt")
     if fmt == "onnx":
         missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
         if missing:
-            raise ModelFileError(f"--format onnx needs {' and '.join(missing)}: pip install 'rewriter[onnx]'")
+            raise ModelFileError(
+                f"fmt='onnx' needs {' and '.join(missing)}: pip install 'rewriter[onnx]'", param="fmt"
+            )
 
 
 def export(

@@ -46,7 +46,7 @@ class Recipe:
     source: str = "recipe"
 
     @classmethod
-    def from_strategies(cls, names: Sequence[str], *, source: str = "--strategy") -> Recipe:
+    def from_strategies(cls, names: Sequence[str], *, source: str = "the strategy list") -> Recipe:
         return cls(tuple(Step(name) for name in names), source=source)
 
     @classmethod

@@ -123,7 +123,8 @@ def load_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> L
     if not trust_pickle and not is_named_model(spec.source):
         raise UntrustedPickleError(
             f"{path} was built from '{spec.source}'; rebuilding it imports and runs the code that name points to. "
-            "Pass --trust-pickle (trust_pickle=True) if you trust the file"
+            "Pass trust_pickle=True if you trust the file",
+            param="trust_pickle",
         )
     # the architecture only: the file's own weights follow (pretrained ones need not be in the cache)
     pretrained = {"timm": "pretrained", "torchvision": "weights"}.get(spec.kind)

@@ -8,6 +8,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .._errors import RewriterError
+
 
 def bounded(default: Any, *, low: float | None = None, high: float | None = None, open_low: bool = False,
             open_high: bool = False) -> Any:  # fmt: skip
@@ -25,9 +27,10 @@ def range_text(low: float | None, high: float | None, open_low: bool, open_high:
     return f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
 
 
-def check_ranges(record: Any, error: type[Exception], *, flags: dict[str, str] | None = None) -> None:
+def check_ranges(record: Any, error: type[RewriterError], *, flags: dict[str, str] | None = None) -> None:
     """Raise ``error`` for the first field of ``record`` whose value lies outside its declared range (or is
-    not a number). ``flags`` maps field names to the option a user sets them with, for the message."""
+    not a number), naming the field as its ``param`` (the CLI writes the flag in its place). ``flags`` maps
+    field names to other names for the message (kept for callers not yet converted; no new use)."""
     for item in dataclasses.fields(record):
         bounds = item.metadata.get("range")
         value = getattr(record, item.name)
@@ -37,14 +40,18 @@ def check_ranges(record: Any, error: type[Exception], *, flags: dict[str, str] |
         low, high, open_low, open_high = bounds
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or (isinstance(value, float) and not math.isfinite(value)):
-            raise error(f"{name} must be a finite number {range_text(*bounds)}, got {value!r}")
+            raise error(
+                f"{name} must be a finite number {range_text(*bounds)}, got {value!r}", param=item.name
+            )
         if _integer(item) and not isinstance(value, int):
-            raise error(f"{name} must be a whole number {range_text(*bounds)}, got {value!r}")
+            raise error(
+                f"{name} must be a whole number {range_text(*bounds)}, got {value!r}", param=item.name
+            )
         outside = (low is not None and (value <= low if open_low else value < low)) or (
             high is not None and (value >= high if open_high else value > high)
         )
         if outside:
-            raise error(f"{name} must be {range_text(*bounds)}, got {value:g}")
+            raise error(f"{name} must be {range_text(*bounds)}, got {value:g}", param=item.name)
 
 
 def _integer(item: dataclasses.Field) -> bool:

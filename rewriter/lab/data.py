@@ -188,7 +188,8 @@ def _cifar(spec: DataSpec, input_size: tuple[int, int], download: bool) -> DataS
             "data_batch_1 ... data_batch_5 and test_batch" if spec.kind == "cifar10" else "train and test"
         )
         raise DataError(
-            f"no {spec.kind} batches ({expected}, the python version) in {root}; pass --download to fetch them"
+            f"no {spec.kind} batches ({expected}, the python version) in {root}; pass download=True to fetch them",
+            param="download",
         )
     label_key = "labels" if spec.kind == "cifar10" else "fine_labels"
     if spec.kind == "cifar10":

@@ -123,7 +123,8 @@ def _choose(rates: list[float], losses: list[float], test: RangeTest) -> LrFound
     if len(losses) < 2 or not min(losses) < start - max(0.01 * start, 3 * noise):
         raise TrainError(
             f"the learning-rate range test found no rate between {test.low:g} and {test.high:g} at which the "
-            "loss falls; give --lr by hand, or check the model and the data"
+            "loss falls; give `lr` by hand, or check the model and the data",
+            param="lr",
         )
     lowest = min(range(len(losses)), key=losses.__getitem__)
     return LrFound(rates[lowest] / test.divisor, tuple(rates), tuple(losses))

@@ -122,7 +122,8 @@ def tally(
             if out.ndim != 2 or out.shape[1] != (classes or out.shape[1]):
                 raise DataError(
                     f"the model returns {list(out.shape)}, {what} has {classes} classes: give a model "
-                    f"with a {classes}-class head (--num-classes {classes} when it is built by name)"
+                    f"with a {classes}-class head (num_classes={classes} when it is built by name)",
+                    param="num_classes",
                 )
             if seen is None:
                 seen = correct = torch.zeros(out.shape[1], dtype=torch.long)

@@ -39,27 +39,22 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # lab/precision.py; auto: by the hardware
 
     def __post_init__(self) -> None:
-        check_ranges(self, TrainError, flags=FLAGS)
+        check_ranges(self, TrainError)
         for name, allowed in (
             ("optimizer", ("sgd", "adam", "rmsprop")),
             ("on_divergence", ("raise", "stop")),
             ("precision", ("auto", "fp32", "bf16", "fp16")),
         ):
             if getattr(self, name) not in allowed:
-                raise TrainError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise TrainError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name
+                )
 
     def tests_after(self, epoch: int) -> bool:
         """Whether the test split is scored after ``epoch`` (0-based): every ``test_every`` epochs, and
         always after the last."""
         last = epoch == self.epochs - 1
         return last or (self.test_every > 0 and (epoch + 1) % self.test_every == 0)
-
-
-#: the command-line option of each field, for error messages
-FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "epochs", "batch_size", "lr", "momentum", "weight_decay", "step_every", "gamma", "seed", "workers",
-    "max_batches", "warmup_epochs", "test_every",
-)}  # fmt: skip
 
 
 @dataclass

@@ -52,11 +52,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise TrainError(f"--device: '{device}' is not a device (cpu, cuda, cuda:1, ...): {err}") from err
+        raise TrainError(
+            f"device={str(device)!r} is not a device (cpu, cuda, cuda:1, ...): {err}", param="device"
+        ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"--device {device}: torch sees no CUDA device on this machine; use --device cpu")
+        raise TrainError(
+            f"device='{device}': torch sees no CUDA on this machine; use device='cpu'", param="device"
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise TrainError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
+        raise TrainError(
+            f"device='{device}': this machine has {torch.cuda.device_count()} CUDA devices", param="device"
+        )
     return device
 
 
@@ -287,7 +293,8 @@ def _run_epoch(net, loader, step: TrainStep, epoch: int, config: TrainConfig, sh
                     record.diverged = True
                     break
                 raise TrainError(
-                    f"the loss diverged ({loss.item()}) in epoch {epoch + 1}; lower the learning rate (--lr)"
+                    f"the loss diverged ({loss.item()}) in epoch {epoch + 1}; lower the learning rate (`lr`)",
+                    param="lr",
                 )
             step.backward(loss)
             total_loss += loss.item() * len(y)

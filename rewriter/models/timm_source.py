@@ -61,7 +61,7 @@ def build_timm_model(
     name = source[len(PREFIX) :]
     if not timm.is_model(name):
         hint = close_matches(name, timm.list_models()) or "."
-        raise ModelNotFoundError(f"unknown timm model '{name}'{hint} `rewriter models --timm` lists them")
+        raise ModelNotFoundError(f"unknown timm model '{name}'{hint} timm.list_models() lists them")
     recorded = dict(args)
     extra = _fixed_size_argument(timm, name, recorded, input_size)
     try:
@@ -128,7 +128,8 @@ def cached_weights(timm: Any, name: str) -> Path:
         raise WeightsError(
             f"the pretrained weights of timm model '{name}' are not in your cache, and rewriter downloads "
             f"nothing: fetch them once with python -c \"import timm; timm.create_model('{name}', "
-            'pretrained=True)", or give a state dict with --weights'
+            'pretrained=True)", or give a state dict as `weights`',
+            param="weights",
         )
     return found
 

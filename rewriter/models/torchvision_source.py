@@ -95,7 +95,8 @@ def cached_weights(name: str, entry: Any) -> Path:
         raise WeightsError(
             f"the weights {type(entry).__name__}.{entry.name} of {name} are not in your torch hub cache ({path}), "
             f'and rewriter downloads nothing: fetch them once with python -c "import torchvision; '
-            f"torchvision.models.get_model('{name}', weights='{entry.name}')\", or give a state dict with --weights"
+            f"torchvision.models.get_model('{name}', weights='{entry.name}')\", or give a state dict as `weights`",
+            param="weights",
         )
     return path
 

@@ -105,7 +105,8 @@ def search_accuracy(
     scipy_kendalltau()  # a missing library is said before the training, not after it
     if result.choice.status == "over-budget":
         raise OptimizeError(
-            "no candidate meets the budget: nothing to train (relax --max-flops/--max-params)"
+            "no candidate meets the budget: nothing to train (relax max_flops or max_params)",
+            param=("max_flops", "max_params"),
         )
     if candidates is None:
         candidates = pick_candidates(result, top=schedule.top, cheaper_only=schedule.max_drop is not None)
@@ -171,7 +172,8 @@ def _claim(setup: TrialSetup, entries: Sequence[Entry], holdout: Holdout, points
         if {k: recorded.get(k) for k in plan} != json.loads(json.dumps(plan)):
             raise OptimizeError(
                 f"{setup.out} holds the checkpoints of another search (other candidates, data, model, epochs "
-                "or rungs); give another --out, or remove that folder"
+                "or rungs); give another `out` folder, or remove that one",
+                param="out",
             )
     setup.out.mkdir(parents=True, exist_ok=True)
     write_json(path, plan)

@@ -30,8 +30,8 @@ def rungs(epochs: int, *, min_epochs: int, factor: int) -> tuple[int, ...]:
     """
     if not 1 <= min_epochs <= epochs or factor < 2:
         raise OptimizeError(
-            f"rungs need 1 <= --min-epochs <= --epochs and --reduction-factor >= 2; got min_epochs "
-            f"{min_epochs}, epochs {epochs}, factor {factor}"
+            f"rungs need 1 <= min_epochs <= epochs and factor >= 2; got min_epochs={min_epochs}, "
+            f"epochs={epochs}, factor={factor}"
         )
     points, epoch = [], min_epochs
     while epoch < epochs:

@@ -55,7 +55,7 @@ def _check_names(names: Sequence[str], known: list[str], what: str) -> None:
     for name in names:
         if name not in known:
             hint = close_matches(name, known) or f"; known strategies: {', '.join(known)}"
-            raise RecipeError(f"{what} '{name}': no such strategy{hint}")
+            raise RecipeError(f"{what} '{name}': no such strategy{hint}", param=what)
 
 
 def _values(name: str, param, given: Mapping[str, Sequence[Any]]) -> tuple[Any, ...]:
@@ -67,8 +67,9 @@ def _values(name: str, param, given: Mapping[str, Sequence[Any]]) -> tuple[Any, 
         return typing.get_args(param.annotation)
     if param.required:
         raise RecipeError(
-            f"strategy '{name}' needs a value for '{param.name}' to take part in the search; give it "
-            f"with --search {name}.{param.name}=VALUE"
+            f"strategy '{name}' needs a value for '{param.name}' to take part in the search; give values "
+            f"for {name}.{param.name} in `search`",
+            param="search",
         )
     return (param.default,)
 
@@ -82,14 +83,15 @@ def _choices(name: str, given: Mapping[str, Sequence[Any]]) -> StrategyChoices:
             close_matches(key, [p.name for p in params])
             or f"; {name} takes {', '.join(p.name for p in params)}"
         )
-        raise RecipeError(f"--search {name}.{key}: unknown parameter{hint}")
+        raise RecipeError(f"search {name}.{key}: unknown parameter{hint}", param="search")
     values = {p.name: _values(name, p, given) for p in params}
     searched = {k: v for k, v in values.items() if len(v) > 1 or k in given or _declared(params, k)}
     count = math.prod(len(v) for v in searched.values())
     if count > MAX_CONFIGS:  # counted before any is built
         raise RecipeError(
-            f"--search {name}: {count} combinations of {', '.join(searched)}, more than {MAX_CONFIGS}; give "
-            "fewer values"
+            f"search {name}: {count} combinations of {', '.join(searched)}, more than {MAX_CONFIGS}; give "
+            "fewer values",
+            param="search",
         )
     configs = []
     for combo in itertools.product(*searched.values()):
@@ -127,16 +129,16 @@ def search_space(
     try:
         return _search_space(include, exclude, dict(values or {}))
     except RecipeError as err:
-        raise SearchValueError(str(err)) from err
+        raise SearchValueError(str(err), param=err.param) from err
 
 
 def _search_space(
     include: Sequence[str], exclude: Sequence[str], values: dict[str, Mapping[str, Sequence[Any]]]
 ) -> tuple[StrategyChoices, ...]:
     known = list_strategies()
-    _check_names(include, known, "--include")
-    _check_names(exclude, known, "--exclude")
-    _check_names(list(values), known, "--search")
+    _check_names(include, known, "include")
+    _check_names(exclude, known, "exclude")
+    _check_names(list(values), known, "search")
     space = []
     for name in known:
         if name in exclude:

@@ -58,7 +58,7 @@ def split_validation(data: DataSource, *, fraction: float, seed: int) -> tuple[D
         OptimizeError: ``fraction`` outside (0, 0.5].
     """
     if not 0 < fraction <= MAX_FRACTION:
-        raise OptimizeError(f"--val-fraction: expected a share in (0, {MAX_FRACTION}], got {fraction!r}")
+        raise OptimizeError(f"fraction: expected a share in (0, {MAX_FRACTION}], got {fraction!r}")
     labels = dataset_labels(data.train)
     count = min(max(round(fraction * len(labels)), data.num_classes), len(labels) - 1)
     kept, held = holdout(labels, count, seed=seed)
@@ -254,7 +254,7 @@ def executor_session(executor: Executor) -> Iterator[None]:
             ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise OptimizeError(
-                f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
+                f"the ray executor cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
             ) from err
     try:
         yield
@@ -267,7 +267,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
-        raise OptimizeError("--executor ray needs Ray: pip install 'rewriter[ray]'") from err
+        raise OptimizeError("the ray executor needs Ray: pip install 'rewriter[ray]'") from err
     return ray
 
 

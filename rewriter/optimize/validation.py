@@ -82,7 +82,7 @@ def validate(
         OptimizeError: ``k`` below 1, or no candidate to validate.
     """
     if k < 1:
-        raise OptimizeError(f"--validate expects at least 1 candidate, got {k}")
+        raise OptimizeError(f"k: expected at least 1 candidate to validate, got {k}")
     ranked = [c for c in result.choice.ranked if c.steps]
     if not ranked:
         raise OptimizeError(

@@ -174,7 +174,7 @@ def test_unknown_ops_are_reported_with_the_assumption():
 
 def test_untraceable_modules_fail_with_the_module_and_the_remedy():
     with pytest.raises(
-        rewriter.TraceError, match=r"module 'block' \(DataDependent\).*--leaf-module DataDependent"
+        rewriter.TraceError, match=r"module 'block' \(DataDependent\).*add DataDependent to leaf_modules"
     ):
         rewriter.analyze(nets.Untraceable(), 32, flops=False)
 

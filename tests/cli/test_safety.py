@@ -118,7 +118,7 @@ def test_every_numeric_argument_declares_its_range_in_its_type():
          "'synthetic' takes an optional number of training images from 1 to 100000"),
         (["analyze", "resnet18", "--input-size", "100000"], "100000x100000 exceeds the bound of 2048 px per side"),
         (["analyze", "resnet18", "--input-size", "32", "--in-channels", "1000000"],
-         "1000000 exceeds the bound of 64 channels; pass --allow-large"),
+         "1000000 exceeds the bound of 64 channels; lift it with --allow-large"),
         (["study", "--model", "m", "--recipe", "baseline", "--data", "synthetic", "--out", "s", "--workers", "0"],
          "argument --workers: expected an integer from 1 to 1024, got 0"),
     ],

@@ -55,9 +55,9 @@ def test_an_onnx_model_runs_in_onnxruntime_at_any_batch_and_matches_pytorch(tmp_
 @pytest.mark.parametrize(
     ("name", "fmt", "message"),
     [
-        ("x.pt", "pt2", r"--format pt2 writes a file whose name must end in .pt2; give .*x.pt2"),
+        ("x.pt", "pt2", r"fmt='pt2' writes a file whose name must end in .pt2; give .*x.pt2"),
         ("x.pt", "onnx", r"must end in .onnx"),
-        ("x.pt2", "pt", r"named like a pt2 export; pass --format pt2"),
+        ("x.pt2", "pt", r"named like a pt2 export; pass fmt='pt2'"),
     ],
 )
 def test_a_name_that_does_not_fit_the_format_is_refused(tmp_path, tiny, name, fmt, message):

@@ -109,7 +109,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_a_folder_without_batches_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match=r"no cifar10 batches .*pass --download"):
+    with pytest.raises(DataError, match=r"no cifar10 batches .*pass download=True"):
         load_data(f"cifar10:{tmp_path}", 32)
 
 

@@ -32,5 +32,5 @@ def test_a_cuda_device_on_a_machine_without_one_is_one_line(command, tmp_path, c
     argv = [a.replace("{tmp}", str(tmp_path)) for a in COMMANDS[command]]
     assert main([*argv, "--device", "cuda"]) == 1
     err = capsys.readouterr().err
-    assert "--device cuda: torch sees no CUDA device on this machine; use --device cpu" in err
+    assert "--device cuda: torch sees no CUDA on this machine; use --device cpu" in err
     assert "Traceback" not in err and not list(tmp_path.iterdir())

@@ -168,11 +168,11 @@ def test_a_resume_with_another_configuration_is_refused_naming_the_fields(data, 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("epochs", -1, "--epochs must be 1 or more, got -1"), ("epochs", 0, "--epochs must be 1 or more, got 0"),
-     ("max_batches", 0, "--max-batches must be 1 or more, got 0"), ("lr", -1.0, "--lr must be above 0, got -1"),
-     ("lr", float("nan"), "--lr must be a finite number above 0, got nan"),
-     ("momentum", 1.0, "--momentum must be in [0, 1), got 1"), ("batch_size", 0, "--batch-size must be 1 or more"),
-     ("epochs", 2.5, "--epochs must be a whole number 1 or more, got 2.5")],
+    [("epochs", -1, "epochs must be 1 or more, got -1"), ("epochs", 0, "epochs must be 1 or more, got 0"),
+     ("max_batches", 0, "max_batches must be 1 or more, got 0"), ("lr", -1.0, "lr must be above 0, got -1"),
+     ("lr", float("nan"), "lr must be a finite number above 0, got nan"),
+     ("momentum", 1.0, "momentum must be in [0, 1), got 1"), ("batch_size", 0, "batch_size must be 1 or more"),
+     ("epochs", 2.5, "epochs must be a whole number 1 or more, got 2.5")],
 )  # fmt: skip
 def test_a_setting_outside_its_declared_range_is_refused(field, value, message):
     with pytest.raises(TrainError, match=re.escape(message)):

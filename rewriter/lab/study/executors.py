@@ -50,15 +50,9 @@ class Executor:
     connect_timeout: float = bounded(30.0, low=0, high=3600, open_low=True)
 
     def __post_init__(self) -> None:
-        flags = {
-            "workers": "--workers",
-            "cpus_per_cell": "--cpus-per-cell",
-            "gpus_per_cell": "--gpus-per-cell",
-            "connect_timeout": "--connect-timeout",
-        }
-        check_ranges(self, StudyError, flags=flags)
+        check_ranges(self, StudyError)
         if self.kind not in ("serial", "processes", "ray"):
-            raise StudyError(f"--executor must be serial, processes or ray, got {self.kind!r}")
+            raise StudyError(f"an executor's kind must be serial, processes or ray, got {self.kind!r}")
 
 
 def waves(cells: Sequence[Cell]) -> list[list[Cell]]:
@@ -190,7 +184,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
-        raise StudyError("--executor ray needs Ray: pip install 'rewriter[ray]'") from err
+        raise StudyError("the ray executor needs Ray: pip install 'rewriter[ray]'") from err
     return ray
 
 
@@ -206,7 +200,7 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
             ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise StudyError(
-                f"--executor ray: cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
+                f"the ray executor cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
             ) from err
     try:
         check_feasible(executor, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
@@ -243,20 +237,21 @@ def check_reachable(address: str | None, timeout: float) -> None:
     seconds, before ``ray.init`` waits on it without end; ``auto`` and no address are Ray's to find.
 
     Raises:
-        StudyError: nothing listens there (what the system said, and the flag that sets the wait).
+        StudyError: nothing listens there (what the system said, and the parameter that sets the wait).
     """
     if not address or address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise StudyError(f"--address: expected auto or HOST:PORT, got {address!r}")
+        raise StudyError(f"address: expected auto or HOST:PORT, got {address!r}", param="address")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as err:
         reason = "no answer" if isinstance(err, TimeoutError) else err.strerror or type(err).__name__
         raise StudyError(
-            f"--executor ray: cannot reach Ray at {address} ({reason} within {timeout:g} s; "
-            "--connect-timeout sets the wait); is the cluster up (`ray start --head`)?"
+            f"the ray executor cannot reach Ray at {address} ({reason} within {timeout:g} s; "
+            "connect_timeout sets the wait); is the cluster up (`ray start --head`)?",
+            param="connect_timeout",
         ) from err
 
 
@@ -275,9 +270,10 @@ def check_feasible(executor: Executor, nodes: Sequence[Mapping[str, float]]) -> 
     have = "; ".join(f"{node.get('CPU', 0.0):g} CPUs, {node.get('GPU', 0.0):g} GPUs" for node in nodes[:4])
     more = f" and {len(nodes) - 4} more" if len(nodes) > 4 else ""
     raise StudyError(
-        f"--executor ray: a cell needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs on one node, which no node "
-        f"of the cluster has (its {len(nodes)} nodes: {have or 'none'}{more}); lower --cpus-per-cell or "
-        "--gpus-per-cell"
+        f"the ray executor: a cell needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs on one node, which no "
+        f"node of the cluster has (its {len(nodes)} nodes: {have or 'none'}{more}); lower cpus_per_cell or "
+        "gpus_per_cell",
+        param=("cpus_per_cell", "gpus_per_cell"),
     )
 
 

@@ -38,18 +38,11 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 #: files outside this change's scope whose raised messages still name flags, and the flags they name; the
 #: lead converts them (with ``param``) and empties this table
 NOT_YET_CONVERTED = {
-    "rewriter/engine/pipeline.py": {"--input-size"},
     "rewriter/lab/setup.py": {"--input-size", "--num-classes", "--model-arg"},
-    "rewriter/lab/checkpoints.py": {"--resume", "--checkpoint"},
-    "rewriter/lab/study/cells.py": {"--finetune-head", "--num-classes"},
-    "rewriter/lab/study/grid.py": {"--recipe", "--precision", "--input-size", "--model"},  # and check_ranges(flags=)
-    "rewriter/lab/study/folder.py": {"--out", "--force"},
     "rewriter/models/filetypes.py": {"--format"},
     "rewriter/models/modelfile.py": {"--trust-pickle"},
     "rewriter/models/sources.py": {"--timm", "--num-classes", "--model-arg", "--trust-pickle", "--weights"},
     "rewriter/models/weights.py": {"--trust-pickle", "--num-classes"},
-    "rewriter/optimize/resolution.py": {"--input-size"},
-    "rewriter/optimize/runner.py": {"--num-classes", "--exclude", "--search", "--max-steps", "--max-candidates"},
 }  # fmt: skip
 
 

@@ -22,8 +22,9 @@ DESTS = {
     "unbounded": "allow_large",
 }
 
-#: a value after ``name=``: a quoted string (its quotes dropped) or a bare word (a number, True, cpu)
-_VALUE = r"""(?:'(?P<single>[^']*)'|"(?P<double>[^"]*)"|(?P<bare>[^\s,;)'"]+))"""
+#: a value after ``name=``: a quoted string (its quotes dropped) or a bare word (a number, True, cpu; a
+#: sentence's full stop or colon after it is not part of it)
+_VALUE = r"""(?:'(?P<single>[^']*)'|"(?P<double>[^"]*)"|(?P<bare>[^\s,;)'"]*[^\s,;)'".:]))"""
 
 
 def in_flags(message: str, params: Iterable[str], parser: argparse.ArgumentParser | None) -> str:

@@ -99,7 +99,9 @@ def rewrite(
         input_size=parse_size(input_size) if input_size is not None else None, num_classes=num_classes
     )
     if recipe.input_size is None:
-        raise RewriteError("no input size: give input_size (--input-size) or put input_size in the recipe")
+        raise RewriteError(
+            "no input size: give `input_size` or put the input size in the recipe", param="input_size"
+        )
     strategies = recipe.strategies()
     leaf_classes = resolve_leaf_classes(model, leaf_modules)
     say = progress or (lambda _message: None)

@@ -27,16 +27,15 @@ def range_text(low: float | None, high: float | None, open_low: bool, open_high:
     return f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
 
 
-def check_ranges(record: Any, error: type[RewriterError], *, flags: dict[str, str] | None = None) -> None:
+def check_ranges(record: Any, error: type[RewriterError]) -> None:
     """Raise ``error`` for the first field of ``record`` whose value lies outside its declared range (or is
-    not a number), naming the field as its ``param`` (the CLI writes the flag in its place). ``flags`` maps
-    field names to other names for the message (kept for callers not yet converted; no new use)."""
+    not a number), naming the field as its ``param`` (the CLI writes the flag in its place)."""
     for item in dataclasses.fields(record):
         bounds = item.metadata.get("range")
         value = getattr(record, item.name)
         if bounds is None or value is None:
             continue
-        name = (flags or {}).get(item.name, item.name)
+        name = item.name
         low, high, open_low, open_high = bounds
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or (isinstance(value, float) and not math.isfinite(value)):

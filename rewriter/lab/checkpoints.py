@@ -118,5 +118,6 @@ def _check_same_run(
     if changed:
         raise TrainError(
             f"cannot resume from {path}: it was written with another setup, differing in {'; '.join(changed)}; "
-            "resume with the checkpoint's values, or start again without --resume (another --checkpoint)"
+            "resume with the checkpoint's values, or start again without resume=True (another `checkpoint`)",
+            param=("resume", "checkpoint"),
         )

@@ -49,8 +49,9 @@ def parse_sizes(text: str) -> list[int]:
             sizes = [int(part) for part in text.split(",")]
     if not sizes or len(sizes) > MAX_SIZES or any(s <= 0 for s in sizes):
         raise OptimizeError(
-            f"--input-size expects START:STOP:STEP (32:512:32) or sizes 32,64,128 (at most {MAX_SIZES}), got "
-            f"{shown(text)}"
+            f"input_size expects START:STOP:STEP (32:512:32) or sizes 32,64,128 (at most {MAX_SIZES}), got "
+            f"{shown(text)}",
+            param="input_size",
         )
     return list(sizes)
 

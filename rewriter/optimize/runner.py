@@ -211,7 +211,9 @@ def optimize(
     )
     classes = num_classes or output_classes(analysis)
     if classes is None:
-        raise OptimizeError("the model does not return [batch, classes]; give num_classes (--num-classes)")
+        raise OptimizeError(
+            "the model does not return [batch, classes]; give num_classes", param="num_classes"
+        )
     budget = Budget.of(figures, **limits)
     scalers = declarations("width_scaling")
     if width_factors and not scalers:
@@ -230,7 +232,8 @@ def optimize(
     if total > max_candidates:
         raise OptimizeError(
             f"the search space holds {total} compositions, more than max_candidates={max_candidates}; narrow it "
-            "(--exclude, --search STRATEGY.PARAM=..., --max-steps) or raise --max-candidates"
+            "(`exclude`, `search` STRATEGY.PARAM=..., `max_steps`) or raise `max_candidates`",
+            param=("max_candidates", "exclude", "search", "max_steps"),
         )
     settings = SearchSettings(size, in_channels, leaf_classes, pretrained, timed, max_steps, progress)
     candidates = run_search(model, (analysis, figures), space, settings, classes)

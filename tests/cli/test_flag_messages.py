@@ -117,7 +117,7 @@ def test_search_faults_name_include_and_search(capsys):
 
 def test_an_output_named_like_an_export_names_the_format_flag(capsys, tmp_path):
     code, _, err = run(capsys, "rewrite", "tests.nets:tiny_cnn", "--input-size", "16", "--strategy", "truncate",
-                       "-o", str(tmp_path / "x.pt2"))  # fmt: skip
+                       "--format", "pt", "-o", str(tmp_path / "x.pt2"))  # fmt: skip
     assert code == EXIT_FAILURE and "is named like a pt2 export; pass --format pt2, or name it .pt" in err
     assert not list(tmp_path.iterdir())
 

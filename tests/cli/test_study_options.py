@@ -22,7 +22,7 @@ def test_num_classes_is_recorded_and_a_count_the_data_lacks_fails_its_cells(caps
     assert json.loads((tmp_path / "ten" / "study.json").read_text())["setup"]["num_classes"] == 10
     code, _, _ = study(capsys, tmp_path / "three", "--num-classes", "3")
     assert code == 3
-    assert "--num-classes 3, but digits:64 has 10 classes" in (tmp_path / "three" / "summary.md").read_text()
+    assert "num_classes=3, but digits:64 has 10 classes" in (tmp_path / "three" / "summary.md").read_text()
 
 
 def test_an_unknown_option_points_at_the_commands_own_help(capsys, tmp_path):

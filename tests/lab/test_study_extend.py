@@ -153,7 +153,7 @@ def test_cells_without_a_checkpoint_are_refused_with_how_to_get_one(tmp_path):
     out = tmp_path / "s"
     run_study(study(out, 1), progress=False)  # no --keep-checkpoints
     assert not (out / "checkpoints").exists()
-    with pytest.raises(StudyError, match=r"2 of 2 cells .* no checkpoint .* --epochs 2 --keep-checkpoints"):
+    with pytest.raises(StudyError, match=r"2 of 2 cells .* no checkpoint .* epochs=2 keep_checkpoints=True"):
         run_study(study(out, 2, extend=True), progress=False)
     assert json.loads((out / "study.json").read_text())["setup"]["epochs"] == 1
 

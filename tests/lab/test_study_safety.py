@@ -73,7 +73,7 @@ def test_a_setting_outside_its_range_is_refused_before_any_work(tmp_path, capsys
 def test_a_broken_study_json_is_named_and_force_records_a_new_one(tmp_path):
     study = Study([TINY], [parse_variant("baseline")], [0], SETUP, tmp_path)
     (tmp_path / "study.json").write_text('{"setup": {"data": ')
-    with pytest.raises(StudyError, match=r"study\.json: not valid JSON \(line 1: .*pass --force"):
+    with pytest.raises(StudyError, match=r"study\.json: not valid JSON \(line 1: .*pass force=True"):
         study.recorded()
     (tmp_path / "study.json").write_text('{"setup": {}, "grid": {"models": "all"}}')
     with pytest.raises(StudyError, match=r"study\.json: 'grid\.models' must be a JSON list"):

@@ -70,7 +70,9 @@ def head_name(model: nn.Module) -> str:
     """The last Linear (or conv) in registration order: the classifier that ``--finetune-head`` trains."""
     layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     if not layers:
-        raise StudyError("--finetune-head: the model has no Linear or conv layer to train")
+        raise StudyError(
+            "`finetune_head`: the model has no Linear or conv layer to train", param="finetune_head"
+        )
     return layers[-1]
 
 
@@ -85,7 +87,8 @@ def build_variant(cell: Cell, setup: StudySetup) -> tuple[nn.Module, Any, bool]:
     from_file = Path(cell.model).is_file()
     if setup.num_classes is not None and setup.num_classes != data.num_classes:
         raise StudyError(
-            f"--num-classes {setup.num_classes}, but {setup.data} has {data.num_classes} classes: drop --num-classes"
+            f"num_classes={setup.num_classes}, but {setup.data} has {data.num_classes} classes: drop num_classes",
+            param="num_classes",
         )
     args = {"model_args": dict(cell.model_args)} if cell.model_args else {}  # a model file takes none
     model, _ = load_model_for_classes(

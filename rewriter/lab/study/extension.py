@@ -40,8 +40,9 @@ def check_longer(out: Path, epochs: int, recorded: dict[str, Any]) -> None:
     if not isinstance(before, int) or epochs > before or (epochs == before and resumed):
         return
     raise UsageError(
-        f"--extend needs --epochs above the {before} the study in {out} was trained for, got --epochs {epochs}; "
-        f"give a larger --epochs (e.g. --epochs {2 * before})"
+        f"`extend` needs `epochs` above the {before} the study in {out} was trained for, got epochs={epochs}; "
+        f"give a larger `epochs` (e.g. epochs={2 * before})",
+        param=("extend", "epochs"),
     )
 
 

@@ -21,15 +21,16 @@ def check_folder(out: Path, *, force: bool) -> None:
     """Refuse ``out`` if it is a file, or a folder without ``study.json`` that is not empty (unless
     ``force``)."""
     if out.exists() and not out.is_dir():
-        raise StudyError(f"--out {out} is a file; give a folder for the study")
+        raise StudyError(f"`out` {out} is a file; give a folder for the study", param="out")
     if not out.is_dir() or (out / SETUP_FILE).exists() or force:
         return
     found = sorted(p.name for p in out.iterdir())
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
         raise StudyError(
-            f"--out {out} is a folder that holds no study ({SETUP_FILE} is missing) but other files ({shown}); "
-            "the study would replace its results files there. Give an empty or new folder, or pass --force"
+            f"`out` {out} is a folder that holds no study ({SETUP_FILE} is missing) but other files ({shown}); "
+            "the study would replace its results files there. Give an empty or new folder, or pass force=True",
+            param=("out", "force"),
         )
 
 
@@ -45,7 +46,9 @@ def read_record(out: Path, *, force: bool) -> dict[str, Any] | None:
     except StudyError as err:
         if force:
             return None
-        raise StudyError(f"{err}; fix it, or pass --force to record this run's setup in its place") from err
+        raise StudyError(
+            f"{err}; fix it, or pass force=True to record this run's setup in its place", param="force"
+        ) from err
     return record
 
 
@@ -84,8 +87,9 @@ def check_same_study(
         longer = longer and now["epochs"] > recorded["setup"]["epochs"]
         raise StudyError(
             f"{out} holds a study with another setup (differs in {', '.join(changed)}); "
-            + ("add --extend to train its cells on from their checkpoints, or " if longer else "")
-            + "use another --out or the recorded setup"
+            + ("add extend=True to train its cells on from their checkpoints, or " if longer else "")
+            + "use another `out` or the recorded setup",
+            param=("extend", "out"),
         )
     earlier = recorded["grid"]["recipes"]
     changed = [label for label, recipe in recipes.items()
@@ -93,5 +97,6 @@ def check_same_study(
     if changed:
         raise StudyError(
             f"{out} holds results of another recipe labelled {', '.join(map(repr, changed))}; "
-            "rename the recipe file or use another --out"
+            "rename the recipe file or use another `out`",
+            param="out",
         )

@@ -55,7 +55,8 @@ def parse_variant(text: str) -> Variant:
     if text in list_strategies():
         return Variant(text, Recipe.from_strategies([text]))
     raise RecipeError(
-        f"--recipe '{text}' is neither 'baseline', a strategy ({', '.join(list_strategies())}) nor a YAML file"
+        f"`recipe` '{text}' is neither 'baseline', a strategy ({', '.join(list_strategies())}) nor a YAML file",
+        param="recipe",
     )
 
 
@@ -82,13 +83,17 @@ class StudySetup:
     num_classes: int | None = bounded(None, low=1)  # the head's classes (None: the data's, as in train)
 
     def __post_init__(self) -> None:
-        check_ranges(self, StudyError, flags={k: "--" + k.replace("_", "-") for k in asdict(self)})
+        check_ranges(self, StudyError)
         if self.lr != "auto":
-            check_ranges(_Rate(self.lr), StudyError, flags={"lr": "--lr"})
+            check_ranges(_Rate(self.lr), StudyError)
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise StudyError(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+            raise StudyError(
+                f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}", param="precision"
+            )
         if len(self.input_size) != 2 or any(not isinstance(s, int) or s < 1 for s in self.input_size):
-            raise StudyError(f"--input-size must be two positive sizes, got {self.input_size}")
+            raise StudyError(
+                f"input_size must be two positive sizes, got {self.input_size}", param="input_size"
+            )
 
     @property
     def auto_lr(self) -> bool:
@@ -178,7 +183,9 @@ class Study:
         if len(set(labels)) != len(labels):
             raise StudyError(f"two recipes share a label: {labels}; rename one of the files")
         if not self.models or not self.variants or not self.seeds:
-            raise StudyError("a study needs at least one --model, one --recipe and one seed")
+            raise StudyError(
+                "a study needs at least one `model`, one `recipe` and one seed", param=("model", "recipe")
+            )
         if any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise StudyError(f"seeds must be whole numbers 0 or more, got {list(self.seeds)}")
         sources = {m: source_key(m, self.model_args) for m in self.models}
@@ -221,8 +228,8 @@ class Study:
             raise StudyError(
                 f"{len(missing)} of {len(self.cells)} cells to train on to {self.setup.epochs} epochs have no "
                 f"checkpoint to continue from (such as {self.checkpoint_path(missing[0])}): the study ran "
-                "without --keep-checkpoints. Run it with --epochs "
-                f"{self.setup.epochs} --keep-checkpoints into a new --out (every cell trained from scratch, "
+                "without keep_checkpoints=True. Run it with epochs="
+                f"{self.setup.epochs} keep_checkpoints=True into a new `out` (every cell trained from scratch, "
                 "and extendable later)"
             )
 
@@ -266,7 +273,8 @@ class Study:
         recorded = read_record(self.out, force=self.force)
         if recorded is None and self.extend:
             raise UsageError(
-                f"--extend: {self.out} holds no study to extend; drop --extend to start one there"
+                f"`extend`: {self.out} holds no study to extend; drop extend=True to start one there",
+                param="extend",
             )
         if recorded is not None:
             now = _as_recorded(self.setup.to_json(), recorded["setup"])

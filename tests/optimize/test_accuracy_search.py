@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 import rewriter
 from rewriter.engine.saving import load
 from rewriter.lab.data import dataset_labels, load_data
-from rewriter.lab.setup import ModelRequest
+from rewriter.lab.model_request import ModelRequest
 from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
 from rewriter.optimize.accuracy import Entry, Schedule, kendall, search_accuracy
 from rewriter.optimize.halving import rungs

@@ -192,12 +192,17 @@ def read_source(source: str, *, trust_pickle: bool = False) -> ModelFile | None:
 
 
 def _exists(source: str) -> bool:
-    """Whether anything is at ``source`` (a link that leads nowhere included); a name the system refuses
-    (too long) raises its ``OSError``, which says so."""
+    """Whether anything is at ``source`` (a link that leads nowhere included). A name the system refuses
+    (too long) is not there if it looks like a path (``check_source`` says so); otherwise its ``OSError``,
+    which says what the system refused, is raised."""
     try:
         os.lstat(source)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError:
+        if _looks_like_a_path(source):
+            return False
+        raise
     return True
 
 

@@ -30,8 +30,8 @@ from _common import CIFAR10_ARCHIVE, HERE, machine, stamp, unpacked_cifar10, wri
 import rewriter
 from rewriter._files import write_json
 from rewriter._text import human
+from rewriter.lab.model_request import ModelRequest
 from rewriter.lab.sampling import stratified_indices
-from rewriter.lab.setup import ModelRequest
 from rewriter.lab.study import Executor
 from rewriter.lab.training import TrainConfig
 from rewriter.optimize.accuracy import Schedule, search_accuracy

@@ -12,10 +12,11 @@ import yaml
 from .._errors import UsageError
 from ..engine.recipe import Recipe
 from ..engine.saving import save
+from ..lab.model_request import ModelRequest
 from ..lab.training import TrainConfig, resolve_device
 from ..optimize.accuracy import AccuracySearch, Schedule, search_accuracy
 from ..optimize.trials import TrialSetup, trained_model
-from ._common import executor_of, print_json, request_of, status
+from ._common import executor_of, print_json, status
 from ._parser import add_executor_arguments, integer, real
 
 
@@ -67,15 +68,16 @@ def check_accuracy_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--min-epochs {args.min_epochs} is above --epochs {args.epochs}")
 
 
-def run_search(args: argparse.Namespace, result, data, pretrained: bool) -> int:
-    """Train, choose, report (tables or --json, --report) and write -o; the exit code."""
+def run_search(args: argparse.Namespace, request: ModelRequest, result, data, pretrained: bool) -> int:
+    """Train, choose, report (tables or --json, --report) and write -o; the exit code. ``request`` is the
+    baseline as the command read it (``_common.request_of``)."""
     device = None if args.device is None else str(resolve_device(args.device))
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_batches=args.max_batches,
         precision=args.precision,
     )  # fmt: skip
     setup = TrialSetup(
-        request_of(args), args.data, result.input_size, config, Path(args.out), fraction=args.val_fraction,
+        request, args.data, result.input_size, config, Path(args.out), fraction=args.val_fraction,
         holdout_seed=args.val_seed, in_channels=args.in_channels, leaf_modules=tuple(args.leaf_module),
         pretrained=pretrained, device=device,
     )  # fmt: skip

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import InputSizeError, UsageError
+from .._errors import UsageError
 from .._files import check_targets, write_json
-from ..lab.data import native_size, parse_data_spec
-from ..lab.setup import ModelRequest, Setup, load_data_and_model, pretrain, resolve_input_size
+from ..lab.model_request import ModelRequest
 from ..lab.training import resolve_device
 from ..models.sources import ModelSpec, parse_model_args
 from ._log import log
 from ._parser import cores
+from ._setup import Setup, load_setup, pretrain, resolve_input_size
 
 
 def print_json(data: Any) -> None:
@@ -36,7 +36,8 @@ def status(message: str) -> None:
 
 
 def request_of(args: argparse.Namespace, *, num_classes: int | None = None) -> ModelRequest:
-    """The model the arguments name (``num_classes`` when --num-classes is not given)."""
+    """The model the arguments name (``num_classes`` when --num-classes is not given), a file it names read
+    once (``ModelRequest.read``): ask once per command and pass the request on."""
     return ModelRequest(
         args.model,
         num_classes=args.num_classes if args.num_classes is not None else num_classes,
@@ -44,25 +45,20 @@ def request_of(args: argparse.Namespace, *, num_classes: int | None = None) -> M
         weights=args.weights,
         trust_pickle=args.trust_pickle,
         input_size=getattr(args, "input_size", None),
-    )
+    ).read()
 
 
 def load_from_args(args: argparse.Namespace) -> tuple[nn.Module, ModelSpec]:
     return request_of(args).load()
 
 
-def input_size_of(args: argparse.Namespace, native: tuple[int, int] | None = None) -> tuple[int, int]:
-    """--input-size, else the size a model file was written for, else ``native``.
+def input_size_of(args: argparse.Namespace, request: ModelRequest) -> tuple[int, int]:
+    """--input-size, else the size the model file of ``request`` was written for.
 
     Raises:
-        UsageError: none of them is known.
+        UsageError: neither is known.
     """
-    try:
-        return resolve_input_size(args.input_size, args.model, native)
-    except InputSizeError as err:
-        if args.input_size is not None:
-            raise
-        raise UsageError(str(err)) from None
+    return resolve_input_size(args.input_size, request)
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
@@ -127,13 +123,8 @@ def prepare_measurement(args: argparse.Namespace) -> tuple[Setup, torch.device]:
 
 def setup_of(args: argparse.Namespace) -> Setup:
     """The data of --data and the model, at --input-size (else a model file's own, else the data's)."""
-    spec = parse_data_spec(args.data)
-    native = native_size(spec) if args.input_size is None else None
-    size = input_size_of(args, native)
-    if spec.kind == "imagefolder" and args.input_size is None and native == size:
-        status(f"input size {size[0]}x{size[1]}: every image of {spec.path} has that size")
-    return load_data_and_model(
-        request_of(args), args.data, input_size=size, download=args.download, progress=status,
+    return load_setup(
+        request_of(args), args.data, input_size=args.input_size, download=args.download, progress=status,
         **data_options(args),
     )  # fmt: skip
 

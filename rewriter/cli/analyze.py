@@ -8,7 +8,7 @@ from ..analysis.flops_meta import FLOP_BACKENDS
 from ..analysis.traced_model import analyze
 from ..render.plots import plot_receptive_fields
 from ..render.tables import format_analysis, format_information_field
-from ._common import check_outputs, input_size_of, load_from_args, print_json, status
+from ._common import check_outputs, input_size_of, print_json, request_of, status
 from ._parser import add_input_arguments, add_model_arguments, command_parser, size
 
 DESCRIPTION = """\
@@ -73,8 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 def run(args: argparse.Namespace) -> int:
     check_outputs(args, {"--plot": args.plot})
-    input_size = input_size_of(args)
-    model, _ = load_from_args(args)
+    request = request_of(args)
+    input_size = input_size_of(args, request)
+    model, _ = request.load()
     result = analyze(
         model,
         input_size,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import dataclasses
 
+from .._errors import UsageError
 from ..engine.report import Report, measure
-from ..lab.setup import ModelRequest, resolve_input_size
+from ..lab.model_request import ModelRequest
 from ..models.sources import parse_model_args
 from ._common import check_outputs, print_json, status, write_report
 from ._conventions import add_latency_argument
@@ -53,24 +54,16 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
-
     check_outputs(args, {"--report": args.report})
-    size = args.input_size or _recorded_size(args)
+    requests = [_request(args, source, weights) for source, weights in
+                ((args.model_a, args.weights), (args.model_b, args.weights_b))]  # fmt: skip
+    size = args.input_size or _recorded_size(requests)
     rows = []
-    for source, weights in ((args.model_a, args.weights), (args.model_b, args.weights_b)):
-        is_file = Path(source).is_file()
-        request = ModelRequest(
-            source,
-            num_classes=None if is_file else args.num_classes,
-            model_args={} if is_file else parse_model_args(args.model_arg),
-            weights=weights,
-            trust_pickle=args.trust_pickle,
-            input_size=size,
-        )
-        model, _ = request.load()
-        status(f"measuring {source}")
+    for request in requests:
+        model, _ = dataclasses.replace(request, input_size=size).load()
+        status(f"measuring {request.source}")
         row, _ = measure(
-            model, size, label=source, in_channels=args.in_channels, leaf_modules=args.leaf_module,
+            model, size, label=request.source, in_channels=args.in_channels, leaf_modules=args.leaf_module,
             latency=args.latency,
         )  # fmt: skip
         rows.append(row)
@@ -83,12 +76,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorded_size(args: argparse.Namespace) -> tuple[int, int]:
-    from .._errors import RewriterError, UsageError
+def _request(args: argparse.Namespace, source: str, weights: str | None) -> ModelRequest:
+    """A or B, its file read once; one built by name takes --num-classes and --model-arg."""
+    request = ModelRequest(source, weights=weights, trust_pickle=args.trust_pickle).read()
+    if request.is_file:
+        return request
+    return dataclasses.replace(
+        request, num_classes=args.num_classes, model_args=parse_model_args(args.model_arg)
+    )
 
-    for source in (args.model_a, args.model_b):
-        try:
-            return resolve_input_size(None, source)
-        except RewriterError:
-            continue
-    raise UsageError("give --input-size: neither A nor B is a model file that records its input size")
+
+def _recorded_size(requests: list[ModelRequest]) -> tuple[int, int]:
+    """The input size A's model file records, else B's."""
+    recorded = [r.recorded_input_size for r in requests if r.recorded_input_size is not None]
+    if not recorded:
+        raise UsageError("give --input-size: neither A nor B is a model file that records its input size")
+    return recorded[0]

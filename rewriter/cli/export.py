@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.exporting import check_exportable, check_format, export
-from ._common import check_outputs, input_size_of, load_from_args, print_json, status
+from ._common import check_outputs, input_size_of, print_json, request_of, status
 from ._conventions import EXPORT_FORMATS, add_format_argument, add_latency_argument, output_format
 from ._parser import add_input_arguments, add_model_arguments, command_parser
 
@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, {"-o": args.output})
     check_format(args.output, fmt)
     check_exportable(fmt)
-    size = input_size_of(args)
-    model, _ = load_from_args(args)
+    request = request_of(args)
+    size = input_size_of(args, request)
+    model, _ = request.load()
     exported = export(
         model, args.output, fmt, input_size=size, in_channels=args.in_channels, overwrite=args.force,
         latency=args.latency,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from typing import Any
 
 import yaml
@@ -16,7 +17,7 @@ from ..engine.pipeline import rewrite
 from ..engine.recipe import Recipe
 from ..engine.saving import save
 from ..lab.data import load_data
-from ..lab.setup import model_for_data
+from ..lab.model_request import ModelRequest, model_for_data
 from ..optimize import PREFERENCES, OptimizeResult, Ratio, optimize, parse_limit, validate
 from ..render import format_front, plot_front
 from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
@@ -225,11 +226,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_format(args.output, args.format, strict=True)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, request: ModelRequest):
     if not args.data:
-        return (*request_of(args).load(), None)
+        return (*request.load(), None)
     data = load_data(args.data, args.input_size, download=args.download)
-    request = request_of(args)
     return (*(request.load() if request.num_classes is not None else model_for_data(request, data)), data)
 
 
@@ -239,18 +239,21 @@ def run(args: argparse.Namespace) -> int:
     search = parse_search(args.search)
     args.format = output_format(args.output, args.format)
     _check_outputs(args)
-    model, spec, data = _load(args)
+    request = request_of(args)
+    model, spec, data = _load(args, request)
     args.num_classes = args.num_classes or spec.num_classes  # the recipe records the head it was built with
+    if not request.is_file:  # a model file fixes its head; one built by name is rebuilt with this one
+        request = dataclasses.replace(request, num_classes=args.num_classes)
     pretrained = spec.weights is not None or spec.kind == "file"
     status(f"searching the rewrites of {args.model} at {size[0]}x{size[1]} ...")
     with _progress() as progress:
         result = _search(args, model, size, budget, search, pretrained, data, progress)
     if wants_search(args) and result.exit_code == 0:
-        return run_search(args, result, data, pretrained)
+        return run_search(args, request, result, data, pretrained)
     validation = None
     if args.validate is not None and result.exit_code == 0:
         validation = validate(
-            result, request_of(args), data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
+            result, request, data=args.data, k=args.validate, epochs=args.epochs, seeds=args.seeds,
             out=args.out, lr=args.lr, batch_size=args.batch_size, max_batches=args.max_batches,
             workers=args.workers, val_fraction=args.val_fraction, device=args.device, say=status,
             precision=args.precision,

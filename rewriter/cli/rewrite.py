@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from .._errors import RecipeError, UsageError
@@ -15,7 +14,7 @@ from ..engine.recipe import Recipe
 from ..engine.registry import list_strategies
 from ..engine.saving import save
 from ..lab.data import load_data
-from ..lab.setup import model_for_data
+from ..lab.model_request import ModelRequest, model_for_data
 from ..models.sources import ModelSpec
 from ._common import check_outputs, input_size_of, print_json, request_of, status, write_report
 from ._conventions import add_format_argument, add_latency_argument, output_format
@@ -155,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
     args.format = output_format(args.output, args.format)
     if not args.dry_run:
         _check_before_work(args, recipe)
+    request = request_of(args)
     if recipe.input_size is None:  # a model file knows the size it was made for
-        recipe = recipe.with_overrides(input_size=input_size_of(args))
+        recipe = recipe.with_overrides(input_size=input_size_of(args, request))
     data = load_data(args.data, recipe.input_size, download=args.download) if args.data else None
-    model, spec = _baseline(args, recipe, data)
+    model, spec = _baseline(request, recipe, data)
     result = rewrite(
         model,
         recipe,
@@ -192,11 +192,11 @@ def _check_before_work(args: argparse.Namespace, recipe: Recipe) -> None:
         check_exportable(args.format, reasons=refusals)
 
 
-def _baseline(args: argparse.Namespace, recipe: Recipe, data: Any) -> tuple[Any, ModelSpec]:
+def _baseline(request: ModelRequest, recipe: Recipe, data: Any) -> tuple[Any, ModelSpec]:
     """The model to rewrite; built by name, its head has the recipe's num_classes (--num-classes wins),
     else the data's classes."""
-    classes = None if Path(args.model).is_file() else recipe.num_classes
-    request = dataclasses.replace(request_of(args, num_classes=classes), input_size=recipe.input_size)
+    classes = request.num_classes or (None if request.is_file else recipe.num_classes)
+    request = dataclasses.replace(request, num_classes=classes, input_size=recipe.input_size)
     if data is not None and request.num_classes is None:
         return model_for_data(request, data)
     return request.load()

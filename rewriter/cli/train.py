@@ -17,7 +17,6 @@ from ..engine.exporting import check_exportable, check_format, export
 from ..engine.recipe import Recipe
 from ..engine.saving import save
 from ..lab.precision import resolve_precision
-from ..lab.setup import Setup, epoch_reporter
 from ..lab.training import TrainConfig, TrainError, TrainResult, distributed, init_distributed, train
 from ._common import check_outputs, device_of, loader_workers, print_json, setup_of, status
 from ._conventions import add_format_argument, add_latency_argument, output_format
@@ -29,6 +28,7 @@ from ._parser import (
     integer,
     real,
 )
+from ._setup import Setup, epoch_reporter
 
 DESCRIPTION = """\
 Train a model with SGD on a data source and write a model file (the same format as `rewrite -o`, so

@@ -10,6 +10,7 @@ kinds names it).
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from .._files import check_target
 from .._version import __version__
 from ..analysis.sizes import parse_size
 from ..models import modelfile
+from ..models.modelfile import ModelFile
 from ..models.sources import ModelSpec, is_named_model, load_model
 from ..models.weights import load_weights
 from .exporting import check_format, export
@@ -99,9 +101,10 @@ def save(
     return modelfile.write_payload(payload, target, overwrite=overwrite or force)
 
 
-def load_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadedModel:
-    """Read a file written by ``save``: rebuild the base, replay the recipe, load the weights; the model
-    with its spec, recipe, input size and metadata (``rewriter.load`` gives the model alone, in eval mode).
+def load_model_file(path: str | os.PathLike | ModelFile, *, trust_pickle: bool = False) -> LoadedModel:
+    """Read a file written by ``save`` (or one already read, a ``ModelFile``): rebuild the base, replay the
+    recipe, load the weights; the model with its spec, recipe, input size and metadata (``rewriter.load``
+    gives the model alone, in eval mode).
 
     The file's structure is read and validated first, with no tensor data; the rebuilt model's names
     and shapes are compared with the file's before its tensors are read.
@@ -111,19 +114,23 @@ def load_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> L
             a newer format version, or breaks its schema), or its weights do not fit the rebuilt model.
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
     """
-    data = modelfile.read_payload(path, trust_pickle=trust_pickle)
+    if isinstance(path, ModelFile):
+        file = path
+    else:
+        file = ModelFile(str(path), "rewriter", modelfile.read_payload(path, trust_pickle=trust_pickle))
+    data = dict(file.payload)
     spec = ModelSpec.from_json(data["base"])
     try:
-        recipe = Recipe.from_dict(data["recipe"], source=Path(path).name, allow_empty=True)
+        recipe = Recipe.from_dict(data["recipe"], source=Path(file.path).name, allow_empty=True)
     except RecipeError as err:
-        raise InvalidFileError(f"{path} is not a valid model file: recipe: {err}") from err
-    size = parse_size(data["input_size"], "input_size")
-    if "module" in data:
-        return LoadedModel(data["module"], spec, recipe, size, data)
+        raise InvalidFileError(f"{file.path} is not a valid model file: recipe: {err}") from err
+    size = file.input_size
+    if "module" in data:  # a copy: two models built from one reading share no parameter
+        return LoadedModel(copy.deepcopy(data["module"]), spec, recipe, size, data)
     if not trust_pickle and not is_named_model(spec.source):
         raise UntrustedPickleError(
-            f"{path} was built from '{spec.source}'; rebuilding it imports and runs the code that name points to. "
-            "Pass trust_pickle=True if you trust the file",
+            f"{file.path} was built from '{spec.source}'; rebuilding it imports and runs the code that name "
+            "points to. Pass trust_pickle=True if you trust the file",
             param="trust_pickle",
         )
     # the architecture only: the file's own weights follow (pretrained ones need not be in the cache)
@@ -135,9 +142,9 @@ def load_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> L
         {**history_step(recipe, size, data.get("in_channels", 3), data.get("leaf_modules", ()))},
     ]
     for step in steps:
-        model = _replay(model, step, Path(path).name)
-    _check_shapes(model, data["state_dict"], path)  # meta tensors: no tensor data read yet
-    model.load_state_dict(modelfile.read_tensors(path, data), strict=True)
+        model = _replay(model, step, Path(file.path).name)
+    _check_shapes(model, data["state_dict"], file.path)  # meta tensors: no tensor data read yet
+    model.load_state_dict(file.read_tensors(), strict=True)
     return LoadedModel(model, spec, recipe, size, data)
 
 
@@ -180,10 +187,11 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str | 
         )
 
 
-def load_as_source(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
-    """A model file as a model source: rebuilt from its spec and recipe, then its weights; the spec records
-    the file's rewrite as one more step of its history, so that a file made from it can be replayed."""
-    loaded = load_model_file(source, trust_pickle=trust_pickle)
+def load_as_source(file: ModelFile, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
+    """A model file already read as a model source: rebuilt from its spec and recipe, then its weights; the
+    spec records the file's rewrite as one more step of its history, so that a file made from it can be
+    replayed."""
+    loaded = load_model_file(file, trust_pickle=trust_pickle)
     if weights is not None:
         load_weights(loaded.model, weights)
     step = history_step(
@@ -197,7 +205,7 @@ def load_as_source(source: str, *, trust_pickle: bool, weights: Any) -> tuple[nn
         loaded.spec.kind,
         loaded.spec.num_classes,
         loaded.spec.model_args,
-        str(weights or source),
+        str(weights or file.path),
         (*loaded.spec.history, step),
     )
     return loaded.model, spec

@@ -6,13 +6,13 @@ from __future__ import annotations
 from .batches import TensorImages, loader
 from .convergence import ChanceCheck, check_chance
 from .data import DataError, DataSource, Relabelled, dataset_labels, load_data, parse_data_spec
+from .model_request import ModelRequest, model_for_data
 from .precision import Precision, resolve_precision
 from .probes import ProbeReport, run_probes
 from .relevance import LabelUnit, Relevance, RelevanceError, compute_relevance, label_units
 from .routing import RoutedModel, Router, RoutingStats, gate_units, routing_stats
 from .sampling import holdout, sample, stratified_indices
 from .saturation import SaturationReport, compute_saturation
-from .setup import ModelRequest, Setup, load_data_and_model, model_for_data, pretrain, resolve_input_size
 from .skipping import SkipTraining, fit_routed_model
 from .training import TrainConfig, TrainError, TrainResult, evaluate, train
 
@@ -31,7 +31,6 @@ __all__ = [
     "Router",
     "RoutingStats",
     "SaturationReport",
-    "Setup",
     "SkipTraining",
     "TensorImages",
     "TrainConfig",
@@ -47,12 +46,9 @@ __all__ = [
     "holdout",
     "label_units",
     "load_data",
-    "load_data_and_model",
     "loader",
     "model_for_data",
     "parse_data_spec",
-    "pretrain",
-    "resolve_input_size",
     "resolve_precision",
     "routing_stats",
     "run_probes",

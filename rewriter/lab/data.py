@@ -18,7 +18,7 @@ import io
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from .._errors import RewriterError, close_matches
 from .batches import MEAN, STD, TensorImages
-from .imagefolder import FolderError, native_folder_size, read_folder, scan_folder
+from .imagefolder import FolderError, FolderLayout, read_folder, scan_layout
 from .sampling import SamplingError, dataset_labels, stratified_indices, subset
 from .synthetic import SHAPES, synthetic_images
 
@@ -41,7 +41,9 @@ __all__ = [
     "DataSpec",
     "TensorImages",
     "load_data",
+    "native_size",
     "parse_data_spec",
+    "scan_data",
     "synthetic_images",
 ]
 
@@ -62,6 +64,7 @@ class DataSpec:
     kind: str
     path: str | None = None
     size: int | None = None  # synthetic: number of training images
+    layout: FolderLayout | None = field(default=None, compare=False, repr=False)  # an image folder listed
 
     def __str__(self) -> str:
         return self.kind + (f":{self.path}" if self.path else "") + (f":{self.size}" if self.size else "")
@@ -85,17 +88,27 @@ def parse_data_spec(text: str) -> DataSpec:
     return DataSpec(kind, os.path.expanduser(rest))
 
 
-def native_size(spec: DataSpec) -> tuple[int, int] | None:
-    """The resolution a source's images come in (digits: the 8x8 scans upsampled to CIFAR's 32); for an
-    image folder, the size all its images share (None when they differ)."""
-    if spec.kind != "imagefolder":
-        return (32, 32)
-    root = Path(spec.path)
+def scan_data(spec: DataSpec) -> DataSpec:
+    """``spec`` with its image folder listed once (``FolderLayout``: its splits and the size their images
+    share), for ``native_size`` and ``load_data`` to use without listing it again; other kinds as they are.
+
+    Raises:
+        DataError: the folder cannot be read as an image folder.
+    """
+    if spec.kind != "imagefolder" or spec.layout is not None:
+        return spec
     try:
-        names = [root / n for n in ("train", "test", "val") if (root / n).is_dir()]
-        return native_folder_size([scan_folder(folder) for folder in (names or [root])])
+        return dataclasses.replace(spec, layout=scan_layout(Path(spec.path)))
     except FolderError as err:
         raise DataError(str(err)) from err
+
+
+def native_size(spec: DataSpec) -> tuple[int, int] | None:
+    """The resolution a source's images come in (digits: the 8x8 scans upsampled to CIFAR's 32); for an
+    image folder, the size all its images share (None when they differ), from its listing (``scan_data``)."""
+    if spec.kind != "imagefolder":
+        return (32, 32)
+    return scan_data(spec).layout.native_size
 
 
 @dataclass
@@ -238,7 +251,7 @@ def _has_cifar(folder: Path, kind: str) -> bool:
 
 def _imagefolder(spec: DataSpec, input_size: tuple[int, int], memory_limit: float, say: Say | None):
     try:
-        splits = read_folder(Path(spec.path), input_size, memory_limit=memory_limit, say=say)
+        splits = read_folder(spec.layout or Path(spec.path), input_size, memory_limit=memory_limit, say=say)
     except FolderError as err:
         raise DataError(str(err)) from err
     if splits.streamed is not None:

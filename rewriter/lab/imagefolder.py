@@ -25,8 +25,8 @@ import torch
 from .._errors import RewriterError
 
 __all__ = [
-    "EXTENSIONS", "Folder", "FolderError", "FolderImages", "FolderSplits", "cache_dir", "decode_folder",
-    "native_folder_size", "read_folder", "scan_folder",
+    "EXTENSIONS", "Folder", "FolderError", "FolderImages", "FolderLayout", "FolderSplits", "cache_dir",
+    "decode_folder", "native_folder_size", "read_folder", "scan_folder", "scan_layout",
 ]  # fmt: skip
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
@@ -233,50 +233,74 @@ class FolderSplits:
     streamed: tuple[FolderImages, FolderImages, FolderImages] | None = None
 
 
-def read_folder(
-    root: Path, input_size: tuple[int, int], *, memory_limit: float, say: Say | None = None
-) -> FolderSplits:
-    """``root/train`` and ``root/test`` (or ``val``), or one folder split 80/20 (stratified, seed 0): decoded
-    once if they fit ``memory_limit`` bytes as uint8, else streamed."""
-    train_folder, test_folder, split = _folders(root)
-    if len(train_folder.classes) < 2:  # every model scores 100 % on one class: nothing would be measured
-        raise FolderError(
-            f"imagefolder: {train_folder.root} has one class folder ({train_folder.classes[0]}); classification "
-            "needs two or more (one folder per class)"
-        )
-    folders = [f for f in (train_folder, test_folder) if f is not None]
-    native = native_folder_size(folders)
-    store = None if native is not None else input_size
-    h, w = store or native
-    total = sum(len(f) for f in folders)
-    if total * 3 * h * w > memory_limit:
-        if say:
-            say(f"{root}: {total} images of {h}x{w} exceed the memory limit of {memory_limit / 2**30:.2f} GiB; "
-                "reading them from disk every epoch (raise --data-memory to decode them once)")  # fmt: skip
-        return FolderSplits(
-            train_folder.classes, streamed=_streamed(train_folder, test_folder, split, input_size)
-        )
-    images, labels = decode_folder(train_folder, store, data_root=root, say=say)
-    if test_folder is None:
-        kept, held = (torch.tensor(part, dtype=torch.int64) for part in split)
-        return FolderSplits(train_folder.classes, (images[kept], labels[kept]), (images[held], labels[held]))
-    number = _class_numbers(test_folder, train_folder.classes)
-    test_images, test_labels = decode_folder(test_folder, store, data_root=root, say=say)
-    return FolderSplits(train_folder.classes, (images, labels), (test_images, number[test_labels]))
+@dataclass(frozen=True, eq=False)
+class FolderLayout:
+    """An image folder listed once (``scan_layout``): its training split, its test split (None: the training
+    folder is split 80/20 at ``holdout``), and the size all their images share (None: they differ). The
+    input size is inferred from it and the folder read with it, without listing the folder again."""
+
+    root: Path
+    train: Folder
+    test: Folder | None
+    holdout: tuple[list[int], list[int]] | None
+    native_size: tuple[int, int] | None
 
 
-def _folders(root: Path) -> tuple[Folder, Folder | None, tuple[list[int], list[int]] | None]:
+def scan_layout(root: Path) -> FolderLayout:
+    """List ``root/train`` and ``root/test`` (or ``val``), or ``root`` alone (split 80/20, stratified,
+    seed 0), and find the size their images share.
+
+    Raises:
+        FolderError: no such folder, one class only, one image only, no images, a link loop.
+    """
     from .sampling import holdout
 
     if not root.is_dir():
         raise FolderError(f"imagefolder: {root} is not a folder")
     test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
     if (root / "train").is_dir() and test_dir is not None:
-        return scan_folder(root / "train"), scan_folder(test_dir), None
-    whole = scan_folder(root)
-    if len(whole) < 2:
-        raise FolderError(f"imagefolder: {root} holds one image; a train and a test split need two or more")
-    return whole, None, holdout(whole.labels, max(1, len(whole) // 5), seed=0)
+        train, test, split = scan_folder(root / "train"), scan_folder(test_dir), None
+    else:
+        train, test = scan_folder(root), None
+        if len(train) < 2:
+            raise FolderError(
+                f"imagefolder: {root} holds one image; a train and a test split need two or more"
+            )
+        split = holdout(train.labels, max(1, len(train) // 5), seed=0)
+    if len(train.classes) < 2:  # every model scores 100 % on one class: nothing would be measured
+        raise FolderError(
+            f"imagefolder: {train.root} has one class folder ({train.classes[0]}); classification "
+            "needs two or more (one folder per class)"
+        )
+    native = native_folder_size([f for f in (train, test) if f is not None])
+    return FolderLayout(root, train, test, split, native)
+
+
+def read_folder(
+    root: Path | FolderLayout, input_size: tuple[int, int], *, memory_limit: float, say: Say | None = None
+) -> FolderSplits:
+    """The splits of an image folder (its ``FolderLayout``, listed here if a path is given): decoded once if
+    they fit ``memory_limit`` bytes as uint8, else streamed."""
+    layout = root if isinstance(root, FolderLayout) else scan_layout(root)
+    train_folder, test_folder, split = layout.train, layout.test, layout.holdout
+    folders = [f for f in (train_folder, test_folder) if f is not None]
+    store = None if layout.native_size is not None else input_size
+    h, w = store or layout.native_size
+    total = sum(len(f) for f in folders)
+    if total * 3 * h * w > memory_limit:
+        if say:
+            say(f"{layout.root}: {total} images of {h}x{w} exceed the memory limit of {memory_limit / 2**30:.2f} "
+                "GiB; reading them from disk every epoch (raise --data-memory to decode them once)")  # fmt: skip
+        return FolderSplits(
+            train_folder.classes, streamed=_streamed(train_folder, test_folder, split, input_size)
+        )
+    images, labels = decode_folder(train_folder, store, data_root=layout.root, say=say)
+    if test_folder is None:
+        kept, held = (torch.tensor(part, dtype=torch.int64) for part in split)
+        return FolderSplits(train_folder.classes, (images[kept], labels[kept]), (images[held], labels[held]))
+    number = _class_numbers(test_folder, train_folder.classes)
+    test_images, test_labels = decode_folder(test_folder, store, data_root=layout.root, say=say)
+    return FolderSplits(train_folder.classes, (images, labels), (test_images, number[test_labels]))
 
 
 def _class_numbers(test: Folder, classes: tuple[str, ...]) -> torch.Tensor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from . import modelfile, zoo
 from .blocks import FactorizedConv, GapLinearHead, RollingPointwise, Truncated, factorized_conv
+from .modelfile import ModelFile
 from .sources import (
     FileKind,
     ModelSpec,
@@ -16,6 +17,7 @@ from .sources import (
     load_model,
     load_model_for_classes,
     parse_model_args,
+    read_source,
     register_file_kind,
     torchvision_models,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "FactorizedConv",
     "FileKind",
     "GapLinearHead",
+    "ModelFile",
     "ModelSpec",
     "NoNumClassesError",
     "RollingPointwise",
@@ -38,6 +41,7 @@ __all__ = [
     "load_weights",
     "modelfile",
     "parse_model_args",
+    "read_source",
     "read_state_dict",
     "register_file_kind",
     "torchvision_models",

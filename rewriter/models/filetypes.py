@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
 import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import torch
 
@@ -28,28 +30,49 @@ _PICKLE_INDEX_LIMIT = 64 << 20  # the largest data.pkl read to look for a marker
 
 
 def sniff(path: str | os.PathLike) -> FileType:
-    """The kind of ``path``, from its first bytes and (for a zip) its table of contents."""
+    """The kind of ``path``, from its first bytes and (for a zip) its table of contents: one open."""
+    with opened(path) as (_, kind):
+        return kind
+
+
+@contextlib.contextmanager
+def opened(path: str | os.PathLike) -> Iterator[tuple[BinaryIO | None, FileType]]:
+    """``path`` opened once for reading, with its kind (``sniff``): ``(handle, kind)``, the handle at the
+    start of the file, or ``(None, kind)`` for what is not opened (missing, a folder, a special file, a loop)
+    or cannot be. A reader that reads the file through the handle opens it once in all."""
     file = Path(path)
     try:
         mode = os.stat(file).st_mode  # never opened unless a regular file: a FIFO would block the read
     except OSError as err:
-        return "loop" if err.errno == errno.ELOOP else "missing"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if not stat.S_ISREG(mode):
-        return "special"
+        yield None, "loop" if err.errno == errno.ELOOP else "missing"
+        return
+    if stat.S_ISDIR(mode) or not stat.S_ISREG(mode):
+        yield None, "folder" if stat.S_ISDIR(mode) else "special"
+        return
     try:
-        with open(file, "rb") as handle:
-            head = handle.read(8)
+        handle = open(file, "rb")  # noqa: SIM115 (closed below, after the caller's reading)
     except FileNotFoundError:
-        return "missing"  # removed between the two looks
+        yield None, "missing"  # removed between the two looks
+        return
     except OSError:
-        return "unreadable"  # permission denied, an I/O error: ``describe`` says which
+        yield None, "unreadable"  # permission denied, an I/O error: ``describe`` says which
+        return
+    with handle:
+        kind = _kind_of(handle, file)
+        handle.seek(0)
+        yield handle, kind
+
+
+def _kind_of(handle: BinaryIO, file: Path) -> FileType:
+    try:
+        head = handle.read(8)
+    except OSError:
+        return "unreadable"
     if not head:
         return "empty"
     if head.startswith(_ZIP_MAGIC):
         try:
-            with zipfile.ZipFile(file) as archive:
+            with zipfile.ZipFile(handle) as archive:  # a handle it was given is left open
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             return "corrupt"
@@ -96,34 +119,35 @@ def _open_error(path: str | os.PathLike) -> str:
 
 def read_structure(path: str | os.PathLike) -> Any:
     """``torch.load`` with ``weights_only=True`` and every tensor on the meta device: the file's structure
-    and shapes, no tensor data read.
+    and shapes, no tensor data read (the file opened once, its kind found on the way).
 
     Raises:
         ModelFileError: the file is missing, empty, corrupt, or not a torch archive.
         UntrustedPickleError: the file holds pickled Python objects (a whole module): ``weights_only``
             refuses them and nothing was unpickled.
     """
-    kind = sniff(path)
-    if kind not in ("torch", "pickle"):
-        raise (ModelFileError if kind == "missing" else InvalidFileError)(describe(path, kind))
-    try:
-        return torch.load(path, map_location="meta", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = _unsafe_globals(path)
-        if unsafe:
-            raise UntrustedPickleError(
-                f"{path} holds pickled Python objects ({', '.join(unsafe[:3])})"
-            ) from err
-        raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
-    except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
-        raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
+    with opened(path) as (handle, kind):
+        if handle is None or kind not in ("torch", "pickle"):
+            raise (ModelFileError if kind == "missing" else InvalidFileError)(describe(path, kind))
+        try:
+            return torch.load(handle, map_location="meta", weights_only=True)
+        except pickle.UnpicklingError as err:
+            unsafe = _unsafe_globals(handle)
+            if unsafe:
+                raise UntrustedPickleError(
+                    f"{path} holds pickled Python objects ({', '.join(unsafe[:3])})"
+                ) from err
+            raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
+        except Exception as err:  # torch's zip reader and unpickler raise many kinds on damaged bytes
+            raise InvalidFileError(f"{describe(path, 'corrupt')} ({root_cause(err)})") from err
 
 
-def _unsafe_globals(path: str | os.PathLike) -> list[str]:
+def _unsafe_globals(handle: BinaryIO) -> list[str]:
     """The classes and functions a torch archive's pickle names that ``weights_only`` refuses (torch's own
     reading of the pickle's opcodes: nothing is unpickled); empty if there are none or the pickle is damaged."""
     try:
-        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        handle.seek(0)
+        return torch.serialization.get_unsafe_globals_in_checkpoint(handle)
     except Exception:  # a damaged pickle names no class: the caller reports the damage
         return []
 
@@ -141,10 +165,13 @@ def contains_marker(path: str | os.PathLike, marker: bytes) -> bool:
     return False
 
 
-def tensor_bytes(path: str | os.PathLike) -> int:
-    """Bytes of tensor data a torch archive declares (the uncompressed sizes of its storage records)."""
+def tensor_bytes(handle: BinaryIO) -> int:
+    """Bytes of tensor data a torch archive declares (the uncompressed sizes of its storage records), read
+    from an open ``handle`` (``opened``), which is left at the start."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(handle) as archive:
             return sum(i.file_size for i in archive.infolist() if "/data/" in i.filename)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return 0
+    finally:
+        handle.seek(0)

@@ -6,20 +6,30 @@ be rebuilt (a pickled model file) is stored as a whole pickled module instead, w
 ``trust_pickle`` to load. Reading is in two steps: ``read_payload`` reads the structure with every tensor on
 the meta device and validates it (one clause per fault, an unknown future version refused), so that the
 engine can rebuild the model and compare shapes before ``read_tensors`` reads any tensor data. Rebuilding
-the model from the payload (replaying the recipe) is the engine's (``rewriter.engine.saving``).
+the model from the payload (replaying the recipe) is the engine's (``rewriter.engine.saving``). A file given
+as a model is read once into a ``ModelFile`` (``read_model_file``: a rewriter model file or a pickled module)
+that the rest of a command uses: its input size, its payload, then its tensors.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .._errors import InputSizeError, InvalidFileError, ModelFileError, UntrustedPickleError
+from .._errors import (
+    InputSizeError,
+    InvalidFileError,
+    ModelFileError,
+    ModelNotFoundError,
+    UntrustedPickleError,
+    WeightsError,
+)
 from .._files import atomic_path
 from .._text import one_line, root_cause
 from .._untrusted import plain_fault, shown
@@ -44,9 +54,64 @@ def write_payload(payload: dict[str, Any], path: str | os.PathLike, *, overwrite
     return target
 
 
+@dataclass(frozen=True, eq=False)
+class ModelFile:
+    """A file given as a model, read once (``read_model_file``) for every later step of a command to use.
+
+    ``kind`` is ``"rewriter"`` for a model file written by ``rewriter.save`` (``payload``: its validated
+    fields, the state dict's tensors on the meta device until ``read_tensors``) or ``"module"`` for a whole
+    pickled module (``module``, unpickled with the trust flag). ``path`` is the path as it was given.
+    """
+
+    path: str
+    kind: Literal["rewriter", "module"]
+    payload: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    module: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The input size a rewriter model file was written for (None for a pickled module)."""
+        return parse_size(self.payload["input_size"], "input_size") if self.kind == "rewriter" else None
+
+    def read_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor data of a rewriter model file's state dict (``read_tensors``)."""
+        return read_tensors(self.path, self.payload)
+
+
+def read_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> ModelFile:
+    """Read a file given as a model: its structure once, with ``weights_only=True`` (a pickled module only
+    with ``trust_pickle``), validated against the schema if it is a rewriter model file.
+
+    Raises:
+        ModelFileError: the file does not exist, cannot be read, is empty or corrupt, or a rewriter model file
+            breaks the schema or is of a newer format version (each fault named).
+        ModelNotFoundError: the file is an export for deployment (torch.export, ONNX).
+        UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
+        WeightsError: the file holds a state dict or another object, not a model.
+    """
+    try:
+        data = filetypes.read_structure(path)
+    except UntrustedPickleError as err:
+        if filetypes.contains_marker(path, FORMAT.encode()):
+            return ModelFile(str(path), "rewriter", _trusted_payload(path, trust_pickle, err))
+        return ModelFile(str(path), "module", module=_trusted_module(path, trust_pickle, err))
+    except InvalidFileError as err:  # an export is a model, but one made for another runtime
+        if filetypes.sniff(path) in ("export", "onnx"):
+            raise ModelNotFoundError(str(err)) from None
+        raise
+    if isinstance(data, Mapping) and data.get("format") == FORMAT:
+        return ModelFile(str(path), "rewriter", _checked(path, data))
+    if isinstance(data, Mapping):
+        raise WeightsError(
+            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
+        )
+    raise WeightsError(f"{path} holds a {type(data).__name__}, not a model")
+
+
 def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, Any]:
-    """The validated payload of a model file; the tensors of its state dict are on the meta device (shapes
-    only: ``read_tensors`` reads the data). A pickled module inside is only unpickled with ``trust_pickle``.
+    """The validated payload of a model file written by ``rewriter.save``; the tensors of its state dict are
+    on the meta device (shapes only: ``read_tensors`` reads the data). A pickled module inside is only
+    unpickled with ``trust_pickle``.
 
     Raises:
         ModelFileError: the file does not exist, is empty, corrupt, not a rewriter model file, of a newer
@@ -60,14 +125,44 @@ def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict
             raise InvalidFileError(
                 f"{path} is not a model file written by rewriter (it holds a pickle)"
             ) from err
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{path} holds a pickled model (its base was itself a pickled file); loading it runs code from "
-                "the file. Pass --trust-pickle (trust_pickle=True) if you trust it"
-            ) from err
-        data = _load_trusted(path)
+        return _trusted_payload(path, trust_pickle, err)
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         raise InvalidFileError(f"{path} is not a model file written by rewriter (no 'format: {FORMAT}')")
+    return _checked(path, data)
+
+
+def _trusted_payload(path: str | os.PathLike, trust_pickle: bool, refusal: Exception) -> dict[str, Any]:
+    """A model file whose base is a pickled module: unpickled only with the trust flag, then checked."""
+    if not trust_pickle:
+        raise UntrustedPickleError(
+            f"{path} holds a pickled model (its base was itself a pickled file); loading it runs code from "
+            "the file. Pass --trust-pickle (trust_pickle=True) if you trust it"
+        ) from refusal
+    data = _load_trusted(path)
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        raise InvalidFileError(f"{path} is not a model file written by rewriter (no 'format: {FORMAT}')")
+    return _checked(path, data)
+
+
+def _trusted_module(path: str | os.PathLike, trust_pickle: bool, refusal: Exception) -> nn.Module:
+    """A whole pickled module given as a model: unpickled only with the trust flag."""
+    if not trust_pickle:
+        raise UntrustedPickleError(
+            f"{path} holds a pickled Python object; unpickling it can run arbitrary code. Pass "
+            "--trust-pickle (trust_pickle=True) only if you trust where the file came from"
+        ) from refusal
+    obj = _load_trusted(path)
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, Mapping):
+        raise WeightsError(
+            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
+        )
+    raise WeightsError(f"{path} holds a {type(obj).__name__}, not a model")
+
+
+def _checked(path: str | os.PathLike, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload that names this format, checked against its bounds, version and schema."""
     bomb = plain_fault({k: v for k, v in data.items() if k not in ("state_dict", "module")})
     if bomb:  # before anything walks or formats the fields
         raise InvalidFileError(f"{path} is not a valid model file: its payload {bomb}")
@@ -85,8 +180,8 @@ def read_payload(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict
 
 
 def read_tensors(path: str | os.PathLike, payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The state dict's tensor data, read after the shapes were checked; refused if the file holds more
-    tensor data than its tensors need (a damaged or crafted file).
+    """The state dict's tensor data, read after the shapes were checked (one opening of the file); refused
+    if the file holds more tensor data than its tensors need (a damaged or crafted file).
 
     Raises:
         ModelFileError: the file's tensor data does not match its declared tensors, or cannot be read.
@@ -94,16 +189,19 @@ def read_tensors(path: str | os.PathLike, payload: Mapping[str, Any]) -> dict[st
     state = payload["state_dict"]
     needed = sum(t.numel() * t.element_size() for t in state.values())
     declared = sum(t.untyped_storage().nbytes() for t in state.values())
-    stored = filetypes.tensor_bytes(path)
-    if declared > 2 * needed + _SLACK or stored > declared + _SLACK:
-        raise InvalidFileError(
-            f"{path} holds {stored} bytes of tensor data for tensors that need {needed}; the file is damaged "
-            "or not what it claims"
-        )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InvalidFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
+    with filetypes.opened(path) as (handle, kind):
+        if handle is None:
+            raise (ModelFileError if kind == "missing" else InvalidFileError)(filetypes.describe(path, kind))
+        stored = filetypes.tensor_bytes(handle)
+        if declared > 2 * needed + _SLACK or stored > declared + _SLACK:
+            raise InvalidFileError(
+                f"{path} holds {stored} bytes of tensor data for tensors that need {needed}; the file is "
+                "damaged or not what it claims"
+            )
+        try:
+            data = torch.load(handle, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise InvalidFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
     return dict(data["state_dict"])
 
 
@@ -118,19 +216,6 @@ def is_model_file(path: str | os.PathLike) -> bool:
     except ModelFileError:
         return False
     return isinstance(data, Mapping) and data.get("format") == FORMAT
-
-
-def recorded_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """The input size a model file was written for, or None (not a model file, a pickled one, or invalid)."""
-    if filetypes.sniff(path) != "torch":
-        return None
-    try:
-        data = filetypes.read_structure(path)
-    except (ModelFileError, UntrustedPickleError):
-        return None
-    if not isinstance(data, Mapping) or data.get("format") != FORMAT or _size_fault(data.get("input_size")):
-        return None
-    return parse_size(data["input_size"], "input_size")
 
 
 def _load_trusted(path: str | os.PathLike) -> Any:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import torchvision
 from torch import nn
 
@@ -30,16 +29,14 @@ from .._errors import (
     InvalidFileError,
     ModelNotFoundError,
     RewriterWarning,
-    UntrustedPickleError,
     UsageError,
-    WeightsError,
     close_matches,
 )
 from .._text import one_line
 from .._untrusted import load_yaml, shown
 from ..analysis.sizes import check_classes
 from . import filetypes, modelfile, zoo
-from .modelfile import check_model_args
+from .modelfile import ModelFile, check_model_args
 from .timm_source import PREFIX as TIMM_PREFIX
 from .timm_source import build_timm_model, is_timm_source
 from .torchvision_source import build_torchvision_model
@@ -95,10 +92,12 @@ class NoNumClassesError(ModelNotFoundError):
     """The source builds its model without a num_classes argument (its head is what it is)."""
 
 
-def load_model_for_classes(source: str, classes: int, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
+def load_model_for_classes(
+    source: str | ModelFile, classes: int, **kwargs: Any
+) -> tuple[nn.Module, ModelSpec]:
     """``load_model`` with a head for ``classes`` where the source takes num_classes (a name, a builder with
     that argument); a model file, or a builder or module without it, is built as it is."""
-    if Path(source).is_file():
+    if isinstance(source, ModelFile) or Path(source).is_file():
         return load_model(source, **kwargs)
     try:
         return load_model(source, num_classes=classes, **kwargs)
@@ -107,7 +106,7 @@ def load_model_for_classes(source: str, classes: int, **kwargs: Any) -> tuple[nn
 
 
 def load_model(
-    source: str,
+    source: str | ModelFile,
     *,
     num_classes: int | None = None,
     model_args: Mapping[str, Any] | None = None,
@@ -118,14 +117,15 @@ def load_model(
 ) -> tuple[nn.Module, ModelSpec]:
     """Build the model named by ``source`` and optionally load a state dict into it.
 
-    ``source`` is, in this order of precedence: an existing file (a model file, or a whole pickled module
-    only with ``trust_pickle``), ``timm:NAME`` (``timm.create_model`` with ``model_args``, random weights
-    unless ``pretrained=True`` is among them; built for ``input_size`` where the model has a fixed one),
-    ``package.module:callable`` (called with ``model_args``), a built-in architecture (``cifar_vgg16``), or a
-    torchvision classification model (``resnet18``; pretrained with ``weights=DEFAULT`` or a weights name
-    among ``model_args``, from the user's cache only). A file named like a built-in model is taken, with a
-    warning; ``allow_file=False`` never takes a file (how a model file's recorded base is rebuilt, so that a
-    file named like its own base cannot recurse).
+    ``source`` is, in this order of precedence: a file already read (a ``ModelFile``, see ``read_source``)
+    or an existing file (a model file, or a whole pickled module only with ``trust_pickle``), ``timm:NAME``
+    (``timm.create_model`` with ``model_args``, random weights unless ``pretrained=True`` is among them; built
+    for ``input_size`` where the model has a fixed one), ``package.module:callable`` (called with
+    ``model_args``), a built-in architecture (``cifar_vgg16``), or a torchvision classification model
+    (``resnet18``; pretrained with ``weights=DEFAULT`` or a weights name among ``model_args``, from the user's
+    cache only). A file named like a built-in model is taken, with a warning; ``allow_file=False`` never
+    takes a file (how a model file's recorded base is rebuilt, so that a file named like its own base cannot
+    recurse).
 
     Raises:
         ModelNotFoundError: the name is unknown (close matches are listed) or the import fails.
@@ -136,15 +136,16 @@ def load_model(
     check_model_args(args)
     if num_classes is not None:
         check_classes(num_classes, "num_classes")
-    if allow_file:
-        check_source(source)
-    if allow_file and Path(source).is_file():
-        kind = _registered_kind(source, num_classes, args)
-        if kind is not None:
-            return kind.build(source, trust_pickle=trust_pickle, weights=weights)
-        model = _load_pickled_module(Path(source), trust_pickle=trust_pickle)
-        spec = ModelSpec(source, "file", num_classes, args)
-    elif source.startswith(TIMM_PREFIX):
+    file = source if isinstance(source, ModelFile) else None
+    if file is None and allow_file:
+        file = read_source(source, trust_pickle=trust_pickle)
+    if file is not None:
+        if num_classes is not None or args:
+            raise ModelNotFoundError(
+                f"{file.path} fixes its architecture; drop --num-classes and --model-arg"
+            )
+        return _file_kind(file).build(file, trust_pickle=trust_pickle, weights=weights)
+    if source.startswith(TIMM_PREFIX):
         model, built_with = build_timm_model(source, num_classes, args, input_size)
         spec = ModelSpec(source, "timm", num_classes, built_with)
     elif ":" in source:
@@ -156,24 +157,30 @@ def load_model(
     elif source in torchvision_models():
         model, built_with = build_torchvision_model(source, num_classes, args)
         spec = ModelSpec(source, "torchvision", num_classes, built_with)
-    elif _looks_like_a_path(source):
-        check_source(source)
     else:
-        hint = close_matches(source, available_models()) or "."
-        raise ModelNotFoundError(
-            f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
-            "architecture (`rewriter models` lists both), timm:NAME (`rewriter models --timm`), "
-            "package.module:callable, or a model file"
-        )
+        raise _unknown(source)
     if weights is not None:
         load_weights(model, weights)
         spec = ModelSpec(spec.source, spec.kind, spec.num_classes, spec.model_args, str(weights))
     return model, spec
 
 
-def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any]) -> FileKind | None:
-    """The registered kind of a model file (a rewriter model file), None for a pickled module; a file
-    that is neither (empty, corrupt, an export for deployment) is refused with what it is."""
+def read_source(source: str, *, trust_pickle: bool = False) -> ModelFile | None:
+    """The file ``source`` names, read once into a ``ModelFile`` for the rest of a command to use (its input
+    size, its payload, its tensors), or None where it names no file (a model name, an import spec, a
+    folder named like a model). A file named like a built-in model is taken, with a warning.
+
+    Raises:
+        ModelNotFoundError: a path (it has a folder or a model file's suffix) that does not exist, a folder.
+        ModelFileError, UntrustedPickleError, WeightsError: as ``modelfile.read_model_file``.
+    """
+    if not _exists(source):
+        check_source(source)
+        return None
+    if os.path.isdir(source):
+        if _looks_like_a_path(source) and not is_named_model(source):
+            raise ModelNotFoundError(f"{source} is a folder, not a model file; {_MODEL_IS}")
+        return None
     if is_named_model(source) and os.sep not in source:
         warnings.warn(
             f"'{source}' names both a file in this folder and a built-in model; using the file (write "
@@ -181,17 +188,25 @@ def _registered_kind(source: str, num_classes: int | None, args: dict[str, Any])
             RewriterWarning,
             stacklevel=3,
         )
-    kind = _file_kind(source)
-    if kind is not None:
-        if num_classes is not None or args:
-            raise ModelNotFoundError(f"{source} fixes its architecture; drop --num-classes and --model-arg")
-        return kind
-    found = filetypes.sniff(source)
-    if found in ("unreadable", "empty", "corrupt", "special", "loop"):
-        raise InvalidFileError(filetypes.describe(source, found))
-    if found in ("export", "onnx"):
-        raise ModelNotFoundError(filetypes.describe(source, found))
-    return None
+    return modelfile.read_model_file(source, trust_pickle=trust_pickle)
+
+
+def _exists(source: str) -> bool:
+    """Whether anything is at ``source`` (a link that leads nowhere included). A name the system refuses
+    (too long) is not there if it looks like a path (``check_source`` says so); otherwise its ``OSError``,
+    which says what the system refused, is raised."""
+    try:
+        os.lstat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        if _looks_like_a_path(source):
+            return False
+        raise
+    return True
+
+
+_MODEL_IS = "MODEL is a model name (`rewriter models`), package.module:callable, or an existing file"
 
 
 def check_source(source: str) -> None:
@@ -206,10 +221,20 @@ def check_source(source: str) -> None:
     if found in ("unreadable", "empty", "corrupt", "special", "loop"):
         raise InvalidFileError(filetypes.describe(source, found))
     if found == "missing" and _looks_like_a_path(source) and not is_named_model(source):
-        raise ModelNotFoundError(
-            f"{source} does not exist (no such file); MODEL is a model name (`rewriter models`), "
-            "package.module:callable, or an existing file"
-        )
+        raise ModelNotFoundError(f"{source} does not exist (no such file); {_MODEL_IS}")
+
+
+def _unknown(source: str) -> ModelNotFoundError:
+    if _looks_like_a_path(source) and _exists(source):
+        return ModelNotFoundError(f"'{source}' is a file where a model name was expected")
+    if _looks_like_a_path(source):
+        return ModelNotFoundError(f"{source} does not exist (no such file); {_MODEL_IS}")
+    hint = close_matches(source, available_models()) or "."
+    return ModelNotFoundError(
+        f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
+        "architecture (`rewriter models` lists both), timm:NAME (`rewriter models --timm`), "
+        "package.module:callable, or a model file"
+    )
 
 
 def _looks_like_a_path(source: str) -> bool:
@@ -226,37 +251,50 @@ def _looks_like_a_path(source: str) -> bool:
 
 @dataclass(frozen=True)
 class FileKind:
-    """A kind of model file: ``matches(path)`` says whether a file is one, ``load(path, trust_pickle=...,
-    weights=...)`` builds it. ``load`` may be a ``"package.module:function"`` reference, resolved when a file of
-    the kind is first loaded: how ``models`` names a loader of a layer above it (the engine replays a model
-    file's recipe) without importing it, as the strategy registry names strategies by entry point."""
+    """A kind of model file: ``matches(file)`` says whether a file already read (a ``ModelFile``) is one,
+    ``load(file, trust_pickle=..., weights=...)`` builds it. ``load`` may be a ``"package.module:function"``
+    reference, resolved when a file of the kind is first loaded: how ``models`` names a loader of a layer
+    above it (the engine replays a model file's recipe) without importing it, as the strategy registry names
+    strategies by entry point."""
 
     name: str
-    matches: Callable[[str], bool]
+    matches: Callable[[ModelFile], bool]
     load: Callable[..., tuple[nn.Module, ModelSpec]] | str
 
-    def build(self, path: str, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
+    def build(self, file: ModelFile, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
         loader = pkgutil.resolve_name(self.load) if isinstance(self.load, str) else self.load
-        return loader(path, **kwargs)
+        return loader(file, **kwargs)
+
+
+def _pickled_module(file: ModelFile, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
+    """A whole pickled module (unpickled with the trust flag when the file was read): a copy of it each
+    time, so that two models built from one reading share no parameter."""
+    model = copy.deepcopy(file.module)
+    if weights is not None:
+        load_weights(model, weights)
+    return model, ModelSpec(file.path, "file", None, {}, None if weights is None else str(weights))
 
 
 #: the kinds ``load_model`` knows, in the order they are tried; filled here, not by importing a layer above,
 #: so that loading does not depend on what was imported first
 _FILE_KINDS: list[FileKind] = [
-    FileKind("rewriter model file", modelfile.is_model_file, "rewriter.engine.saving:load_as_source"),
+    FileKind(
+        "rewriter model file", lambda file: file.kind == "rewriter", "rewriter.engine.saving:load_as_source"
+    ),
+    FileKind("pickled module", lambda file: file.kind == "module", _pickled_module),
 ]
 
 
 def register_file_kind(kind: FileKind) -> FileKind:
-    """Teach ``load_model`` a kind of file; kinds are tried in registration order before a pickled module."""
+    """Teach ``load_model`` a kind of file; kinds are tried in registration order."""
     if any(k.name == kind.name for k in _FILE_KINDS):
         raise ValueError(f"a model file kind named '{kind.name}' is already registered")
     _FILE_KINDS.append(kind)
     return kind
 
 
-def _file_kind(path: str) -> FileKind | None:
-    return next((kind for kind in _FILE_KINDS if kind.matches(path)), None)
+def _file_kind(file: ModelFile) -> FileKind:
+    return next(kind for kind in _FILE_KINDS if kind.matches(file))
 
 
 def _zoo_factory(name: str) -> Any:
@@ -313,28 +351,6 @@ def _accepts(fn: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return True
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _load_pickled_module(path: Path, *, trust_pickle: bool) -> nn.Module:
-    try:
-        obj = filetypes.read_structure(path)
-    except UntrustedPickleError as err:
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{path} holds a pickled Python object; unpickling it can run arbitrary code. Pass "
-                "--trust-pickle (trust_pickle=True) only if you trust where the file came from"
-            ) from err
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as inner:
-            raise WeightsError(f"cannot load {path}: {one_line(inner, limit=200)}") from inner
-    if isinstance(obj, nn.Module):
-        return obj
-    if isinstance(obj, Mapping):
-        raise WeightsError(
-            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
-        )
-    raise WeightsError(f"{path} holds a {type(obj).__name__}, not a model")
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:

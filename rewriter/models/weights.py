@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import BinaryIO
 
 import torch
 from torch import nn
@@ -13,17 +14,35 @@ from .._errors import WeightsError
 from .._text import one_line
 from . import filetypes
 
+_REFUSED = ("missing", "folder", "unreadable", "special", "loop", "empty", "corrupt", "export", "onnx")
+
 
 def read_state_dict(path: str | os.PathLike, *, meta: bool = False) -> dict[str, torch.Tensor]:
     """Read a state dict with ``weights_only=True``; unwraps ``{"state_dict": ...}``/``{"model": ...}``.
 
     With ``meta`` every tensor is on the meta device: the names and shapes, no data read.
     """
-    kind = filetypes.sniff(path)
-    if kind in ("missing", "folder", "unreadable", "special", "loop", "empty", "corrupt", "export", "onnx"):
+    with filetypes.opened(path) as (handle, kind):
+        return _state_dict(handle, kind, path, meta=meta)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit.
+
+    The names and shapes are compared first, with no tensor data read, so a file that does not fit is
+    refused before it costs memory; both reads go through one opening of the file.
+    """
+    with filetypes.opened(path) as (handle, kind):
+        check_fits(model, _state_dict(handle, kind, path, meta=True), f"weights file {path}")
+        handle.seek(0)
+        model.load_state_dict(_state_dict(handle, kind, path), strict=True)
+
+
+def _state_dict(handle: BinaryIO | None, kind: str, path: str | os.PathLike, *, meta: bool = False):
+    if handle is None or kind in _REFUSED:
         raise WeightsError(f"weights file {filetypes.describe(path, kind)}")
     try:
-        obj = torch.load(path, map_location="meta" if meta else "cpu", weights_only=True)
+        obj = torch.load(handle, map_location="meta" if meta else "cpu", weights_only=True)
     except Exception as err:
         raise WeightsError(
             f"cannot read {path} as a state dict with weights_only=True ({one_line(err, limit=120)}); "
@@ -39,16 +58,6 @@ def read_state_dict(path: str | os.PathLike, *, meta: bool = False) -> dict[str,
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
     return state
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load the state dict in ``path`` into ``model``, strictly, naming every key that does not fit.
-
-    The names and shapes are compared first, with no tensor data read, so a file that does not fit is
-    refused before it costs memory.
-    """
-    check_fits(model, read_state_dict(path, meta=True), f"weights file {path}")
-    model.load_state_dict(read_state_dict(path), strict=True)
 
 
 def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:

@@ -26,8 +26,8 @@ from .._errors import RewriterError
 from .._text import one_line
 from ..engine.recipe import Recipe, Step
 from ..lab.data import DataSource, dataset_labels, load_data
+from ..lab.model_request import ModelRequest, model_for_data
 from ..lab.sampling import holdout, subset
-from ..lab.setup import ModelRequest, model_for_data
 from ..lab.study import Executor
 from ..lab.training import TrainConfig, evaluate, train
 from .errors import OptimizeError

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..lab.setup import ModelRequest
+from ..lab.model_request import ModelRequest
 from ..lab.study import Executor
 from ..lab.training import TrainConfig
 from .accuracy import AccuracySearch, Schedule, search_accuracy

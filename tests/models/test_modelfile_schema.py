@@ -133,7 +133,8 @@ def test_sizes_and_channels_that_would_allocate_gigabytes_are_refused(
     path = write(tmp_path, data)
     with pytest.raises(ModelFileError, match=message):
         rewriter.load(path)
-    assert modelfile.recorded_input_size(path) is None or field != "input_size"
+    with pytest.raises(ModelFileError, match=message):  # as a command's MODEL, read once before any work
+        modelfile.read_model_file(path)
 
 
 def test_a_tensor_that_does_not_fit_the_model_is_refused_before_any_tensor_data_is_read(

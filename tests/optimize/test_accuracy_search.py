@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 import rewriter
 from rewriter.engine.saving import load_model_file
 from rewriter.lab.data import dataset_labels, load_data
-from rewriter.lab.setup import ModelRequest
+from rewriter.lab.model_request import ModelRequest
 from rewriter.lab.training import EpochRecord, TrainConfig, TrainResult, train
 from rewriter.optimize.accuracy import Schedule, search_accuracy
 from rewriter.optimize.accuracy_result import Entry, kendall

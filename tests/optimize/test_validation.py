@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import rewriter
-from rewriter.lab.setup import ModelRequest
+from rewriter.lab.model_request import ModelRequest
 from rewriter.optimize import validate
 
 pytestmark = pytest.mark.slow  # trains two small models for two batches each, then resumes (nothing trained)

@@ -37,13 +37,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 #: files outside this change's scope whose raised messages still name flags, and the flags they name; the
 #: lead converts them (with ``param``) and empties this table
-NOT_YET_CONVERTED = {
-    "rewriter/lab/setup.py": {"--input-size", "--num-classes", "--model-arg"},
-    "rewriter/models/filetypes.py": {"--format"},
-    "rewriter/models/modelfile.py": {"--trust-pickle"},
-    "rewriter/models/sources.py": {"--timm", "--num-classes", "--model-arg", "--trust-pickle", "--weights"},
-    "rewriter/models/weights.py": {"--trust-pickle", "--num-classes"},
-}  # fmt: skip
+NOT_YET_CONVERTED: dict[str, set[str]] = {}
 
 
 def no_flag(err: BaseException) -> str:

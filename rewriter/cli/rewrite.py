@@ -145,7 +145,9 @@ def build_recipe(args: argparse.Namespace) -> Recipe:
     except RecipeError as err:
         if args.recipe and not params:
             raise  # the file's fault: invalid input
-        raise UsageError(str(err)) from err  # a fault of --strategy or --param: a usage error
+        raise UsageError(
+            str(err), param=getattr(err, "param", None)
+        ) from err  # a fault of --strategy or --param: a usage error
     return recipe
 
 

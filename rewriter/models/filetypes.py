@@ -98,9 +98,9 @@ def describe(path: str | os.PathLike, kind: FileType) -> str:
         "empty": f"{path} is empty (0 bytes): it is not a model file; was its writing interrupted?",
         "corrupt": f"{path} is corrupt: a truncated or damaged archive (was its writing interrupted or its "
         "download incomplete?)",
-        "export": f"{path} is a torch.export program (--format pt2), made for deployment: load it with "
+        "export": f"{path} is a torch.export program (a pt2 export), made for deployment: load it with "
         "torch.export.load(path).module(); rewriter reads the .pt model files it writes",
-        "onnx": f"{path} is an ONNX model (--format onnx), made for deployment: run it with onnxruntime; "
+        "onnx": f"{path} is an ONNX model (an onnx export), made for deployment: run it with onnxruntime; "
         "rewriter reads the .pt model files it writes",
         "pickle": f"{path} is a bare pickle, not a torch archive",
         "unknown": f"{path} is not a torch file (unknown format)",

@@ -103,7 +103,8 @@ def read_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> M
         return ModelFile(str(path), "rewriter", _checked(path, data))
     if isinstance(data, Mapping):
         raise WeightsError(
-            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
+            f"{path} is a state dict, not a model; give the architecture as the model and the file as `weights`",
+            param="weights",
         )
     raise WeightsError(f"{path} holds a {type(data).__name__}, not a model")
 
@@ -136,7 +137,8 @@ def _trusted_payload(path: str | os.PathLike, trust_pickle: bool, refusal: Excep
     if not trust_pickle:
         raise UntrustedPickleError(
             f"{path} holds a pickled model (its base was itself a pickled file); loading it runs code from "
-            "the file. Pass --trust-pickle (trust_pickle=True) if you trust it"
+            "the file. Pass trust_pickle=True if you trust it",
+            param="trust_pickle",
         ) from refusal
     data = _load_trusted(path)
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
@@ -149,14 +151,16 @@ def _trusted_module(path: str | os.PathLike, trust_pickle: bool, refusal: Except
     if not trust_pickle:
         raise UntrustedPickleError(
             f"{path} holds a pickled Python object; unpickling it can run arbitrary code. Pass "
-            "--trust-pickle (trust_pickle=True) only if you trust where the file came from"
+            "trust_pickle=True only if you trust where the file came from",
+            param="trust_pickle",
         ) from refusal
     obj = _load_trusted(path)
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, Mapping):
         raise WeightsError(
-            f"{path} is a state dict, not a model; give the architecture as MODEL and the file as --weights"
+            f"{path} is a state dict, not a model; give the architecture as the model and the file as `weights`",
+            param="weights",
         )
     raise WeightsError(f"{path} holds a {type(obj).__name__}, not a model")
 

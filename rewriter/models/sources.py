@@ -142,7 +142,8 @@ def load_model(
     if file is not None:
         if num_classes is not None or args:
             raise ModelNotFoundError(
-                f"{file.path} fixes its architecture; drop --num-classes and --model-arg"
+                f"{file.path} fixes its architecture; drop `num_classes` and `model_args`",
+                param=("num_classes", "model_args"),
             )
         return _file_kind(file).build(file, trust_pickle=trust_pickle, weights=weights)
     if source.startswith(TIMM_PREFIX):
@@ -232,7 +233,7 @@ def _unknown(source: str) -> ModelNotFoundError:
     hint = close_matches(source, available_models()) or "."
     return ModelNotFoundError(
         f"unknown model '{source}'{hint} MODEL is a torchvision classification model or a built-in "
-        "architecture (`rewriter models` lists both), timm:NAME (`rewriter models --timm`), "
+        "architecture (`rewriter models` lists both), timm:NAME (a timm model), "
         "package.module:callable, or a model file"
     )
 
@@ -336,12 +337,17 @@ def _build_from_import(source: str, num_classes: int | None, args: dict[str, Any
     if isinstance(obj, nn.Module):
         if args or num_classes is not None:
             error = ModelNotFoundError if args else NoNumClassesError
-            raise error(f"'{source}' is a module instance; it takes no --model-arg or --num-classes")
+            raise error(
+                f"'{source}' is a module instance; it takes no `model_args` or `num_classes`",
+                param=("model_args", "num_classes"),
+            )
         return copy.deepcopy(obj)
     if not callable(obj):
         raise ModelNotFoundError(f"'{source}' is a {type(obj).__name__}, not a callable that builds a model")
     if num_classes is not None and not _accepts(obj, "num_classes"):
-        raise NoNumClassesError(f"'{source}' does not take a num_classes argument; drop --num-classes")
+        raise NoNumClassesError(
+            f"'{source}' does not take a class count; drop `num_classes`", param="num_classes"
+        )
     return _call_factory(source, obj, num_classes, args)
 
 
@@ -363,10 +369,13 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--model-arg expects key=value, got {shown(item)}")
-        where = f"--model-arg {shown(key.strip(), 40)}"
-        args[key.strip()] = load_yaml(value, where=where, error=UsageError) if value else ""
+            raise UsageError(f"`model_args` expects key=value, got {shown(item)}", param="model_args")
+        where = f"`model_args` {shown(key.strip(), 40)}"
+        try:
+            args[key.strip()] = load_yaml(value, where=where, error=UsageError) if value else ""
+        except UsageError as err:
+            raise UsageError(str(err), param="model_args") from None
     try:
-        return check_model_args(args, "--model-arg")
+        return check_model_args(args, "`model_args`")
     except InputSizeError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err), param="model_args") from None

@@ -46,7 +46,8 @@ def _state_dict(handle: BinaryIO | None, kind: str, path: str | os.PathLike, *, 
     except Exception as err:
         raise WeightsError(
             f"cannot read {path} as a state dict with weights_only=True ({one_line(err, limit=120)}); "
-            "a whole pickled model goes in MODEL with --trust-pickle"
+            "a whole pickled model is given as the model itself, with trust_pickle=True",
+            param="trust_pickle",
         ) from err
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -81,5 +82,7 @@ def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
                 shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
                 parts.append(f"{len(keys)} {label} ({shown})")
         head_mismatch = any(k.split(":")[0].endswith(("fc.weight", "classifier.weight")) for k in mismatched)
-        hint = " (is --num-classes right?)" if head_mismatch else ""
-        raise WeightsError(f"{what} does not match the model: " + "; ".join(parts) + hint)
+        hint = " (is `num_classes` right?)" if head_mismatch else ""
+        raise WeightsError(
+            f"{what} does not match the model: " + "; ".join(parts) + hint, param="num_classes"
+        )

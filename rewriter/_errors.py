@@ -22,16 +22,9 @@ EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM
 
 
-class RewriterError(Exception):
-    """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
-    quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it.
-
-    ``param`` names the Python parameter (or a tuple of them) the message speaks of. The message spells it
-    as a Python caller writes it, never as a command-line flag: ``num_classes``, ``trust_pickle=True``,
-    ``fmt='onnx'``, ``unbounded()``, a one-word name in backquotes (```lr```) or leading the message (``lr:
-    ...``); the CLI writes its command's flag in those places (``cli/_flags.py``)."""
-
-    exit_code: ClassVar[int] = EXIT_FAILURE
+class _NamesParameters:
+    """What errors and warnings share: ``param``, the Python parameter (or a tuple of them) the message
+    speaks of, kept beside the message (and through pickling, as part of the instance's dict)."""
 
     def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
         super().__init__(*args)
@@ -41,6 +34,18 @@ class RewriterError(Exception):
     def params(self) -> tuple[str, ...]:
         """The parameters the message names, as a tuple (empty when it names none)."""
         return params_of(self)
+
+
+class RewriterError(_NamesParameters, Exception):
+    """Base class of all errors raised on purpose by ``rewriter``; its message is always one line (a value
+    quoted in it, such as a key read from a file, cannot break it). ``exit_code`` is the CLI's code for it.
+
+    ``param`` names the Python parameter (or a tuple of them) the message speaks of. The message spells it
+    as a Python caller writes it, never as a command-line flag: ``num_classes``, ``trust_pickle=True``,
+    ``fmt='onnx'``, ``unbounded()``, a one-word name in backquotes (```lr```) or leading the message (``lr:
+    ...``); the CLI writes its command's flag in those places (``cli/_flags.py``)."""
+
+    exit_code: ClassVar[int] = EXIT_FAILURE
 
     def __str__(self) -> str:
         return re.sub(r"\s*[\r\n]+\s*", " ", super().__str__())
@@ -100,18 +105,9 @@ class UsageError(RewriterError, ValueError):
     exit_code = EXIT_USAGE
 
 
-class RewriterWarning(UserWarning):
+class RewriterWarning(_NamesParameters, UserWarning):
     """Something the caller should know, that does not stop the work (the CLI prints ``warning: ...``).
     ``param`` as for ``RewriterError``: ``warnings.warn(RewriterWarning(message, param="lr"))``."""
-
-    def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
-        super().__init__(*args)
-        self.param = param
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        """The parameters the message names, as a tuple (empty when it names none)."""
-        return params_of(self)
 
 
 def params_of(err: BaseException) -> tuple[str, ...]:

@@ -133,3 +133,16 @@ def test_a_bad_ray_address_names_the_address_flag(capsys, tmp_path):
                        "baseline", "--out", str(tmp_path / "s"), "--executor", "ray",
                        "--address", "nowhere")  # fmt: skip
     assert code == EXIT_FAILURE and "error: --address: expected auto or HOST:PORT, got 'nowhere'" in err
+
+
+def test_model_file_faults_name_trust_pickle_and_weights(capsys, tmp_path):
+    import torch
+
+    from rewriter.models.sources import load_model
+
+    torch.save(load_model("cifar_vgg11")[0], tmp_path / "whole.pt")
+    code, _, err = run(capsys, "analyze", str(tmp_path / "whole.pt"), "--input-size", "32")
+    assert code != 0 and "Pass --trust-pickle only if you trust" in err and "trust_pickle" not in err
+    torch.save({"fc.weight": torch.zeros(1000, 512)}, tmp_path / "sd.pth")
+    code, _, err = run(capsys, "analyze", str(tmp_path / "sd.pth"), "--input-size", "32")
+    assert code != 0 and "the file as --weights" in err

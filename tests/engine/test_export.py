@@ -71,7 +71,7 @@ def test_a_name_that_does_not_fit_the_format_is_refused(tmp_path, tiny, name, fm
 def test_loading_an_export_as_a_model_file_says_what_it_is(tmp_path, tiny):
     export(tiny, tmp_path / "m.pt2", "pt2", input_size=(8, 8), latency=False)
     with pytest.raises(
-        ModelFileError, match=r"is a torch.export program \(--format pt2\).*torch.export.load"
+        ModelFileError, match=r"is a torch.export program \(a pt2 export\).*torch.export.load"
     ):
         rewriter.load(str(tmp_path / "m.pt2"))
 

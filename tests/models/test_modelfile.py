@@ -56,7 +56,7 @@ def test_an_existing_file_is_not_overwritten_without_force(written, tmp_path):
         "recipe": result.recipe,
         "input_size": (32, 32),
     }
-    with pytest.raises(rewriter.ModelFileError, match="exists; pass --force"):
+    with pytest.raises(rewriter.ModelFileError, match="exists; pass overwrite=True"):
         rewriter.save(result.model, target, **kwargs)
     assert target.read_bytes() == b"user data"
     rewriter.save(result.model, target, force=True, **kwargs)
@@ -121,7 +121,7 @@ def test_a_file_whose_base_was_a_pickle_needs_trust(tmp_path):
     base, spec = rewriter.load_model(str(tmp_path / "base.pt"), trust_pickle=True)
     result = rewriter.rewrite(base, {"steps": ["truncate"]}, input_size=32, latency=False)
     rewriter.save(result.model, tmp_path / "out.pt", spec=spec, recipe=result.recipe, input_size=(32, 32))
-    with pytest.raises(rewriter.UntrustedPickleError, match="--trust-pickle"):
+    with pytest.raises(rewriter.UntrustedPickleError, match="Pass trust_pickle=True"):
         rewriter.load(tmp_path / "out.pt")
     assert rewriter.load(tmp_path / "out.pt", trust_pickle=True).head.fc.in_features == 512  # conv 5 of VGG11
 

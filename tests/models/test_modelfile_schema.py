@@ -184,7 +184,7 @@ def test_save_refuses_an_existing_file_unless_overwrite(tmp_path, payload):
     target.write_text("user data")
     _, spec = rewriter.load_model("relevance_cnn", model_args=TINY)
     kwargs = {"spec": spec, "recipe": Recipe.empty((8, 8)), "input_size": (8, 8)}
-    with pytest.raises(ModelFileError, match="exists; pass --force"):
+    with pytest.raises(ModelFileError, match="exists; pass overwrite=True"):
         rewriter.save(model, target, **kwargs)
     assert target.read_text() == "user data"
     rewriter.save(model, target, overwrite=True, **kwargs)

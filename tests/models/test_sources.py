@@ -98,7 +98,7 @@ def test_import_spec_errors_say_what_is_wrong(user_package):
         match=r"cannot import 'nosuchpackage\.nets'.*No module named 'nosuchpackage'",
     ):
         load_model("nosuchpackage.nets:build")
-    with pytest.raises(rewriter.ModelNotFoundError, match="does not take a num_classes argument"):
+    with pytest.raises(rewriter.ModelNotFoundError, match="does not take a class count; drop `num_classes`"):
         load_model(f"{user_package}:no_classes", num_classes=3)
     with pytest.raises(
         rewriter.ModelNotFoundError, match=r"cannot build .* unexpected keyword argument 'depth'"
@@ -152,13 +152,13 @@ def test_mismatched_weights_name_the_keys(tmp_path):
     assert "1 missing (layer1.0.bn1.running_mean)" in message
     assert "1 unexpected (extra.weight)" in message
     assert "fc.weight: file [1000, 512] vs model [10, 512]" in message
-    assert "is --num-classes right?" in message
+    assert "is `num_classes` right?" in message
 
 
 def test_pickled_models_need_the_trust_flag(tmp_path):
     model, _ = load_model("cifar_vgg11")
     torch.save(model, tmp_path / "whole.pt")
-    with pytest.raises(rewriter.UntrustedPickleError, match="--trust-pickle"):
+    with pytest.raises(rewriter.UntrustedPickleError, match="Pass trust_pickle=True"):
         load_model(str(tmp_path / "whole.pt"))
     loaded, spec = load_model(str(tmp_path / "whole.pt"), trust_pickle=True)
     assert spec.kind == "file"
@@ -169,7 +169,7 @@ def test_a_state_dict_given_as_the_model_says_how_to_use_it(tmp_path):
     model, _ = load_model("cifar_vgg11")
     torch.save(model.state_dict(), tmp_path / "sd.pth")
     with pytest.raises(
-        rewriter.WeightsError, match="give the architecture as MODEL and the file as --weights"
+        rewriter.WeightsError, match="give the architecture as the model and the file as `weights`"
     ):
         load_model(str(tmp_path / "sd.pth"))
 

@@ -37,7 +37,7 @@ class Limits:
 _DEFAULT = Limits()
 _LIMITS: contextvars.ContextVar[Limits | None] = contextvars.ContextVar("rewriter_limits", default=None)
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[,x×]\s*(\d+)\s*)?$")
-_HINT = "lift it with rewriter.analysis.unbounded()"
+LIFT_HINT = "lift it with rewriter.analysis.unbounded()"
 
 
 def limits() -> Limits:
@@ -74,7 +74,7 @@ def parse_size(value: int | str | Sequence[int], what: str = "input size", *, bo
     side = limits().max_side
     if bounded and side is not None and max(size) > side:
         raise InputSizeError(
-            f"{what}: {size[0]}x{size[1]} exceeds the bound of {side} px per side; {_HINT}",
+            f"{what}: {size[0]}x{size[1]} exceeds the bound of {side} px per side; {LIFT_HINT}",
             param=_param(what, "unbounded"),
         )
     return size
@@ -93,7 +93,8 @@ def check_channels(value: object, what: str = "in_channels") -> int:
     bound = limits().max_channels
     if bound is not None and value > bound:
         raise InputSizeError(
-            f"{what}: {value} exceeds the bound of {bound} channels; {_HINT}", param=_param(what, "unbounded")
+            f"{what}: {value} exceeds the bound of {bound} channels; {LIFT_HINT}",
+            param=_param(what, "unbounded"),
         )
     return value
 

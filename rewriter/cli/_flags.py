@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from collections.abc import Iterable
 
 #: Python parameters whose flag stores under another name (the parameter -> the flag's ``dest``)
@@ -52,18 +53,25 @@ def in_flags(message: str, params: Iterable[str], parser: argparse.ArgumentParse
 
 
 def _spelled(message: str, param: str, action: argparse.Action) -> str:
-    """``message`` with the spellings of ``param`` replaced by ``action``'s longest option string."""
-    flag = max(action.option_strings, key=len)
+    """``message`` with the spellings of ``param`` replaced by ``action``'s long option (``--latency``, not
+    ``--no-latency``); a name inside a path or a quoted value (``/runs/lr=0.1/``, ``'num_classes'``) stays."""
+    longs = [o for o in action.option_strings if o.startswith("--")] or list(action.option_strings)
+    flag = next((o for o in longs if not o.startswith("--no-")), longs[0])
+    negated = next((o for o in longs if o.startswith("--no-")), None)
     name = re.escape(param)
+    before = r"(?<![\w.\-/\\'\"])"  # not inside a word, a dotted name, a path or right after a quote
 
     def assigned(match: re.Match) -> str:
         value = next(v for v in match.group("single", "double", "bare") if v is not None)
-        return flag if action.nargs == 0 and value == "True" else f"{flag} {value}"
+        if action.nargs == 0 and value in ("True", "False"):
+            on = value == "True"
+            return flag if on else negated or match.group(0)  # store_true has no spelling for False
+        return f"{flag} {shlex.quote(value)}"
 
-    message = re.sub(rf"(?<![\w.-]){name}={_VALUE}", assigned, message)
-    message = re.sub(rf"(?<![\w.-])(?:[A-Za-z_]\w*\.)*{name}\(\)|`{name}`", flag, message)
+    message = re.sub(rf"{before}{name}={_VALUE}", assigned, message)
+    message = re.sub(rf"{before}(?:[A-Za-z_]\w*\.)*{name}\(\)|`{name}`", flag, message)
     if "_" in param:
-        return re.sub(rf"(?<![\w.-]){name}(?![\w=(])", flag, message)
+        return re.sub(rf"{before}{name}(?![\w=(/\\'\"]|\.\w)", flag, message)
     return re.sub(rf"^{name}(?=[:\s])", flag, message)
 
 

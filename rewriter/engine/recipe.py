@@ -167,7 +167,7 @@ def _parse_size(value: Any, where: str) -> tuple[int, int] | None:
     try:
         return parse_size(value, where)
     except InputSizeError as err:
-        raise RecipeError(str(err)) from None
+        raise RecipeError(str(err), param=err.param) from None
 
 
 def _parse_classes(value: Any, where: str) -> int | None:
@@ -176,4 +176,4 @@ def _parse_classes(value: Any, where: str) -> int | None:
     try:
         return check_classes(value, where)
     except InputSizeError as err:
-        raise RecipeError(str(err)) from None
+        raise RecipeError(str(err), param=err.param) from None

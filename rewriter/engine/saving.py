@@ -116,6 +116,10 @@ def load_model_file(path: str | os.PathLike | ModelFile, *, trust_pickle: bool =
     """
     if isinstance(path, ModelFile):
         file = path
+        if file.kind != "rewriter":
+            raise InvalidFileError(
+                f"{file.path} is not a model file written by rewriter (it holds a pickled module)"
+            )
     else:
         file = ModelFile(str(path), "rewriter", modelfile.read_payload(path, trust_pickle=trust_pickle))
     data = dict(file.payload)

@@ -8,7 +8,6 @@ from . import modelfile, zoo
 from .blocks import FactorizedConv, GapLinearHead, RollingPointwise, Truncated, factorized_conv
 from .modelfile import ModelFile
 from .sources import (
-    FileKind,
     ModelSpec,
     NoNumClassesError,
     available_models,
@@ -18,14 +17,12 @@ from .sources import (
     load_model_for_classes,
     parse_model_args,
     read_source,
-    register_file_kind,
     torchvision_models,
 )
 from .weights import load_weights, read_state_dict
 
 __all__ = [
     "FactorizedConv",
-    "FileKind",
     "GapLinearHead",
     "ModelFile",
     "ModelSpec",
@@ -43,7 +40,6 @@ __all__ = [
     "parse_model_args",
     "read_source",
     "read_state_dict",
-    "register_file_kind",
     "torchvision_models",
     "zoo",
 ]

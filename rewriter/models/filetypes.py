@@ -41,26 +41,33 @@ def opened(path: str | os.PathLike) -> Iterator[tuple[BinaryIO | None, FileType]
     start of the file, or ``(None, kind)`` for what is not opened (missing, a folder, a special file, a loop)
     or cannot be. A reader that reads the file through the handle opens it once in all."""
     file = Path(path)
-    try:
-        mode = os.stat(file).st_mode  # never opened unless a regular file: a FIFO would block the read
-    except OSError as err:
-        yield None, "loop" if err.errno == errno.ELOOP else "missing"
-        return
-    if stat.S_ISDIR(mode) or not stat.S_ISREG(mode):
-        yield None, "folder" if stat.S_ISDIR(mode) else "special"
+    kind = _not_opened(file)  # decided outside the handlers, so that a caller's error is not chained to them
+    if kind is not None:
+        yield None, kind
         return
     try:
         handle = open(file, "rb")  # noqa: SIM115 (closed below, after the caller's reading)
-    except FileNotFoundError:
-        yield None, "missing"  # removed between the two looks
-        return
-    except OSError:
-        yield None, "unreadable"  # permission denied, an I/O error: ``describe`` says which
+    except OSError as err:
+        kind = "missing" if isinstance(err, FileNotFoundError) else "unreadable"  # removed; permission, I/O
+    if kind is not None:
+        yield None, kind
         return
     with handle:
         kind = _kind_of(handle, file)
         handle.seek(0)
         yield handle, kind
+
+
+def _not_opened(file: Path) -> FileType | None:
+    """Why ``file`` is not to be opened (missing, a loop, a folder, a special file that would block a
+    read), or None for a regular file."""
+    try:
+        mode = os.stat(file).st_mode
+    except OSError as err:
+        return "loop" if err.errno == errno.ELOOP else "missing"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return None if stat.S_ISREG(mode) else "special"
 
 
 def _kind_of(handle: BinaryIO, file: Path) -> FileType:

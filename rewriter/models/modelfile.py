@@ -33,7 +33,7 @@ from .._errors import (
 from .._files import atomic_path
 from .._text import one_line, root_cause
 from .._untrusted import plain_fault, shown
-from ..analysis.sizes import check_channels, check_classes, parse_size
+from ..analysis.sizes import LIFT_HINT, check_channels, check_classes, parse_size
 from . import filetypes
 
 FORMAT = "rewriter-model"
@@ -89,16 +89,19 @@ def read_model_file(path: str | os.PathLike, *, trust_pickle: bool = False) -> M
         UntrustedPickleError: the file holds a pickled module and ``trust_pickle`` is False.
         WeightsError: the file holds a state dict or another object, not a model.
     """
+    refusal = None
     try:
         data = filetypes.read_structure(path)
     except UntrustedPickleError as err:
-        if filetypes.contains_marker(path, FORMAT.encode()):
-            return ModelFile(str(path), "rewriter", _trusted_payload(path, trust_pickle, err))
-        return ModelFile(str(path), "module", module=_trusted_module(path, trust_pickle, err))
+        refusal = err  # acted on below, so that a failing trusted load is not chained to this refusal
     except InvalidFileError as err:  # an export is a model, but one made for another runtime
         if filetypes.sniff(path) in ("export", "onnx"):
             raise ModelNotFoundError(str(err)) from None
         raise
+    if refusal is not None:
+        if filetypes.contains_marker(path, FORMAT.encode()):
+            return ModelFile(str(path), "rewriter", _trusted_payload(path, trust_pickle, refusal))
+        return ModelFile(str(path), "module", module=_trusted_module(path, trust_pickle, refusal))
     if isinstance(data, Mapping) and data.get("format") == FORMAT:
         return ModelFile(str(path), "rewriter", _checked(path, data))
     if isinstance(data, Mapping):
@@ -179,7 +182,12 @@ def _checked(path: str | os.PathLike, data: Mapping[str, Any]) -> dict[str, Any]
     faults = validate(data)
     if faults:
         shown = "; ".join(faults[:6]) + (f"; and {len(faults) - 6} more" if len(faults) > 6 else "")
-        raise InvalidFileError(f"{path} is not a valid model file: {shown}")
+        lift = any(
+            LIFT_HINT in fault for fault in faults
+        )  # a size over its bound: the CLI says --allow-large
+        raise InvalidFileError(
+            f"{path} is not a valid model file: {shown}", param="unbounded" if lift else None
+        )
     return dict(data)
 
 
@@ -223,10 +231,12 @@ def is_model_file(path: str | os.PathLike) -> bool:
 
 
 def _load_trusted(path: str | os.PathLike) -> Any:
+    """Unpickle a file the caller trusts. Its archive was read already (its structure named the pickled
+    classes), so a failure here is the pickle's own (a class whose module is not importable), not damage."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise InvalidFileError(f"{filetypes.describe(path, 'corrupt')} ({root_cause(err)})") from err
+        raise WeightsError(f"cannot load {path}: {one_line(err, limit=200)}") from err
 
 
 # ---- the schema of version 1 -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import pkgutil
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -145,7 +145,7 @@ def load_model(
                 f"{file.path} fixes its architecture; drop `num_classes` and `model_args`",
                 param=("num_classes", "model_args"),
             )
-        return _file_kind(file).build(file, trust_pickle=trust_pickle, weights=weights)
+        return _build_from_file(file, trust_pickle=trust_pickle, weights=weights)
     if source.startswith(TIMM_PREFIX):
         model, built_with = build_timm_model(source, num_classes, args, input_size)
         spec = ModelSpec(source, "timm", num_classes, built_with)
@@ -250,23 +250,6 @@ def _looks_like_a_path(source: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class FileKind:
-    """A kind of model file: ``matches(file)`` says whether a file already read (a ``ModelFile``) is one,
-    ``load(file, trust_pickle=..., weights=...)`` builds it. ``load`` may be a ``"package.module:function"``
-    reference, resolved when a file of the kind is first loaded: how ``models`` names a loader of a layer
-    above it (the engine replays a model file's recipe) without importing it, as the strategy registry names
-    strategies by entry point."""
-
-    name: str
-    matches: Callable[[ModelFile], bool]
-    load: Callable[..., tuple[nn.Module, ModelSpec]] | str
-
-    def build(self, file: ModelFile, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
-        loader = pkgutil.resolve_name(self.load) if isinstance(self.load, str) else self.load
-        return loader(file, **kwargs)
-
-
 def _pickled_module(file: ModelFile, *, trust_pickle: bool, weights: Any) -> tuple[nn.Module, ModelSpec]:
     """A whole pickled module (unpickled with the trust flag when the file was read): a copy of it each
     time, so that two models built from one reading share no parameter."""
@@ -276,26 +259,17 @@ def _pickled_module(file: ModelFile, *, trust_pickle: bool, weights: Any) -> tup
     return model, ModelSpec(file.path, "file", None, {}, None if weights is None else str(weights))
 
 
-#: the kinds ``load_model`` knows, in the order they are tried; filled here, not by importing a layer above,
-#: so that loading does not depend on what was imported first
-_FILE_KINDS: list[FileKind] = [
-    FileKind(
-        "rewriter model file", lambda file: file.kind == "rewriter", "rewriter.engine.saving:load_as_source"
-    ),
-    FileKind("pickled module", lambda file: file.kind == "module", _pickled_module),
-]
+#: the engine's loader of a rewriter model file (it replays the file's recipe), named here and resolved on
+#: first use rather than registered by importing the layer above, so that loading does not depend on what was
+#: imported first (the strategy registry names strategies by entry point the same way)
+_MODEL_FILE_LOADER = "rewriter.engine.saving:load_as_source"
 
 
-def register_file_kind(kind: FileKind) -> FileKind:
-    """Teach ``load_model`` a kind of file; kinds are tried in registration order."""
-    if any(k.name == kind.name for k in _FILE_KINDS):
-        raise ValueError(f"a model file kind named '{kind.name}' is already registered")
-    _FILE_KINDS.append(kind)
-    return kind
-
-
-def _file_kind(file: ModelFile) -> FileKind:
-    return next(kind for kind in _FILE_KINDS if kind.matches(file))
+def _build_from_file(file: ModelFile, **kwargs: Any) -> tuple[nn.Module, ModelSpec]:
+    """A model file already read, built: a rewriter model file by the engine, a pickled module copied."""
+    if file.kind == "rewriter":
+        return pkgutil.resolve_name(_MODEL_FILE_LOADER)(file, **kwargs)
+    return _pickled_module(file, **kwargs)
 
 
 def _zoo_factory(name: str) -> Any:
@@ -374,8 +348,8 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
         try:
             args[key.strip()] = load_yaml(value, where=where, error=UsageError) if value else ""
         except UsageError as err:
-            raise UsageError(str(err), param="model_args") from None
+            raise UsageError(str(err), param=("model_args", *err.params)) from None
     try:
         return check_model_args(args, "`model_args`")
     except InputSizeError as err:
-        raise UsageError(str(err), param="model_args") from None
+        raise UsageError(str(err), param=("model_args", *err.params)) from None

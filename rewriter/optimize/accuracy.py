@@ -171,8 +171,8 @@ def _claim(setup: TrialSetup, entries: Sequence[Entry], holdout: Holdout, points
         recorded = json.loads(path.read_text())
         if {k: recorded.get(k) for k in plan} != json.loads(json.dumps(plan)):
             raise OptimizeError(
-                f"{setup.out} holds the checkpoints of another search (other candidates, data, model, epochs "
-                "or rungs); give another `out` folder, or remove that one",
+                f"the folder {setup.out} holds the checkpoints of another search (other candidates, data, model, "
+                "epochs or rungs); give another `out` folder, or remove that one",
                 param="out",
             )
     setup.out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--lr")
     made.add_argument("--allow-large", action="store_true")
     made.add_argument("-o", "--output")
+    made.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
     return made
 
 
@@ -51,6 +52,15 @@ def parser() -> argparse.ArgumentParser:
             "3000 px; lift it with --allow-large",
         ),
         ("output: a folder", ["output"], "--output: a folder"),
+        # a name inside a path or a quoted value is the user's text, not the parameter
+        ("/data/num_classes/m.pt: num_classes=3", ["num_classes"], "/data/num_classes/m.pt: --num-classes 3"),
+        ("'/runs/lr=0.1/x.pt': lr=0.1.", ["lr"], "'/runs/lr=0.1/x.pt': --lr 0.1."),
+        ("`num_classes` 'num_classes' is odd", ["num_classes"], "--num-classes 'num_classes' is odd"),
+        # booleans: True is the flag, False the --no- form where there is one, else left as written
+        ("latency=True; latency=False", ["latency"], "--latency; --no-latency"),
+        ("trust_pickle=False here", ["trust_pickle"], "trust_pickle=False here"),
+        # a value the shell would split is quoted
+        ("output='my dir/x.pt' is taken", ["output"], "--output 'my dir/x.pt' is taken"),
     ],
 )
 def test_each_spelling_of_a_parameter_becomes_the_flag(message, params, expected):
@@ -146,3 +156,15 @@ def test_model_file_faults_name_trust_pickle_and_weights(capsys, tmp_path):
     torch.save({"fc.weight": torch.zeros(1000, 512)}, tmp_path / "sd.pth")
     code, _, err = run(capsys, "analyze", str(tmp_path / "sd.pth"), "--input-size", "32")
     assert code != 0 and "the file as --weights" in err
+
+
+def test_a_bound_reached_through_a_recipe_or_a_model_argument_still_names_allow_large(capsys, tmp_path):
+    (tmp_path / "big.yaml").write_text("steps: [truncate]\ninput_size: 4000\n")
+    code, _, err = run(
+        capsys, "rewrite", "tests.nets:tiny_cnn", "--recipe", str(tmp_path / "big.yaml"), "--dry-run"
+    )
+    assert code == 4 and "4000x4000 exceeds the bound" in err and "lift it with --allow-large" in err
+    code, _, err = run(
+        capsys, "analyze", "tests.nets:tiny_cnn", "--model-arg", "in_chans=100", "--input-size", "16"
+    )
+    assert code == 2 and "--model-arg in_chans: 100 exceeds" in err and "lift it with --allow-large" in err

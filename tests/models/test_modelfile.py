@@ -192,3 +192,13 @@ def test_load_model_rebuilds_a_model_file_in_a_fresh_process_that_imported_only_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["Truncated", "resnet18", "[1,", "10]"]
+
+
+def test_a_pickled_module_read_as_a_model_source_is_not_taken_for_a_model_file(tmp_path):
+    from rewriter.models import read_source
+
+    torch.save(rewriter.load_model("cifar_vgg11")[0], tmp_path / "whole.pt")
+    read = read_source(str(tmp_path / "whole.pt"), trust_pickle=True)
+    assert read.kind == "module"
+    with pytest.raises(rewriter.InvalidFileError, match="not a model file written by rewriter"):
+        rewriter.load_model_file(read, trust_pickle=True)

@@ -179,3 +179,18 @@ def test_a_pickled_object_given_as_weights_is_refused(tmp_path):
     torch.save(model, tmp_path / "whole.pt")
     with pytest.raises(rewriter.WeightsError, match="weights_only=True"):
         load_model("cifar_vgg11", weights=tmp_path / "whole.pt")
+
+
+def test_a_trusted_pickle_that_cannot_be_unpickled_says_why_not_corrupt(tmp_path, monkeypatch):
+    (tmp_path / "gone_net.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Module):\n    def forward(self, x):\n        return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_net
+
+    torch.save(gone_net.Net(), tmp_path / "whole.pt")
+    monkeypatch.delitem(sys.modules, "gone_net")
+    (tmp_path / "gone_net.py").unlink()  # the class's module is not importable where the file is loaded
+    with pytest.raises(rewriter.WeightsError) as caught:
+        load_model(str(tmp_path / "whole.pt"), trust_pickle=True)
+    assert "No module named 'gone_net'" in str(caught.value) and "corrupt" not in str(caught.value)

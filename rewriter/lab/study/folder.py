@@ -86,7 +86,7 @@ def check_same_study(
         longer = changed == ["epochs"] and isinstance(recorded["setup"].get("epochs"), int)
         longer = longer and now["epochs"] > recorded["setup"]["epochs"]
         raise StudyError(
-            f"{out} holds a study with another setup (differs in {', '.join(changed)}); "
+            f"the folder {out} holds a study with another setup (differs in {', '.join(changed)}); "
             + ("add extend=True to train its cells on from their checkpoints, or " if longer else "")
             + "use another `out` or the recorded setup",
             param=("extend", "out"),
@@ -96,7 +96,7 @@ def check_same_study(
                if label in earlier and earlier[label] != json.loads(json.dumps(recipe))]  # fmt: skip
     if changed:
         raise StudyError(
-            f"{out} holds results of another recipe labelled {', '.join(map(repr, changed))}; "
+            f"the folder {out} holds results of another recipe labelled {', '.join(map(repr, changed))}; "
             "rename the recipe file or use another `out`",
             param="out",
         )

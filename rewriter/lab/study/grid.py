@@ -230,7 +230,8 @@ class Study:
                 f"checkpoint to continue from (such as {self.checkpoint_path(missing[0])}): the study ran "
                 "without keep_checkpoints=True. Run it with epochs="
                 f"{self.setup.epochs} keep_checkpoints=True into a new `out` (every cell trained from scratch, "
-                "and extendable later)"
+                "and extendable later)",
+                param=("keep_checkpoints", "epochs", "out"),
             )
 
     def read_cell(self, cell: Cell) -> CellRow | None:

@@ -27,7 +27,9 @@ from rewriter.lab.study import (
     parse_variant,
     run_study,
 )
+from rewriter.lab.study.extension import outcome
 from rewriter.lab.study.markdown import summary_markdown
+from rewriter.lab.study.record import stopped
 from rewriter.lab.study.summary import summarize
 from rewriter.lab.training import TrainConfig, TrainError, train
 from tests.cli_runner import run
@@ -173,8 +175,17 @@ def test_failed_diverged_and_new_cells_run_as_they_would(two_epochs, tmp_path):
     assert rows[("baseline", 1)].epochs == 3 and rows[("baseline", 1)].extensions == ()  # a new cell: fresh
     assert len(rows[("baseline", 1)].curve) == 3
     cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
-    assert cells[truncate.id].startswith("not continued: its training stopped at a NaN loss")
+    assert cells[truncate.id].startswith("not continued: its training stopped at a non-finite loss")
     assert cells[wider.cells[1].id] == "trained fresh for 3 epochs"
+
+
+def test_an_infinite_last_loss_is_a_stopped_cell_for_the_outcome_as_for_the_continuation(two_epochs):
+    grid = study(two_epochs, 3, extend=True)
+    row = grid.read_cell(grid.cells[0])
+    blown = row.replace(curve=(*row.curve[:-1], replace(row.curve[-1], loss=math.inf)))
+    assert stopped(blown) and not stopped(row)
+    assert outcome(blown, 3) == "not continued: its training stopped at a non-finite loss (kept at 2 epochs)"
+    assert outcome(row, 3) == "not continued (kept at 2 epochs)"
 
 
 def test_an_interrupted_extension_resumes_with_or_without_extend(two_epochs, tmp_path):

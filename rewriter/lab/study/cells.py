@@ -16,7 +16,7 @@ from torch import nn
 from ..._errors import RewriterError, UntrustedPickleError
 from ..._text import one_line
 from .errors import StudyError
-from .grid import Cell, Study, StudySetup
+from .grid import Cell, Study, StudySetup, checkpoint_file
 from .record import CellRow, EpochPoint
 
 #: what a cell whose recipe changes nothing takes from its baseline
@@ -60,7 +60,7 @@ class CellJob:
         earlier: CellRow | None = None,
     ) -> CellRow:
         """Run ``cell``; given its ``earlier`` row (fewer epochs), continue that from its checkpoint."""
-        path = None if self.checkpoints is None else Path(self.checkpoints) / f"{cell.id}.pt"
+        path = None if self.checkpoints is None else checkpoint_file(self.checkpoints, cell)
         return run_cell(cell, self.setup, lr=self.lr, device=self.device, latency=latency, baseline=baseline,
                         progress=progress, earlier=earlier,
                         checkpoint=path if self.keep or earlier is not None else None)  # fmt: skip

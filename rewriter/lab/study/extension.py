@@ -19,7 +19,7 @@ from ..._errors import UsageError
 from ..._files import write_json
 from ..training import TrainConfig, scheduled_lr
 from .folder import SETUP_FILE, load_json
-from .record import CellRow, Extension
+from .record import CellRow, Extension, stopped
 
 RULE = (
     "each cell continued from its checkpoint with the schedule of the new epoch count from the epoch it "
@@ -98,6 +98,6 @@ def outcome(row: CellRow | None, epochs: int) -> Any:
         return {"continued": True, **row.extensions[-1].__dict__}
     if row.epochs == epochs:
         return f"trained fresh for {epochs} epochs"
-    if row.curve and row.curve[-1].loss != row.curve[-1].loss:
-        return f"not continued: its training stopped at a NaN loss (kept at {len(row.curve)} epochs)"
+    if stopped(row):
+        return f"not continued: its training stopped at a non-finite loss (kept at {len(row.curve)} epochs)"
     return f"not continued (kept at {row.epochs} epochs)"

@@ -159,6 +159,11 @@ class CellRow:
         return cls.from_json(data, where=str(path))
 
 
+def stopped(row: CellRow) -> bool:
+    """Whether the cell's training ended at a NaN or infinite loss (its last epoch has no finite loss)."""
+    return bool(row.curve) and not math.isfinite(row.curve[-1].loss)
+
+
 #: the columns of results.csv: every field but the curve and the extensions, which ``extended`` sums up
 COLUMNS: tuple[str, ...] = (
     *(f.name for f in dataclasses.fields(CellRow) if f.metadata.get("csv", True)),

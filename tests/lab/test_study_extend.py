@@ -188,6 +188,32 @@ def test_an_infinite_last_loss_is_a_stopped_cell_for_the_outcome_as_for_the_cont
     assert outcome(row, 3) == "not continued (kept at 2 epochs)"
 
 
+def test_a_failed_continuation_keeps_the_cells_result_and_checkpoint_and_may_be_tried_again(
+    two_epochs, tmp_path
+):
+    out = copied(two_epochs, tmp_path)
+    grid = study(out, 2)
+    baseline, truncate = grid.cells
+    before = grid.read_cell(baseline)
+    good = grid.checkpoint_path(baseline).read_bytes()
+    grid.checkpoint_path(baseline).write_bytes(b"not a checkpoint")
+    rows = {r.recipe: r for r in run_study(study(out, 3, extend=True), progress=False)}
+    kept = rows["baseline"]
+    assert kept.ok and kept.epochs == 2 and kept.curve == before.curve and kept.extensions == ()
+    assert kept.test_accuracy == before.test_accuracy and "not a readable checkpoint" in kept.not_extended
+    assert grid.checkpoint_path(baseline).read_bytes() == b"not a checkpoint"  # left as it was found
+    assert rows["truncate"].epochs == 3 and len(rows["truncate"].curve) == 3  # trained on, not a 2-epoch copy
+    cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
+    assert cells[baseline.id].startswith("failed: ") and cells[baseline.id].endswith("; kept at 2 epochs")
+    assert "not a readable checkpoint" in cells[baseline.id] and cells[truncate.id]["continued"]
+    assert "| baseline (not extended: kept at 2 epochs) |" in (out / "summary.md").read_text()
+    again = study(out, 3, extend=True)
+    assert [c.id for c in again.pending()] == [baseline.id]  # a later --extend tries it again
+    grid.checkpoint_path(baseline).write_bytes(good)
+    (row,) = [r for r in run_study(again, progress=False) if r.recipe == "baseline"]
+    assert row.epochs == 3 and row.not_extended is None and row.extensions[0].from_epochs == 2
+
+
 def test_an_interrupted_extension_resumes_with_or_without_extend(two_epochs, tmp_path):
     out = copied(two_epochs, tmp_path)
     study(out, 3, extend=True).prepare()  # recorded, then stopped before any cell ran

@@ -94,6 +94,8 @@ def outcome(row: CellRow | None, epochs: int) -> Any:
         return "not run yet"
     if not row.ok:
         return f"failed: {row.error}"
+    if row.not_extended is not None:
+        return f"failed: {row.not_extended}; kept at {row.epochs} epochs"
     if row.extensions and row.extensions[-1].to_epochs == epochs:
         return {"continued": True, **row.extensions[-1].__dict__}
     if row.epochs == epochs:

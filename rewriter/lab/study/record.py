@@ -93,6 +93,8 @@ class CellRow:
     error: str | None = None
     curve: tuple[EpochPoint, ...] = field(default=(), metadata={"csv": False})
     extensions: tuple[Extension, ...] = field(default=(), metadata={"csv": False})  # study --extend
+    # why the latest continuation of this cell failed: it kept its earlier result (None: none failed)
+    not_extended: str | None = field(default=None, metadata={"csv": False})
 
     @property
     def ok(self) -> bool:

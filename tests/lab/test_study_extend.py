@@ -4,11 +4,14 @@ summary; what cannot be extended is refused with what to do."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
 import json
 import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,13 +23,16 @@ from rewriter.lab.data import load_data
 from rewriter.lab.study import (
     CellRow,
     EpochPoint,
+    Executor,
     Extension,
     Study,
     StudyError,
     StudySetup,
+    executors,
     parse_variant,
     run_study,
 )
+from rewriter.lab.study.cells import CellJob
 from rewriter.lab.study.extension import outcome
 from rewriter.lab.study.markdown import summary_markdown
 from rewriter.lab.study.record import stopped
@@ -212,6 +218,61 @@ def test_a_failed_continuation_keeps_the_cells_result_and_checkpoint_and_may_be_
     grid.checkpoint_path(baseline).write_bytes(good)
     (row,) = [r for r in run_study(again, progress=False) if r.recipe == "baseline"]
     assert row.epochs == 3 and row.not_extended is None and row.extensions[0].from_epochs == 2
+
+
+class _DyingPool:
+    """A process pool whose worker dies at once (as a killed one does): every cell's future holds
+    ``BrokenProcessPool``."""
+
+    _processes: ClassVar[dict] = {}  # none to end
+
+    def submit(self, *args) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        future.set_exception(concurrent.futures.process.BrokenProcessPool("a child process terminated"))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def test_a_lost_worker_keeps_the_result_of_the_cell_it_was_continuing(two_epochs, tmp_path, monkeypatch):
+    out = copied(two_epochs, tmp_path)
+    grid = study(out, 2)
+    before = {r.recipe: r for r in grid.rows()}
+    saved = {cell.id: grid.checkpoint_path(cell).read_bytes() for cell in grid.cells}
+    monkeypatch.setattr(executors, "_pool", lambda workers, threads: _DyingPool())
+    wider = Study([TINY], VARIANTS, [0, 1], replace(SETUP, epochs=3), out, extend=True)
+    rows = {(r.recipe, r.seed): r for r in run_study(wider, executor=Executor("processes", workers=2),
+                                                    progress=False)}  # fmt: skip
+    for recipe in ("baseline", "truncate"):
+        kept = rows[(recipe, 0)]
+        assert kept.ok and kept.epochs == 2 and kept.curve == before[recipe].curve
+        assert kept.test_accuracy == before[recipe].test_accuracy and kept.not_extended == executors._LOST
+    assert not rows[("baseline", 1)].ok  # a new cell's lost worker fails it, as before
+    assert {c.id: grid.checkpoint_path(c).read_bytes() for c in grid.cells} == saved
+    cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
+    assert cells[grid.cells[0].id] == f"failed: {executors._LOST}; kept at 2 epochs"
+    assert [c.id for c in study(out, 3, extend=True).pending()] == [c.id for c in grid.cells]  # tried again
+
+
+def test_a_lost_ray_worker_keeps_the_result_of_the_cell_it_was_continuing(two_epochs):
+    class Ray:  # what _ray_result uses of ray: get, which raises as for a lost node
+        class exceptions:
+            class RayError(Exception):
+                pass
+
+        def get(self, ref):
+            raise self.exceptions.RayError("the node died")
+
+    grid = study(two_epochs, 3, extend=True)
+    cell = grid.cells[0]
+    earlier = grid.read_cell(cell)
+    row = executors._ray_result(Ray(), None, cell, CellJob(grid.setup, LR), earlier)
+    assert row == earlier.replace(
+        not_extended="the Ray worker running this cell was lost (RayError: the node died)"
+    )
+    fresh = executors._ray_result(Ray(), None, cell, CellJob(grid.setup, LR), None)
+    assert not fresh.ok and fresh.curve == () and "--retry-failed" in fresh.error
 
 
 def test_an_interrupted_extension_resumes_with_or_without_extend(two_epochs, tmp_path):

@@ -94,6 +94,17 @@ def restore(
     return history
 
 
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(epochs done, epochs of the run) of the checkpoint at ``path``; None if there is none or it cannot
+    be read (resuming from it says why). Its tensors are mapped, not read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, run = state["epoch"] + 1, state["config"]["epochs"]
+    except Exception:  # no checkpoint, a truncated or foreign one: restore names the fault
+        return None
+    return (done, run) if isinstance(done, int) and isinstance(run, int) else None
+
+
 def continue_schedule(
     optimizer, scheduler: torch.optim.lr_scheduler.StepLR, config: TrainConfig, epoch: int
 ) -> None:

@@ -275,6 +275,74 @@ def test_a_lost_ray_worker_keeps_the_result_of_the_cell_it_was_continuing(two_ep
     assert not fresh.ok and fresh.curve == () and "--retry-failed" in fresh.error
 
 
+def three_then_six(out: Path) -> tuple[Study, Study]:
+    """A 3-epoch study of one cell that kept its checkpoint, and its extension to 6 epochs (the setup of
+    ``rewriter study`` with ``EXTEND``)."""
+    setup = replace(SETUP, epochs=3, max_batches=1, latency_repeats=StudySetup.latency_repeats)
+    three = Study([TINY], VARIANTS[:1], [0], setup, out, keep_checkpoints=True)
+    run_study(three, progress=False)
+    return three, Study([TINY], VARIANTS[:1], [0], replace(setup, epochs=6), out, extend=True)
+
+
+EXTEND = ["study", "--model", TINY, "--recipe", "baseline", "--data", "synthetic:64", "--batch-size", "16",
+          "--max-batches", "1", "--seeds", "1", "--lr", str(LR), "--precision", "fp32", "--quiet",
+          "--extend"]  # fmt: skip
+
+
+def interrupted_after(monkeypatch, epochs_done: int) -> None:
+    """Kill the next training once it has written the checkpoint of ``epochs_done`` epochs (as Ctrl-C or a
+    killed study would, after that epoch's checkpoint and before the cell's record)."""
+    import rewriter.lab.training as training
+
+    original = training.save_checkpoint
+
+    def save_then_stop(path, model, optimizer, scheduler, epoch, *rest) -> None:
+        original(path, model, optimizer, scheduler, epoch, *rest)
+        if epoch + 1 == epochs_done:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+
+
+def test_an_extension_interrupted_past_its_first_epochs_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    _, six = three_then_six(tmp_path / "whole")
+    (whole,) = run_study(six, progress=False)  # the same extension, never interrupted: the oracle
+    _, six = three_then_six(tmp_path / "s")
+    with monkeypatch.context() as patch:
+        interrupted_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(six, progress=False)
+    assert six.read_cell(six.cells[0]).epochs == 3  # the record as it was; the checkpoint went on to epoch 5
+    assert torch.load(six.checkpoint_path(six.cells[0]), weights_only=True)["epoch"] == 4
+    (row,) = run_study(six, progress=False)
+    assert [(p.loss, p.lr) for p in row.curve] == [(p.loss, p.lr) for p in whole.curve]
+    assert [p.lr for p in row.curve] == pytest.approx([LR, LR / 10, LR / 100, LR / 10, LR / 100, LR / 100])
+    assert (
+        row.extensions
+        == whole.extensions
+        == (Extension(3, 6, pytest.approx(LR / 100), pytest.approx(LR / 10), 2),)
+    )
+
+
+def test_another_count_is_refused_until_an_interrupted_extension_is_finished(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "s"
+    _, six = three_then_six(out)
+    with monkeypatch.context() as patch:
+        interrupted_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(six, progress=False)
+    twelve = Study(six.models, six.variants, [0], replace(six.setup, epochs=12), out, extend=True)
+    refused = r"an extension to 6 epochs \(such as .*: 5 epochs in its checkpoint, 3 in its record\)"
+    with pytest.raises(UsageError, match=refused + ".* first with epochs=6 extend=True, then extend to 12"):
+        run_study(twelve, progress=False)
+    code, _, err = run(capsys, *EXTEND, "--out", str(out), "--epochs", "12")
+    assert code == 2 and "first with --epochs 6 --extend, then extend to 12" in err, err
+    assert json.loads((out / "study.json").read_text())["setup"]["epochs"] == 6  # nothing was changed
+    run_study(six, progress=False)  # finished with the same count, the longer one is taken
+    (row,) = run_study(twelve, progress=False)
+    assert row.epochs == 12 and [(e.from_epochs, e.to_epochs) for e in row.extensions] == [(3, 6), (6, 12)]
+
+
 def test_an_interrupted_extension_resumes_with_or_without_extend(two_epochs, tmp_path):
     out = copied(two_epochs, tmp_path)
     study(out, 3, extend=True).prepare()  # recorded, then stopped before any cell ran

@@ -7,7 +7,10 @@ Its first E0 epochs ran the E0-epoch schedule (StepLR at thirds of E0), which de
 cell is close to a fresh E1-epoch run, not equal to it, unless both schedules agree on those epochs (each
 cell records how many epochs did not, and the rates before and after the continuation; the summary and
 the plots say which cells were extended). ``study.json`` records every extension and what it did to each
-cell.
+cell. A continuation that fails keeps the cell's earlier result and checkpoint (a later extension tries
+again). An interrupted extension resumes with the same count; another count is refused until it is
+finished, since the epochs it ran past the cell's record followed its schedule, which one extension record
+(from one schedule to another) cannot tell.
 """
 
 from __future__ import annotations
@@ -42,6 +45,33 @@ def check_longer(out: Path, epochs: int, recorded: dict[str, Any]) -> None:
     raise UsageError(
         f"`extend` needs `epochs` above the {before} the study in {out} was trained for, got epochs={epochs}; "
         f"give a larger `epochs` (e.g. epochs={2 * before})",
+        param=("extend", "epochs"),
+    )
+
+
+def check_finished(epochs: int, continued: list[tuple[str, CellRow, Path]]) -> None:
+    """Refuse to extend to ``epochs`` while the checkpoint of a cell to continue (``(cell id, its row, its
+    checkpoint)``) holds an unfinished extension to another count: its epochs past the cell's record ran
+    that count's schedule, which an extension record (one step from one schedule to another) cannot tell.
+
+    Raises:
+        UsageError: the unfinished extension, and the count that finishes it.
+    """
+    from ..checkpoints import checkpoint_progress
+
+    stopped_within = []
+    for cell_id, row, path in continued:
+        progress = checkpoint_progress(path)
+        if progress is not None and progress[0] > (row.epochs or 0) and progress[1] != epochs:
+            stopped_within.append((cell_id, row.epochs, *progress))
+    if not stopped_within:
+        return
+    cell_id, recorded, done, run = stopped_within[0]
+    raise UsageError(
+        f"`extend`: {len(stopped_within)} of the cells to continue stopped part way through an extension to "
+        f"{run} epochs (such as {cell_id}: {done} epochs in its checkpoint, {recorded} in its record), and "
+        f"epochs={epochs} would continue them under another schedule than the one they ran; finish that "
+        f"extension first with epochs={run} extend=True, then extend to {epochs}",
         param=("extend", "epochs"),
     )
 

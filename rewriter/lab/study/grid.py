@@ -24,7 +24,7 @@ from ...engine.recipe import Recipe
 from ...engine.registry import list_strategies
 from .._ranges import bounded, check_ranges
 from .errors import StudyError
-from .extension import check_longer, planned
+from .extension import check_finished, check_longer, planned
 from .folder import SETUP_FILE, check_folder, check_same_study, read_record
 from .record import CellRow, stopped
 
@@ -290,6 +290,8 @@ class Study:
             check_same_study(self.out, now, {v.label: v.recipe.to_dict() for v in self.variants}, recorded)
             if self.extend:
                 check_longer(self.out, self.setup.epochs, recorded)
+                continued = [(c.id, self.to_continue(c), self.checkpoint_path(c)) for c in self.cells]
+                check_finished(self.setup.epochs, [(i, row, path) for i, row, path in continued if row])
             self.check_checkpoints()
         return recorded
 

@@ -80,7 +80,7 @@ def restore(
     try:
         optimizer.load_state_dict(state["optimizer"])
         if extend:
-            continue_schedule(optimizer, scheduler, state["epoch"] + 1)
+            continue_schedule(optimizer, scheduler, config, state["epoch"] + 1)
         else:
             scheduler.load_state_dict(state["scheduler"])
     except (KeyError, ValueError, RuntimeError) as err:
@@ -94,10 +94,26 @@ def restore(
     return history
 
 
-def continue_schedule(optimizer, scheduler: torch.optim.lr_scheduler.StepLR, epoch: int) -> None:
-    """Set ``scheduler`` (a StepLR of the new run's step) and the rates of ``optimizer`` to where the new
-    run's schedule is at ``epoch``: the rate a fresh run of the new length uses there."""
-    rates = [base * scheduler.gamma ** (epoch // scheduler.step_size) for base in scheduler.base_lrs]
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(epochs done, epochs of the run) of the checkpoint at ``path``; None if there is none or it cannot
+    be read (resuming from it says why). Its tensors are mapped, not read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, run = state["epoch"] + 1, state["config"]["epochs"]
+    except Exception:  # no checkpoint, a truncated or foreign one: restore names the fault
+        return None
+    return (done, run) if isinstance(done, int) and isinstance(run, int) else None
+
+
+def continue_schedule(
+    optimizer, scheduler: torch.optim.lr_scheduler.StepLR, config: TrainConfig, epoch: int
+) -> None:
+    """Set ``scheduler`` (``config``'s StepLR) and the rates of ``optimizer`` to where ``config``'s schedule
+    is at ``epoch``: the rate a fresh run of the new length uses there (``training.scheduled_lr``)."""
+    from .training import scheduled_lr  # training imports this module
+
+    factor = scheduled_lr(config, epoch) / config.lr
+    rates = [base * factor for base in scheduler.base_lrs]
     for group, rate in zip(optimizer.param_groups, rates, strict=True):
         group["lr"] = rate
     scheduler.load_state_dict({**scheduler.state_dict(), "last_epoch": epoch, "_last_lr": rates})

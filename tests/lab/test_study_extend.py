@@ -4,11 +4,14 @@ summary; what cannot be extended is refused with what to do."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
 import json
 import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,14 +23,19 @@ from rewriter.lab.data import load_data
 from rewriter.lab.study import (
     CellRow,
     EpochPoint,
+    Executor,
     Extension,
     Study,
     StudyError,
     StudySetup,
+    executors,
     parse_variant,
     run_study,
 )
+from rewriter.lab.study.cells import CellJob
+from rewriter.lab.study.extension import outcome
 from rewriter.lab.study.markdown import summary_markdown
+from rewriter.lab.study.record import stopped
 from rewriter.lab.study.summary import summarize
 from rewriter.lab.training import TrainConfig, TrainError, train
 from tests.cli_runner import run
@@ -173,8 +181,166 @@ def test_failed_diverged_and_new_cells_run_as_they_would(two_epochs, tmp_path):
     assert rows[("baseline", 1)].epochs == 3 and rows[("baseline", 1)].extensions == ()  # a new cell: fresh
     assert len(rows[("baseline", 1)].curve) == 3
     cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
-    assert cells[truncate.id].startswith("not continued: its training stopped at a NaN loss")
+    assert cells[truncate.id].startswith("not continued: its training stopped at a non-finite loss")
     assert cells[wider.cells[1].id] == "trained fresh for 3 epochs"
+
+
+def test_an_infinite_last_loss_is_a_stopped_cell_for_the_outcome_as_for_the_continuation(two_epochs):
+    grid = study(two_epochs, 3, extend=True)
+    row = grid.read_cell(grid.cells[0])
+    blown = row.replace(curve=(*row.curve[:-1], replace(row.curve[-1], loss=math.inf)))
+    assert stopped(blown) and not stopped(row)
+    assert outcome(blown, 3) == "not continued: its training stopped at a non-finite loss (kept at 2 epochs)"
+    assert outcome(row, 3) == "not continued (kept at 2 epochs)"
+
+
+def test_a_failed_continuation_keeps_the_cells_result_and_checkpoint_and_may_be_tried_again(
+    two_epochs, tmp_path
+):
+    out = copied(two_epochs, tmp_path)
+    grid = study(out, 2)
+    baseline, truncate = grid.cells
+    before = grid.read_cell(baseline)
+    good = grid.checkpoint_path(baseline).read_bytes()
+    grid.checkpoint_path(baseline).write_bytes(b"not a checkpoint")
+    rows = {r.recipe: r for r in run_study(study(out, 3, extend=True), progress=False)}
+    kept = rows["baseline"]
+    assert kept.ok and kept.epochs == 2 and kept.curve == before.curve and kept.extensions == ()
+    assert kept.test_accuracy == before.test_accuracy and "not a readable checkpoint" in kept.not_extended
+    assert grid.checkpoint_path(baseline).read_bytes() == b"not a checkpoint"  # left as it was found
+    assert rows["truncate"].epochs == 3 and len(rows["truncate"].curve) == 3  # trained on, not a 2-epoch copy
+    cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
+    assert cells[baseline.id].startswith("failed: ") and cells[baseline.id].endswith("; kept at 2 epochs")
+    assert "not a readable checkpoint" in cells[baseline.id] and cells[truncate.id]["continued"]
+    assert "| baseline (not extended: kept at 2 epochs) |" in (out / "summary.md").read_text()
+    again = study(out, 3, extend=True)
+    assert [c.id for c in again.pending()] == [baseline.id]  # a later --extend tries it again
+    grid.checkpoint_path(baseline).write_bytes(good)
+    (row,) = [r for r in run_study(again, progress=False) if r.recipe == "baseline"]
+    assert row.epochs == 3 and row.not_extended is None and row.extensions[0].from_epochs == 2
+
+
+class _DyingPool:
+    """A process pool whose worker dies at once (as a killed one does): every cell's future holds
+    ``BrokenProcessPool``."""
+
+    _processes: ClassVar[dict] = {}  # none to end
+
+    def submit(self, *args) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        future.set_exception(concurrent.futures.process.BrokenProcessPool("a child process terminated"))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def test_a_lost_worker_keeps_the_result_of_the_cell_it_was_continuing(two_epochs, tmp_path, monkeypatch):
+    out = copied(two_epochs, tmp_path)
+    grid = study(out, 2)
+    before = {r.recipe: r for r in grid.rows()}
+    saved = {cell.id: grid.checkpoint_path(cell).read_bytes() for cell in grid.cells}
+    monkeypatch.setattr(executors, "_pool", lambda workers, threads: _DyingPool())
+    wider = Study([TINY], VARIANTS, [0, 1], replace(SETUP, epochs=3), out, extend=True)
+    rows = {(r.recipe, r.seed): r for r in run_study(wider, executor=Executor("processes", workers=2),
+                                                    progress=False)}  # fmt: skip
+    for recipe in ("baseline", "truncate"):
+        kept = rows[(recipe, 0)]
+        assert kept.ok and kept.epochs == 2 and kept.curve == before[recipe].curve
+        assert kept.test_accuracy == before[recipe].test_accuracy and kept.not_extended == executors._LOST
+    assert not rows[("baseline", 1)].ok  # a new cell's lost worker fails it, as before
+    assert {c.id: grid.checkpoint_path(c).read_bytes() for c in grid.cells} == saved
+    cells = json.loads((out / "study.json").read_text())["extensions"][-1]["cells"]
+    assert cells[grid.cells[0].id] == f"failed: {executors._LOST}; kept at 2 epochs"
+    assert [c.id for c in study(out, 3, extend=True).pending()] == [c.id for c in grid.cells]  # tried again
+
+
+def test_a_lost_ray_worker_keeps_the_result_of_the_cell_it_was_continuing(two_epochs):
+    class Ray:  # what _ray_result uses of ray: get, which raises as for a lost node
+        class exceptions:
+            class RayError(Exception):
+                pass
+
+        def get(self, ref):
+            raise self.exceptions.RayError("the node died")
+
+    grid = study(two_epochs, 3, extend=True)
+    cell = grid.cells[0]
+    earlier = grid.read_cell(cell)
+    row = executors._ray_result(Ray(), None, cell, CellJob(grid.setup, LR), earlier)
+    assert row == earlier.replace(
+        not_extended="the Ray worker running this cell was lost (RayError: the node died)"
+    )
+    fresh = executors._ray_result(Ray(), None, cell, CellJob(grid.setup, LR), None)
+    assert not fresh.ok and fresh.curve == () and "--retry-failed" in fresh.error
+
+
+def three_then_six(out: Path) -> tuple[Study, Study]:
+    """A 3-epoch study of one cell that kept its checkpoint, and its extension to 6 epochs (the setup of
+    ``rewriter study`` with ``EXTEND``)."""
+    setup = replace(SETUP, epochs=3, max_batches=1, latency_repeats=StudySetup.latency_repeats)
+    three = Study([TINY], VARIANTS[:1], [0], setup, out, keep_checkpoints=True)
+    run_study(three, progress=False)
+    return three, Study([TINY], VARIANTS[:1], [0], replace(setup, epochs=6), out, extend=True)
+
+
+EXTEND = ["study", "--model", TINY, "--recipe", "baseline", "--data", "synthetic:64", "--batch-size", "16",
+          "--max-batches", "1", "--seeds", "1", "--lr", str(LR), "--precision", "fp32", "--quiet",
+          "--extend"]  # fmt: skip
+
+
+def interrupted_after(monkeypatch, epochs_done: int) -> None:
+    """Kill the next training once it has written the checkpoint of ``epochs_done`` epochs (as Ctrl-C or a
+    killed study would, after that epoch's checkpoint and before the cell's record)."""
+    import rewriter.lab.training as training
+
+    original = training.save_checkpoint
+
+    def save_then_stop(path, model, optimizer, scheduler, epoch, *rest) -> None:
+        original(path, model, optimizer, scheduler, epoch, *rest)
+        if epoch + 1 == epochs_done:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+
+
+def test_an_extension_interrupted_past_its_first_epochs_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    _, six = three_then_six(tmp_path / "whole")
+    (whole,) = run_study(six, progress=False)  # the same extension, never interrupted: the oracle
+    _, six = three_then_six(tmp_path / "s")
+    with monkeypatch.context() as patch:
+        interrupted_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(six, progress=False)
+    assert six.read_cell(six.cells[0]).epochs == 3  # the record as it was; the checkpoint went on to epoch 5
+    assert torch.load(six.checkpoint_path(six.cells[0]), weights_only=True)["epoch"] == 4
+    (row,) = run_study(six, progress=False)
+    assert [(p.loss, p.lr) for p in row.curve] == [(p.loss, p.lr) for p in whole.curve]
+    assert [p.lr for p in row.curve] == pytest.approx([LR, LR / 10, LR / 100, LR / 10, LR / 100, LR / 100])
+    assert (
+        row.extensions
+        == whole.extensions
+        == (Extension(3, 6, pytest.approx(LR / 100), pytest.approx(LR / 10), 2),)
+    )
+
+
+def test_another_count_is_refused_until_an_interrupted_extension_is_finished(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "s"
+    _, six = three_then_six(out)
+    with monkeypatch.context() as patch:
+        interrupted_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(six, progress=False)
+    twelve = Study(six.models, six.variants, [0], replace(six.setup, epochs=12), out, extend=True)
+    refused = r"an extension to 6 epochs \(such as .*: 5 epochs in its checkpoint, 3 in its record\)"
+    with pytest.raises(UsageError, match=refused + ".* first with epochs=6 extend=True, then extend to 12"):
+        run_study(twelve, progress=False)
+    code, _, err = run(capsys, *EXTEND, "--out", str(out), "--epochs", "12")
+    assert code == 2 and "first with --epochs 6 --extend, then extend to 12" in err, err
+    assert json.loads((out / "study.json").read_text())["setup"]["epochs"] == 6  # nothing was changed
+    run_study(six, progress=False)  # finished with the same count, the longer one is taken
+    (row,) = run_study(twelve, progress=False)
+    assert row.epochs == 12 and [(e.from_epochs, e.to_epochs) for e in row.extensions] == [(3, 6), (6, 12)]
 
 
 def test_an_interrupted_extension_resumes_with_or_without_extend(two_epochs, tmp_path):

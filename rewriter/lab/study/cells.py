@@ -16,7 +16,7 @@ from torch import nn
 from ..._errors import RewriterError, UntrustedPickleError
 from ..._text import one_line
 from .errors import StudyError
-from .grid import Cell, Study, StudySetup
+from .grid import Cell, Study, StudySetup, checkpoint_file
 from .record import CellRow, EpochPoint
 
 #: what a cell whose recipe changes nothing takes from its baseline
@@ -60,7 +60,7 @@ class CellJob:
         earlier: CellRow | None = None,
     ) -> CellRow:
         """Run ``cell``; given its ``earlier`` row (fewer epochs), continue that from its checkpoint."""
-        path = None if self.checkpoints is None else Path(self.checkpoints) / f"{cell.id}.pt"
+        path = None if self.checkpoints is None else checkpoint_file(self.checkpoints, cell)
         return run_cell(cell, self.setup, lr=self.lr, device=self.device, latency=latency, baseline=baseline,
                         progress=progress, earlier=earlier,
                         checkpoint=path if self.keep or earlier is not None else None)  # fmt: skip
@@ -150,7 +150,9 @@ def run_cell(
     A recipe that changes nothing builds the baseline's model with the same seed: given the ``baseline`` row
     of that seed, the cell takes its results instead of training the same model again. Training writes a
     checkpoint at ``checkpoint`` every epoch; given the cell's ``earlier`` row (fewer epochs than the
-    setup's), training continues from that checkpoint instead (``extension.py``), its figures kept."""
+    setup's), training continues from that checkpoint instead (``extension.py``), its figures kept; if that
+    fails, the cell keeps ``earlier`` as it was, with the reason in ``not_extended``. A baseline kept at fewer
+    epochs is not copied."""
     from ..training import resolve_device
 
     rate = setup.lr if lr is None else lr
@@ -162,13 +164,15 @@ def run_cell(
         row = row.replace(device=str(device))
         model, data, changed = build_variant(cell, setup)
         row = row.replace(same_as_baseline=not changed)
-        if not changed and baseline is not None and baseline.ok:
+        if not changed and baseline is not None and baseline.ok and baseline.epochs in (None, setup.epochs):
             return row.replace(**{k: getattr(baseline, k) for k in _RESULTS})
         if earlier is None:
             row = _measured(row, model, cell, setup, latency)
         return _trained(row, model, data, cell, setup, float(rate), device, progress, checkpoint=checkpoint,
                         earlier=earlier)  # fmt: skip
     except Exception as err:  # a failed cell is a result: recorded with its reason, the study goes on
+        if earlier is not None:  # a failed continuation keeps the finished result; a later extend tries again
+            return earlier.replace(not_extended=cell_error(err, cell))
         return row.failed(cell_error(err, cell))
 
 
@@ -218,7 +222,9 @@ def _trained(
                 f"the cell's); delete it and the cell's file {cell.id}.json to train the cell again"
             )
         row = row.replace(
-            epochs=setup.epochs, extensions=(*earlier.extensions, extension_of(earlier, config))
+            epochs=setup.epochs,
+            extensions=(*earlier.extensions, extension_of(earlier, config)),
+            not_extended=None,
         )
         spent += earlier.train_s or 0.0
     chance = chance_level(dataset_labels(data.test))

@@ -1,7 +1,8 @@
 """Where the cells of a study run: one after the other, in a pool of processes on this machine, or as Ray
 tasks on a cluster. Each cell is independent; the driver writes every result to the study folder as it
 arrives, so any of them resumes where it stopped. A worker that dies (out of memory, killed, a lost Ray
-node) fails its cell, which ``--retry-failed`` runs again; the others go on.
+node) fails its cell, which ``--retry-failed`` runs again (a cell it was continuing keeps its earlier
+result, as any failed continuation does: a later ``--extend`` tries again); the others go on.
 
 Pool workers die with their parent: on Linux the kernel kills them when it ends (``PR_SET_PDEATHSIG``),
 and everywhere a watchdog thread ends a worker whose parent process is gone, so killing a study (SIGTERM or
@@ -105,21 +106,20 @@ def _pool_wave(
     pools = [_pool(1 if per_cell else workers, threads) for _ in (cells if per_cell else cells[:1])]
     broken: list[Cell] = []
     try:
+        earlier = [study.to_continue(cell) for cell in cells]
         futures = {
-            pools[i if per_cell else 0].submit(
-                _pool_cell, job, cell, study.baseline_row(cell), study.to_continue(cell)
-            ): cell
+            pools[i if per_cell else 0].submit(_pool_cell, job, cell, study.baseline_row(cell), earlier[i]): i
             for i, cell in enumerate(cells)
         }
         for future in concurrent.futures.as_completed(futures):
-            cell = futures[future]
+            cell = cells[futures[future]]
             try:
                 row = future.result()
             except concurrent.futures.process.BrokenProcessPool:
                 if lost is None:
                     broken.append(cell)
                     continue
-                row = _lost(cell, job, lost)
+                row = _lost(cell, job, lost, earlier[futures[future]])
             finish(cell, row)
     except BaseException:  # interrupted: end the workers now rather than wait for their cells
         for pool in pools:
@@ -148,7 +148,11 @@ def _quiet_resource_tracker() -> None:
         sys.warnoptions.append(option)
 
 
-def _lost(cell: Cell, job: CellJob, reason: str) -> CellRow:
+def _lost(cell: Cell, job: CellJob, reason: str, earlier: CellRow | None) -> CellRow:
+    """The row of a cell whose worker died: failed, or, continuing its ``earlier`` row, that row kept as it
+    was with the reason (``not_extended``), as any failed continuation is."""
+    if earlier is not None:
+        return earlier.replace(not_extended=reason)
     return blank_row(cell, job.setup, lr=job.lr).failed(f"{reason}; run again with --retry-failed")
 
 
@@ -214,15 +218,18 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
         num_cpus=executor.cpus_per_cell, num_gpus=executor.gpus_per_cell, max_retries=0
     )
     threads = max(1, int(executor.cpus_per_cell))
-    pending: dict[Any, Cell] = {}
+    pending: dict[Any, tuple[Cell, CellRow | None]] = {}
     try:
         for wave in waves(cells):
-            pending = {task.remote(job, cell, study.baseline_row(cell), threads, study.to_continue(cell)): cell
-                       for cell in wave}  # fmt: skip
+            pending = {}
+            for cell in wave:
+                earlier = study.to_continue(cell)
+                ref = task.remote(job, cell, study.baseline_row(cell), threads, earlier)
+                pending[ref] = (cell, earlier)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                cell = pending.pop(ready[0])
-                finish(cell, _ray_result(ray, ready[0], cell, job))
+                cell, earlier = pending.pop(ready[0])
+                finish(cell, _ray_result(ray, ready[0], cell, job, earlier))
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -284,9 +291,10 @@ def _ray_cell(
     return job.run(cell, baseline, latency=False, earlier=earlier)
 
 
-def _ray_result(ray: Any, ref: Any, cell: Cell, job: CellJob) -> CellRow:
+def _ray_result(ray: Any, ref: Any, cell: Cell, job: CellJob, earlier: CellRow | None) -> CellRow:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as err:
         reason = " ".join(str(err).split())[:200]
-        return _lost(cell, job, f"the Ray worker running this cell was lost ({type(err).__name__}: {reason})")
+        lost = f"the Ray worker running this cell was lost ({type(err).__name__}: {reason})"
+        return _lost(cell, job, lost, earlier)

@@ -7,7 +7,10 @@ Its first E0 epochs ran the E0-epoch schedule (StepLR at thirds of E0), which de
 cell is close to a fresh E1-epoch run, not equal to it, unless both schedules agree on those epochs (each
 cell records how many epochs did not, and the rates before and after the continuation; the summary and
 the plots say which cells were extended). ``study.json`` records every extension and what it did to each
-cell.
+cell. A continuation that fails keeps the cell's earlier result and checkpoint (a later extension tries
+again). An interrupted extension resumes with the same count; another count is refused until it is
+finished, since the epochs it ran past the cell's record followed its schedule, which one extension record
+(from one schedule to another) cannot tell.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ..._errors import UsageError
 from ..._files import write_json
 from ..training import TrainConfig, scheduled_lr
 from .folder import SETUP_FILE, load_json
-from .record import CellRow, Extension
+from .record import CellRow, Extension, stopped
 
 RULE = (
     "each cell continued from its checkpoint with the schedule of the new epoch count from the epoch it "
@@ -42,6 +45,33 @@ def check_longer(out: Path, epochs: int, recorded: dict[str, Any]) -> None:
     raise UsageError(
         f"`extend` needs `epochs` above the {before} the study in {out} was trained for, got epochs={epochs}; "
         f"give a larger `epochs` (e.g. epochs={2 * before})",
+        param=("extend", "epochs"),
+    )
+
+
+def check_finished(epochs: int, continued: list[tuple[str, CellRow, Path]]) -> None:
+    """Refuse to extend to ``epochs`` while the checkpoint of a cell to continue (``(cell id, its row, its
+    checkpoint)``) holds an unfinished extension to another count: its epochs past the cell's record ran
+    that count's schedule, which an extension record (one step from one schedule to another) cannot tell.
+
+    Raises:
+        UsageError: the unfinished extension, and the count that finishes it.
+    """
+    from ..checkpoints import checkpoint_progress
+
+    stopped_within = []
+    for cell_id, row, path in continued:
+        progress = checkpoint_progress(path)
+        if progress is not None and progress[0] > (row.epochs or 0) and progress[1] != epochs:
+            stopped_within.append((cell_id, row.epochs, *progress))
+    if not stopped_within:
+        return
+    cell_id, recorded, done, run = stopped_within[0]
+    raise UsageError(
+        f"`extend`: {len(stopped_within)} of the cells to continue stopped part way through an extension to "
+        f"{run} epochs (such as {cell_id}: {done} epochs in its checkpoint, {recorded} in its record), and "
+        f"epochs={epochs} would continue them under another schedule than the one they ran; finish that "
+        f"extension first with epochs={run} extend=True, then extend to {epochs}",
         param=("extend", "epochs"),
     )
 
@@ -94,10 +124,12 @@ def outcome(row: CellRow | None, epochs: int) -> Any:
         return "not run yet"
     if not row.ok:
         return f"failed: {row.error}"
+    if row.not_extended is not None:
+        return f"failed: {row.not_extended}; kept at {row.epochs} epochs"
     if row.extensions and row.extensions[-1].to_epochs == epochs:
         return {"continued": True, **row.extensions[-1].__dict__}
     if row.epochs == epochs:
         return f"trained fresh for {epochs} epochs"
-    if row.curve and row.curve[-1].loss != row.curve[-1].loss:
-        return f"not continued: its training stopped at a NaN loss (kept at {len(row.curve)} epochs)"
+    if stopped(row):
+        return f"not continued: its training stopped at a non-finite loss (kept at {len(row.curve)} epochs)"
     return f"not continued (kept at {row.epochs} epochs)"

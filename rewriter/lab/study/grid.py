@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -25,9 +24,9 @@ from ...engine.recipe import Recipe
 from ...engine.registry import list_strategies
 from .._ranges import bounded, check_ranges
 from .errors import StudyError
-from .extension import check_longer, planned
+from .extension import check_finished, check_longer, planned
 from .folder import SETUP_FILE, check_folder, check_same_study, read_record
-from .record import CellRow
+from .record import CellRow, stopped
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,14 @@ class Cell:
         return f"{_readable(self.model)}-{source}__{_readable(self.variant.label)}__seed{self.seed}"
 
 
+CHECKPOINTS = "checkpoints"  # the folder of a study's checkpoints, in its ``out``
+
+
+def checkpoint_file(folder: Path, cell: Cell) -> Path:
+    """The checkpoint of ``cell`` in the checkpoints ``folder``."""
+    return Path(folder) / f"{cell.id}.pt"
+
+
 @dataclass
 class Study:
     """A grid of models x variants x seeds and where its results live. ``extend`` allows a setup of more
@@ -198,7 +205,7 @@ class Study:
         return self.out / "cells" / f"{cell.id}.json"
 
     def checkpoint_path(self, cell: Cell) -> Path:
-        return self.out / "checkpoints" / f"{cell.id}.pt"
+        return checkpoint_file(self.out / CHECKPOINTS, cell)
 
     def keeps_checkpoints(self) -> bool:
         """Whether cells write their checkpoints: asked for now, by an extension, or recorded so earlier."""
@@ -284,6 +291,8 @@ class Study:
             check_same_study(self.out, now, {v.label: v.recipe.to_dict() for v in self.variants}, recorded)
             if self.extend:
                 check_longer(self.out, self.setup.epochs, recorded)
+                continued = [(c.id, self.to_continue(c), self.checkpoint_path(c)) for c in self.cells]
+                check_finished(self.setup.epochs, [(i, row, path) for i, row, path in continued if row])
             self.check_checkpoints()
         return recorded
 
@@ -335,11 +344,6 @@ def _as_recorded(now: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any
     (such a folder's study ran with that default)."""
     defaults = {f.name: f.default for f in fields(StudySetup)}
     return {k: v for k, v in now.items() if k in recorded or v != defaults.get(k)}
-
-
-def stopped(row: CellRow) -> bool:
-    """Whether the cell's training ended at a NaN or infinite loss (its last epoch has no finite loss)."""
-    return bool(row.curve) and not math.isfinite(row.curve[-1].loss)
 
 
 def _blank(cell: Cell) -> CellRow:

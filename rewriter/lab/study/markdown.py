@@ -110,6 +110,9 @@ def _row(g: Group, name: str) -> str:
     seeds = str(g.n) + (f" ({g.failed} failed)" if g.failed else "")
     recipe = g.recipe + (" (no change)" if g.same_as_baseline else "")
     recipe += f" (extended {', '.join(h for h in g.histories if h != 'fresh')})" if g.extended else ""
+    recipe += (
+        f" (not extended: kept at {', '.join(map(str, g.not_extended))} epochs)" if g.not_extended else ""
+    )
 
     def d(value: float | None) -> str:
         return "-" if reference else _pct(value)

@@ -93,6 +93,8 @@ class CellRow:
     error: str | None = None
     curve: tuple[EpochPoint, ...] = field(default=(), metadata={"csv": False})
     extensions: tuple[Extension, ...] = field(default=(), metadata={"csv": False})  # study --extend
+    # why the latest continuation of this cell failed: it kept its earlier result (None: none failed)
+    not_extended: str | None = field(default=None, metadata={"csv": False})
 
     @property
     def ok(self) -> bool:
@@ -157,6 +159,11 @@ class CellRow:
         except (RecursionError, ValueError) as err:  # nested too deeply, a 5000-digit number
             raise StudyError(f"{path}: not a cell record this study wrote ({type(err).__name__})") from err
         return cls.from_json(data, where=str(path))
+
+
+def stopped(row: CellRow) -> bool:
+    """Whether the cell's training ended at a NaN or infinite loss (its last epoch has no finite loss)."""
+    return bool(row.curve) and not math.isfinite(row.curve[-1].loss)
 
 
 #: the columns of results.csv: every field but the curve and the extensions, which ``extended`` sums up

@@ -14,7 +14,7 @@ from .cells import CellJob, build_variant, fill_latency
 from .errors import StudyError
 from .executors import Executor, run_processes, run_ray, run_serial
 from .folder import load_json
-from .grid import Cell, Study
+from .grid import CHECKPOINTS, Cell, Study
 from .markdown import PlotCurves, PlotPareto, write_results
 from .record import CellRow
 
@@ -94,7 +94,7 @@ def run_study(
         study.prepare()
     if world > 1:
         torch.distributed.barrier()
-    job = CellJob(study.setup, _study_lr(study, device, rank), device, checkpoints=study.out / "checkpoints",
+    job = CellJob(study.setup, _study_lr(study, device, rank), device, checkpoints=study.out / CHECKPOINTS,
                   keep=study.keeps_checkpoints())  # fmt: skip
     pending = study.pending()
     bar = progress_bar(total=len(study.cells), initial=len(study.cells) - len(pending), desc="study",

@@ -50,6 +50,7 @@ class Group:
     pareto_all: bool = False
     histories: tuple[str, ...] = ()  # how its cells were trained: "fresh", or "12>24" for extended ones
     extensions: tuple[Extension, ...] = ()  # the distinct extensions of its cells (``study --extend``)
+    not_extended: tuple[int, ...] = ()  # the epochs its cells whose continuation failed were kept at
 
     @property
     def extended(self) -> bool:
@@ -103,6 +104,7 @@ def _group(model: str, source: str, recipe: str, cells: list[CellRow]) -> Group:
         chance=_mean([r.chance for r in ok]),
         histories=tuple(sorted({Extension.history(r.extensions) for r in ok})),
         extensions=tuple(dict.fromkeys(e for r in ok for e in r.extensions)),
+        not_extended=tuple(sorted({r.epochs or 0 for r in ok if r.not_extended is not None})),
     )  # fmt: skip
 
 

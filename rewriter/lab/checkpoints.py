@@ -19,7 +19,7 @@ from torch import nn
 
 from .._files import atomic_path
 from .._text import one_line, root_cause
-from .train_records import EpochRecord, TrainConfig, TrainError
+from .train_records import EpochRecord, TrainConfig, TrainError, scheduled_lr
 
 #: fields that may differ between a run and its resumption: they do not change what is computed
 _FREE = frozenset({"workers", "test_every"})  # how it is run, not what is trained
@@ -109,8 +109,7 @@ def continue_schedule(
     optimizer, scheduler: torch.optim.lr_scheduler.StepLR, config: TrainConfig, epoch: int
 ) -> None:
     """Set ``scheduler`` (``config``'s StepLR) and the rates of ``optimizer`` to where ``config``'s schedule
-    is at ``epoch``: the rate a fresh run of the new length uses there (``training.scheduled_lr``)."""
-    from .training import scheduled_lr  # training imports this module
+    is at ``epoch``: the rate a fresh run of the new length uses there (``train_records.scheduled_lr``)."""
 
     factor = scheduled_lr(config, epoch) / config.lr
     rates = [base * factor for base in scheduler.base_lrs]

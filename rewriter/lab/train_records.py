@@ -3,6 +3,7 @@ figures, and the result; and the error training raises."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -95,3 +96,14 @@ def _median(values: list[float]) -> float | None:
 
     finite = [v for v in values if v == v]
     return round(statistics.median(finite), 1) if finite else None
+
+
+def step_every(config: TrainConfig) -> int:
+    """Epochs between two divisions of the rate: ``step_every``, or a third of the epochs (paper 000's 60
+    epochs divided at 20 and 40, scaled)."""
+    return config.step_every or max(1, math.ceil(config.epochs / 3))
+
+
+def scheduled_lr(config: TrainConfig, epoch: int) -> float:
+    """The rate ``config``'s schedule gives epoch ``epoch`` (0-based; the warm-up's ramp not included)."""
+    return config.lr * config.gamma ** (epoch // step_every(config))

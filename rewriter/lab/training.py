@@ -12,7 +12,6 @@ format (``precision.py``: bf16 autocast and channels_last where the hardware com
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from .checkpoints import restore, save_checkpoint
 from .data import DataSource
 from .precision import Precision, resolve_precision
 from .scoring import tally
-from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult
+from .train_records import EpochRecord, TrainConfig, TrainError, TrainResult, scheduled_lr, step_every
 
 __all__ = [  # the records are defined in train_records and belong to this module's interface too
     "EpochRecord", "TrainConfig", "TrainError", "TrainResult", "distributed", "evaluate", "evaluate_loss",
@@ -93,17 +92,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def _step_every(config: TrainConfig) -> int:
-    return config.step_every or max(1, math.ceil(config.epochs / 3))
-
-
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.StepLR:
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=_step_every(config), gamma=config.gamma)
-
-
-def scheduled_lr(config: TrainConfig, epoch: int) -> float:
-    """The rate ``config``'s schedule gives epoch ``epoch`` (0-based; the warm-up's ramp not included)."""
-    return config.lr * config.gamma ** (epoch // _step_every(config))
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_every(config), gamma=config.gamma)
 
 
 def evaluate_loss(

@@ -21,6 +21,7 @@ DESTS = {
     "model_args": "model_arg",
     "leaf_modules": "leaf_module",
     "unbounded": "allow_large",
+    "width_factors": "width_factor",
 }
 
 #: a value after ``name=``: a quoted string (its quotes dropped) or a bare word (a number, True, cpu; a

@@ -23,6 +23,7 @@ from ..render import format_front, plot_front
 from ._accuracy import add_accuracy_arguments, check_accuracy_arguments, run_search, wants_search
 from ._common import check_outputs, print_json, request_of, status, write_report
 from ._conventions import add_format_argument, add_latency_argument, output_format
+from ._flags import in_flags
 from ._parser import (
     DATA_HELP,
     MAX_BATCH,
@@ -81,6 +82,9 @@ examples:
 
 the search space per strategy is printed with --dry-run --verbose and written to the --report JSON.
 """
+
+#: the parameters the optimizer's notes and its choice's reason may name (they carry no ``param`` of their own)
+NOTE_PARAMS = ("prefer", "weights", "width_factors")
 
 
 def amount(text: str) -> float | Ratio:
@@ -318,8 +322,10 @@ def _report(result: OptimizeResult, validation, final, args: argparse.Namespace)
                 f"searched {choices.name} (order {choices.order}): {len(choices.configs)} configurations: {tried}"
             )
         print()
+    for note in result.notes:  # written for Python callers: the parameters they name, as this command's flags
+        status(f"note: {in_flags(note, NOTE_PARAMS, args.command_parser)}")
     status_line = {"chosen": "chosen", "baseline": "kept", "over-budget": "no choice"}[result.choice.status]
-    print(f"{status_line}: {result.choice.reason}")
+    print(f"{status_line}: {in_flags(result.choice.reason, NOTE_PARAMS, args.command_parser)}")
     if validation is not None:
         print(f"\nvalidation ({validation.out}): {validation.summary}")
     if final is not None and result.choice.status == "chosen":

@@ -240,7 +240,7 @@ def choose(
     if not within:
         closest = min(evaluated, key=lambda c: (budget.excess(c.figures), key(c)))
         capped = (
-            "" if math.isinf(cap) else f" at no more than the baseline's {objective} (--prefer fit lifts it)"
+            "" if math.isinf(cap) else f" at no more than the baseline's {objective} (prefer='fit' lifts it)"
         )
         reason = (
             f"no candidate meets the budget ({budget.text()}){capped}; the closest is {closest.label}: "

@@ -265,8 +265,8 @@ def _widths_from_data(
             continue
         if not context.pretrained:
             notes.append(
-                f"width not searched: {scaling.measured_from} needs a trained baseline (give --weights, or "
-                "--width-factor)"
+                f"width not searched: {scaling.measured_from} needs a trained baseline (give its `weights`, "
+                "or `width_factors`)"
             )
             continue
         plan = get_strategy(name)().plan(model, context)

@@ -168,3 +168,20 @@ def test_a_bound_reached_through_a_recipe_or_a_model_argument_still_names_allow_
         capsys, "analyze", "tests.nets:tiny_cnn", "--model-arg", "in_chans=100", "--input-size", "16"
     )
     assert code == 2 and "--model-arg in_chans: 100 exceeds" in err and "lift it with --allow-large" in err
+
+
+def test_the_optimizers_notes_and_reason_name_flags_on_the_command_line_and_parameters_in_python(capsys):
+    code, out, err = run(capsys, "optimize", "tests.nets:tiny_cnn", "--input-size", "16", "--data", "synthetic:64",
+                         "--max-flops", "1", "--dry-run")  # fmt: skip
+    assert (
+        "note: width not searched: saturation needs a trained baseline (give its --weights, or --width-factor)"
+        in err
+    )
+    assert code == 3 and "at no more than the baseline's flops (--prefer fit lifts it)" in out
+    import rewriter
+    from rewriter.lab.data import load_data
+
+    result = rewriter.optimize_model("tests.nets:tiny_cnn", input_size=16, data=load_data("synthetic:64", 16),
+                                     max_flops=1, dry_run=True)  # fmt: skip
+    assert "(give its `weights`, or `width_factors`)" in " ".join(result.notes)
+    assert "(prefer='fit' lifts it)" in result.choice.reason and "--" not in result.choice.reason

@@ -131,7 +131,7 @@ def test_an_untrained_baseline_gets_no_measured_width_and_says_why(registered):
         slim(), input_size=8, data=[0] * 8, exclude=_all_but("thin-out"), dry_run=True
     )
     assert result.notes == (
-        "width not searched: count of images needs a trained baseline (give --weights, or --width-factor)",
+        "width not searched: count of images needs a trained baseline (give its `weights`, or `width_factors`)",
     )
     assert [c.label for c in result.candidates] == ["baseline"]
 

@@ -11,7 +11,7 @@ bounded number of characters.
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -32,22 +32,38 @@ def plain_fault(value: Any, *, max_items: int = MAX_ITEMS, max_depth: int = MAX_
         >>> plain_fault(bomb)
         'holds more than 100000 values (shared ones counted each time they are reached)'
     """
-    stack = [(value, 0)]
+    too_many = f"holds more than {max_items} values (shared ones counted each time they are reached)"
+    return _walk_fault(value, _children, _leaf_fault, too_many, max_items=max_items, max_depth=max_depth)
+
+
+def _walk_fault(
+    root: Any,
+    children: Callable[[Any], list[Any]],
+    leaf_fault: Callable[[Any], str | None],
+    too_many: str,
+    *,
+    max_items: int,
+    max_depth: int,
+) -> str | None:
+    """The first bound a depth-first walk from ``root`` exceeds (``too_many`` when it visits more than
+    ``max_items``), or None; what the values are (Python objects, YAML nodes) is ``children``' and
+    ``leaf_fault``'s business."""
+    stack = [(root, 0)]
     visited = 0
     while stack:
         item, depth = stack.pop()
         visited += 1
         if visited > max_items:
-            return f"holds more than {max_items} values (shared ones counted each time they are reached)"
+            return too_many
         if depth > max_depth:
             return f"is nested deeper than {max_depth} levels"
-        fault = _leaf_fault(item)
+        fault = leaf_fault(item)
         if fault:
             return fault
-        children = _children(item)
-        if len(children) > max_items:
-            return f"holds a collection of {len(children)} values, more than {max_items}"
-        stack.extend((child, depth + 1) for child in children)
+        below = children(item)
+        if len(below) > max_items:
+            return f"holds a collection of {len(below)} values, more than {max_items}"
+        stack.extend((child, depth + 1) for child in below)
     return None
 
 
@@ -121,20 +137,21 @@ def load_yaml(text: str, *, where: str, error: type[Exception], max_items: int =
 
 
 def _node_fault(root: yaml.Node, max_items: int) -> str | None:
-    stack = [(root, 0)]
-    visited = 0
-    while stack:
-        node, depth = stack.pop()
-        visited += 1
-        if visited > max_items:
-            return f"expands to more than {max_items} values (its aliases counted each time they are used)"
-        if depth > MAX_DEPTH:
-            return f"is nested deeper than {MAX_DEPTH} levels"
-        if isinstance(node, yaml.ScalarNode):
-            if len(node.value) > MAX_TEXT:
-                return f"holds a value of {len(node.value)} characters, more than {MAX_TEXT}"
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend((part, depth + 1) for pair in node.value for part in pair)
-        else:
-            stack.extend((child, depth + 1) for child in node.value)
+    too_many = f"expands to more than {max_items} values (its aliases counted each time they are used)"
+    return _walk_fault(
+        root, _node_children, _scalar_fault, too_many, max_items=max_items, max_depth=MAX_DEPTH
+    )
+
+
+def _scalar_fault(node: yaml.Node) -> str | None:
+    if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_TEXT:
+        return f"holds a value of {len(node.value)} characters, more than {MAX_TEXT}"
     return None
+
+
+def _node_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.ScalarNode):
+        return []
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value)

@@ -29,6 +29,7 @@ from ..lab.data import DataSource, dataset_labels, load_data
 from ..lab.model_request import ModelRequest, model_for_data
 from ..lab.sampling import holdout, subset
 from ..lab.study import Executor
+from ..lab.study.executors import import_ray, ray_session
 from ..lab.training import TrainConfig, evaluate, train
 from .errors import OptimizeError
 
@@ -241,39 +242,18 @@ def _result(future: concurrent.futures.Future, job: TrialJob) -> TrialOutcome:
 
 @contextlib.contextmanager
 def executor_session(executor: Executor) -> Iterator[None]:
-    """Hold one Ray connection over the whole search (``executor`` ray; none else): the Ray instance this
-    process is connected to, else ``executor.address`` (``auto``: the cluster ``ray start --head`` started),
-    else a local one started here and shut down at the end."""
+    """Hold one Ray connection over the whole search (``executor`` ray; none else): the study's
+    ``ray_session`` (the connection, its reachability and the nodes' resources checked the same way)."""
     if executor.kind != "ray":
         yield
         return
-    ray = _import_ray()
-    owned = not ray.is_initialized()
-    if owned:
-        try:
-            ray.init(address=executor.address, include_dashboard=False, logging_level="warning")
-        except (ConnectionError, ValueError, RuntimeError) as err:
-            raise OptimizeError(
-                f"the ray executor cannot reach Ray at {executor.address or 'a new local instance'}: {err}"
-            ) from err
-    try:
+    with ray_session(executor):
         yield
-    finally:
-        if owned:
-            ray.shutdown()
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as err:
-        raise OptimizeError("the ray executor needs Ray: pip install 'rewriter[ray]'") from err
-    return ray
 
 
 def _run_ray(setup: TrialSetup, jobs: Sequence[TrialJob], executor: Executor) -> list[TrialOutcome]:
     """One Ray task per job (no retries: a lost worker fails its candidate), inside ``executor_session``."""
-    ray = _import_ray()
+    ray = import_ray()
     if setup.device is None and not executor.gpus_per_cell:
         setup = dataclasses.replace(setup, device="cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(run_trial).options(

@@ -100,3 +100,18 @@ def test_a_study_asking_more_than_the_local_ray_instance_has_is_refused(capsys, 
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
         ray.shutdown()
+
+
+def test_the_optimizers_search_holds_ray_as_a_study_does_refusing_an_address_that_does_not_answer():
+    pytest.importorskip("ray")
+    from rewriter.optimize.trials import executor_session
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    session = executor_session(Executor("ray", address=f"127.0.0.1:{port}", connect_timeout=2.0))
+    # the reachability check's own words: ray.init was not left to wait on the address
+    with pytest.raises(
+        StudyError, match=f"cannot reach Ray at 127.0.0.1:{port}.*connect_timeout sets the wait"
+    ):
+        session.__enter__()

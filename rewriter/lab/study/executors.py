@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -184,7 +184,7 @@ def _watch(parent: int) -> None:
     os._exit(1)
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
@@ -192,11 +192,18 @@ def _import_ray() -> Any:
     return ray
 
 
-def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, executor: Executor) -> None:
-    """One Ray task per cell (``num_cpus``/``num_gpus`` from the executor, no retries: a lost worker is a
-    failed cell), baselines first. Uses the Ray instance this process is connected to, else connects to
-    ``executor.address`` (``auto``: the cluster ``ray start --head`` started), else starts a local one."""
-    ray = _import_ray()
+@contextlib.contextmanager
+def ray_session(executor: Executor) -> Iterator[Any]:
+    """Ray, connected for the ``with`` block: the instance this process is connected to, else
+    ``executor.address`` (``auto``: the cluster ``ray start --head`` started; an address that answers
+    nothing within ``connect_timeout`` is refused before ``ray.init`` waits on it), else a local one started
+    here; refused where no node can run one cell. A connection made here is shut down at the end. What a
+    study and the optimizer's search both use.
+
+    Raises:
+        StudyError: Ray missing, unreachable, or no node with a cell's CPUs and GPUs.
+    """
+    ray = import_ray()
     owned = not ray.is_initialized()
     if owned:
         check_reachable(executor.address, executor.connect_timeout)
@@ -208,10 +215,22 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
             ) from err
     try:
         check_feasible(executor, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
-    except StudyError:
+        yield ray
+    finally:
         if owned:
             ray.shutdown()
-        raise
+
+
+def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, executor: Executor) -> None:
+    """One Ray task per cell (``num_cpus``/``num_gpus`` from the executor, no retries: a lost worker is a
+    failed cell), baselines first, in a ``ray_session``."""
+    with ray_session(executor) as ray:
+        _run_cells(ray, study, cells, job, finish, executor)
+
+
+def _run_cells(
+    ray: Any, study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, executor: Executor
+) -> None:
     if job.device is None and not executor.gpus_per_cell:
         job = dataclasses.replace(job, device="cpu")  # a task without a GPU of its own trains on the CPU
     task = ray.remote(_ray_cell).options(
@@ -234,9 +253,6 @@ def run_ray(study: Study, cells: Sequence[Cell], job: CellJob, finish: Finish, e
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-    finally:
-        if owned:
-            ray.shutdown()
 
 
 def check_reachable(address: str | None, timeout: float) -> None:
